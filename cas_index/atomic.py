@@ -1,0 +1,60 @@
+"""Atomic file replacement: a reader sees the old file or the new one, never a mix.
+
+Every file this project publishes goes through here: it is written to a hidden temporary
+name in the same folder (same filesystem, so the rename is atomic), flushed, given the
+usual 0644-style permissions (mkstemp would leave 0600, which a web server cannot read),
+and renamed over the final name. `write_if_changed` leaves an identical file alone so its
+mtime, and the ETag/Last-Modified a server derives from it, stay valid.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _umask_mode()
+
+
+def temp_path_for(path: Path) -> tuple[int, Path]:
+    """An open descriptor and hidden temporary path beside `path`, on the same filesystem."""
+    fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
+    return fd, Path(name)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
+    """Replace `path` with `data` atomically."""
+    path = Path(path)
+    fd, tmp = temp_path_for(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_if_changed(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> bool:
+    """Write atomically unless the file already holds exactly `data`. True when written."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, data, fsync=fsync)
+    return True

@@ -1,0 +1,7 @@
+"""`python -m cas_mirror` runs cas-sync."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""`cas-sync`: the command line. A thin layer that turns flags into configuration
+overrides, calls the sync functions, and maps errors to the documented exit statuses.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from . import config as cfg
+from .errors import EXIT_BUG, EXIT_OK, CasError
+
+# (click parameter name, configuration key, flag as the user typed it)
+_OVERRIDES = [
+    ("mirror_dir", "mirror_dir", "--mirror-dir"),
+    ("remote_url", "remote_url", "--remote-url"),
+    ("channel", "channels", "--channel"),
+    ("platform", "platforms", "--platform"),
+    ("workers", "workers", "--workers"),
+    ("timeout", "timeout", "--timeout"),
+    ("retries", "retries", "--retries"),
+    ("proxy", "proxy", "--proxy"),
+    ("ca_bundle", "ssl_verify", "--ca-bundle"),
+    ("no_ssl_verify", "ssl_verify", "--no-ssl-verify"),
+    ("minimum_free_space", "minimum_free_space", "--minimum-free-space"),
+    ("keep_removed", "keep_removed", "--keep-removed"),
+    ("diff_file", "diff_file", "--diff-file"),
+]
+
+
+def overrides_from(params: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """Configuration overrides for the flags the user actually gave."""
+    out = []
+    for name, key, flag in _OVERRIDES:
+        value = params.get(name)
+        if value in (None, (), False):
+            continue
+        if name == "no_ssl_verify":
+            value = False
+        elif isinstance(value, tuple):
+            value = list(value)
+        out.append((key, value, flag))
+    return out
+
+
+def config_options(func):
+    """The flags every cas-sync command shares: where the configuration comes from."""
+    options = [
+        click.option("-f", "--config", "config_file", type=click.Path(dir_okay=False),
+                     help="Read this YAML file after /etc/cas-mirror and ~/.cas-mirror."),
+        click.option("--mirror-dir", type=str, help="Override mirror_dir."),
+        click.option("--remote-url", type=str, help="Override remote_url."),
+        click.option("--channel", multiple=True,
+                     help="Mirror this channel (path under remote_url, or a URL); repeatable."),
+        click.option("--platform", multiple=True,
+                     help="Mirror this platform (noarch is always added); repeatable."),
+        click.option("--workers", type=int, help="Parallel downloads."),
+        click.option("--timeout", type=float, help="Network timeout in seconds."),
+        click.option("--retries", type=int, help="Retries per request."),
+        click.option("--proxy", type=str, help="HTTP(S) proxy URL."),
+        click.option("--ca-bundle", type=str, help="Verify TLS with this CA bundle."),
+        click.option("--no-ssl-verify", is_flag=True, help="Do not verify TLS certificates."),
+        click.option("--minimum-free-space", type=str,
+                     help="Refuse to download when less than this is free (e.g. '5 GB')."),
+        click.option("--keep-removed", is_flag=True, help="Keep files upstream removed."),
+        click.option("--diff-file", type=str, help="Write the list of new/changed files here."),
+        click.option("--debug", is_flag=True, help="Show a traceback on unexpected errors."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--show", is_flag=True,
+              help="Print the effective configuration and where each value came from; "
+                   "touches no network.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --show).")
+@config_options
+@click.version_option(package_name="cas-mirror", prog_name="cas-sync")
+def cli(show: bool, as_json: bool, config_file: str | None, debug: bool, **params: Any) -> int:
+    """Mirror conda channels into a local folder that conda, mamba, pixi and rattler use.
+
+    Configuration is read from /etc/cas-mirror, then ~/.cas-mirror (the user file wins),
+    then -f FILE, then the flags below.
+    """
+    config = cfg.load_config(config_file, overrides_from(params))
+    if show:
+        click.echo(cfg.show_as_json(config) if as_json else cfg.render_show(config), nl=False)
+        return EXIT_OK
+    raise click.UsageError("nothing to do yet: use --show")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and maps errors to exit statuses."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        result = cli.main(args=argv, prog_name="cas-sync", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("cas-sync: interrupted", err=True)
+        return 130
+    except CasError as exc:
+        click.echo(f"cas-sync: error: {exc}", err=True)
+        return exc.exit_code
+    except Exception:  # a bug: say so plainly, traceback only on request
+        if "--debug" in argv:
+            traceback.print_exc()
+        else:
+            click.echo(
+                f"cas-sync: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
+                "for the traceback and please report it",
+                err=True,
+            )
+        return EXIT_BUG
+    return result if isinstance(result, int) else EXIT_OK

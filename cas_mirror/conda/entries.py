@@ -1,0 +1,153 @@
+"""Blacklist / whitelist entries: parsing them from configuration and matching records.
+
+An entry is one of (GUIDE section 1):
+
+- a package name: ``flask``
+- a glob over names: ``r-*``
+- a name with a conda version spec (and optionally a build glob):
+  ``numpy >=1.20,<2``, ``python 3.11.*``, ``numpy>=1.20``, ``openssl 3.* *_0``
+- a conda-mirror style mapping, every key of which must match:
+  ``{name: "r-*", version: ">=4", license: "*GPL*"}``. As in conda-mirror, each value is a
+  case-insensitive glob over the record's field, except that a ``version`` containing an
+  operator is a conda version spec.
+
+Parsing raises `EntryError` with a message for the user; matching is a pure function of the
+entry and a record (a repodata dict). Version specs are evaluated with py-rattler, the
+conda world's own implementation, so they mean exactly what they mean to conda/pixi.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any, Mapping
+
+from ..errors import did_you_mean
+
+_NAME_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.*?\[\]!-]+?)\s*(?P<rest>(?:[=<>~].*|!=.*|\s.*)?)$")
+_SPEC_OPERATOR = re.compile(r"[=<>!~|,]")
+# Record fields a mapping entry may test. `platform` is accepted as a synonym of subdir.
+MAPPING_KEYS = ("name", "version", "build", "build_number", "license", "license_family",
+                "subdir", "platform", "fn")
+
+
+class EntryError(ValueError):
+    """An entry that cannot be understood; the message says why and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A parsed entry: an AND of field tests. `text` is how the user wrote it."""
+
+    text: str
+    name_glob: str
+    version_spec: Any = None  # rattler.VersionSpec, or None
+    field_globs: tuple[tuple[str, str], ...] = ()  # (record field, lowercase glob)
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        name = record.get("name", "")
+        if not fnmatchcase(name.lower(), self.name_glob):
+            return False
+        for field, glob in self.field_globs:
+            if not fnmatchcase(str(record.get(field, "")).lower(), glob):
+                return False
+        if self.version_spec is not None:
+            version = _parse_version(str(record.get("version", "")))
+            if version is None or not self.version_spec.matches(version):
+                return False
+        return True
+
+
+def parse_entry(raw: Any) -> Entry:
+    """Parse one configured entry (a string or a mapping)."""
+    if isinstance(raw, str):
+        return _parse_string(raw)
+    if isinstance(raw, Mapping):
+        return _parse_mapping(raw)
+    raise EntryError(
+        f"entry {raw!r} is a {type(raw).__name__}; expected a package name, a glob, "
+        "'name <version spec>' or a mapping like {name: 'r-*', version: '>=4'}"
+    )
+
+
+def parse_entries(raws: list[Any]) -> list[Entry]:
+    out = []
+    for index, raw in enumerate(raws):
+        try:
+            out.append(parse_entry(raw))
+        except EntryError as exc:
+            raise EntryError(f"item {index + 1}: {exc}") from None
+    return out
+
+
+def _parse_string(text: str) -> Entry:
+    match = _NAME_RE.match(text)
+    if not text.strip() or not match:
+        raise EntryError(
+            f"entry {text!r} is not a package name, glob or 'name <version spec>'"
+        )
+    name = match.group("name").lower()
+    rest = match.group("rest").strip()
+    if not rest:
+        return Entry(text=text, name_glob=name)
+    parts = rest.split()
+    if len(parts) > 2:
+        raise EntryError(
+            f"entry {text!r}: expected 'name [version spec] [build glob]', got {len(parts) + 1} words"
+        )
+    spec = _version_spec(parts[0], text)
+    globs = (("build", parts[1].lower()),) if len(parts) == 2 else ()
+    return Entry(text=text, name_glob=name, version_spec=spec, field_globs=globs)
+
+
+def _parse_mapping(raw: Mapping[Any, Any]) -> Entry:
+    text = "{" + ", ".join(f"{k}: {v}" for k, v in raw.items()) + "}"
+    if not raw:
+        raise EntryError("an empty mapping matches every package; give at least one key")
+    name_glob = "*"
+    spec = None
+    globs: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or key.lower() not in MAPPING_KEYS:
+            hint = did_you_mean(str(key), MAPPING_KEYS)
+            raise EntryError(
+                f"mapping entry {text}: unknown key {key!r}{hint}; "
+                f"allowed keys: {', '.join(MAPPING_KEYS)}"
+            )
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise EntryError(
+                f"mapping entry {text}: value of {key!r} must be a string, got {value!r}"
+            )
+        key = "subdir" if key.lower() == "platform" else key.lower()
+        value = str(value)
+        if key == "name":
+            name_glob = value.lower()
+        elif key == "version" and _SPEC_OPERATOR.search(value):
+            spec = _version_spec(value, text)
+        else:
+            globs.append((key, value.lower()))
+    return Entry(text=text, name_glob=name_glob, version_spec=spec, field_globs=tuple(globs))
+
+
+def _version_spec(spec_text: str, entry_text: str) -> Any:
+    from rattler import VersionSpec  # imported only when an entry carries a spec
+
+    try:
+        return VersionSpec(spec_text)
+    except Exception as exc:  # rattler raises its own exception types
+        raise EntryError(
+            f"entry {entry_text!r}: {spec_text!r} is not a conda version spec ({exc}); "
+            "examples: '>=1.20,<2', '3.11.*', '1.2|1.3'"
+        ) from None
+
+
+@lru_cache(maxsize=65536)
+def _parse_version(text: str) -> Any:
+    from rattler import Version
+
+    try:
+        return Version(text)
+    except Exception:
+        return None  # an unparsable upstream version matches no spec

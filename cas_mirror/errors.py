@@ -1,0 +1,48 @@
+"""The errors users can act on, and the exit statuses they map to.
+
+Every error a user can cause or fix (bad configuration, a lock held by another run,
+no disk space) is a `CasError` carrying its exit status; the CLI prints its message
+in one line and exits with that status, without a traceback. Anything else that
+escapes is a bug and exits with `EXIT_BUG`.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1  # the run finished, some items failed; the published mirror is consistent
+EXIT_USAGE = 2  # bad command line, configuration or input file
+EXIT_LOCKED = 3  # another run holds the lock on this mirror
+EXIT_ABORTED = 4  # the run stopped early (disk space); what was published is consistent
+EXIT_BUG = 70  # an unexpected internal error (EX_SOFTWARE); please report it
+
+
+class CasError(Exception):
+    """An error with a message meant for the user and a documented exit status."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(CasError):
+    """Bad configuration file, key, value or command-line flag."""
+
+    exit_code = EXIT_USAGE
+
+
+class LockHeldError(CasError):
+    """Another run holds the lock on the same tree."""
+
+    exit_code = EXIT_LOCKED
+
+
+class AbortedError(CasError):
+    """The run stopped before its end for a reason outside our control (disk space)."""
+
+    exit_code = EXIT_ABORTED
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' when a choice is close to `word`, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
