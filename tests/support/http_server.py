@@ -217,7 +217,8 @@ class TestHTTPServer:
         self._routes: list[tuple[str, RouteHandler]] = []
         self._lock = threading.Lock()
         self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def port(self) -> int:

@@ -1,0 +1,232 @@
+"""The shared downloader against a real loopback server that misbehaves on request."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from cas_mirror.download import (DownloadJob, Downloader, FreeSpaceGuard, HttpError,
+                                 NetworkSettings, RetryPolicy)
+
+
+@pytest.fixture
+def upstream(tmp_path, http_server):
+    root = tmp_path / "upstream"
+    root.mkdir()
+    files = {}
+    for i in range(12):
+        data = os.urandom(50_000 + i * 1000)
+        (root / f"f{i}.bin").write_bytes(data)
+        files[f"f{i}.bin"] = data
+    server = http_server(root)
+    server.files = files
+    return server
+
+
+def job_for(server, name, dest_dir: Path, **overrides) -> DownloadJob:
+    data = server.files[name]
+    fields = dict(url=f"{server.url}/{name}", dest=dest_dir / name, size=len(data),
+                  sha256=hashlib.sha256(data).hexdigest())
+    fields.update(overrides)
+    return DownloadJob(**fields)
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make(retries=3, workers=4, **kwargs) -> tuple[Downloader, Sleeps]:
+    sleeps = Sleeps()
+    settings = NetworkSettings(workers=workers, timeout=kwargs.pop("timeout", 5.0),
+                               retries=retries, backoff=0.01)
+    return Downloader(settings, sleep=sleeps, **kwargs), sleeps
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_parallel_verified_download(upstream, tmp_path):
+    out = tmp_path / "out"
+    jobs = [job_for(upstream, name, out) for name in upstream.files]
+    downloader, sleeps = make()
+    results = downloader.download(jobs)
+    assert [r.job for r in results] == jobs
+    assert all(r.ok and r.attempts == 1 for r in results), results
+    for name, data in upstream.files.items():
+        assert (out / name).read_bytes() == data
+    assert leftovers(out) == []
+    assert sleeps == []
+    assert sum(r.received for r in results) == sum(map(len, upstream.files.values()))
+
+
+def test_server_errors_are_retried_honouring_retry_after(upstream, tmp_path):
+    upstream.add_fault("/f0.bin", status=500, times=2)
+    upstream.add_fault("/f1.bin", status=429, times=1, headers={"Retry-After": "7"})
+    downloader, sleeps = make()
+    results = downloader.download([job_for(upstream, "f0.bin", tmp_path),
+                                   job_for(upstream, "f1.bin", tmp_path)])
+    assert [r.ok for r in results] == [True, True]
+    assert [r.attempts for r in results] == [3, 2]
+    assert 7.0 in sleeps
+
+
+def test_retries_exhausted_reports_the_url_and_leaves_nothing(upstream, tmp_path):
+    upstream.add_fault("/f2.bin", status=503)
+    downloader, sleeps = make(retries=2)
+    [result] = downloader.download([job_for(upstream, "f2.bin", tmp_path)])
+    assert not result.ok and result.attempts == 3
+    assert "HTTP 503" in result.error and "after 3 attempts" in result.error
+    assert len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.5  # backoff grows (with jitter)
+    assert not (tmp_path / "f2.bin").exists() and leftovers(tmp_path) == []
+
+
+def test_404_is_not_retried(upstream, tmp_path):
+    downloader, sleeps = make()
+    job = DownloadJob(url=f"{upstream.url}/missing.conda", dest=tmp_path / "missing.conda")
+    [result] = downloader.download([job])
+    assert not result.ok and result.attempts == 1 and "HTTP 404" in result.error
+    assert sleeps == []
+
+
+def test_corrupted_body_is_retried_and_never_published(upstream, tmp_path):
+    upstream.add_fault("/f3.bin", corrupt=True, times=1)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f3.bin", tmp_path)])
+    assert result.ok and result.attempts == 2
+    assert (tmp_path / "f3.bin").read_bytes() == upstream.files["f3.bin"]
+
+
+def test_always_corrupt_fails_with_checksum_message(upstream, tmp_path):
+    upstream.add_fault("/f3.bin", corrupt=True)
+    downloader, _ = make(retries=1)
+    [result] = downloader.download([job_for(upstream, "f3.bin", tmp_path)])
+    assert not result.ok and "sha256 mismatch" in result.error
+    assert not (tmp_path / "f3.bin").exists() and leftovers(tmp_path) == []
+
+
+def test_md5_is_checked_when_it_is_all_upstream_gives(upstream, tmp_path):
+    data = upstream.files["f4.bin"]
+    bad = job_for(upstream, "f4.bin", tmp_path, sha256=None, md5="0" * 32)
+    good = job_for(upstream, "f5.bin", tmp_path, sha256=None,
+                   md5=hashlib.md5(upstream.files["f5.bin"]).hexdigest())
+    downloader, _ = make(retries=0)
+    results = downloader.download([bad, good])
+    assert not results[0].ok and "md5 mismatch" in results[0].error
+    assert results[1].ok
+    assert len(data) > 0
+
+
+def test_truncated_body_is_resumed_with_range(upstream, tmp_path):
+    upstream.add_fault("/f6.bin", truncate=20_000, times=1)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f6.bin", tmp_path)])
+    assert result.ok and result.attempts == 2
+    assert (tmp_path / "f6.bin").read_bytes() == upstream.files["f6.bin"]
+    ranges = [r.headers.get("Range") for r in upstream.requests if r.path == "/f6.bin"]
+    assert ranges == [None, "bytes=20000-"]
+    assert result.received == len(upstream.files["f6.bin"])
+
+
+def test_partial_from_a_killed_run_is_resumed(upstream, tmp_path):
+    data = upstream.files["f7.bin"]
+    (tmp_path / ".f7.bin.part").write_bytes(data[:30_000])
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f7.bin", tmp_path)])
+    assert result.ok and result.received == len(data) - 30_000
+    assert (tmp_path / "f7.bin").read_bytes() == data
+    assert upstream.requests[-1].headers["Range"] == "bytes=30000-"
+
+
+def test_bad_partial_is_discarded_after_the_checksum_fails(upstream, tmp_path):
+    data = upstream.files["f7.bin"]
+    (tmp_path / ".f7.bin.part").write_bytes(b"\0" * 30_000)  # not a prefix of the real file
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f7.bin", tmp_path)])
+    assert result.ok and result.attempts == 2
+    assert (tmp_path / "f7.bin").read_bytes() == data
+
+
+def test_resume_without_range_support_starts_over(tmp_path, http_server):
+    root = tmp_path / "up"
+    root.mkdir()
+    data = os.urandom(40_000)
+    (root / "x.bin").write_bytes(data)
+    server = http_server(root, range_support=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".x.bin.part").write_bytes(data[:10_000])
+    downloader, _ = make()
+    [result] = downloader.download([DownloadJob(f"{server.url}/x.bin", out / "x.bin",
+                                                len(data), hashlib.sha256(data).hexdigest())])
+    assert result.ok and (out / "x.bin").read_bytes() == data
+
+
+def test_timeouts_are_retried_then_reported(upstream, tmp_path):
+    upstream.add_fault("/f8.bin", delay=1.0)
+    downloader, sleeps = make(retries=1, timeout=0.2)
+    [result] = downloader.download([job_for(upstream, "f8.bin", tmp_path)])
+    assert not result.ok and "timed out" in result.error and result.attempts == 2
+
+
+def test_connection_reset_is_retried(upstream, tmp_path):
+    upstream.add_fault("/f9.bin", reset=True, times=1)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f9.bin", tmp_path)])
+    assert result.ok and result.attempts == 2
+
+
+def test_fallback_url_is_used_when_the_first_fails(upstream, tmp_path):
+    job = job_for(upstream, "f10.bin", tmp_path, url=f"{upstream.url}/elsewhere/f10.bin",
+                  fallback_urls=(f"{upstream.url}/f10.bin",))
+    downloader, sleeps = make()
+    [result] = downloader.download([job])
+    assert result.ok and result.attempts == 2 and sleeps == []  # no retries on the first URL
+
+
+def test_not_enough_free_space_stops_before_downloading(upstream, tmp_path):
+    guard = FreeSpaceGuard(tmp_path, minimum=10**18)
+    downloader, _ = make(free_space=guard)
+    results = downloader.download([job_for(upstream, n, tmp_path) for n in ("f0.bin", "f1.bin")])
+    assert not any(r.ok for r in results)
+    assert "not enough free space" in downloader.stop_reason
+    assert all("not enough free space" in r.error for r in results)
+    assert upstream.paths("GET") == []
+
+
+def test_refuses_non_http_urls(tmp_path):
+    downloader, _ = make()
+    [result] = downloader.download([DownloadJob("file:///etc/passwd", tmp_path / "passwd")])
+    assert not result.ok and "only http and https" in result.error
+
+
+def test_get_bounds_size_and_handles_conditional_requests(upstream):
+    downloader, _ = make()
+    first = downloader.get(f"{upstream.url}/f0.bin")
+    assert first.status == 200 and first.data == upstream.files["f0.bin"]
+    again = downloader.get(f"{upstream.url}/f0.bin", {"If-None-Match": first.headers["etag"]})
+    assert again.status == 304 and again.data == b""
+    with pytest.raises(HttpError, match="exceeds the limit"):
+        downloader.get(f"{upstream.url}/f0.bin", max_bytes=1000)
+    with pytest.raises(HttpError, match="HTTP 404") as info:
+        downloader.get(f"{upstream.url}/nope")
+    assert info.value.status == 404
+
+
+def test_get_retries_truncated_responses(upstream):
+    upstream.add_fault("/f1.bin", truncate=100, times=1)
+    downloader, sleeps = make()
+    assert downloader.get(f"{upstream.url}/f1.bin").data == upstream.files["f1.bin"]
+    assert len(sleeps) == 1
+
+
+def test_retry_policy_backoff_grows_and_is_capped():
+    policy = RetryPolicy(retries=10, backoff=1.0)
+    delays = [policy.delay(n) for n in range(1, 10)]
+    assert all(0.5 <= d / min(2 ** (n - 1), 60) <= 1.5 for n, d in enumerate(delays, 1))
+    assert policy.delay(1, retry_after=3) == 3
+    assert policy.delay(1, retry_after=10_000) == 120
