@@ -74,24 +74,66 @@ def config_options(func):
     return func
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--show", is_flag=True,
               help="Print the effective configuration and where each value came from; "
                    "touches no network.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --show).")
+@click.option("--dry-run", is_flag=True,
+              help="Print what a sync would download and delete per channel/platform; "
+                   "change nothing.")
+@click.option("--verify", is_flag=True,
+              help="Re-hash existing files (sha256, else md5) instead of trusting their size.")
+@click.option("--explain", metavar="NAME",
+              help="Show each record of NAME (a name, glob or 'name spec') per platform: "
+                   "kept or dropped, and the filter step that decided.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No output on success; failures still go to stderr.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result (summary, plan, --show, --explain) as JSON on stdout.")
 @config_options
 @click.version_option(package_name="cas-mirror", prog_name="cas-sync")
-def cli(show: bool, as_json: bool, config_file: str | None, debug: bool, **params: Any) -> int:
+@click.pass_context
+def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: str | None,
+        quiet: bool, as_json: bool, config_file: str | None, debug: bool,
+        **params: Any) -> int:
     """Mirror conda channels into a local folder that conda, mamba, pixi and rattler use.
 
     Configuration is read from /etc/cas-mirror, then ~/.cas-mirror (the user file wins),
-    then -f FILE, then the flags below.
+    then -f FILE, then the flags below. Exit status: 0 done, 1 some items failed (the
+    mirror is consistent), 2 usage or configuration error, 3 another run holds the lock,
+    4 stopped early (disk space).
     """
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
     config = cfg.load_config(config_file, overrides_from(params))
     if show:
         click.echo(cfg.show_as_json(config) if as_json else cfg.render_show(config), nl=False)
         return EXIT_OK
-    raise click.UsageError("nothing to do yet: use --show")
+
+    from .conda import report as conda_report
+    from .conda.sync import explain as explain_records
+    from .conda.sync import run_sync
+    from .output import Output
+
+    output = Output(quiet=quiet)
+    if explain is not None:
+        rows, result = explain_records(config, explain, output)
+        if as_json:
+            click.echo(conda_report.explain_json(rows))
+        else:
+            conda_report.render_explain(rows, explain, sys.stdout)
+        return result.exit_code
+    result = run_sync(config, output=output, dry_run=dry_run, verify=verify)
+    if as_json:
+        click.echo(conda_report.as_json(result))
+    elif dry_run:
+        conda_report.render_plan(result, sys.stdout)
+    elif not quiet:
+        conda_report.render_summary(result, sys.stdout)
+    elif result.exit_code:
+        conda_report.render_failures(result, sys.stderr)
+    return result.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

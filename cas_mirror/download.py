@@ -152,12 +152,12 @@ class FreeSpaceGuard:
         free = shutil.disk_usage(self.folder).free
         if free - incoming < self.minimum:
             raise DiskFull(
-                f"not enough free space in {self.folder}: {_human(free)} free, "
-                f"{_human(incoming)} to download, minimum_free_space is {_human(self.minimum)}"
+                f"not enough free space in {self.folder}: {human_bytes(free)} free, "
+                f"{human_bytes(incoming)} to download, minimum_free_space is {human_bytes(self.minimum)}"
             )
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TextIO
 
-from .download import DownloadResult, ProgressReporter, _human
+from .download import DownloadResult, ProgressReporter, human_bytes
 
 PROGRESS_INTERVAL = 10.0
 
@@ -75,7 +75,7 @@ class _LogProgress(_FailuresOnly):
         self.files, self.total = files, total_bytes
         self.started = self.last = time.monotonic()
         if files:
-            self.output.info(f"{self.label}: downloading {files} files, {_human(total_bytes)}")
+            self.output.info(f"{self.label}: downloading {files} files, {human_bytes(total_bytes)}")
 
     def advance(self, nbytes: int) -> None:
         with self.lock:
@@ -86,8 +86,8 @@ class _LogProgress(_FailuresOnly):
             self.last = now
             done, received = self.done, self.received
         rate = received / max(now - self.started, 1e-6)
-        self.output.info(f"{self.label}: {done}/{self.files} files, {_human(received)} of "
-                         f"{_human(self.total)}, {_human(rate)}/s")
+        self.output.info(f"{self.label}: {done}/{self.files} files, {human_bytes(received)} of "
+                         f"{human_bytes(self.total)}, {human_bytes(rate)}/s")
 
     def file_done(self, result: DownloadResult) -> None:
         with self.lock:

@@ -68,7 +68,7 @@ class PkgSpec:
 
 def build_package(spec: PkgSpec, out_dir: str | os.PathLike) -> Path:
     """Write a real package for `spec` into `out_dir` and return its path."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # cph changes directory while it builds
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(spec.seed if spec.seed is not None else spec.filename)
     payload = rng.randbytes(spec.payload_size)

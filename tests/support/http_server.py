@@ -16,6 +16,8 @@ import mimetypes
 import os
 import re
 import socket
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,6 +70,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, owner: "TestHTTPServer"):
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request, client_address):
+        # Clients hanging up mid-answer (timeouts, aborted transfers) are expected here.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -209,7 +216,8 @@ class TestHTTPServer:
 
     __test__ = False  # not a test class, despite the name
 
-    def __init__(self, root: str | os.PathLike, range_support: bool = True):
+    def __init__(self, root: str | os.PathLike, range_support: bool = True,
+                 ssl_context: "ssl.SSLContext | None" = None):
         self.root = Path(root)
         self.range_support = range_support
         self.requests: list[LoggedRequest] = []
@@ -217,6 +225,10 @@ class TestHTTPServer:
         self._routes: list[tuple[str, RouteHandler]] = []
         self._lock = threading.Lock()
         self._server = _Server(self)
+        self.scheme = "http"
+        if ssl_context is not None:  # HTTPS: wrap the listening socket
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -226,7 +238,7 @@ class TestHTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> "TestHTTPServer":
         self._thread.start()

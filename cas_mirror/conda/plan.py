@@ -1,0 +1,48 @@
+"""Planning: what one platform folder needs, from the selected records and what is on disk.
+
+A pure function: `plan_platform(selected, local, bad_hashes)` says which files to
+download (missing, wrong size, or failing `--verify`), which are up to date, and which to
+delete (package files in the folder that are no longer selected or no longer upstream).
+Gathering the local inventory and hashing are I/O, done by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .repodata import EXTENSIONS
+
+
+@dataclass
+class PlatformPlan:
+    download: list[str] = field(default_factory=list)  # file names
+    up_to_date: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    download_bytes: int = 0
+    delete_bytes: int = 0
+
+
+def is_package_file(name: str) -> bool:
+    """A file the mirror owns in a platform folder (hidden and temporary files are not)."""
+    return not name.startswith(".") and name.endswith(EXTENSIONS)
+
+
+def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
+                  bad_hashes: frozenset[str] = frozenset()) -> PlatformPlan:
+    """`selected`: file name -> record (with `.get("size")`); `local`: file name -> size of
+    the package files present; `bad_hashes`: local files whose hash did not match."""
+    plan = PlatformPlan()
+    for fn in sorted(selected):
+        size = selected[fn].get("size")
+        have = local.get(fn)
+        if have is None or (size is not None and have != size) or fn in bad_hashes:
+            plan.download.append(fn)
+            plan.download_bytes += size or 0
+        else:
+            plan.up_to_date.append(fn)
+    for fn in sorted(local):
+        if fn not in selected and is_package_file(fn):
+            plan.delete.append(fn)
+            plan.delete_bytes += local[fn]
+    return plan

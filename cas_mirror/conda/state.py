@@ -1,0 +1,67 @@
+"""What the sync remembers between runs, per channel and platform.
+
+Under `<mirror_dir>/.cas-sync/channels/<channel path>/<platform>/`: the URL of the
+repodata variant upstream answered with, its ETag / Last-Modified, and a zstd copy of the
+upstream document. With these an unchanged upstream costs one conditional request (304)
+and the filters can still be re-applied (a changed configuration needs no download).
+The folder is hidden, so servers and indexers leave it alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cas_index.atomic import write_atomic
+
+STATE_ROOT = ".cas-sync"
+
+
+@dataclass
+class PlatformState:
+    url: str | None = None  # the repodata variant that answered
+    etag: str | None = None
+    last_modified: str | None = None
+    cache_sha256: str | None = None  # of the cached upstream document (.zst bytes)
+
+
+def state_dir(mirror_dir: str | Path, channel_path: str, platform: str) -> Path:
+    return Path(mirror_dir) / STATE_ROOT / "channels" / channel_path / platform
+
+
+def load_state(folder: Path) -> PlatformState:
+    try:
+        data = json.loads((folder / "state.json").read_text())
+        return PlatformState(**{k: data.get(k) for k in PlatformState.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return PlatformState()  # no state, or unreadable: start afresh
+
+
+def load_cached_document(folder: Path, state: PlatformState) -> bytes | None:
+    """The cached upstream document, if present and the one `state` describes."""
+    try:
+        packed = (folder / "upstream.json.zst").read_bytes()
+    except OSError:
+        return None
+    if not state.cache_sha256 or hashlib.sha256(packed).hexdigest() != state.cache_sha256:
+        return None
+    import zstandard
+
+    try:
+        return zstandard.ZstdDecompressor().stream_reader(packed, read_across_frames=True).read()
+    except zstandard.ZstdError:
+        return None
+
+
+def save_state(folder: Path, state: PlatformState, document: bytes | None) -> None:
+    """Record `state`; with `document`, replace the cached upstream copy first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if document is not None:
+        import zstandard
+
+        packed = zstandard.ZstdCompressor(level=3, threads=-1).compress(document)
+        write_atomic(folder / "upstream.json.zst", packed, fsync=False)
+        state.cache_sha256 = hashlib.sha256(packed).hexdigest()
+    write_atomic(folder / "state.json", json.dumps(asdict(state), indent=1).encode())
