@@ -141,20 +141,33 @@ class ProgressReporter:
     def finish(self) -> None: ...
 
 
-@dataclass
 class FreeSpaceGuard:
-    """Stops downloads before `mirror_dir` would have less than `minimum` bytes free."""
+    """Stops downloads before `folder` would have less than `minimum` bytes free.
 
-    folder: Path
-    minimum: int
+    The filesystem is asked again only when the bytes announced since the last look could
+    have used up the margin it showed, so thousands of small files cost a few statvfs calls.
+    """
+
+    def __init__(self, folder: Path, minimum: int):
+        self.folder = Path(folder)
+        self.minimum = minimum
+        self._margin = -1  # bytes we may still take before looking again
+        self._lock = threading.Lock()
 
     def check(self, incoming: int) -> None:
-        free = shutil.disk_usage(self.folder).free
-        if free - incoming < self.minimum:
-            raise DiskFull(
-                f"not enough free space in {self.folder}: {human_bytes(free)} free, "
-                f"{human_bytes(incoming)} to download, minimum_free_space is {human_bytes(self.minimum)}"
-            )
+        with self._lock:
+            if incoming <= self._margin:
+                self._margin -= incoming
+                return
+            free = shutil.disk_usage(self.folder).free
+            if free - incoming < self.minimum:
+                raise DiskFull(
+                    f"not enough free space in {self.folder}: {human_bytes(free)} free, "
+                    f"{human_bytes(incoming)} to download, minimum_free_space is "
+                    f"{human_bytes(self.minimum)}"
+                )
+            # Look again after a tenth of the spare room (others may write here too).
+            self._margin = (free - incoming - self.minimum) // 10
 
 
 def human_bytes(n: float) -> str:
@@ -197,6 +210,7 @@ class Downloader:
         self._pools: dict[str | None, urllib3.PoolManager] = {}
         self._pools_lock = threading.Lock()
         self._stop = threading.Event()
+        self._folders: set[Path] = set()  # folders known to exist
         self.stop_reason: str | None = None
         self._headers = {"User-Agent": user_agent(), "Accept-Encoding": "gzip, deflate"}
         if settings.ssl_verify is False:
@@ -393,7 +407,9 @@ class Downloader:
                  progress: ProgressReporter) -> None:
         dest = job.dest
         part = _part_path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.parent not in self._folders:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(dest.parent)
         if self.free_space is not None:
             self.free_space.check(job.size or 0)
         offset = _usable_partial(part, job.size)
@@ -458,17 +474,7 @@ class Downloader:
         if md5 and md5.hexdigest() != job.md5.lower():
             part.unlink(missing_ok=True)
             raise _Retryable(f"md5 mismatch: expected {job.md5}, got {md5.hexdigest()}")
-        os.chmod(part, _FILE_MODE)
-        os.replace(part, dest)
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _umask_mode()
+        os.replace(part, dest)  # open() created it with the umask's permissions
 
 
 def _part_path(dest: Path) -> Path:

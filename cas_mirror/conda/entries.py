@@ -46,9 +46,10 @@ class Entry:
     version_spec: Any = None  # rattler.VersionSpec, or None
     field_globs: tuple[tuple[str, str], ...] = ()  # (record field, lowercase glob)
 
-    def matches(self, record: Mapping[str, Any]) -> bool:
-        name = record.get("name", "")
-        if not fnmatchcase(name.lower(), self.name_glob):
+    def matches(self, record: Mapping[str, Any], name_checked: bool = False) -> bool:
+        """Does `record` match? `name_checked`: the caller already matched the name glob."""
+        if not name_checked and not fnmatchcase(str(record.get("name", "")).lower(),
+                                                self.name_glob):
             return False
         for field, glob in self.field_globs:
             if not fnmatchcase(str(record.get(field, "")).lower(), glob):

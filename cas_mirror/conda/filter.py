@@ -67,9 +67,33 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
         return {fn: dropped for fn in records}
     black_by_name = _entries_by_name(records, spec.blacklist)
     white_by_name = _entries_by_name(records, spec.whitelist)
+    licenses: dict[tuple[Any, Any], Decision | None] = {}  # few distinct pairs: decide once
     decisions: dict[str, Decision] = {}
     for fn, record in records.items():
-        decisions[fn] = _decide(record, platform, spec, black_by_name, white_by_name)
+        get = record.get
+        record_subdir = get("subdir")
+        if record_subdir is not None and record_subdir != platform:
+            decisions[fn] = Decision(False, PLATFORMS,
+                                     f"record says subdir {record_subdir}, not {platform}")
+            continue
+        dropped: Decision | None = None
+        if spec.license_blacklist:
+            key = (get("license"), get("license_family"))
+            if key not in licenses:
+                hit = license_match(key[0], key[1], spec.license_blacklist)
+                licenses[key] = Decision(False, LICENSE, f"license matches {hit!r}") if hit \
+                    else None
+            dropped = licenses[key]
+        if dropped is None and black_by_name:
+            entry = _first_match(record, black_by_name)
+            if entry is not None:
+                dropped = Decision(False, BLACKLIST, f"matches {entry.text!r}")
+        if dropped is None:
+            decisions[fn] = KEPT
+            continue
+        entry = _first_match(record, white_by_name) if white_by_name else None
+        decisions[fn] = dropped if entry is None else Decision(
+            True, WHITELIST, f"matches {entry.text!r} (overrides {dropped.step}: {dropped.reason})")
     return decisions
 
 
@@ -96,35 +120,9 @@ def _first_match(record: Any, by_name: dict[str, tuple[Entry, ...]]) -> Entry | 
     candidates = by_name.get(str(record.get("name", "")).lower())
     if candidates:
         for entry in candidates:
-            if entry.matches(record):
+            if entry.matches(record, name_checked=True):
                 return entry
     return None
-
-
-def _decide(record: Any, platform: str, spec: FilterSpec,
-            black_by_name: dict[str, tuple[Entry, ...]],
-            white_by_name: dict[str, tuple[Entry, ...]]) -> Decision:
-    record_subdir = record.get("subdir")
-    if record_subdir is not None and record_subdir != platform:
-        return Decision(False, PLATFORMS, f"record says subdir {record_subdir}, not {platform}")
-    dropped: Decision | None = None
-    if spec.license_blacklist:
-        hit = license_match(record.get("license"), record.get("license_family"),
-                            spec.license_blacklist)
-        if hit:
-            dropped = Decision(False, LICENSE, f"license matches {hit!r}")
-    if dropped is None and black_by_name:
-        entry = _first_match(record, black_by_name)
-        if entry is not None:
-            dropped = Decision(False, BLACKLIST, f"matches {entry.text!r}")
-    if dropped is None:
-        return KEPT
-    if white_by_name:
-        entry = _first_match(record, white_by_name)
-        if entry is not None:
-            return Decision(True, WHITELIST,
-                            f"matches {entry.text!r} (overrides {dropped.step}: {dropped.reason})")
-    return dropped
 
 
 # ----------------------------------------------------------------------------- licenses

@@ -33,8 +33,8 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
     """`selected`: file name -> record (with `.get("size")`); `local`: file name -> size of
     the package files present; `bad_hashes`: local files whose hash did not match."""
     plan = PlatformPlan()
-    for fn in sorted(selected):
-        size = selected[fn].get("size")
+    for fn, record in selected.items():
+        size = record.get("size")
         have = local.get(fn)
         if have is None or (size is not None and have != size) or fn in bad_hashes:
             plan.download.append(fn)

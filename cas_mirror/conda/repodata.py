@@ -137,35 +137,31 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
 
 
 def record_problem(fn: str, view: RecordView, extension: str, platform: str) -> str | None:
-    """Why a record cannot be mirrored, or None when it can."""
-    printable = fn.isprintable() and "\\" not in fn and "/" not in fn
-    if not printable or ".." in fn or not _SAFE_FILENAME.match(fn):
+    """Why a record cannot be mirrored, or None when it can (checked for every record of
+    every platform, so the common case is a handful of cheap tests)."""
+    name, version, build = view.name, view.version, view.build
+    if not (type(name) is str and type(version) is str and type(build) is str):
+        missing = [a for a, v in (("name", name), ("version", version), ("build", build))
+                   if not isinstance(v, str) or not v]
+        return f"record has no {missing[0] if missing else 'valid name'}"
+    # The pattern admits no separators, control characters or leading dot.
+    if not _SAFE_FILENAME.match(fn) or ".." in fn:
         return "file name is not a plain package file name; refusing it"
-    if not fn.endswith(extension):
-        return f"file name does not end in {extension}"
-    for attr in ("name", "version", "build"):
-        if not isinstance(getattr(view, attr), str) or not getattr(view, attr):
-            return f"record has no {attr}"
-    if fn != f"{view.name}-{view.version}-{view.build}{extension}":
-        return f"file name does not match the record ({view.name}-{view.version}-{view.build})"
+    if fn != f"{name}-{version}-{build}{extension}":
+        if not fn.endswith(extension):
+            return f"file name does not end in {extension}"
+        return f"file name does not match the record ({name}-{version}-{build})"
     if view.subdir is not None and view.subdir != platform:
         return f"record says subdir {view.subdir!r}, expected {platform!r}"
-    if view.size is not None and (not isinstance(view.size, int) or view.size < 0):
-        return f"record has an invalid size {view.size!r}"
-    for attr, length in (("sha256", 64), ("md5", 32)):
-        value = getattr(view, attr)
-        if value is not None and (not isinstance(value, str) or len(value) != length
-                                  or not _is_hex(value)):
-            return f"record has an invalid {attr}"
+    size = view.size
+    if size is not None and (type(size) is not int or size < 0):
+        return f"record has an invalid size {size!r}"
+    sha256, md5 = view.sha256, view.md5
+    if sha256 is not None and (type(sha256) is not str or len(sha256) != 64):
+        return "record has an invalid sha256"
+    if md5 is not None and (type(md5) is not str or len(md5) != 32):
+        return "record has an invalid md5"
     return None
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-        return True
-    except ValueError:
-        return False
 
 
 def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
