@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cas_mirror.server.app import STREAM_THRESHOLD
 from tests.support.cas_server import CasServer, write_project, write_root_index
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -52,6 +53,7 @@ def build_tree(base: Path) -> Path:
     (odd / '"quoted".conda').write_bytes(b"q")
     (odd / "caf\u00e9.conda").write_bytes(b"c")
     (root / "empty.bin").write_bytes(b"")
+    (root / "big.bin").write_bytes(os.urandom(STREAM_THRESHOLD + 3 * 1024 * 1024 + 17))
 
     web = root / "pypi" / "web"
     write_root_index(web, ["demo", "htmlonly", "jsononly"])
@@ -143,6 +145,17 @@ def test_empty_file(server):
     response = requests.get(server.url + "/empty.bin")
     assert response.status_code == 200 and response.content == b""
     assert response.headers["Content-Length"] == "0"
+
+
+def test_file_larger_than_the_stream_threshold_is_streamed_whole(server, tree):
+    data = (tree / "big.bin").read_bytes()
+    response = requests.get(server.url + "/big.bin")
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(data)
+    assert response.content == data
+    tail = requests.get(server.url + "/big.bin", headers={"Range": "bytes=1000-"})
+    assert tail.status_code == 206 and tail.content == data[1000:]
+    assert tail.headers["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
 
 
 # ---------------------------------------------------------------------- Range

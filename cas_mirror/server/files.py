@@ -151,6 +151,8 @@ class MirrorTree:
 
     def __init__(self, root: str | os.PathLike, pypi_folder: str = "pypi"):
         self.root = os.path.realpath(root)
+        # What every served real path starts with ("/" itself when the root is "/").
+        self._prefix = self.root.rstrip("/") + "/"
         self.pypi_folder = pypi_folder
 
     # ------------------------------------------------------------------ entry point
@@ -206,11 +208,8 @@ class MirrorTree:
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                 raise Refused(404)
             real = self._real_path(fd, path, dir_fd)
-            if real != self.root:
-                if not real.startswith(self.root + "/"):
-                    raise Refused(404)
-                if "/." in real[len(self.root):]:
-                    raise Refused(404)
+            if real != self.root and not self._served(real):
+                raise Refused(404)
         except BaseException:
             os.close(fd)
             raise
@@ -322,8 +321,11 @@ class MirrorTree:
         return Response(200, [("content-type", "text/html; charset=utf-8")], body)
 
     def _inside(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        return real.startswith(self.root + "/") and "/." not in real[len(self.root):]
+        return self._served(os.path.realpath(path))
+
+    def _served(self, real: str) -> bool:
+        """A real path below the root with no hidden name after it."""
+        return real.startswith(self._prefix) and "/." not in real[len(self._prefix) - 1:]
 
 
 def _exists(name: str, dir_fd: int) -> bool:
