@@ -75,7 +75,7 @@ def test_pip_downloads_through_json(serve, pypi_tree, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo-1.0-py3-none-any.whl"]
     wheel = (tmp_path / "out" / "demo-1.0-py3-none-any.whl").read_bytes()
     assert wheel == next((pypi_tree / "pypi/web/packages").rglob("demo-1.0-*.whl")).read_bytes()
-    assert '"GET /pypi/simple/demo/ HTTP/1.1" 200' in server.log()
+    assert '"GET /pypi/simple/demo/ HTTP/1.1" 200' in server.wait_for_log("/pypi/simple/demo/")
 
 
 def test_pip_downloads_through_html(serve, pypi_tree, tmp_path):
@@ -120,7 +120,7 @@ def test_rattler_solves_and_installs_from_the_served_channel(serve, tmp_path):
     prefix = tmp_path / "prefix"
     assert (prefix / "share/app/data.bin").is_file()
     assert (prefix / "share/lib/data.bin").stat().st_size == 2048
-    log = server.log()
+    log = server.wait_for_log("lib-2.1-0.conda")
     assert "GET /internal-pkgs/linux-64/repodata.json HTTP/1.1\" 200" in log
     assert "GET /internal-pkgs/noarch/lib-2.1-0.conda HTTP/1.1\" 200" in log
 

@@ -435,7 +435,8 @@ def test_missing_file_is_404(server):
 def test_access_log_in_common_log_format(server):
     requests.get(server.url + "/pkgs/main/linux-64/foo-1.0-0.conda?probe=log")
     requests.get(server.url + "/pkgs/main/linux-64/nope-for-log.conda")
-    log = server.log()
+    server.wait_for_log("probe=log")
+    log = server.wait_for_log("nope-for-log")
     lines = [line for line in log.splitlines() if "probe=log" in line]
     assert len(lines) == 1
     host, ident, user, rest = lines[0].split(" ", 3)

@@ -82,6 +82,14 @@ class CasServer:
         self._log_file.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, deadline_s: float = 10.0) -> str:
+        """The log once it holds `text`: a worker writes a request's line just after handing
+        the response over, so the client can be a little ahead of the log."""
+        deadline = time.monotonic() + deadline_s
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.02)  # poll interval, bounded by the deadline
+        return log
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
