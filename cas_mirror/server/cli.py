@@ -1,0 +1,146 @@
+"""`cas-server`: the command line. Reads the options and the layered configuration, checks
+that the root exists and the address is free, then hands over to granian's worker processes.
+
+Errors users can fix (a missing root, a busy port, a bad option) get one line and exit
+status 2, without a traceback, like `cas-sync`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import traceback
+
+import click
+
+from .. import config as cfg
+from ..errors import EXIT_BUG, EXIT_OK, CasError, ConfigError
+from . import app
+
+
+def default_workers() -> int:
+    """One worker process per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="0.0.0.0", show_default=True,
+              help="Address to listen on (127.0.0.1 for this machine only, :: for IPv6).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="TCP port to listen on.")
+@click.option("--root", type=str,
+              help="Folder to serve. Default: mirror_dir from the configuration.")
+@click.option("-f", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="Read this YAML file after /etc/cas-mirror and ~/.cas-mirror.")
+@click.option("--workers", type=click.IntRange(1, 512),
+              help="Worker processes sharing the port. Default: one per CPU.")
+@click.option("-q", "--quiet", is_flag=True, help="No access log.")
+@click.option("--debug", is_flag=True, help="Show a traceback on unexpected errors.")
+@click.version_option(package_name="cas-mirror", prog_name="cas-server")
+def cli(host: str, port: int, root: str | None, config_file: str | None,
+        workers: int | None, quiet: bool, debug: bool) -> int:
+    """Serve the mirror over HTTP: conda channels at /<channel>/, the PyPI mirror at
+    /<pypi folder>/ (pip's index URL is http://HOST:PORT/pypi/simple/).
+
+    Read-only; hidden files (names starting with a dot) and anything outside the root are
+    never served. Access log in the common log format on stderr unless --quiet.
+    """
+    config = cfg.load_config(config_file)
+    root_path = os.path.abspath(os.path.expanduser(root)) if root else config.mirror_dir
+    where = "--root" if root else f"mirror_dir ({config.origins['mirror_dir']})"
+    if not os.path.isdir(root_path):
+        what = "is not a folder" if os.path.exists(root_path) else "does not exist"
+        raise ConfigError(f"{where}: {root_path} {what}; pass --root FOLDER or set mirror_dir")
+    if not os.access(root_path, os.R_OK | os.X_OK):
+        raise ConfigError(f"{where}: cannot read {root_path} (permission denied)")
+    pypi_folder = str(config.pypi.get("user", "pypi"))
+    workers = workers or default_workers()
+    check_address(host, port)
+
+    os.environ[app.ENV_ROOT] = root_path
+    os.environ[app.ENV_PYPI_FOLDER] = pypi_folder
+    os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}"
+    click.echo(
+        f"cas-server: serving {root_path} at {url}/ with {workers} worker"
+        f"{'s' if workers != 1 else ''} (pip index: {url}/{pypi_folder}/simple/); "
+        "Ctrl-C stops",
+        err=True,
+    )
+    serve(host, port, workers)
+    return EXIT_OK
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail early, in one line, when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = {
+                errno.EADDRINUSE: " (another server is using it: choose another --port)",
+                errno.EACCES: " (ports below 1024 need root: choose another --port)",
+                errno.EADDRNOTAVAIL: " (not an address of this machine: check --host)",
+            }.get(exc.errno, "")
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """Run granian until it is stopped (Ctrl-C, SIGTERM)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    server = Granian(
+        "cas_mirror.server.app:create_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        workers=workers,
+        websockets=False,
+        log_level=LogLevels.warning,
+        respawn_failed_workers=True,
+    )
+    server.serve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and maps errors to exit statuses."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        result = cli.main(args=argv, prog_name="cas-server", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        return EXIT_OK  # Ctrl-C is how a foreground server is stopped
+    except CasError as exc:
+        click.echo(f"cas-server: error: {exc}", err=True)
+        return exc.exit_code
+    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
+        if "--debug" in argv:
+            traceback.print_exc()
+        else:
+            click.echo(
+                f"cas-server: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
+                "for the traceback and please report it",
+                err=True,
+            )
+        return EXIT_BUG
+    return result if isinstance(result, int) else EXIT_OK

@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Load benchmark of cas-server, beside nginx serving the same tree with etc/nginx.conf.
+
+Builds a mirror tree (repodata.json files of 100 KB - 1 MB, packages of 10 KB - 1 MB),
+starts `cas-server` as a user would (the console script, --quiet) and nginx when it is
+installed (private config in a temp folder, on a free loopback port), and hits each with
+200 concurrent keep-alive connections for a bounded time, every request picking a random
+repodata.json or package. Prints one table - requests/s, MB/s, p50/p99 latency, errors,
+ratio to nginx - and records it under "## cas-server" in docs/benchmarks.md.
+
+The load generator is wrk (apt-get install wrk) with a Lua script that picks the paths;
+without wrk a Python asyncio client is used, which is slower than either server, and the
+output says so. Only 127.0.0.1 is used.
+
+    scripts/bench_serve.py [--duration 10] [--connections 200] [--no-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+VENV_PYTHON = PROJECT / ".venv" / "bin" / "python"
+if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parents[1].resolve():
+    # Run inside the project's environment (scripts/test creates it), where cas-server is.
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+sys.path.insert(0, str(PROJECT))
+
+DOCS = PROJECT / "docs" / "benchmarks.md"
+SECTION = "## cas-server"
+
+
+# ---------------------------------------------------------------------- the tree
+
+
+def build_tree(root: Path, seed: int = 6) -> tuple[list[str], list[str]]:
+    """Channels with repodata.json of 100 KB - 1 MB and packages of 10 KB - 1 MB (sizes
+    log-uniform); returns (repodata URL paths, package URL paths)."""
+    rng = random.Random(seed)
+    repodata, packages = [], []
+    layout = {"pkgs/main": ("linux-64", "noarch"), "conda-forge": ("linux-64", "noarch"),
+              "internal-pkgs": ("linux-64", "noarch")}
+    for channel, subdirs in layout.items():
+        for subdir in subdirs:
+            folder = root / channel / subdir
+            folder.mkdir(parents=True)
+            files = {}
+            for index in range(50):
+                size = int(10_000 * 100 ** rng.random())
+                name = f"pkg{index:03d}-1.{index}.0-py_0.conda"
+                (folder / name).write_bytes(rng.randbytes(size))
+                packages.append(f"/{channel}/{subdir}/{name}")
+                files[name] = size
+            target = int(100_000 * 10 ** rng.random())
+            (folder / "repodata.json").write_text(fake_repodata(subdir, files, target, rng))
+            repodata.append(f"/{channel}/{subdir}/repodata.json")
+    return repodata, packages
+
+
+def fake_repodata(subdir: str, files: dict[str, int], target: int, rng: random.Random) -> str:
+    """A repodata.json-shaped document of about `target` bytes."""
+    records = {}
+    number = 0
+    while True:
+        number += 1
+        name = f"name{number % 997}"
+        records[f"{name}-{number}.0-h{number:07x}_0.conda"] = {
+            "build": f"h{number:07x}_0", "build_number": 0, "depends": [f"dep{number % 31}"],
+            "license": "MIT", "md5": rng.randbytes(16).hex(), "name": name,
+            "sha256": rng.randbytes(32).hex(), "size": files.get(name, 12345),
+            "subdir": subdir, "timestamp": 1700000000000 + number, "version": f"{number}.0"}
+        if number % 200 == 0 and len(json.dumps(records)) >= target:
+            break
+    return json.dumps({"info": {"subdir": subdir}, "packages": {},
+                       "packages.conda": records, "repodata_version": 1}, indent=1)
+
+
+def request_mix(repodata: list[str], packages: list[str]) -> list[str]:
+    """Paths that requests pick from uniformly: one in four is a repodata.json."""
+    return repodata * max(1, len(packages) // (3 * len(repodata))) + packages
+
+
+# ---------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, what: str, deadline_s: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"bench_serve: {what} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url + "/", timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+    raise SystemExit(f"bench_serve: {what} did not answer within {deadline_s} s")
+
+
+def cas_server_command() -> list[str]:
+    """The console script, as a user runs it (the one beside this Python first)."""
+    beside = Path(sys.executable).with_name("cas-server")
+    found = str(beside) if beside.exists() else shutil.which("cas-server")
+    if found is None:
+        raise SystemExit("bench_serve: cas-server is not installed (pip install -e .)")
+    return [found]
+
+
+# ---------------------------------------------------------------------- load
+
+
+@dataclass
+class Result:
+    requests: int
+    bytes: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def mbps(self) -> float:
+        return self.bytes / self.seconds / 1e6
+
+
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  math.randomseed(1000 + id)
+end
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH {\\"requests\\": %d, \\"bytes\\": %d, \\"us\\": %d, \\"p50\\": %d, \\"p99\\": %d, "
+    .. "\\"errors\\": %d}\\n", summary.requests, summary.bytes, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def run_wrk(url: str, paths_file: Path, workdir: Path, duration: int, connections: int,
+            threads: int) -> Result:
+    script = workdir / "pick.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_PATHS": str(paths_file)}
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+         "-s", str(script), url], capture_output=True, text=True, env=env, check=False,
+        timeout=duration + 120)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"bench_serve: wrk failed: {out.stdout}{out.stderr}")
+    data = json.loads(line[len("BENCH "):])
+    return Result(data["requests"], data["bytes"], data["us"] / 1e6, data["p50"] / 1000,
+                  data["p99"] / 1000, data["errors"])
+
+
+def run_python_client(url: str, paths: list[str], duration: int, connections: int) -> Result:
+    """Fallback load generator: keep-alive HTTP/1.1 connections on asyncio streams."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    totals = {"requests": 0, "bytes": 0, "errors": 0}
+
+    async def one_connection(seed: int, stop_at: float) -> None:
+        rng = random.Random(seed)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.monotonic() < stop_at:
+                path = rng.choice(paths)
+                started = time.perf_counter()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                totals["requests"] += 1
+                totals["bytes"] += len(head) + len(body)
+                if status >= 400:
+                    totals["errors"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            totals["errors"] += 1
+        finally:
+            writer.close()
+
+    async def main() -> float:
+        started = time.monotonic()
+        stop_at = started + duration
+        await asyncio.gather(*(one_connection(i, stop_at) for i in range(connections)))
+        return time.monotonic() - started
+
+    seconds = asyncio.run(main())
+    latencies.sort()
+    pick = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+            if latencies else 0.0)
+    return Result(totals["requests"], totals["bytes"], seconds, pick(0.5), pick(0.99),
+                  totals["errors"])
+
+
+# ---------------------------------------------------------------------- report
+
+
+def table(rows: list[tuple[str, Result]], baseline: Result | None) -> str:
+    lines = ["| server | requests/s | MB/s | p50 ms | p99 ms | errors | vs nginx |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, result in rows:
+        ratio = f"{result.rps / baseline.rps:.2f}" if baseline else "n/a"
+        lines.append(f"| {name} | {result.rps:,.0f} | {result.mbps:,.0f} | {result.p50_ms:.1f} "
+                     f"| {result.p99_ms:.1f} | {result.errors} | {ratio} |")
+    return "\n".join(lines)
+
+
+def update_docs(section: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    start = text.find(f"\n{SECTION}\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        rest = "\n" + text[end + 1:] if end != -1 else ""
+        text = text[:start + 1] + section.rstrip("\n") + "\n" + rest
+    DOCS.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per server")
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="worker processes of each server (default: one per CPU)")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not record the table in {DOCS.relative_to(PROJECT)}")
+    args = parser.parse_args()
+    from tests.support.nginx import Nginx, nginx_binary  # after the sys.path set-up above
+
+    wrk = shutil.which("wrk")
+    nginx = nginx_binary()
+    notes = []
+    if wrk is None:
+        notes.append("wrk is not installed (apt-get install wrk): the load comes from a "
+                     "Python asyncio client, which is slower than the servers, so the "
+                     "figures measure the client more than the servers")
+    if nginx is None:
+        notes.append("nginx is not installed (apt-get install nginx): no baseline")
+    for note in notes:
+        print(f"bench_serve: {note}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="cas-bench-serve-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        root = workdir / "mirror"
+        repodata, packages = build_tree(root)
+        mix = request_mix(repodata, packages)
+        paths_file = workdir / "paths.txt"
+        paths_file.write_text("\n".join(mix) + "\n")
+        tree_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+        print(f"bench_serve: tree of {len(repodata)} repodata.json + {len(packages)} packages, "
+              f"{tree_mb:.0f} MB; {args.connections} keep-alive connections, "
+              f"{args.duration} s per server, {args.workers} workers each", file=sys.stderr)
+
+        def load(url: str) -> Result:
+            if wrk:
+                run_wrk(url, paths_file, workdir, 2, args.connections, args.threads)  # warm-up
+                return run_wrk(url, paths_file, workdir, args.duration, args.connections,
+                               args.threads)
+            run_python_client(url, mix, 2, args.connections)  # warm-up
+            return run_python_client(url, mix, args.duration, args.connections)
+
+        rows: list[tuple[str, Result]] = []
+        baseline = None
+        if nginx:
+            server = Nginx(root, free_port(), workdir / "nginx", workers=args.workers)
+            try:
+                baseline = load(server.url)
+            finally:
+                server.stop()
+            rows.append((f"nginx ({args.workers} workers, etc/nginx.conf)", baseline))
+
+        port = free_port()
+        command = [*cas_server_command(), "--root", str(root), "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(args.workers), "--quiet"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"http://127.0.0.1:{port}", process, "cas-server")
+            result = load(f"http://127.0.0.1:{port}")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        rows.append((f"cas-server ({args.workers} workers, --quiet)", result))
+
+    report = table(rows, baseline)
+    print(report)
+    if not args.no_docs:
+        generator = "wrk" if wrk else "a Python asyncio client (wrk missing)"
+        about = (
+            f"`scripts/bench_serve.py`, {datetime.date.today().isoformat()}, on a shared "
+            f"{os.cpu_count()}-core machine while other engineers ran tests (noisy: quote "
+            "ratios from one run). Tree: "
+            f"{len(repodata)} repodata.json of 100 KB - 1 MB and {len(packages)} packages of "
+            f"10 KB - 1 MB ({tree_mb:.0f} MB); each request picks a random file, one in four "
+            f"a repodata.json. {args.connections} keep-alive connections for {args.duration} s "
+            f"per server (after a 2 s warm-up), load from {generator} on the same machine; "
+            f"both servers with {args.workers} worker processes and no access log. "
+            "Target: no errors, at least 0.5 of nginx's requests/s."
+        )
+        section = (f"{SECTION}\n\n{textwrap.fill(about, 92)}\n\n{report}\n"
+                   + "".join(f"\n{textwrap.fill('Note: ' + note, 92)}.\n" for note in notes))
+        update_docs(section)
+        print(f"bench_serve: recorded in {DOCS.relative_to(PROJECT)}", file=sys.stderr)
+    failed = any(r.errors for _, r in rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The cas-server command: where the root comes from, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from cas_mirror.server.cli import main
+from tests.support.cas_server import free_port, server_env
+
+
+def test_missing_root_is_one_line_and_exit_2(run_cli, tmp_path):
+    result = run_cli(main, ["--root", tmp_path / "nope", "--port", "18999"])
+    assert result.code == 2
+    assert result.err.strip().count("\n") == 0
+    assert result.err.startswith("cas-server: error: --root: ")
+    assert "does not exist" in result.err and "Traceback" not in result.err
+
+
+def test_root_that_is_a_file(run_cli, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run_cli(main, ["--root", tmp_path / "file"])
+    assert result.code == 2 and "is not a folder" in result.err
+
+
+def test_default_root_is_mirror_dir_and_the_error_names_its_origin(run_cli, isolated_config,
+                                                                   tmp_path):
+    user = isolated_config.write_user(f"mirror_dir: {tmp_path / 'absent-mirror'}\n")
+    result = run_cli(main, ["--port", "18999"])
+    assert result.code == 2
+    assert f"mirror_dir ({user})" in result.err and "does not exist" in result.err
+
+
+def test_bad_options_exit_2(run_cli, tmp_path):
+    for args in (["--port", "0"], ["--port", "http"], ["--workers", "0"], ["--bogus"],
+                 ["--root", tmp_path, "--host", "no such host.invalid"]):
+        result = run_cli(main, args)
+        assert result.code == 2, args
+        assert "Traceback" not in result.err
+        assert result.err.strip(), args
+
+
+def test_bad_config_file_exit_2(run_cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mirror_dir: [1, 2\n")
+    result = run_cli(main, ["-f", bad])
+    assert result.code == 2 and "malformed YAML" in result.err
+
+
+def test_busy_port_is_one_line_and_exit_2(run_cli, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(main, ["--root", tmp_path, "--host", "127.0.0.1", "--port", port])
+    assert result.code == 2
+    assert result.err.startswith(f"cas-server: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "choose another --port" in result.err
+
+
+def test_root_from_config_file_and_quiet(tmp_path):
+    """`-f FILE` supplies mirror_dir and pypi.user; --quiet turns the access log off."""
+    root = tmp_path / "mirror"
+    (root / "internal" / "noarch").mkdir(parents=True)
+    (root / "internal" / "noarch" / "repodata.json").write_text("{}")
+    (root / "mypypi" / "web" / "simple").mkdir(parents=True)
+    (root / "mypypi" / "web" / "simple" / "index.html").write_text("<html>mine</html>")
+    config = tmp_path / "server.yaml"
+    config.write_text(f"mirror_dir: {root}\npypi:\n  user: mypypi\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cas_mirror.server", "-f", str(config), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=server_env(tmp_path))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(url, process)
+        assert requests.get(url + "/internal/noarch/repodata.json").text == "{}"
+        assert requests.get(url + "/mypypi/simple/").text == "<html>mine</html>"
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=15)
+    text = out.decode()
+    assert f"serving {root} at {url}/" in text and f"{url}/mypypi/simple/" in text
+    assert "GET /internal" not in text  # --quiet: no access log
+    assert process.returncode == 0
+
+
+def _wait(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode()
+        try:
+            requests.head(url + "/", timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+    raise AssertionError("cas-server did not start")
