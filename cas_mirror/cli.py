@@ -5,13 +5,13 @@ overrides, calls the sync functions, and maps errors to the documented exit stat
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 import click
 
 from . import config as cfg
-from .errors import EXIT_BUG, EXIT_OK, CasError
+from .console import run_command
+from .errors import EXIT_OK
 
 # (click parameter name, configuration key, flag as the user typed it)
 _OVERRIDES = [
@@ -138,28 +138,4 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        result = cli.main(args=argv, prog_name="cas-sync", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("cas-sync: interrupted", err=True)
-        return 130
-    except CasError as exc:
-        click.echo(f"cas-sync: error: {exc}", err=True)
-        return exc.exit_code
-    except Exception:  # a bug: say so plainly, traceback only on request
-        if "--debug" in argv:
-            traceback.print_exc()
-        else:
-            click.echo(
-                f"cas-sync: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
-                "for the traceback and please report it",
-                err=True,
-            )
-        return EXIT_BUG
-    return result if isinstance(result, int) else EXIT_OK
+    return run_command(cli, "cas-sync", argv)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import sys
-import traceback
 
 import click
 
 from .. import config as cfg
-from ..errors import EXIT_BUG, EXIT_OK, CasError, ConfigError
+from ..console import run_command
+from ..errors import EXIT_OK, ConfigError
 from . import app
 
 
@@ -120,27 +119,4 @@ def serve(host: str, port: int, workers: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        result = cli.main(args=argv, prog_name="cas-server", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        return EXIT_OK  # Ctrl-C is how a foreground server is stopped
-    except CasError as exc:
-        click.echo(f"cas-server: error: {exc}", err=True)
-        return exc.exit_code
-    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
-        if "--debug" in argv:
-            traceback.print_exc()
-        else:
-            click.echo(
-                f"cas-server: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
-                "for the traceback and please report it",
-                err=True,
-            )
-        return EXIT_BUG
-    return result if isinstance(result, int) else EXIT_OK
+    return run_command(cli, "cas-server", argv, interrupted_status=EXIT_OK)
