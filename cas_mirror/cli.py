@@ -87,6 +87,11 @@ def config_options(func):
 @click.option("--explain", metavar="NAME",
               help="Show each record of NAME (a name, glob or 'name spec') per platform: "
                    "kept or dropped, and the filter step that decided.")
+@click.option("--condarc", "condarc_url", metavar="URL",
+              help="Print the .condarc channels block for clients of the mirror served at "
+                   "URL (internal channels first); touches no network.")
+@click.option("--pip-conf", "pip_conf_url", metavar="URL",
+              help="Print the pip.conf lines for the PyPI mirror served at URL.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No output on success; failures still go to stderr.")
 @click.option("--json", "as_json", is_flag=True,
@@ -95,8 +100,8 @@ def config_options(func):
 @click.version_option(package_name="cas-mirror", prog_name="cas-sync")
 @click.pass_context
 def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: str | None,
-        quiet: bool, as_json: bool, config_file: str | None, debug: bool,
-        **params: Any) -> int:
+        condarc_url: str | None, pip_conf_url: str | None, quiet: bool, as_json: bool,
+        config_file: str | None, debug: bool, **params: Any) -> int:
     """Mirror conda channels into a local folder that conda, mamba, pixi and rattler use.
 
     Configuration is read from /etc/cas-mirror, then ~/.cas-mirror (the user file wins),
@@ -109,6 +114,14 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
     config = cfg.load_config(config_file, overrides_from(params))
     if show:
         click.echo(cfg.show_as_json(config) if as_json else cfg.render_show(config), nl=False)
+        return EXIT_OK
+    if condarc_url or pip_conf_url:
+        from . import clients
+
+        if condarc_url:
+            click.echo(clients.condarc(config, condarc_url), nl=False)
+        if pip_conf_url:
+            click.echo(clients.pip_conf(config, pip_conf_url), nl=False)
         return EXIT_OK
 
     from .conda import report as conda_report

@@ -11,16 +11,20 @@ from .sync import ExplainRow, SyncReport
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], stream: TextIO) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    # Off a terminal (cron mail, journald, a file): a plain pipe table.
+    style = box.SIMPLE_HEAD if stream.isatty() else box.MARKDOWN
+    table = Table(title=title, title_justify="left", box=style, show_edge=not stream.isatty(),
+                  pad_edge=not stream.isatty())
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index < 2 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*row)
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    Console(file=stream, width=sum(widths) + 3 * len(columns) + 2, highlight=False,
+    Console(file=stream, width=sum(widths) + 3 * len(columns) + 4, highlight=False,
             soft_wrap=False).print(table)
 
 
