@@ -27,7 +27,6 @@ import shutil
 import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -211,6 +210,7 @@ class Downloader:
         self._pools_lock = threading.Lock()
         self._stop = threading.Event()
         self._folders: set[Path] = set()  # folders known to exist
+        self._env_proxies: dict[tuple[str, str], str | None] = {}  # (scheme, host) -> proxy
         self.stop_reason: str | None = None
         self._headers = {"User-Agent": user_agent(), "Accept-Encoding": "gzip, deflate"}
         if settings.ssl_verify is False:
@@ -253,9 +253,11 @@ class Downloader:
         if self.settings.proxy:
             return self.settings.proxy
         parts = urlsplit(url)
-        if urllib.request.proxy_bypass(parts.hostname or ""):
-            return None
-        return urllib.request.getproxies().get(parts.scheme)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._env_proxies:  # reading the environment costs more than a request
+            bypass = urllib.request.proxy_bypass(key[1])
+            self._env_proxies[key] = None if bypass else urllib.request.getproxies().get(key[0])
+        return self._env_proxies[key]
 
     def close(self) -> None:
         with self._pools_lock:
@@ -344,15 +346,29 @@ class Downloader:
             except DiskFull as exc:
                 self._stop_all(str(exc))
         results: list[DownloadResult | None] = [None] * len(jobs)
+        cursor = iter(order)
+        cursor_lock = threading.Lock()
+
+        def worker() -> None:
+            # Each thread takes the next job itself: no future and no hand-off to a waiting
+            # thread per file, which on thousands of small files costs more than the HTTP.
+            while True:
+                with cursor_lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                result = self._download_one(jobs[index], progress)
+                results[index] = result
+                progress.file_done(result)
+
         progress.start(len(jobs), total)
+        threads = [threading.Thread(target=worker, name=f"download-{n}", daemon=True)
+                   for n in range(min(self.settings.workers, len(jobs)))]
         try:
-            with ThreadPoolExecutor(max_workers=self.settings.workers,
-                                    thread_name_prefix="download") as pool:
-                futures = {pool.submit(self._download_one, jobs[i], progress): i for i in order}
-                for future in as_completed(futures):
-                    result = future.result()
-                    results[futures[future]] = result
-                    progress.file_done(result)
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         finally:
             progress.finish()
         return [r for r in results if r is not None]
@@ -433,7 +449,7 @@ class Downloader:
             if offset:
                 progress.advance(offset)  # the bar counts what is on disk
             mode = "r+b" if offset else "wb"
-            with open(part, mode) as handle:
+            with open(part, mode, buffering=0) as handle:  # we write big chunks ourselves
                 if offset:
                     _hash_prefix(handle, offset, sha256, md5)
                     handle.seek(offset)
