@@ -230,3 +230,38 @@ def test_retry_policy_backoff_grows_and_is_capped():
     assert all(0.5 <= d / min(2 ** (n - 1), 60) <= 1.5 for n, d in enumerate(delays, 1))
     assert policy.delay(1, retry_after=3) == 3
     assert policy.delay(1, retry_after=10_000) == 120
+
+
+def test_disk_full_while_writing_stops_everything_cleanly(upstream, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.handle.name))
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def open_full(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return FullDisk(handle) if str(path).endswith(".part") else handle
+
+    monkeypatch.setattr("cas_mirror.download.open", open_full, raising=False)
+    downloader, _ = make(workers=1)
+    results = downloader.download([job_for(upstream, n, tmp_path) for n in upstream.files])
+    assert not any(r.ok for r in results)
+    assert "disk is full" in downloader.stop_reason
+    assert sum(1 for r in results if r.attempts) == 1  # nothing more was tried
+    assert leftovers(tmp_path) == [] and not list(tmp_path.glob("*.bin"))
