@@ -12,7 +12,6 @@ segment being the file name). What fails is refused and reported, never written.
 from __future__ import annotations
 
 import re
-import xmlrpc.client
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -82,6 +81,8 @@ def _listing(pairs, last_serial, complete: bool, source: str) -> Listing:
 
 
 def _xmlrpc(downloader: Downloader, url: str, method: str, *params: Any) -> Any:
+    import xmlrpc.client  # only with use_xml_rpc: true
+
     body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
     try:
         response = downloader.get(url, {"Content-Type": "text/xml", "Accept": "text/xml"},

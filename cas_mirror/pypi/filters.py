@@ -24,15 +24,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
-
 from .model import UpstreamFile, normalize
 
 PACKAGETYPES = ("wheel", "sdist", "bdist_egg", "bdist_wininst", "bdist_msi")
@@ -48,6 +39,22 @@ _TAG_LIKE = re.compile(r"^[a-z0-9_.*?\[\]]+$")
 _PY_VERSION = re.compile(r"^(\d)\.(\d{1,2})$")
 
 
+# `packaging` (PEP 440 and file-name parsing) is imported on first use: a run where no
+# serial moved only matches names, and should not pay for compiling its regexes.
+
+
+def _specifier_set(text: str):
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(text)
+
+
+def _version(text: str):
+    from packaging.version import Version
+
+    return Version(text)
+
+
 class EntryError(ValueError):
     """A filter entry that cannot be understood; the message says what is allowed."""
 
@@ -59,7 +66,7 @@ class EntryError(ValueError):
 class ProjectEntry:
     text: str
     pattern: str  # normalized name or glob
-    specifier: SpecifierSet | None
+    specifier: Any  # a packaging SpecifierSet, or None
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.pattern)
@@ -75,8 +82,10 @@ def parse_entry(text: Any) -> ProjectEntry:
     name, rest = match.groups()
     specifier = None
     if rest:
+        from packaging.specifiers import InvalidSpecifier
+
         try:
-            specifier = SpecifierSet(rest)
+            specifier = _specifier_set(rest)
         except InvalidSpecifier:
             raise EntryError(f"{text!r}: {rest!r} is not a PEP 440 version specifier "
                              "(e.g. '>=2.30', '==1.*', '>=1,<2')") from None
@@ -172,11 +181,14 @@ def project_decision(spec: FilterSpec, name: str) -> Decision:
 # --------------------------------------------------------------------------- files
 
 
-def parse_version(text: str | None) -> Version | None:
+def parse_version(text: str | None):
+    """A packaging Version, or None when absent or not PEP 440."""
+    from packaging.version import InvalidVersion
+
     if text is None:
         return None
     try:
-        return Version(text)
+        return _version(text)
     except InvalidVersion:
         return None
 
@@ -198,6 +210,13 @@ def packagetype(filename: str) -> str:
 
 def file_project_and_version(filename: str, project: str) -> tuple[bool, str | None]:
     """(does the file name belong to `project`, its version when it can be read)."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
     if filename.lower().endswith(".whl"):
         try:
             name, version, _, _ = parse_wheel_filename(filename)
@@ -224,6 +243,8 @@ def file_project_and_version(filename: str, project: str) -> tuple[bool, str | N
 
 
 def _wheel_tags(filename: str):
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
     try:
         return parse_wheel_filename(filename)[3]
     except InvalidWheelFilename:
@@ -268,8 +289,10 @@ def _python_ok(spec: FilterSpec, tags) -> bool:
 def _requires_python_ok(spec: FilterSpec, requires_python: str | None) -> bool:
     if not requires_python or not spec.python_versions:
         return True
+    from packaging.specifiers import InvalidSpecifier
+
     try:
-        specifier = SpecifierSet(requires_python)
+        specifier = _specifier_set(requires_python)
     except InvalidSpecifier:
         return True  # upstream's mistake: let the installer judge
     return any(specifier.contains(f"{major}.{minor}.{patch}", prereleases=True)
@@ -324,7 +347,7 @@ def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> S
         ranks: dict[str | None, tuple] = {}
         for f, version in candidates:
             usable = not f.yanked
-            key = (usable, version is not None, version or Version("0"), f.version or "")
+            key = (usable, version is not None, version or _version("0"), f.version or "")
             ranks[f.version] = max(ranks.get(f.version, key), key)
         newest = sorted(ranks, key=lambda v: ranks[v], reverse=True)[: spec.keep_latest]
         keep_versions = set(newest)

@@ -35,6 +35,13 @@ def _metadata(name: str, version: str, requires_python: str | None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def _filler(size: int, seed: int) -> str:
+    """`size` characters that compress like real code and data do (poorly), from `seed`."""
+    import random
+
+    return random.Random(seed).randbytes(size // 2 + 1).hex()[:size]
+
+
 def build_wheel(name: str, version: str, tag: str = "py3-none-any",
                 requires_python: str | None = None, payload: int = 2000,
                 seed: int = 0) -> tuple[str, bytes, bytes]:
@@ -44,7 +51,7 @@ def build_wheel(name: str, version: str, tag: str = "py3-none-any",
     metadata = _metadata(name, version, requires_python)
     info = f"{dist}-{version}.dist-info"
     module = f"{dist.lower()}/__init__.py"
-    body = f"VERSION = {version!r}\nDATA = {('x' * payload)!r}  # seed {seed}\n".encode()
+    body = f"VERSION = {version!r}\nDATA = {_filler(payload, seed)!r}\n".encode()
     wheel = f"Wheel-Version: 1.0\nGenerator: cas-mirror-tests\nRoot-Is-Purelib: true\n" \
             f"Tag: {tag}\n".encode()
     entries = {module: body, f"{info}/METADATA": metadata, f"{info}/WHEEL": wheel}
@@ -70,7 +77,7 @@ def build_sdist(name: str, version: str, requires_python: str | None = None,
     base = f"{dist}-{version}"
     members = {f"{base}/PKG-INFO": _metadata(name, version, requires_python),
                f"{base}/{dist}/__init__.py":
-                   f"VERSION = {version!r}\nDATA = {('y' * payload)!r}  # {seed}\n".encode()}
+                   f"VERSION = {version!r}\nDATA = {_filler(payload, seed + 1)!r}\n".encode()}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
         for path, data in members.items():
