@@ -110,6 +110,8 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
     4 stopped early (disk space).
     """
     if ctx.invoked_subcommand is not None:
+        # `cas-sync -f FILE pypi`: the subcommand reads the same configuration.
+        ctx.obj = {"config_file": config_file, "overrides": overrides_from(params)}
         return EXIT_OK
     config = cfg.load_config(config_file, overrides_from(params))
     if show:
@@ -147,6 +149,11 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
     elif result.exit_code:
         conda_report.render_failures(result, sys.stderr)
     return result.exit_code
+
+
+from .pypi.cli import pypi as _pypi_command  # noqa: E402  (the group must exist first)
+
+cli.add_command(_pypi_command)
 
 
 def main(argv: list[str] | None = None) -> int:

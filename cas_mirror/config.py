@@ -214,6 +214,91 @@ def check_mapping(value: Any, base: Path) -> dict:
     return value
 
 
+def check_choice(*choices: str) -> Callable[[Any, Path], str]:
+    """One of `choices`, case-insensitive; returns the spelling given in `choices`."""
+
+    def check(value: Any, base: Path) -> str:
+        if isinstance(value, str):
+            for choice in choices:
+                if value.strip().lower() == choice.lower():
+                    return choice
+        hint = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+        raise BadValue(f"expected one of {', '.join(choices)}, got {_describe(value)}{hint}")
+
+    return check
+
+
+def optional(check: Callable[[Any, Path], Any]) -> Callable[[Any, Path], Any]:
+    """`check`, or null (for pypi keys, null means: use the top-level value)."""
+
+    def check_or_none(value: Any, base: Path) -> Any:
+        return None if value is None else check(value, base)
+
+    return check_or_none
+
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_user(value: Any, base: Path) -> str:
+    if not isinstance(value, str) or not _SEGMENT.match(value.strip()) \
+            or value.strip() in (".cas-sync",):
+        raise BadValue(f"expected a folder name such as pypi (letters, digits, '.', '_', '+', "
+                       f"'-'), got {_describe(value)}")
+    return value.strip()
+
+
+def _pypi_list(parse_item: Callable[[Any], Any], what: str) -> Callable[[Any, Path], list]:
+    def check(value: Any, base: Path) -> list:
+        from .pypi.filters import EntryError
+
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise BadValue(f"expected a list of {what}, got {_describe(value)}")
+        out = []
+        for index, item in enumerate(value):
+            try:
+                out.append(parse_item(item))
+            except EntryError as exc:
+                raise BadValue(f"item {index + 1}: {exc}") from None
+        return out
+
+    return check
+
+
+def _pypi_entry(item: Any) -> str:
+    from .pypi.filters import parse_entry
+
+    parse_entry(item)
+    return item.strip()
+
+
+def _pypi_platform(item: Any) -> str:
+    from .pypi.filters import EntryError, check_platform
+
+    if not isinstance(item, str) or not item.strip():
+        raise EntryError(f"expected a platform name or wheel platform tag, got {item!r}")
+    return check_platform(item.strip())
+
+
+def _pypi_python(item: Any) -> str:
+    from .pypi.filters import check_python_version
+
+    return check_python_version(item)
+
+
+def _pypi_packagetype(item: Any) -> str:
+    from .pypi.filters import PACKAGETYPES, EntryError
+
+    if isinstance(item, str) and item.strip().lower() in PACKAGETYPES:
+        return item.strip().lower()
+    raise EntryError(f"unknown package type {item!r}{did_you_mean(str(item), PACKAGETYPES)}; "
+                     f"known types: {', '.join(PACKAGETYPES)}")
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -221,8 +306,56 @@ def check_mapping(value: Any, base: Path) -> dict:
 class Setting:
     default: Any
     check: Callable[[Any, Path], Any]
-    # A section (the `pypi:` mapping) merges key by key across layers.
+    # A section (the `pypi:` mapping) merges key by key across layers; `sub` holds its keys.
     section: bool = False
+    sub: "dict[str, Setting] | None" = None
+
+
+# The keys of the `pypi:` section (and of a --mirror-config file). A default of None on a
+# key in PYPI_INHERITED means: use the top-level key of the same name.
+PYPI_SETTINGS: dict[str, Setting] = {
+    # from the Anaconda Repository PyPI mirror
+    "user": Setting("pypi", check_user),
+    "remote_url": Setting("https://pypi.org", check_url),
+    "simple_index_url": Setting(None, check_optional_url),
+    "xml_rpc_api_url": Setting(None, check_optional_url),
+    "use_xml_rpc": Setting(False, check_bool),
+    "use_serial": Setting(True, check_bool),
+    "create_org": Setting(False, check_bool),
+    "whitelist": Setting([], _pypi_list(_pypi_entry, "project names, globs or specs")),
+    "blacklist": Setting([], _pypi_list(_pypi_entry, "project names, globs or specs")),
+    "latest_only": Setting(False, check_bool),
+    # filters users ask for
+    "keep_latest": Setting(0, check_int(0)),
+    "exclude_prereleases": Setting(False, check_bool),
+    "platforms": Setting([], _pypi_list(_pypi_platform, "platforms")),
+    "python_versions": Setting([], _pypi_list(_pypi_python, "Python versions")),
+    "packagetypes": Setting([], _pypi_list(_pypi_packagetype, "package types")),
+    # from bandersnatch
+    "simple_format": Setting("ALL", check_choice("ALL", "HTML", "JSON")),
+    "release_files": Setting(True, check_bool),
+    "root_uri": Setting(None, check_optional_url),
+    "json": Setting(False, check_bool),
+    "download_mirror": Setting(None, check_optional_url),
+    "download_mirror_no_fallback": Setting(False, check_bool),
+    "compare_method": Setting("hash", check_choice("hash", "stat")),
+    "digest_name": Setting("sha256", check_choice("sha256", "md5")),
+    "stop_on_error": Setting(False, check_bool),
+    "global_timeout": Setting(1800.0, check_seconds),
+    # null: the top-level value
+    "workers": Setting(None, optional(check_int(1))),
+    "timeout": Setting(None, optional(check_seconds)),
+    "retries": Setting(None, optional(check_int(0))),
+    "retry_backoff": Setting(None, optional(check_seconds)),
+    "proxy": Setting(None, check_proxy),
+    "ssl_verify": Setting(None, optional(check_ssl_verify)),
+    "minimum_free_space": Setting(None, optional(check_size)),
+    "keep_removed": Setting(None, optional(check_bool)),
+    "diff_file": Setting(None, check_optional_path),
+    "diff_append_epoch": Setting(None, optional(check_bool)),
+}
+PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
+                  "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
 
 
 SETTINGS: dict[str, Setting] = {
@@ -244,7 +377,8 @@ SETTINGS: dict[str, Setting] = {
     "keep_removed": Setting(False, check_bool),
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(False, check_bool),
-    "pypi": Setting({}, check_mapping, section=True),
+    "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
+                    section=True, sub=PYPI_SETTINGS),
 }
 
 
@@ -282,8 +416,11 @@ def standard_config_paths() -> list[tuple[str, Path]]:
 def load_config(
     config_file: str | os.PathLike | None = None,
     overrides: Iterable[tuple[str, Any, str]] = (),
+    mirror_config: str | os.PathLike | None = None,
 ) -> Config:
-    """Merge every layer. `overrides` are (key, raw value, flag name) from the command line."""
+    """Merge every layer. `overrides` are (key, raw value, flag name) from the command line.
+    `mirror_config` is a standalone file of `pypi:` keys at top level (the Anaconda PyPI
+    mirror's format); it wins over the `pypi:` section of every other file."""
     values = {key: _copy(setting.default) for key, setting in SETTINGS.items()}
     origins = {key: DEFAULT for key in SETTINGS}
     files: list[ConfigFile] = []
@@ -297,15 +434,26 @@ def load_config(
         if pairs is None:
             continue
         label = f"--config {path}" if role == "--config" else str(path)
-        for key, raw, line in pairs:
-            _apply(values, origins, key, raw, f"{path}, line {line}", label, path.parent)
+        for key, raw, line, sub_lines in pairs:
+            _apply(values, origins, key, raw, f"{path}, line {line}", label, path.parent,
+                   {k: f"{path}, line {n}" for k, n in sub_lines.items()})
+
+    if mirror_config is not None:
+        path = Path(mirror_config).expanduser()
+        pairs = read_yaml_mapping(path, required=True)
+        files.append(ConfigFile("--mirror-config", path, "read"))
+        raw_section = {key: raw for key, raw, _, _ in pairs}
+        where = {key: f"{path}, line {line}" for key, _, line, _ in pairs}
+        _apply_section(values, origins, "pypi", raw_section, f"{path}",
+                       f"--mirror-config {path}", path.parent, where, prefix="")
 
     for key, raw, flag in overrides:
         _apply(values, origins, key, raw, f"command line: {flag}", f"command line ({flag})", Path.cwd())
     return Config(values, origins, files)
 
 
-def _apply(values, origins, key, raw, where: str, label: str, base: Path) -> None:
+def _apply(values, origins, key, raw, where: str, label: str, base: Path,
+           sub_where: dict[str, str] | None = None) -> None:
     setting = SETTINGS.get(key) if isinstance(key, str) else None
     if setting is None:
         raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(str(key), SETTINGS)}")
@@ -314,12 +462,35 @@ def _apply(values, origins, key, raw, where: str, label: str, base: Path) -> Non
     except BadValue as exc:
         raise ConfigError(f"{where}: key {key!r}: {exc}") from None
     if setting.section:
-        values[key] = {**values[key], **value}
-        for sub in value:
-            origins[f"{key}.{sub}"] = label
+        _apply_section(values, origins, key, value, where, label, base, sub_where or {},
+                       prefix=f"{key}.")
     else:
         values[key] = value
         origins[key] = label
+
+
+def _apply_section(values, origins, key: str, raw: dict, where: str, label: str, base: Path,
+                   sub_where: dict[str, str], prefix: str) -> None:
+    """Check and merge the keys of a section one by one. Dashed spellings (bandersnatch's
+    `stop-on-error`) are accepted for the underscore keys."""
+    table = SETTINGS[key].sub or {}
+    seen: dict[str, str] = {}
+    for sub, sub_raw in raw.items():
+        at = sub_where.get(sub, where)
+        name = sub.replace("-", "_") if isinstance(sub, str) else sub
+        setting = table.get(name) if isinstance(name, str) else None
+        if setting is None:
+            raise ConfigError(f"{at}: unknown key '{prefix}{sub}'"
+                              f"{did_you_mean(str(name), table)}")
+        if name in seen:
+            raise ConfigError(f"{at}: key '{prefix}{sub}' is given twice (also as "
+                              f"'{prefix}{seen[name]}')")
+        seen[name] = sub
+        try:
+            values[key][name] = setting.check(sub_raw, base)
+        except BadValue as exc:
+            raise ConfigError(f"{at}: key '{prefix}{name}': {exc}") from None
+        origins[f"{key}.{name}"] = label
 
 
 def _copy(value: Any) -> Any:
@@ -346,8 +517,9 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int]] | None:
-    """The top-level (key, value, line) of a YAML file; None when absent and not required."""
+def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, dict]] | None:
+    """The top-level (key, value, line, {sub-key: line} when the value is a mapping) of a
+    YAML file; None when absent and not required."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -382,6 +554,7 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int]] 
                 loader.construct_object(key_node, deep=True),
                 loader.construct_object(value_node, deep=True),
                 key_node.start_mark.line + 1,
+                _sub_lines(loader, value_node),
             )
             for key_node, value_node in node.value
         ]
@@ -394,6 +567,18 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int]] 
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _sub_lines(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    lines = {}
+    for key_node, _ in node.value:
+        try:
+            lines[loader.construct_object(key_node, deep=True)] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: the section check reports it
+            pass
+    return lines
 
 
 # --------------------------------------------------------------------------- --show
@@ -411,6 +596,8 @@ def render_show(config: Config, keys: Iterable[str] | None = None) -> str:
             lines.append(f"{key}:" + ("" if value else " {}") + f"  # {config.origins[key]}")
             for sub, sub_value in value.items():
                 origin = config.origins.get(f"{key}.{sub}", DEFAULT)
+                if sub_value is None and sub in PYPI_INHERITED:
+                    origin += f" (null: the top-level {sub} applies)"
                 lines.extend("  " + line for line in _render_item(sub, sub_value, origin))
         else:
             lines.extend(_render_item(key, value, config.origins[key]))

@@ -60,6 +60,9 @@ class NetworkSettings:
     backoff: float = 1.0  # first retry waits about this long, doubling each time (max 60 s)
     proxy: str | None = None  # None: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment
     ssl_verify: bool | str = True  # or the path of a CA bundle
+    # The longest one request or file attempt may take, however steadily bytes arrive
+    # (bandersnatch's global-timeout); None: no limit beyond `timeout` between reads.
+    total_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,10 @@ class Downloader:
         except (Urllib3Error, OSError) as exc:
             raise _Retryable(_reason(exc)) from None
 
+    def _deadline(self) -> float | None:
+        total = self.settings.total_timeout
+        return None if total is None else time.monotonic() + total
+
     # ------------------------------------------------------------------ metadata
     def get(self, url: str, headers: Mapping[str, str] | None = None, *,
             max_bytes: int | None = None, accept_statuses: Iterable[int] = (200,),
@@ -320,7 +327,8 @@ class Downloader:
             status = response.status
             response_headers = {k.lower(): v for k, v in response.headers.items()}
             if status == 304 or (status in accepted and status not in RETRY_STATUSES):
-                data = b"" if status == 304 else _read_bounded(response, url, max_bytes)
+                data = b"" if status == 304 else _read_bounded(response, url, max_bytes,
+                                                              self._deadline())
                 return HttpResponse(response.geturl() or url, status, response_headers, data)
             _raise_for_status(status, response_headers)
             raise _Fatal(f"unexpected HTTP {status}", status)
@@ -372,6 +380,16 @@ class Downloader:
         finally:
             progress.finish()
         return [r for r in results if r is not None]
+
+    def backoff(self, attempt: int) -> None:
+        """Wait as the retry policy says before attempt `attempt + 1` (for callers that
+        retry on what a body says, such as a stale page)."""
+        self._sleep(self.policy.delay(attempt))
+
+    def stop(self, reason: str) -> None:
+        """Start no further attempts; running ones finish. Remaining jobs fail with
+        `reason` (the PyPI sync's stop_on_error)."""
+        self._stop_all(reason)
 
     def _stop_all(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -430,6 +448,7 @@ class Downloader:
             self.free_space.check(job.size or 0)
         offset = _usable_partial(part, job.size)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
+        deadline = self._deadline()
         response = self._open(url, headers)
         try:
             status = response.status
@@ -460,6 +479,8 @@ class Downloader:
                     if not chunk:
                         break
                     written += len(chunk)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise _Retryable(_too_long(self.settings.total_timeout))
                     if job.size is not None and written > job.size:
                         handle.close()
                         part.unlink(missing_ok=True)
@@ -552,7 +573,13 @@ def _raise_for_status(status: int, headers: Mapping[str, str]) -> None:
     raise _Fatal(f"HTTP {status}", status)
 
 
-def _read_bounded(response, url: str, max_bytes: int | None) -> bytes:
+def _too_long(seconds: float | None) -> str:
+    limit = f"{seconds:g} s " if seconds is not None else ""
+    return f"took longer than {limit}(global_timeout)"
+
+
+def _read_bounded(response, url: str, max_bytes: int | None,
+                  deadline: float | None = None) -> bytes:
     declared = response.headers.get("Content-Length")
     if max_bytes is not None and declared and declared.isdigit() and int(declared) > max_bytes:
         raise _Fatal(f"response of {declared} bytes exceeds the limit of {max_bytes}")
@@ -564,6 +591,8 @@ def _read_bounded(response, url: str, max_bytes: int | None) -> bytes:
         total += len(chunk)
         if max_bytes is not None and total > max_bytes:
             raise _Fatal(f"response exceeds the limit of {max_bytes} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Retryable(_too_long(None))
         chunks.append(chunk)
     if declared and declared.isdigit() and not response.headers.get("Content-Encoding"):
         if total != int(declared):

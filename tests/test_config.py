@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cas_mirror.cli import main
-from cas_mirror.config import SETTINGS, load_config
+from cas_mirror.config import PYPI_SETTINGS, SETTINGS, load_config
 
 
 def show_json(run_cli, *args):
@@ -283,3 +283,6 @@ def test_reference_config_documents_every_key_with_its_default(isolated_config):
     config = load_config(reference)
     for key, setting in SETTINGS.items():
         assert config.values[key] == setting.default, key
+    assert set(documented["pypi"]) == set(PYPI_SETTINGS)
+    for key, setting in PYPI_SETTINGS.items():
+        assert documented["pypi"][key] == setting.default, key

@@ -22,12 +22,12 @@ from typing import Any
 
 import msgspec
 
-from cas_index.atomic import write_atomic, write_if_changed
+from cas_index.atomic import write_if_changed
 from cas_index.repodata import write_repodata
 
 from ..config import Config
 from ..download import DownloadJob, Downloader, FreeSpaceGuard, HttpError, NetworkSettings
-from ..errors import CasError, ConfigError
+from ..errors import ConfigError
 from ..lock import TreeLock
 from ..output import Output
 from .fetch import ChannelSource, Fetched, NotOffered, discover_platforms, fetch_platform, \
@@ -385,17 +385,8 @@ def _publish_channeldata(work: list[_Work], mirror_dir: Path, report: SyncReport
 
 
 def _write_diff_file(config: Config, report: SyncReport) -> None:
-    if not config.diff_file:
-        return
-    target = Path(config.diff_file)
-    if target.is_dir():
-        target = target / "mirrored-files"
-    if config.diff_append_epoch:
-        target = target.with_name(f"{target.name}-{int(time.time())}")
-    lines = "".join(f"{p.resolve()}\n" for p in report.changed_files)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, lines.encode())
-    except OSError as exc:
-        raise CasError(f"key 'diff_file': cannot write {target} ({exc.strerror})") from None
-    report.diff_file = target
+    from ..diff_file import write_diff_file
+
+    if config.diff_file:
+        report.diff_file = write_diff_file(config.diff_file, config.diff_append_epoch,
+                                           report.changed_files)

@@ -1,0 +1,300 @@
+"""Talking to the upstream index, through the shared downloader: the project list (PEP 691
+JSON `/simple/` with `_last-serial`, or XML-RPC `list_packages_with_serial` /
+`changelog_since_serial`), project pages (PEP 691 JSON), and the JSON API document.
+
+Everything upstream says is checked here before it reaches the rest of the sync: project
+names must be valid and distinct after normalization; a page must be about the project
+asked for; each file name must belong to that project, and each file URL must map to a
+path inside `web/packages/` (no `..`, no absolute or hidden segments, the URL's last
+segment being the file name). What fails is refused and reported, never written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import msgspec
+
+from ..download import Downloader, HttpError
+from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_name, normalize
+
+ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
+SERIAL_HEADER = "x-pypi-last-serial"
+MAX_DOCUMENT = 1_000_000_000  # a full PyPI project list is ~40 MB; a page far less
+GONE = (404, 410)
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+_BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f\\/]")
+
+
+class UpstreamError(Exception):
+    """Upstream's answer cannot be used (the message says why)."""
+
+
+class XmlRpcUnavailable(UpstreamError):
+    """The XML-RPC endpoint did not answer usefully; the Simple API is used instead."""
+
+
+class Refused(ValueError):
+    """A name, file or URL from upstream that would land outside the tree or elsewhere."""
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def fetch_listing(downloader: Downloader, simple_url: str) -> Listing:
+    response = downloader.get(simple_url, {"Accept": ACCEPT_JSON}, max_bytes=MAX_DOCUMENT)
+    document = _json_object(response.data, simple_url)
+    projects = document.get("projects")
+    if not isinstance(projects, list):
+        raise UpstreamError(f"{simple_url}: the project list has no 'projects' array")
+    meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
+    last = _int(meta.get("_last-serial")) or _int(response.headers.get(SERIAL_HEADER))
+    pairs = []
+    for entry in projects:
+        if isinstance(entry, dict):
+            pairs.append((entry.get("name"), _int(entry.get("_last-serial"))))
+        else:
+            pairs.append((entry, None))
+    return _listing(pairs, last, complete=True, source="simple")
+
+
+def _listing(pairs, last_serial, complete: bool, source: str) -> Listing:
+    listing = Listing({}, last_serial, complete, source)
+    for name, serial in pairs:
+        if not isinstance(name, str) or not is_valid_name(name):
+            listing.refused.append((repr(name)[:200], "refused: not a valid project name"))
+            continue
+        key = normalize(name)
+        other = listing.projects.get(key)
+        if other is not None:
+            if complete:
+                listing.refused.append((name, f"refused: normalizes to {key!r}, already "
+                                              f"listed as {other.name!r}"))
+                continue
+            serial = max(serial or 0, other.serial or 0) or None
+            name = other.name
+        listing.projects[key] = ListedProject(name, serial)
+    return listing
+
+
+def _xmlrpc(downloader: Downloader, url: str, method: str, *params: Any) -> Any:
+    import xmlrpc.client  # only with use_xml_rpc: true
+
+    body = xmlrpc.client.dumps(params, method, allow_none=False).encode()
+    try:
+        response = downloader.get(url, {"Content-Type": "text/xml", "Accept": "text/xml"},
+                                  method="POST", body=body, max_bytes=MAX_DOCUMENT)
+        return xmlrpc.client.loads(response.data, use_builtin_types=True)[0][0]
+    except HttpError as exc:
+        raise XmlRpcUnavailable(f"XML-RPC {method}: {exc}") from None
+    except xmlrpc.client.Fault as exc:
+        raise XmlRpcUnavailable(f"XML-RPC {method} at {url}: fault {exc.faultCode}: "
+                                f"{exc.faultString}") from None
+    except (xmlrpc.client.ResponseError, ValueError, IndexError, TypeError) as exc:
+        raise XmlRpcUnavailable(f"XML-RPC {method} at {url}: malformed answer ({exc})") from None
+    except Exception as exc:  # expat errors have no public base class
+        if type(exc).__name__ == "ExpatError":
+            raise XmlRpcUnavailable(f"XML-RPC {method} at {url}: not XML ({exc})") from None
+        raise
+
+
+def fetch_listing_xmlrpc(downloader: Downloader, url: str, since: int | None) -> Listing:
+    """Every project with its serial (since None), or the projects changed after `since`."""
+    if since is None:
+        answer = _xmlrpc(downloader, url, "list_packages_with_serial")
+        if not isinstance(answer, dict):
+            raise XmlRpcUnavailable(f"XML-RPC list_packages_with_serial at {url}: not a mapping")
+        pairs = [(name, _int(serial)) for name, serial in answer.items()]
+        last = max((s for _, s in pairs if s is not None), default=None)
+        return _listing(pairs, last, complete=True, source="xmlrpc-list")
+    answer = _xmlrpc(downloader, url, "changelog_since_serial", since)
+    if not isinstance(answer, list):
+        raise XmlRpcUnavailable(f"XML-RPC changelog_since_serial at {url}: not a list")
+    pairs = []
+    for row in answer:
+        if not isinstance(row, (list, tuple)) or len(row) < 5:
+            raise XmlRpcUnavailable(f"XML-RPC changelog_since_serial at {url}: malformed row")
+        pairs.append((row[0], _int(row[4])))
+    last = max([s for _, s in pairs if s is not None] + [since])
+    return _listing(pairs, last, complete=False, source="xmlrpc-changelog")
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def fetch_project(downloader: Downloader, simple_url: str, name: str,
+                  want_serial: int | None) -> ProjectPage | None:
+    """The project's page, or None when upstream no longer has it (404/410). A page older
+    than `want_serial` (a stale cache) is asked for again, then reported."""
+    url = f"{simple_url}{name}/"
+    attempts = downloader.policy.retries + 1
+    for attempt in range(1, attempts + 1):
+        # Retries carry a query string, as bandersnatch does, to get past stale caches.
+        ask = url if attempt == 1 else f"{url}?serial={want_serial}"
+        try:
+            response = downloader.get(ask, {"Accept": ACCEPT_JSON}, max_bytes=MAX_DOCUMENT)
+        except HttpError as exc:
+            if exc.status in GONE:
+                return None
+            raise
+        page = parse_project_page(response.data, url, name, response.headers)
+        if want_serial is None or page.serial is None or page.serial >= want_serial:
+            return page
+        if attempt < attempts:
+            downloader.backoff(attempt)
+    raise UpstreamError(f"{url}: upstream answered serial {page.serial}, older than the "
+                        f"{want_serial} it listed (a stale cache?), after {attempts} attempts")
+
+
+def fetch_json_api(downloader: Downloader, json_api_url: str, name: str) -> bytes:
+    url = f"{json_api_url}/{name}/json"
+    response = downloader.get(url, {"Accept": "application/json"}, max_bytes=MAX_DOCUMENT)
+    _json_object(response.data, url)
+    return response.data
+
+
+def parse_project_page(data: bytes, url: str, project: str,
+                       headers: dict[str, str] | None = None) -> ProjectPage:
+    from .filters import file_project_and_version
+
+    document = _json_object(data, url)
+    named = document.get("name")
+    if not isinstance(named, str) or normalize(named) != project:
+        raise UpstreamError(f"{url}: refused: the page names project {str(named)[:100]!r}, "
+                            f"not {project!r}")
+    files = document.get("files")
+    if not isinstance(files, list):
+        raise UpstreamError(f"{url}: the page has no 'files' array")
+    meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
+    serial = _int(meta.get("_last-serial")) or _int((headers or {}).get(SERIAL_HEADER))
+    page = ProjectPage(project, serial, [], [])
+    seen_names: set[str] = set()
+    seen_paths: set[str] = set()
+    for entry in files:
+        try:
+            f = _parse_file(entry, url, project, file_project_and_version)
+        except Refused as exc:
+            label = entry.get("filename") if isinstance(entry, dict) else None
+            page.refused.append((str(label or entry)[:200], f"refused: {exc}"))
+            continue
+        if f.filename in seen_names or f.relpath in seen_paths:
+            page.refused.append((f.filename, "refused: listed twice"))
+            continue
+        seen_names.add(f.filename)
+        seen_paths.add(f.relpath)
+        page.files.append(f)
+    # A file may not sit where another file's PEP 658 metadata goes.
+    clash = {f.relpath for f in page.files} & {f"{f.relpath}.metadata" for f in page.files}
+    if clash:
+        page.refused.extend((p, "refused: collides with another file's .metadata") for p in clash)
+        page.files = [f for f in page.files if f.relpath not in clash]
+    versions = document.get("versions")
+    if isinstance(versions, list) and all(isinstance(v, str) for v in versions):
+        page.versions = list(dict.fromkeys(versions))
+    else:
+        page.versions = list(dict.fromkeys(f.version for f in page.files if f.version))
+    return page
+
+
+def _parse_file(entry: Any, page_url: str, project: str, name_check) -> UpstreamFile:
+    if not isinstance(entry, dict):
+        raise Refused("a file entry that is not an object")
+    filename, href = entry.get("filename"), entry.get("url")
+    if not isinstance(filename, str) or not isinstance(href, str):
+        raise Refused("a file entry without filename or url")
+    _check_segment(filename, "file name")
+    belongs, version = name_check(filename, project)
+    if not belongs:
+        raise Refused(f"file name {filename!r} does not belong to project {project!r}")
+    url = urljoin(page_url, href).split("#", 1)[0]
+    hashes = _hashes(entry.get("hashes"))
+    relpath = local_relpath(url, filename, project, hashes)
+    size = entry.get("size")
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    requires = entry.get("requires-python")
+    yanked = entry.get("yanked", False)
+    if not isinstance(yanked, (bool, str)):
+        yanked = bool(yanked)
+    if isinstance(yanked, str) and not yanked.strip():
+        yanked = True
+    core = entry.get("core-metadata")
+    if core is None:  # PEP 714: the old spellings, when the new key is absent
+        core = entry.get("dist-info-metadata", entry.get("data-dist-info-metadata", False))
+    if isinstance(core, dict):
+        core = _hashes(core) or True
+    elif not isinstance(core, bool):
+        core = False
+    upload = entry.get("upload-time")
+    return UpstreamFile(
+        filename=filename, url=url, relpath=relpath, hashes=hashes, size=size,
+        requires_python=requires.strip() or None if isinstance(requires, str) else None,
+        yanked=yanked, core_metadata=core,
+        upload_time=upload if isinstance(upload, str) and _UPLOAD_TIME.match(upload) else None,
+        version=version)
+
+
+def _hashes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k.lower(): v.lower() for k, v in value.items()
+            if isinstance(k, str) and isinstance(v, str) and _HEX.match(v)
+            and k.lower() in ("sha256", "md5", "sha1", "sha224", "sha384", "sha512",
+                              "blake2b", "blake2s", "sha3_256", "sha3_512")}
+
+
+def _check_segment(segment: str, what: str) -> None:
+    if not segment or segment in (".", "..") or segment.startswith(".") \
+            or _BAD_SEGMENT.search(segment) or len(segment) > 255:
+        raise Refused(f"{what} {segment[:100]!r} is not a plain, visible name")
+
+
+def local_relpath(url: str, filename: str, project: str, hashes: dict[str, str]) -> str:
+    """Where the file of `url` lives under web/packages/: the URL's path after its first
+    `packages` segment (PyPI's hashed layout, so links stay relative), else
+    <sha256[:2]>/<sha256[2:4]>/<sha256[4:]>/<filename>, else <project>/<filename>."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Refused(f"URL {url[:200]!r} is not http(s)")
+    segments = [unquote(s) for s in parts.path.split("/")]
+    if segments and segments[-1] != filename:
+        raise Refused(f"URL {url[:200]!r} does not end in the file name {filename!r}")
+    if "packages" in segments[:-1]:
+        rel = segments[segments.index("packages") + 1:]
+    elif "sha256" in hashes and len(hashes["sha256"]) == 64:
+        digest = hashes["sha256"]
+        rel = [digest[:2], digest[2:4], digest[4:], filename]
+    else:
+        rel = [project, filename]
+    for segment in rel:
+        _check_segment(segment, "URL path segment")
+    return "/".join(rel)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json_object(data: bytes, url: str) -> dict:
+    try:
+        document = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        head = data[:200].lstrip().lower()
+        if head.startswith((b"<!doctype", b"<html")):
+            raise UpstreamError(f"{url}: upstream answered HTML; cas-sync pypi needs an index "
+                                "with the PEP 691 JSON Simple API") from None
+        raise UpstreamError(f"{url}: malformed JSON") from None
+    if not isinstance(document, dict):
+        raise UpstreamError(f"{url}: expected a JSON object")
+    return document
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None

@@ -1,0 +1,128 @@
+"""The index pages we publish, as bytes. Pure functions, no I/O.
+
+HTML follows PEP 503 with `#<digest>=` fragments, PEP 592 `data-yanked` (with the
+reason), `data-requires-python`, PEP 658/714 `data-core-metadata` plus the older
+`data-dist-info-metadata`, and PEP 629's `pypi:repository-version` meta tag. JSON follows
+PEP 691 at API version 1.1 (PEP 700: `versions`, `size`, `upload-time`), with PEP 714's
+`core-metadata` key only (the old JSON key breaks old pips). The project list carries each
+project's `_last-serial` (PEP 700 reserves underscore keys for index servers), so another
+mirror can chain from ours.
+
+Everything copied from upstream is escaped here: HTML attribute values and text with
+`html.escape`, link paths percent-encoded; JSON by the encoder.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import msgspec
+
+API_VERSION = "1.1"
+JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
+
+
+@dataclass(frozen=True)
+class PageFile:
+    filename: str
+    href: str  # relative or absolute, not yet escaped, without fragment
+    hashes: dict[str, str]
+    size: int | None = None
+    requires_python: str | None = None
+    yanked: bool | str = False
+    core_metadata: dict[str, str] | bool = False
+    upload_time: str | None = None
+
+
+def link_href(href: str) -> str:
+    """Percent-encode a link's path characters that HTML or URLs would misread."""
+    if "://" in href:
+        scheme, rest = href.split("://", 1)
+        return f"{scheme}://{quote(rest, safe='/:@!$&()*+,;=~%')}"
+    return quote(href, safe="/~")
+
+
+def _fragment(hashes: dict[str, str], digest_name: str) -> str:
+    for name in (digest_name, "sha256"):
+        if name in hashes:
+            return f"#{name}={hashes[name]}"
+    return ""
+
+
+def _metadata_attr(core: dict[str, str] | bool) -> str | None:
+    if isinstance(core, dict) and core:
+        name = "sha256" if "sha256" in core else sorted(core)[0]
+        return f"{name}={core[name]}"
+    return "true" if core else None
+
+
+def project_html(name: str, files: list[PageFile], digest_name: str = "sha256") -> bytes:
+    title = html.escape(f"Links for {name}")
+    out = ["<!DOCTYPE html>", "<html>", "  <head>",
+           f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+           f"    <title>{title}</title>", "  </head>", "  <body>", f"    <h1>{title}</h1>"]
+    for f in files:
+        attrs = [f'href="{html.escape(link_href(f.href) + _fragment(f.hashes, digest_name))}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{html.escape(f.requires_python)}"')
+        if f.yanked:
+            reason = f.yanked if isinstance(f.yanked, str) else ""
+            attrs.append(f'data-yanked="{html.escape(reason)}"')
+        metadata = _metadata_attr(f.core_metadata)
+        if metadata:
+            value = html.escape(metadata)
+            attrs.append(f'data-dist-info-metadata="{value}" data-core-metadata="{value}"')
+        out.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br/>")
+    out.extend(["  </body>", "</html>", ""])
+    return "\n".join(out).encode()
+
+
+def project_json(name: str, files: list[PageFile], versions: list[str],
+                 serial: int | None) -> bytes:
+    meta: dict = {"api-version": API_VERSION}
+    if serial is not None:
+        meta["_last-serial"] = serial
+    entries = []
+    for f in files:
+        entry: dict = {"filename": f.filename, "url": link_href(f.href), "hashes": f.hashes}
+        if f.requires_python:
+            entry["requires-python"] = f.requires_python
+        if f.core_metadata:
+            entry["core-metadata"] = f.core_metadata
+        entry["yanked"] = f.yanked
+        if f.size is not None:
+            entry["size"] = f.size
+        if f.upload_time:
+            entry["upload-time"] = f.upload_time
+        entries.append(entry)
+    return msgspec.json.encode({"meta": meta, "name": name, "files": entries,
+                                "versions": versions})
+
+
+def root_html(projects: list[tuple[str, str]]) -> bytes:
+    """`projects`: (normalized name, display name), in the order to list them."""
+    out = ["<!DOCTYPE html>", "<html>", "  <head>",
+           f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+           "    <title>Simple index</title>", "  </head>", "  <body>"]
+    for normalized, display in projects:
+        out.append(f'    <a href="{html.escape(quote(normalized))}/">{html.escape(display)}</a>'
+                   "<br/>")
+    out.extend(["  </body>", "</html>", ""])
+    return "\n".join(out).encode()
+
+
+def root_json(projects: list[tuple[str, int | None]], last_serial: int | None) -> bytes:
+    """`projects`: (display name, serial)."""
+    meta: dict = {"api-version": API_VERSION}
+    if last_serial is not None:
+        meta["_last-serial"] = last_serial
+    listed = []
+    for name, serial in projects:
+        entry: dict = {"name": name}
+        if serial is not None:
+            entry["_last-serial"] = serial
+        listed.append(entry)
+    return msgspec.json.encode({"meta": meta, "projects": listed})

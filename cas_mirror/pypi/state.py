@@ -1,0 +1,56 @@
+"""What the PyPI sync remembers between runs, in `<mirror_dir>/<user>/.cas-sync/state.json`
+(beside `web/`, so it is never served):
+
+- the last upstream serial and the fingerprint of the settings that shape the pages;
+- per mirrored project: its display name, the upstream serial its pages reflect (kept at
+  the old value when something failed, so the next run tries again), and the files it
+  owns under `web/packages/` with size, mtime and digest when last verified, so an
+  unchanged file is never re-read (compare_method: hash) and a removed one is found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from cas_index.atomic import write_if_changed
+
+VERSION = 1
+
+
+@dataclass
+class ProjectState:
+    name: str
+    serial: int | None = None
+    # relpath under web/packages/ -> [size, mtime_ns, digest algorithm, hex digest]
+    files: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass
+class TreeState:
+    last_serial: int | None = None
+    fingerprint: str | None = None
+    projects: dict[str, ProjectState] = field(default_factory=dict)
+
+
+def load_state(folder: Path) -> TreeState:
+    try:
+        data = msgspec.json.decode((folder / "state.json").read_bytes())
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            return TreeState()
+        projects = {key: ProjectState(p["name"], p.get("serial"), p.get("files") or {})
+                    for key, p in data.get("projects", {}).items()}
+        return TreeState(data.get("last_serial"), data.get("fingerprint"), projects)
+    except (OSError, msgspec.DecodeError, KeyError, TypeError, AttributeError):
+        return TreeState()  # no state, or unreadable: every project is examined afresh
+
+
+def save_state(folder: Path, state: TreeState) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"version": VERSION, "last_serial": state.last_serial,
+            "fingerprint": state.fingerprint,
+            "projects": {key: {"name": p.name, "serial": p.serial, "files": p.files}
+                         for key, p in sorted(state.projects.items())}}
+    write_if_changed(folder / "state.json", msgspec.json.encode(data))
