@@ -129,7 +129,7 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
     from .conda import report as conda_report
     from .conda.sync import explain as explain_records
     from .conda.sync import run_sync
-    from .output import Output
+    from .output import Output, print_result
 
     output = Output(quiet=quiet)
     if explain is not None:
@@ -140,15 +140,7 @@ def cli(ctx: click.Context, show: bool, dry_run: bool, verify: bool, explain: st
             conda_report.render_explain(rows, explain, sys.stdout)
         return result.exit_code
     result = run_sync(config, output=output, dry_run=dry_run, verify=verify)
-    if as_json:
-        click.echo(conda_report.as_json(result))
-    elif dry_run:
-        conda_report.render_plan(result, sys.stdout)
-    elif not quiet:
-        conda_report.render_summary(result, sys.stdout)
-    elif result.exit_code:
-        conda_report.render_failures(result, sys.stderr)
-    return result.exit_code
+    return print_result(conda_report, result, as_json=as_json, dry_run=dry_run, quiet=quiet)
 
 
 from .pypi.cli import pypi as _pypi_command  # noqa: E402  (the group must exist first)

@@ -152,3 +152,17 @@ def plain_table(title: str, columns: list[str], rows: list[list[str]], stream: T
     print("  ".join("-" * w for w in widths), file=stream)
     for row in rows:
         print(line(row), file=stream)
+
+
+def print_result(renderer, result, *, as_json: bool, dry_run: bool, quiet: bool) -> int:
+    """Print a sync's result the way both syncs do: JSON, the plan of a dry run, the summary,
+    or (with --quiet) only the failures; returns the exit status."""
+    if as_json:
+        print(renderer.as_json(result))
+    elif dry_run:
+        renderer.render_plan(result, sys.stdout)
+    elif not quiet:
+        renderer.render_summary(result, sys.stdout)
+    elif result.exit_code:
+        renderer.render_failures(result, sys.stderr)
+    return result.exit_code

@@ -488,3 +488,38 @@ def test_record_without_size_or_hash_is_still_mirrored(mirror, upstream):
     write_repodata(folder, "noarch", doc["packages.conda"])
     assert mirror.sync().code == 0
     assert mirror.files("noarch") == {"gamma-1.0-0.conda"}
+
+
+def replace_upstream_file_same_size(upstream, platform: str, fn: str) -> bytes:
+    """Upstream rebuilds `fn` under the same name and size (new content, new hashes)."""
+    folder = upstream.root / "pkgs/main" / platform
+    data = bytearray((folder / fn).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / fn).write_bytes(bytes(data))
+    records = upstream.channel.records(platform)
+    records[fn] = {**records[fn], "sha256": hashlib.sha256(data).hexdigest(),
+                   "md5": hashlib.md5(data).hexdigest()}
+    upstream.channel.repodata[platform] = write_repodata(folder, platform, records)
+    return bytes(data)
+
+
+def test_file_rebuilt_upstream_with_the_same_size_is_downloaded_again(mirror, upstream):
+    assert mirror.sync().code == 0
+    new = replace_upstream_file_same_size(upstream, "linux-64", "alpha-1.0-0.conda")
+    result = mirror.sync("--json")
+    assert json.loads(result.out)["platforms"][0]["downloaded"] == 1
+    assert (mirror.folder("linux-64") / "alpha-1.0-0.conda").read_bytes() == new
+    assert mirror.records("linux-64")["alpha-1.0-0.conda"]["sha256"] == \
+        hashlib.sha256(new).hexdigest()
+
+
+def test_unpublished_local_file_is_hashed_before_it_is_trusted(mirror):
+    assert mirror.sync().code == 0
+    folder = mirror.folder("linux-64")
+    good = (folder / "alpha-1.0-0.conda").read_bytes()
+    (folder / "alpha-1.0-0.conda").write_bytes(bytes(len(good)))  # same size, wrong bytes
+    for name in ("repodata.json", "repodata.json.zst", "repodata.json.bz2"):
+        (folder / name).unlink()  # as if a run was killed before it published
+    result = mirror.sync("--json")
+    assert json.loads(result.out)["platforms"][0]["downloaded"] == 1
+    assert (folder / "alpha-1.0-0.conda").read_bytes() == good

@@ -29,14 +29,23 @@ def is_package_file(name: str) -> bool:
 
 
 def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
-                  bad_hashes: frozenset[str] = frozenset()) -> PlatformPlan:
-    """`selected`: file name -> record (with `.get("size")`); `local`: file name -> size of
-    the package files present; `bad_hashes`: local files whose hash did not match."""
+                  bad_hashes: frozenset[str] = frozenset(),
+                  published: Mapping[str, Any] | None = None) -> PlatformPlan:
+    """`selected`: file name -> record (with `.get("size")`, `.get("sha256")`...); `local`:
+    file name -> size of the package files present; `bad_hashes`: local files whose hash
+    was checked and did not match; `published`: file name -> record of what we published
+    last time (the hashes of the files we verified then).
+
+    A local file is up to date when its size matches and nothing says its content differs:
+    upstream may rebuild a file under the same name and size, so a record whose hash is
+    not the one we published means a download."""
     plan = PlatformPlan()
+    published = published or {}
     for fn, record in selected.items():
         size = record.get("size")
         have = local.get(fn)
-        if have is None or (size is not None and have != size) or fn in bad_hashes:
+        if have is None or (size is not None and have != size) or fn in bad_hashes \
+                or _content_changed(record, published.get(fn)):
             plan.download.append(fn)
             plan.download_bytes += size or 0
         else:
@@ -46,3 +55,13 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
             plan.delete.append(fn)
             plan.delete_bytes += local[fn]
     return plan
+
+
+def _content_changed(record: Any, before: Any) -> bool:
+    if before is None:
+        return False  # the caller hashed files it has no record of (bad_hashes)
+    for algorithm in ("sha256", "md5"):
+        now, then = record.get(algorithm), getattr(before, algorithm, None)
+        if now and then:
+            return now.lower() != then.lower()
+    return False

@@ -51,7 +51,20 @@ class RecordView(msgspec.Struct):
         return default if value is None else value
 
 
+class PublishedRecord(msgspec.Struct):
+    """What our own published repodata says about a file we verified when we fetched it."""
+
+    sha256: Any = None
+    md5: Any = None
+
+
+class _PublishedDoc(msgspec.Struct, rename={"conda": "packages.conda"}):
+    packages: dict[str, PublishedRecord] = {}
+    conda: dict[str, PublishedRecord] = {}
+
+
 _RAW_MAP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_PUBLISHED = msgspec.json.Decoder(_PublishedDoc)
 _VIEW_MAP = msgspec.json.Decoder(dict[str, RecordView])
 _INFO = msgspec.json.Decoder(dict[str, Any])
 
@@ -182,6 +195,16 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
         if key in upstream.top:
             out[key] = upstream.top[key]
     return msgspec.json.encode(out)
+
+
+def published_records(path) -> dict[str, PublishedRecord]:
+    """The records of the repodata.json we published last time (file name -> hashes);
+    empty when there is none or it cannot be read."""
+    try:
+        doc = _PUBLISHED.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    return {**doc.packages, **doc.conda}
 
 
 def empty_document(platform: str) -> bytes:

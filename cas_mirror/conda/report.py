@@ -7,25 +7,8 @@ import json
 from typing import TextIO
 
 from ..download import human_bytes
+from ..output import plain_table
 from .sync import ExplainRow, SyncReport
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]], stream: TextIO) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    # Off a terminal (cron mail, journald, a file): a plain pipe table.
-    style = box.SIMPLE_HEAD if stream.isatty() else box.MARKDOWN
-    table = Table(title=title, title_justify="left", box=style, show_edge=not stream.isatty(),
-                  pad_edge=not stream.isatty())
-    for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index < 2 else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    Console(file=stream, width=sum(widths) + 3 * len(columns) + 4, highlight=False,
-            soft_wrap=False).print(table)
 
 
 def render_summary(report: SyncReport, stream: TextIO) -> None:
@@ -34,7 +17,7 @@ def render_summary(report: SyncReport, stream: TextIO) -> None:
         status = p.error and "error" or (f"{len(p.failed)}" if p.failed else "0")
         rows.append([p.channel, p.platform, str(p.selected), str(p.downloaded),
                      human_bytes(p.bytes), str(p.deleted), status, f"{p.seconds:.2f}"])
-    _table("cas-sync summary", ["channel", "platform", "selected", "downloaded", "bytes",
+    plain_table("cas-sync summary", ["channel", "platform", "selected", "downloaded", "bytes",
                                 "deleted", "failed", "seconds"], rows, stream)
     downloaded = sum(p.downloaded for p in report.platforms)
     received = sum(p.bytes for p in report.platforms)
@@ -52,7 +35,7 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
         rows.append([p.channel, p.platform, str(p.selected), str(p.dropped), str(p.to_download),
                      human_bytes(p.to_download_bytes), str(p.up_to_date),
                      f"{p.to_delete} ({human_bytes(p.to_delete_bytes)})"])
-    _table("cas-sync plan (dry run: nothing changed)",
+    plain_table("cas-sync plan (dry run: nothing changed)",
            ["channel", "platform", "selected", "dropped", "download", "bytes", "up to date",
             "delete"], rows, stream)
     render_failures(report, stream)
@@ -97,7 +80,7 @@ def render_explain(rows: list[ExplainRow], name: str, stream: TextIO) -> None:
         print(f"no record matches {name!r} in the configured channels and platforms",
               file=stream)
         return
-    _table(f"cas-sync --explain {name}", ["channel", "platform", "file", "decision", "step",
+    plain_table(f"cas-sync --explain {name}", ["channel", "platform", "file", "decision", "step",
                                           "why"],
            [[r.channel, r.platform, r.filename, "kept" if r.decision.kept else "dropped",
              r.decision.step, r.decision.reason] for r in rows], stream)

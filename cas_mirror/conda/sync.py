@@ -35,7 +35,7 @@ from .fetch import ChannelSource, Fetched, NotOffered, discover_platforms, fetch
 from .filter import Decision, FilterSpec, select
 from .plan import PlatformPlan, is_package_file, plan_platform
 from .repodata import RepodataError, UpstreamRepodata, empty_document, parse_repodata, \
-    restricted_document
+    published_records, restricted_document
 from .state import STATE_ROOT, load_state, save_state, state_dir
 
 
@@ -252,8 +252,13 @@ def _prepare(w: _Work, downloader: Downloader, spec: FilterSpec, config: Config,
         selected = {fn: w.upstream.records[fn] for fn, d in w.decisions.items() if d.kept} \
             if w.upstream else {}
         local = _local_packages(w.folder)
-        bad = _verify(w.folder, selected, local, config.workers) if verify else frozenset()
-        w.plan = plan_platform(selected, local, bad)
+        published = published_records(w.folder / "repodata.json")
+        # Files present but not in what we published (a run killed before publishing, or
+        # files put there by hand) are hashed once; --verify hashes everything.
+        to_hash = selected if verify else {fn: r for fn, r in selected.items()
+                                           if fn in local and fn not in published}
+        bad = _verify(w.folder, to_hash, local, config.workers) if to_hash else frozenset()
+        w.plan = plan_platform(selected, local, bad, published)
         r = w.report
         r.selected, r.dropped = len(selected), len(w.decisions) - len(selected)
         r.to_download, r.to_download_bytes = len(w.plan.download), w.plan.download_bytes

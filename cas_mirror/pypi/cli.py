@@ -7,7 +7,6 @@ PyPI modules, nor `cas-sync pypi --help` for the network stack.
 
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -61,18 +60,10 @@ def pypi(ctx: click.Context, show: bool, dry_run: bool, verify: bool, quiet: boo
                    else render_show(config, settings), nl=False)
         return 0
 
-    from ..output import Output
+    from ..output import Output, print_result
     from . import report as pypi_report
     from .sync import run_sync
 
     output = Output(quiet=quiet)
     result = run_sync(config, output=output, dry_run=dry_run, verify=verify)
-    if as_json:
-        click.echo(pypi_report.as_json(result))
-    elif dry_run:
-        pypi_report.render_plan(result, sys.stdout)
-    elif not quiet:
-        pypi_report.render_summary(result, sys.stdout)
-    elif result.exit_code:
-        pypi_report.render_failures(result, sys.stderr)
-    return result.exit_code
+    return print_result(pypi_report, result, as_json=as_json, dry_run=dry_run, quiet=quiet)
