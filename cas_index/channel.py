@@ -25,19 +25,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing
 import os
 import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic, write_if_changed
+from .atomic import TEMP_PREFIX, write_atomic, write_if_changed
 from .cache import CACHE_DIR, CACHE_FILE, SubdirCache
 from .errors import EXIT_NO_SPACE, EXIT_OK, EXIT_SKIPPED, CasIndexError, UsageError
 from .lock import ChannelLock
@@ -61,6 +59,10 @@ CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
 SUBDIR_OUTPUTS = tuple(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT)
                        for suffix in ("", ".zst", ".bz2")) + ("index.html", PATCH_FILE)
 CHANNEL_OUTPUTS = ("channeldata.json", "index.html")
+# Temporary files of ours that a killed run can leave behind (hidden, so never served or
+# indexed); we hold the channel lock, so no live run of ours is writing them.
+LEFTOVER_PREFIXES = tuple(f"{TEMP_PREFIX}{name}." for name in (*SUBDIR_OUTPUTS,
+                                                              *CHANNEL_OUTPUTS))
 # Bump when the bytes we publish for the same input change, so old states do not match.
 STATE_VERSION = 1
 # Below this many files to read, starting worker processes costs more than it saves.
@@ -126,12 +128,16 @@ def is_package_name(name: str) -> bool:
     return name.endswith(PACKAGE_SUFFIXES) and not name.startswith(".")
 
 
-def list_packages(folder: Path) -> dict[str, tuple[int, int]]:
-    """Package file name -> (size, mtime_ns) for the regular files in `folder`."""
+def list_packages(folder: Path, leftovers: list[str] | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """Package file name -> (size, mtime_ns) for the regular files in `folder`. Names of
+    temporary files a killed run left are added to `leftovers`."""
     found: dict[str, tuple[int, int]] = {}
     with os.scandir(folder) as entries:
         for entry in entries:
             if not is_package_name(entry.name):
+                if leftovers is not None and entry.name.startswith(LEFTOVER_PREFIXES):
+                    leftovers.append(entry.name)
                 continue
             try:
                 st = entry.stat()
@@ -192,6 +198,8 @@ def read_files(jobs: list[tuple[str, str]], workers: int) -> list[tuple]:
     """`_read_job` over `jobs`, in worker processes when that pays."""
     if workers <= 1 or len(jobs) < PARALLEL_MIN_FILES:
         return [_read_job(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
     from . import package  # noqa: F401 - imported once here, inherited by forked workers
 
     chunksize = max(1, min(32, len(jobs) // (workers * 4)))
@@ -200,7 +208,9 @@ def read_files(jobs: list[tuple[str, str]], workers: int) -> list[tuple]:
         return list(pool.map(_read_job, jobs, chunksize=chunksize))
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def _pool_context() -> Any:
+    import multiprocessing
+
     # fork starts workers in a millisecond with everything imported, but is only safe while
     # this process has no other threads (the command line never does at this point; a test
     # with a server thread does). forkserver otherwise.
@@ -231,7 +241,10 @@ class _Subdir:
     def scan(self) -> None:
         started = time.perf_counter()
         self.folder.mkdir(exist_ok=True)
-        self.listing = list_packages(self.folder)
+        leftovers: list[str] = []
+        self.listing = list_packages(self.folder, leftovers)
+        for name in leftovers:
+            (self.folder / name).unlink(missing_ok=True)
         self.instructions, instructions_key = self._instructions()
         self.token = _digest([STATE_VERSION, self.root.name, self.options.signature(),
                               instructions_key, sorted(self.listing.items())])
@@ -419,6 +432,9 @@ def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
     if not (root / "noarch").is_dir():
         targets = sorted(set(targets) | {"noarch"})  # clients refuse a channel without it
     report.skipped = stray_packages(root)
+    for name in os.listdir(root):
+        if name.startswith(LEFTOVER_PREFIXES):
+            (root / name).unlink(missing_ok=True)
     works = [_Subdir(root, subdir, options) for subdir in targets]
     try:
         for work in works:
@@ -427,6 +443,8 @@ def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
         changed = [w for w in works if not w.report.unchanged]
         workers = max(1, min(len(changed), options.threads or os.cpu_count() or 1))
         if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(workers) as pool:  # compression releases the GIL
                 list(pool.map(lambda w: w.publish(root.name), changed))
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import time
 
 import pytest
 import zstandard
@@ -314,3 +315,45 @@ def test_parallel_reading_gives_the_same_index(make_channel):
     assert sum(s.read for s in report.subdirs) == len(specs) >= channel_mod.PARALLEL_MIN_FILES
     for subdir in ("linux-64", "noarch"):
         assert records(built.root / subdir) == built.records(subdir)
+
+
+def test_leftovers_of_a_killed_run_are_removed(channel, run_cli):
+    assert run_cli(main, [channel.root]).code == 0
+    leftovers = [channel.root / "linux-64/.tmp-repodata.json.bz2.k1ll3d",
+                 channel.root / "noarch/.tmp-index.html.abc123",
+                 channel.root / ".tmp-channeldata.json.x9"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    someone_elses = channel.root / "linux-64/.tmp-upload-in-progress"
+    someone_elses.write_bytes(b"not ours")
+    assert run_cli(main, [channel.root]).code == 0
+    assert not [p for p in leftovers if p.exists()]
+    assert someone_elses.exists()
+
+
+def test_a_killed_run_is_repaired_by_the_next(make_channel, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    built = make_channel([PkgSpec(f"k{i}", subdir=sd, payload_size=20_000, fmt=fmt)
+                          for i in range(12) for sd in ("linux-64", "noarch")
+                          for fmt in (".conda", ".tar.bz2")], name="killed")
+    for subdir in ("linux-64", "noarch"):  # the builder's oracle files: ours must appear
+        (built.root / subdir / "repodata.json").unlink()
+    cas_index = os.path.join(os.path.dirname(sys.executable), "cas-index")
+    proc = subprocess.Popen([cas_index, str(built.root), "-q", "--threads", "2"])
+    marker = built.root / "linux-64/.cache"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # polling for the run to be under way, not waiting out a delay
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    result = subprocess.run([cas_index, str(built.root), "--json"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    for subdir in ("linux-64", "noarch"):
+        assert records(built.root / subdir) == built.records(subdir)
+        assert not list((built.root / subdir).glob(".tmp-*"))
+    assert read_json(built.root / "channeldata.json")["subdirs"] == ["linux-64", "noarch"]

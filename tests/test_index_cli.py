@@ -206,3 +206,30 @@ def test_a_run_with_nothing_to_do_imports_little(channel):
     for heavy in ("conda_package_streaming", "rattler", "yaml", "zstandard", "rich",
                   "tarfile", "zipfile", "cas_index.package", "cas_index.html"):
         assert heavy not in loaded, heavy
+
+
+def test_disk_full_while_publishing_exits_4(channel, run_cli, monkeypatch):
+    import errno
+
+    from cas_index import repodata
+
+    def full(path, data, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(repodata, "write_atomic", full)
+    result = run_cli(main, [channel.root])
+    assert result.code == 4
+    assert "No space left on device" in result.err and len(result.err.splitlines()) == 1
+    monkeypatch.undo()
+    assert run_cli(main, [channel.root]).code == 0  # the next run publishes everything
+
+
+def test_pages_escape_what_packages_say(make_channel, run_cli):
+    built = make_channel([PkgSpec("sneaky", about={
+        "summary": "<script>alert(1)</script>", "home": "javascript:alert(2)",
+        "dev_url": "https://example.invalid/dev"})])
+    assert run_cli(main, [built.root]).code == 0
+    page = (built.root / "index.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "javascript:" not in page
+    assert 'href="https://example.invalid/dev"' in page
