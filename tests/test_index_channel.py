@@ -10,7 +10,7 @@ import time
 import pytest
 import zstandard
 
-from cas_index import channel as channel_mod
+from cas_index import reading as reading_mod
 from cas_index.cache import SubdirCache
 from cas_index.channel import Options, index_channel
 from cas_index.cli import main
@@ -51,13 +51,13 @@ def _mtimes(root):
 def _opened(monkeypatch):
     """Record every package file cas-index reads."""
     opened = []
-    original = channel_mod._read_job
+    original = reading_mod.read_job
 
     def spy(job):
         opened.append(job[0].rsplit("/", 2)[-2] + "/" + job[0].rsplit("/", 1)[-1])
         return original(job)
 
-    monkeypatch.setattr(channel_mod, "_read_job", spy)
+    monkeypatch.setattr(reading_mod, "read_job", spy)
     return opened
 
 
@@ -312,7 +312,7 @@ def test_parallel_reading_gives_the_same_index(make_channel):
     built = make_channel(specs, name="many")
     report = index_channel(built.root, options=Options(threads=2))
     assert report.exit_code == 0
-    assert sum(s.read for s in report.subdirs) == len(specs) >= channel_mod.PARALLEL_MIN_FILES
+    assert sum(s.read for s in report.subdirs) == len(specs) >= reading_mod.PARALLEL_MIN_FILES
     for subdir in ("linux-64", "noarch"):
         assert records(built.root / subdir) == built.records(subdir)
 

@@ -65,12 +65,9 @@ def test_unreadable_folder_is_a_usage_error(channel, run_cli, monkeypatch):
 
 
 def test_internal_errors_exit_70_without_traceback(channel, run_cli, monkeypatch):
-    from cas_index import channel as channel_mod
-
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr(channel_mod, "subdir_entries", broken, raising=False)
     monkeypatch.setattr("cas_index.channeldata.subdir_entries", broken)
     result = run_cli(main, [channel.root])
     assert result.code == 70
@@ -178,7 +175,8 @@ def test_lock_between_processes(channel):
 def test_cas_index_never_imports_cas_mirror():
     code = ("import sys, cas_index.cli, cas_index.channel, cas_index.package, "
             "cas_index.cache, cas_index.patch, cas_index.current, cas_index.channeldata, "
-            "cas_index.html, cas_index.lock, cas_index.repodata, cas_index.atomic; "
+            "cas_index.html, cas_index.lock, cas_index.repodata, cas_index.atomic, "
+            "cas_index.model, cas_index.layout, cas_index.reading, cas_index.subdir; "
             "print(sorted(m for m in sys.modules if m.startswith('cas_')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
