@@ -54,7 +54,8 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
                   options: Options | None = None,
                   on_wait: Callable[[str], None] | None = None) -> ChannelReport:
     """Index platform folders `subdirs` of the channel at `root` (default: every platform
-    folder present; `noarch/` is created when missing), then the channel's own files."""
+    folder present; `noarch/` is created and indexed whenever it has no repodata.json yet),
+    then the channel's own files."""
     started = time.perf_counter()
     root = Path(root)
     options = options or Options()
@@ -71,8 +72,9 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
 def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
                   report: ChannelReport) -> None:
     targets = sorted(set(subdirs) if subdirs else set(present_subdirs(root)))
-    if not (root / "noarch").is_dir():
-        targets = sorted(set(targets) | {"noarch"})  # clients refuse a channel without it
+    if not (root / "noarch" / REPODATA).is_file():
+        # clients refuse a channel without noarch/repodata.json, whatever was asked for
+        targets = sorted(set(targets) | {"noarch"})
     report.skipped = stray_packages(root)
     for name in os.listdir(root):
         if name.startswith(LEFTOVER_PREFIXES):

@@ -13,11 +13,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, CasIndexError, UsageError
+
+if TYPE_CHECKING:
+    from .model import ChannelReport
 
 PROG = "cas-index"
 
@@ -129,7 +132,7 @@ def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
     return [(root, sorted(w) if w is not None else None) for root, w in merged.items()]
 
 
-def render_report(report: Any) -> str:
+def render_report(report: ChannelReport) -> str:
     """The summary table of one channel, for people and log files."""
     header = ("platform", "files", "added", "replaced", "removed", "skipped", "seconds")
     rows = [header]
@@ -151,7 +154,7 @@ def render_report(report: Any) -> str:
     return "\n".join(lines)
 
 
-def json_summary(reports: list[Any]) -> dict[str, Any]:
+def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
     def skipped(items):
         return [{"file": s.file, "reason": s.reason} for s in items]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import EXIT_OK, EXIT_SKIPPED
+
+if TYPE_CHECKING:
+    from .patch import PatchSource
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class Options:
     bz2: bool = True
     zst: bool = True
     current_repodata: bool = False
-    patch: Any = None  # patch.PatchSource, or None
+    patch: PatchSource | None = None
     force: bool = False
     threads: int | None = None  # worker processes reading packages; None: one per CPU
     lock_timeout: float = 600.0

@@ -45,6 +45,8 @@ class SubdirIndex:
         self.token = ""
         self.published_sha256: str | None = None
         self.entries: list[dict] | None = None
+        self.records: dict[str, dict[str, Any]] = {}  # file name -> record, after apply()
+        self.facts: dict[str, str] = {}  # file name -> channeldata facts (JSON text)
 
     # -- step 1 and 2
     def scan(self) -> None:
@@ -118,8 +120,7 @@ class SubdirIndex:
         self.cache.forget(gone)
         self.cache.store(rows)
 
-        self.records: dict[str, dict[str, Any]] = {}
-        self.facts: dict[str, str] = {}
+        self.records, self.facts = {}, {}
         for fn in sorted(self.listing):
             result = results.get(fn)
             if result is not None:

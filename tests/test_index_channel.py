@@ -171,6 +171,15 @@ def test_new_channel_gets_noarch(tmp_path, run_cli):
         "channeldata_version": 1, "packages": {}, "subdirs": ["noarch"]}
 
 
+def test_noarch_without_repodata_is_indexed_whatever_was_asked(tmp_path, run_cli):
+    root = tmp_path / "internal-pkgs"
+    build_package(PkgSpec("tool", subdir="linux-64"), root / "linux-64")
+    build_package(PkgSpec("helper"), root / "noarch")  # dropped in, never indexed
+    assert run_cli(main, [root / "linux-64"]).code == 0
+    assert list(records(root / "noarch")) == ["helper-1.0-0.conda"]
+    assert read_json(root / "channeldata.json")["subdirs"] == ["linux-64", "noarch"]
+
+
 def test_one_platform_folder_as_path(channel, run_cli, monkeypatch):
     assert run_cli(main, [channel.root]).code == 0
     channel.add([PkgSpec("gamma", subdir="linux-64"), PkgSpec("delta", subdir="win-64")])

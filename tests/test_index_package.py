@@ -196,3 +196,56 @@ def test_bz2_end_marker_check():
         assert bz2_stream_complete(data)
         assert not bz2_stream_complete(data[:-1])
         assert not bz2_stream_complete(data[: len(data) // 2])
+
+
+def test_reading_stops_once_the_info_members_are_seen(tmp_path):
+    # A two-stream .tar.bz2: every member we want, then (second stream) a big payload
+    # that is corrupt in its middle. Reading on to the end would hit the bad block.
+    import bz2
+    import io
+    import os
+    import tarfile
+
+    def tar_of(members):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    index = json.dumps(PkgSpec("early", subdir="noarch").index_json()).encode()
+    wanted = [("info/index.json", index), ("info/about.json", b'{"summary": "s"}'),
+              ("info/paths.json", b'{"paths": []}'), ("info/run_exports.json", b"{}"),
+              ("info/recipe/meta.yaml", b"source:\n  url: https://example.invalid/s.tgz\n")]
+    whole = tar_of(wanted + [("share/early/big.bin", os.urandom(600_000))])
+    head_size = len(tar_of(wanted)) - 1024  # the tar end-of-archive blocks are not there
+    second = bytearray(bz2.compress(whole[head_size:]))
+    middle = len(second) // 2
+    second[middle:middle + 64] = bytes(b ^ 0xFF for b in second[middle:middle + 64])
+    path = tmp_path / "early-1.0-0.tar.bz2"
+    path.write_bytes(bz2.compress(whole[:head_size]) + bytes(second))
+    with pytest.raises(OSError):  # proof that the file is bad further in
+        bz2.BZ2Decompressor().decompress(bytes(second))
+    with pytest.raises((OSError, tarfile.ReadError)), tarfile.open(path, "r:bz2") as whole_archive:
+        whole_archive.getmembers()
+    info = read_package(path, "noarch")
+    assert info.record["name"] == "early"
+    assert info.facts["source_url"] == "https://example.invalid/s.tgz"
+
+
+def test_conda_payload_component_is_never_opened(tmp_path, monkeypatch):
+    import zipfile
+
+    path = build_package(PkgSpec("lazy", payload_size=50_000), tmp_path)
+    opened = []
+    original = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    assert read_package(path).record["name"] == "lazy"
+    assert opened == ["info-lazy-1.0-0.tar.zst"]

@@ -26,7 +26,6 @@ def test_concurrent_reader_never_sees_a_partial_repodata(make_channel, http_serv
     expected_last = 30 + sum(rounds)
     stop, saw_last = threading.Event(), threading.Event()
     failures: list[str] = []
-    decompress = zstandard.ZstdDecompressor().decompress
     session = requests.Session()
 
     def over_http():  # what a client gets from the server
@@ -37,6 +36,7 @@ def test_concurrent_reader_never_sees_a_partial_repodata(make_channel, http_serv
         return (folder / "repodata.json").read_bytes(), (folder / "repodata.json.zst").read_bytes()
 
     def reader(fetch, seen):
+        decompress = zstandard.ZstdDecompressor().decompress  # one per thread: not shareable
         while not stop.is_set():
             try:
                 body, packed = fetch()
