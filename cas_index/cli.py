@@ -146,11 +146,16 @@ def render_report(report: ChannelReport) -> str:
         cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         note = ""
         if sub is not None:
-            note = "  unchanged" if sub.unchanged else (
-                "  published " + ", ".join(sub.written) if sub.written else "  no change")
+            if sub.unchanged:
+                note = "  unchanged"
+            elif sub.written or sub.deleted:
+                note = f"  wrote {len(sub.written)} file(s)" + (
+                    f", removed {len(sub.deleted)}" if sub.deleted else "")
+            else:
+                note = "  same output"
         lines.append("  " + "  ".join(cells) + note)
-    channel = ", ".join(report.written) if report.written else "unchanged"
-    lines.append(f"  channeldata.json/index.html: {channel}; {report.seconds:.2f} s in all")
+    channel = ("wrote " + ", ".join(report.written)) if report.written else "unchanged"
+    lines.append(f"  channel files: {channel}; {report.seconds:.2f} s in all")
     return "\n".join(lines)
 
 
