@@ -140,7 +140,9 @@ def render_report(report: ChannelReport) -> str:
         rows.append((sub.subdir, str(sub.indexed), str(len(sub.added)), str(len(sub.replaced)),
                      str(len(sub.removed)), str(len(sub.skipped)), f"{sub.seconds:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [f"{report.root}"]
+    import time
+
+    lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')} {report.root}"]  # log files want when
     for row, sub in zip(rows, [None, *report.subdirs], strict=True):
         cells = [row[0].ljust(widths[0])]
         cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
