@@ -31,7 +31,12 @@ def _conda_name(fn: str) -> str:
 
 def build_current_repodata(doc: dict[str, Any]) -> dict[str, Any]:
     """The current_repodata document for repodata document `doc` (not modified)."""
-    from rattler import BuildString, MatchSpec, PackageRecord, Version
+    from rattler import MatchSpec, PackageRecord, Version
+
+    try:  # py-rattler >= 0.28 wants build strings wrapped; older releases take str
+        from rattler import BuildString
+    except ImportError:  # pragma: no cover - depends on the installed py-rattler
+        BuildString = str  # noqa: N806
 
     packages, conda = doc.get("packages", {}), doc.get("packages.conda", {})
     view = dict(conda)
