@@ -77,6 +77,7 @@ class SubdirCache:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            db.execute("SELECT count(*) FROM files").fetchone()  # damage shows up here
             if row is None:
                 db.execute("DELETE FROM files")
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -65,6 +66,12 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
             _index_locked(root, subdirs, options, report)
     except OSError as exc:
         raise _os_error(exc) from None
+    except sqlite3.Error as exc:
+        error = CasIndexError(f"{root}: a cache database failed ({exc}); the caches "
+                              f"(<platform>/{CACHE_DIR}/) are disposable: delete them and rerun")
+        if "full" in str(exc):
+            error.exit_code = EXIT_NO_SPACE
+        raise error from None
     report.seconds = time.perf_counter() - started
     return report
 

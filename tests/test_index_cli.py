@@ -231,3 +231,18 @@ def test_pages_escape_what_packages_say(make_channel, run_cli):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "javascript:" not in page
     assert 'href="https://example.invalid/dev"' in page
+
+
+def test_cache_database_errors_are_reported_not_bugs(channel, run_cli, monkeypatch):
+    import sqlite3
+
+    from cas_index.cache import SubdirCache
+
+    def locked(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(SubdirCache, "files", locked)
+    result = run_cli(main, [channel.root])
+    assert result.code == 2
+    assert "a cache database failed (database is locked)" in result.err
+    assert "are disposable: delete them and rerun" in result.err
