@@ -1,25 +1,209 @@
-"""`cas-index`: rebuild repodata for channel folders (the indexer lands with its own issue)."""
+"""`cas-index`: the command line. Turns paths and flags into `index_channel` calls, prints
+a summary per platform folder, and maps errors to the documented exit statuses.
+
+Imports are kept lazy: a run where nothing changed is mostly interpreter start-up, so
+everything that only a run with work needs (package reading, patches, html) is imported
+where it is used.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, CasIndexError, UsageError
+
+if TYPE_CHECKING:
+    from .model import ChannelReport
+
+PROG = "cas-index"
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cas-mirror", prog_name="cas-index")
-def cli() -> None:
-    """Index conda channel folders."""
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--subdir", "subdirs", multiple=True, metavar="PLATFORM",
+              help="Index only this platform folder of each channel root (repeatable), "
+                   "e.g. --subdir linux-64 --subdir noarch.")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="Read up to N packages at once, in worker processes (default: one per "
+                   "CPU; 1: in this process).")
+@click.option("--force", is_flag=True,
+              help="Re-read every package and rewrite what differs, ignoring the cache.")
+@click.option("--no-bz2", is_flag=True,
+              help="Do not publish repodata.json.bz2 (an existing one is removed).")
+@click.option("--no-zst", is_flag=True,
+              help="Do not publish repodata.json.zst (an existing one is removed).")
+@click.option("--current-repodata", is_flag=True,
+              help="Also publish current_repodata.json (newest version of each package and "
+                   "what it depends on). Without this flag an old one is removed.")
+@click.option("--patch", "patch_file", metavar="FILE",
+              help="Apply repodata patch instructions: a patch_instructions.json file (for "
+                   "every platform folder) or a repodata-patches package (.conda/.tar.bz2 "
+                   "with <platform>/patch_instructions.json). They are saved as "
+                   "<platform>/patch_instructions.json, which later runs apply again; the "
+                   "unpatched records stay in repodata_from_packages.json.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=600.0,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for another cas-index run on the same channel to "
+                   "finish; 0 exits at once (status 3) when one is running.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems (skipped files).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as JSON on stdout.")
+@click.option("--debug", is_flag=True, help="Show a traceback on internal errors.")
+@click.version_option(package_name="cas-mirror", prog_name=PROG)
+def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, force: bool,
+        no_bz2: bool, no_zst: bool, current_repodata: bool, patch_file: str | None,
+        lock_timeout: float, quiet: bool, as_json: bool, debug: bool) -> int:
+    """Rebuild repodata.json and friends for conda channel folders after package files
+    were added, replaced or removed. Safe while the folder is being served.
+
+    PATH is a channel root (every platform folder in it is indexed, and noarch/ is created
+    when missing) or one platform folder such as CHANNEL/linux-64.
+
+    Exit status: 0 done, 1 some files were skipped (listed on stderr), 2 usage error,
+    3 another run holds the channel's lock, 4 disk full, 70 internal error.
+    """
+    from .channel import KNOWN_SUBDIRS, Options, index_channel
+
+    targets = resolve_targets(paths, subdirs, KNOWN_SUBDIRS)
+    patch = None
+    if patch_file is not None:
+        from .patch import PatchSource
+
+        patch = PatchSource(patch_file)
+    options = Options(bz2=not no_bz2, zst=not no_zst, current_repodata=current_repodata,
+                      patch=patch, force=force, threads=threads, lock_timeout=lock_timeout)
+
+    def on_wait(message: str) -> None:
+        click.echo(f"{PROG}: {message}", err=True)
+
+    reports = []
+    for root, wanted in targets:
+        report = index_channel(root, wanted, options, on_wait=on_wait)
+        reports.append(report)
+        for skipped in report.all_skipped:
+            click.echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
+        if not quiet and not as_json:
+            click.echo(render_report(report))
+    if as_json:
+        click.echo(json.dumps(json_summary(reports), indent=2))
+    return max((r.exit_code for r in reports), default=EXIT_OK)
+
+
+def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
+                    known: frozenset[str]) -> list[tuple[Path, list[str] | None]]:
+    """(channel root, platform folders or None for all) per distinct channel, in order."""
+    for name in subdirs:
+        if name not in known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"--subdir {name!r}: not a platform name{hint}; known: "
+                             f"{', '.join(sorted(known))}")
+    merged: dict[Path, set[str] | None] = {}
+    for text in paths:
+        path = Path(text)
+        if not path.exists():
+            raise UsageError(f"{text}: no such folder")
+        if not path.is_dir():
+            raise UsageError(f"{text}: not a folder (give a channel root or a platform folder)")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UsageError(f"{text}: cannot read the folder (permission denied)")
+        path = path.resolve()
+        if path.name in known:
+            if subdirs and set(subdirs) != {path.name}:
+                raise UsageError(f"{text} is the platform folder {path.name!r}; --subdir "
+                                 "applies to channel roots (give the channel root instead)")
+            root, wanted = path.parent, {path.name}
+        else:
+            root, wanted = path, set(subdirs) or None
+        if root in merged:
+            held = merged[root]
+            merged[root] = None if held is None or wanted is None else held | wanted
+        else:
+            merged[root] = wanted
+    return [(root, sorted(w) if w is not None else None) for root, w in merged.items()]
+
+
+def render_report(report: ChannelReport) -> str:
+    """The summary table of one channel, for people and log files."""
+    header = ("platform", "files", "added", "replaced", "removed", "skipped", "seconds")
+    rows = [header]
+    for sub in report.subdirs:
+        rows.append((sub.subdir, str(sub.indexed), str(len(sub.added)), str(len(sub.replaced)),
+                     str(len(sub.removed)), str(len(sub.skipped)), f"{sub.seconds:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    import time
+
+    lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')} {report.root}"]  # log files want when
+    for row, sub in zip(rows, [None, *report.subdirs], strict=True):
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        note = ""
+        if sub is not None:
+            if sub.unchanged:
+                note = "  unchanged"
+            elif sub.written or sub.deleted:
+                note = f"  wrote {len(sub.written)} file(s)" + (
+                    f", removed {len(sub.deleted)}" if sub.deleted else "")
+            else:
+                note = "  same output"
+        lines.append("  " + "  ".join(cells) + note)
+    channel = ("wrote " + ", ".join(report.written)) if report.written else "unchanged"
+    lines.append(f"  channel files: {channel}; {report.seconds:.2f} s in all")
+    return "\n".join(lines)
+
+
+def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
+    def skipped(items):
+        return [{"file": s.file, "reason": s.reason} for s in items]
+
+    return {
+        "channels": [{
+            "path": str(r.root),
+            "seconds": round(r.seconds, 3),
+            "written": r.written,
+            "skipped": skipped(r.skipped),
+            "subdirs": [{
+                "subdir": s.subdir, "indexed": s.indexed, "added": s.added,
+                "replaced": s.replaced, "removed": s.removed, "skipped": skipped(s.skipped),
+                "read": s.read, "written": s.written, "deleted": s.deleted,
+                "unchanged": s.unchanged, "seconds": round(s.seconds, 3),
+            } for s in r.subdirs],
+        } for r in reports],
+        "exit_status": max((r.exit_code for r in reports), default=EXIT_OK),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and maps errors to exit statuses."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=sys.argv[1:] if argv is None else argv, prog_name="cas-index",
-                 standalone_mode=False)
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        click.echo(f"{PROG}: error: {message} (see {PROG} --help)", err=True)
+        return EXIT_USAGE
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(f"{PROG}: interrupted; the published files are consistent", err=True)
+        return 130
+    except CasIndexError as exc:
+        click.echo(f"{PROG}: error: {exc}", err=True)
         return exc.exit_code
-    return 0
+    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
+        if "--debug" in argv:
+            traceback.print_exc()
+        else:
+            click.echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
+                       "for the traceback and please report it", err=True)
+        return EXIT_BUG
+    return result if isinstance(result, int) else EXIT_OK

@@ -16,8 +16,10 @@ from typing import Any
 from .atomic import write_atomic
 
 # zstd level 16 is what conda-index publishes with; multithreaded compression keeps large
-# documents (hundreds of MB) affordable.
+# documents (hundreds of MB) affordable. Below a few MB zstd cannot split the work and its
+# worker threads only add overhead.
 ZSTD_LEVEL = 16
+ZSTD_THREADS_FROM = 8 << 20
 
 
 def dumps_repodata(doc: dict[str, Any]) -> bytes:
@@ -28,7 +30,12 @@ def dumps_repodata(doc: dict[str, Any]) -> bytes:
 def compress_zst(data: bytes, level: int = ZSTD_LEVEL) -> bytes:
     import zstandard
 
-    return zstandard.ZstdCompressor(level=level, threads=-1).compress(data)
+    threads = -1 if len(data) >= ZSTD_THREADS_FROM else 0
+    return zstandard.ZstdCompressor(level=level, threads=threads).compress(data)
+
+
+def _compress(path: Path, data: bytes) -> bytes:
+    return compress_zst(data) if path.suffix == ".zst" else bz2.compress(data, 9)
 
 
 def write_repodata(
@@ -50,17 +57,41 @@ def write_repodata(
     written: list[Path] = []
     unchanged = _holds(target, data) and all(p.exists() for p, want in variants.items() if want)
     if not unchanged:
-        for path, want in variants.items():
-            if want:
-                packed = compress_zst(data) if path.suffix == ".zst" else bz2.compress(data, 9)
-                write_atomic(path, packed)
-                written.append(path)
+        wanted = [path for path, want in variants.items() if want]
+        for path, packed in zip(wanted, _compress_all(wanted, data), strict=True):
+            write_atomic(path, packed)
+            written.append(path)
         write_atomic(target, data)
         written.append(target)
     for path, want in variants.items():
         if not want:
             path.unlink(missing_ok=True)
     return written
+
+
+def _compress_all(paths: list[Path], data: bytes) -> list[bytes]:
+    """Each variant of `data`; two at once in threads (bz2 and zstd release the GIL, so the
+    slower one sets the time, not the sum)."""
+    if len(paths) < 2:
+        return [_compress(path, data) for path in paths]
+    import threading
+
+    results: dict[Path, bytes] = {}
+    errors: list[BaseException] = []
+
+    def work(path: Path) -> None:
+        try:
+            results[path] = _compress(path, data)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+
+    helper = threading.Thread(target=work, args=(paths[1],))
+    helper.start()
+    work(paths[0])
+    helper.join()
+    if errors:
+        raise errors[0]
+    return [results[path] for path in paths]
 
 
 def _holds(path: Path, data: bytes) -> bool:

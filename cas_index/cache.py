@@ -1,0 +1,131 @@
+"""The per-platform-folder cache that makes indexing incremental.
+
+`<platform>/.cache/cas-index.sqlite` remembers, for every package file name, the size and
+mtime (ns) it had when it was read and what reading it gave: the repodata record and the
+channeldata facts, or the reason it was refused. A file whose size and mtime are unchanged
+is never reopened. A `meta` table keeps what the last run published, so a run that finds
+nothing changed can stop after listing the folder.
+
+The cache is disposable: a damaged or outdated database is set aside and rebuilt by
+re-reading the packages.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CACHE_DIR = ".cache"
+CACHE_FILE = "cas-index.sqlite"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    fn TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    record TEXT,   -- JSON repodata record, NULL when the file was refused
+    facts TEXT,    -- JSON channeldata facts
+    error TEXT     -- why the file was refused
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    size: int
+    mtime_ns: int
+    record: str | None
+    facts: str | None
+    error: str | None
+
+
+class SubdirCache:
+    """The cache of one platform folder. Use as a context manager; writes are committed on
+    a clean exit only, so an interrupted run leaves the previous state."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / CACHE_DIR / CACHE_FILE
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> SubdirCache:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(commit=exc_type is None)
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError:
+            # Not a database we can use (damaged, or from a future version): start afresh.
+            self.path.unlink(missing_ok=True)
+            self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # One thread at a time uses a connection, but not always the one that opened it (folders
+        # are published from a thread pool).
+        db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            db.execute("SELECT count(*) FROM files").fetchone()  # damage shows up here
+            if row is None:
+                db.execute("DELETE FROM files")
+                db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                db.commit()
+            elif row[0] != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"cache schema {row[0]}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def close(self, commit: bool = True) -> None:
+        if self._db is not None:
+            if commit:
+                self._db.commit()
+            else:
+                self._db.rollback()
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("cache is not open")
+        return self._db
+
+    # ---------------------------------------------------------------- files
+    def files(self) -> dict[str, CachedFile]:
+        """Every cached file name with what was read from it."""
+        rows = self.db.execute("SELECT fn, size, mtime_ns, record, facts, error FROM files")
+        return {fn: CachedFile(*rest) for fn, *rest in rows}
+
+    def store(self, rows: Iterable[tuple[str, int, int, str | None, str | None, str | None]]
+              ) -> None:
+        """Insert or replace (fn, size, mtime_ns, record, facts, error) rows."""
+        self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def forget(self, names: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM files WHERE fn = ?", ((fn,) for fn in names))
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        (key, json.dumps(value, sort_keys=True)))
+
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key = ?", (key,))

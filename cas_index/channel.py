@@ -1,0 +1,192 @@
+"""Indexing a channel: platform folders of package files in; repodata, channeldata and
+index pages out.
+
+The orchestration of one run, under the channel lock (lock.py):
+
+1. List each platform folder (layout.py says what counts as a package file).
+2. A folder whose listing (names, sizes, mtimes), options and outputs are exactly as the
+   previous run left them is done: that is the whole of a run where nothing changed.
+3. Otherwise the listing is compared with the cache (cache.py): new and changed files of
+   all folders are read together (package.py; reading.py uses worker processes when
+   there are many); files that vanished are dropped. Files that cannot be indexed are
+   reported with the reason and left out, as is a file that was indexed before and is
+   now corrupt.
+4. Publish each changed folder (subdir.py; folders in parallel threads, since compression
+   releases the GIL), each file through a temporary name and only when its bytes change:
+   `repodata_from_packages.json` (what the packages say), `repodata.json` (+ `.zst`,
+   `.bz2`; patched when there are instructions, see patch.py), `current_repodata.json`
+   on request (current.py) and `index.html` (html.py).
+5. `channeldata.json` and the channel's `index.html` (channeldata.py), from every platform
+   folder's entries, again only when they change.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .atomic import write_atomic, write_if_changed
+from .cache import CACHE_DIR, CACHE_FILE, SubdirCache
+from .errors import EXIT_NO_SPACE, CasIndexError
+from .layout import (
+    CHANNEL_OUTPUTS,
+    CHANNEL_STATE,
+    KNOWN_SUBDIRS,
+    LEFTOVER_PREFIXES,
+    REPODATA,
+    present_subdirs,
+    stray_packages,
+)
+from .lock import ChannelLock
+from .model import ChannelReport, Options, Skipped, SubdirReport
+from .reading import read_files
+from .subdir import STATE_VERSION, SubdirIndex, digest
+
+__all__ = ["KNOWN_SUBDIRS", "ChannelReport", "Options", "Skipped", "SubdirReport",
+           "index_channel"]
+
+
+def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
+                  options: Options | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> ChannelReport:
+    """Index platform folders `subdirs` of the channel at `root` (default: every platform
+    folder present; `noarch/` is created and indexed whenever it has no repodata.json yet),
+    then the channel's own files."""
+    started = time.perf_counter()
+    root = Path(root)
+    options = options or Options()
+    report = ChannelReport(root)
+    try:
+        with ChannelLock(root, options.lock_timeout, on_wait):
+            _index_locked(root, subdirs, options, report)
+    except OSError as exc:
+        raise _os_error(exc) from None
+    except sqlite3.Error as exc:
+        error = CasIndexError(f"{root}: a cache database failed ({exc}); the caches "
+                              f"(<platform>/{CACHE_DIR}/) are disposable: delete them and rerun")
+        if "full" in str(exc):
+            error.exit_code = EXIT_NO_SPACE
+        raise error from None
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
+                  report: ChannelReport) -> None:
+    targets = sorted(set(subdirs) if subdirs else set(present_subdirs(root)))
+    if not (root / "noarch" / REPODATA).is_file():
+        # clients refuse a channel without noarch/repodata.json, whatever was asked for
+        targets = sorted(set(targets) | {"noarch"})
+    report.skipped = stray_packages(root)
+    for name in os.listdir(root):
+        if name.startswith(LEFTOVER_PREFIXES):
+            (root / name).unlink(missing_ok=True)
+    works = [SubdirIndex(root, subdir, options) for subdir in targets]
+    try:
+        for work in works:
+            work.scan()
+        _read_and_apply([w for w in works if not w.report.unchanged], options)
+        changed = [w for w in works if not w.report.unchanged]
+        workers = max(1, min(len(changed), options.threads or os.cpu_count() or 1))
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:  # compression releases the GIL
+                list(pool.map(lambda w: w.publish(root.name), changed))
+        else:
+            for work in changed:
+                work.publish(root.name)
+        report.subdirs = [w.report for w in works]
+        report.written = _publish_channel(root, {w.subdir: w for w in works}, options)
+    except BaseException:
+        for work in works:
+            work.cache.close(commit=False)
+        raise
+    for work in works:
+        work.cache.close(commit=True)
+
+
+def _read_and_apply(works: list[SubdirIndex], options: Options) -> None:
+    jobs = [(str(w.folder / fn), w.subdir) for w in works for fn in w.to_read]
+    started = time.perf_counter()
+    results = read_files(jobs, options.threads or os.cpu_count() or 1)
+    seconds = time.perf_counter() - started
+    by_subdir: dict[str, dict[str, tuple]] = {w.subdir: {} for w in works}
+    for (path, subdir), result in zip(jobs, results, strict=True):
+        by_subdir[subdir][os.path.basename(path)] = result
+    for work in works:
+        share = len(work.to_read) / len(jobs) if jobs else 0.0
+        work.apply(by_subdir[work.subdir], seconds * share)
+
+
+def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options) -> list[str]:
+    """channeldata.json and index.html for the channel, when any folder changed."""
+    subdirs = [s for s in present_subdirs(root) if (root / s / REPODATA).is_file()]
+    tokens = {}
+    others: dict[str, SubdirCache] = {}
+    for subdir in subdirs:
+        if subdir in works:
+            tokens[subdir] = works[subdir].published_sha256
+        elif (root / subdir / CACHE_DIR / CACHE_FILE).is_file():
+            others[subdir] = cache = SubdirCache(root / subdir)
+            cache.open()
+            tokens[subdir] = (cache.get_meta("published") or {}).get("sha256")
+        else:  # indexed by another tool: listed in `subdirs`, packages unknown to us
+            tokens[subdir] = None
+    try:
+        token = digest([STATE_VERSION, root.name, tokens])
+        state_path = root / CACHE_DIR / CHANNEL_STATE
+        outputs = _stat_outputs(root, CHANNEL_OUTPUTS)
+        try:
+            state = json.loads(state_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            state = None
+        if not options.force and state == {"token": token, "outputs": outputs}:
+            return []
+        from .channeldata import build_channeldata
+        from .html import channel_index_html
+
+        entries = {}
+        for subdir in subdirs:
+            if subdir in works:
+                entries[subdir] = works[subdir].channel_entries()
+            elif subdir in others:
+                entries[subdir] = others[subdir].get_meta("channeldata") or []
+        channeldata = build_channeldata(entries, subdirs)
+        written = []
+        text = (json.dumps(channeldata, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        if write_if_changed(root / "channeldata.json", text):
+            written.append("channeldata.json")
+        if write_if_changed(root / "index.html", channel_index_html(root.name, channeldata)):
+            written.append("index.html")
+        state_path.parent.mkdir(exist_ok=True)
+        write_atomic(state_path, json.dumps(
+            {"token": token, "outputs": _stat_outputs(root, CHANNEL_OUTPUTS)}).encode())
+        return written
+    finally:
+        for cache in others.values():
+            cache.close(commit=False)
+
+
+def _stat_outputs(folder: Path, names: Iterable[str]) -> dict[str, list[int] | None]:
+    out: dict[str, list[int] | None] = {}
+    for name in names:
+        try:
+            st = os.stat(folder / name)
+            out[name] = [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out[name] = None
+    return out
+
+
+def _os_error(exc: OSError) -> CasIndexError:
+    where = exc.filename or ""
+    error = CasIndexError(f"{where}: {exc.strerror or exc}" if where else str(exc))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        error.exit_code = EXIT_NO_SPACE
+    return error

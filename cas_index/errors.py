@@ -1,0 +1,32 @@
+"""cas-index's exit statuses and the errors a user can act on.
+
+The numbers are the project's table (README, "Exit statuses"); they are repeated here
+because `cas_index` must not import `cas_mirror`.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SKIPPED = 1  # the index was published, but some files were left out (listed)
+EXIT_USAGE = 2  # bad argument, unreadable path, bad patch file
+EXIT_LOCKED = 3  # another run holds the channel's lock and we did not (or could not) wait
+EXIT_NO_SPACE = 4  # the disk filled up while publishing; what was published is consistent
+EXIT_BUG = 70  # an unexpected internal error
+
+
+class CasIndexError(Exception):
+    """An error with a one-line message meant for the user and an exit status."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(CasIndexError):
+    """A bad command line, path or input file."""
+
+    exit_code = EXIT_USAGE
+
+
+class LockHeldError(CasIndexError):
+    """Another cas-index run holds the lock on the channel."""
+
+    exit_code = EXIT_LOCKED

@@ -1,0 +1,88 @@
+"""What a channel folder looks like: platform folder names, which files are packages, the
+files cas-index publishes, and listing a folder.
+
+Package files are `*.conda` and `*.tar.bz2` whose names do not start with a dot;
+anything else (README, `*.part`, temporary files) is never looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .atomic import TEMP_PREFIX
+from .model import Skipped
+from .patch import PATCH_FILE
+
+# The platform folders conda clients know (conda's and rattler's lists).
+KNOWN_SUBDIRS = frozenset({
+    "noarch", "emscripten-wasm32", "wasi-wasm32", "freebsd-64", "linux-32", "linux-64",
+    "linux-aarch64", "linux-armv6l", "linux-armv7l", "linux-ppc64", "linux-ppc64le",
+    "linux-riscv32", "linux-riscv64", "linux-s390x", "osx-64", "osx-arm64", "win-32",
+    "win-64", "win-arm64", "zos-z",
+})
+PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
+REPODATA = "repodata.json"
+FROM_PACKAGES = "repodata_from_packages.json"
+CURRENT = "current_repodata.json"
+CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
+# Every file cas-index writes in a platform folder; their sizes and mtimes are part of the
+# "nothing changed" check, so a deleted or hand-edited output is rebuilt.
+SUBDIR_OUTPUTS = tuple(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT)
+                       for suffix in ("", ".zst", ".bz2")) + ("index.html", PATCH_FILE)
+CHANNEL_OUTPUTS = ("channeldata.json", "index.html")
+# Temporary files of ours that a killed run can leave behind (hidden, so never served or
+# indexed); we hold the channel lock, so no live run of ours is writing them.
+LEFTOVER_PREFIXES = tuple(f"{TEMP_PREFIX}{name}." for name in (*SUBDIR_OUTPUTS,
+                                                              *CHANNEL_OUTPUTS))
+
+
+def is_package_name(name: str) -> bool:
+    return name.endswith(PACKAGE_SUFFIXES) and not name.startswith(".")
+
+
+def list_packages(folder: Path, leftovers: list[str] | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """Package file name -> (size, mtime_ns) for the regular files in `folder`. Names of
+    temporary files a killed run left are added to `leftovers`."""
+    found: dict[str, tuple[int, int]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not is_package_name(entry.name):
+                if leftovers is not None and entry.name.startswith(LEFTOVER_PREFIXES):
+                    leftovers.append(entry.name)
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found[entry.name] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def present_subdirs(root: Path) -> list[str]:
+    return sorted(name for name in KNOWN_SUBDIRS if (root / name).is_dir())
+
+
+def stray_packages(root: Path) -> list[Skipped]:
+    """Package files the channel would never serve: directly in the root, or in a folder
+    whose name is not a platform."""
+    stray = []
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith(".") or entry.name in KNOWN_SUBDIRS:
+                continue
+            if entry.is_file() and is_package_name(entry.name):
+                stray.append(Skipped(entry.name, "package file in the channel root: move it "
+                                     "into its platform folder (e.g. noarch/ or linux-64/)"))
+            elif entry.is_dir():
+                try:
+                    count = sum(1 for name in os.listdir(entry.path) if is_package_name(name))
+                except OSError:
+                    continue
+                if count:
+                    stray.append(Skipped(entry.name, f"{count} package file(s) in a "
+                                         "folder that is not a platform name; not indexed"))
+    return stray

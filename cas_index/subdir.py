@@ -1,0 +1,218 @@
+"""Indexing one platform folder: list it, compare with its cache, take in what was read,
+publish its files.
+
+`SubdirIndex.scan()` decides whether anything changed (the listing, the options, the patch
+instructions and the outputs exactly as the previous run left them means nothing to
+do); `apply()` takes the results of reading the new and changed files; `publish()` writes
+repodata_from_packages.json, repodata.json (+ .zst, .bz2; patched when there are
+instructions), current_repodata.json on request and index.html, each only when its bytes
+change, and records what it published for the next run and for channeldata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_if_changed
+from .cache import SubdirCache
+from .errors import UsageError
+from .layout import CURRENT, FROM_PACKAGES, SUBDIR_OUTPUTS, list_packages
+from .model import Options, Skipped, SubdirReport
+from .patch import PATCH_FILE
+from .repodata import dumps_repodata, write_repodata
+
+# Bump when the bytes we publish for the same input change, so old states do not match.
+STATE_VERSION = 1
+
+
+class SubdirIndex:
+    """The work on one platform folder during a run."""
+
+    def __init__(self, root: Path, subdir: str, options: Options):
+        self.root, self.subdir, self.options = root, subdir, options
+        self.folder = root / subdir
+        self.report = SubdirReport(subdir)
+        self.cache = SubdirCache(self.folder)
+        self.listing: dict[str, tuple[int, int]] = {}
+        self.cached: dict = {}
+        self.to_read: list[str] = []
+        self.instructions: dict[str, Any] = {}
+        self.token = ""
+        self.published_sha256: str | None = None
+        self.entries: list[dict] | None = None
+        self.records: dict[str, dict[str, Any]] = {}  # file name -> record, after apply()
+        self.facts: dict[str, str] = {}  # file name -> channeldata facts (JSON text)
+
+    # -- step 1 and 2
+    def scan(self) -> None:
+        started = time.perf_counter()
+        self.folder.mkdir(exist_ok=True)
+        leftovers: list[str] = []
+        self.listing = list_packages(self.folder, leftovers)
+        for name in leftovers:
+            (self.folder / name).unlink(missing_ok=True)
+        self.instructions, instructions_key = self._instructions()
+        self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
+                              instructions_key, sorted(self.listing.items())])
+        self.cache.open()
+        state = self.cache.get_meta("published")
+        if (not self.options.force and state and state.get("token") == self.token
+                and state.get("outputs") == self._outputs_stat()):
+            self.report.unchanged = True
+            self.report.indexed = state["indexed"]
+            self.report.skipped = [Skipped(f"{self.subdir}/{fn}", reason)
+                                   for fn, reason in state["skipped"]]
+            self.published_sha256 = state["sha256"]
+        else:
+            self.cached = self.cache.files()
+            self.to_read = sorted(
+                fn for fn, st in self.listing.items()
+                if self.options.force or fn not in self.cached
+                or (self.cached[fn].size, self.cached[fn].mtime_ns) != st)
+        self.report.seconds += time.perf_counter() - started
+
+    def _instructions(self) -> tuple[dict[str, Any], str | None]:
+        from .patch import parse_instructions
+
+        if self.options.patch is not None:
+            instructions = self.options.patch.for_subdir(self.subdir)
+            return instructions, digest(instructions)
+        path = self.folder / PATCH_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}, None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+        return parse_instructions(raw, str(path)), hashlib.sha256(raw).hexdigest()
+
+    def _outputs_stat(self) -> dict[str, list[int] | None]:
+        out: dict[str, list[int] | None] = {}
+        for name in SUBDIR_OUTPUTS:
+            try:
+                st = os.stat(self.folder / name)
+                out[name] = [st.st_size, st.st_mtime_ns]
+            except FileNotFoundError:
+                out[name] = None
+        return out
+
+    # -- step 3
+    def apply(self, results: dict[str, tuple], read_seconds: float) -> None:
+        started = time.perf_counter()
+        report, cached = self.report, self.cached
+        report.read = len(results)
+        previously = {fn for fn, entry in cached.items() if entry.record is not None}
+        gone = [fn for fn in cached if fn not in self.listing]
+        rows = []
+        for fn, result in results.items():
+            if result[0] == "gone":
+                gone.append(fn)
+                del self.listing[fn]
+            elif result[0] == "bad":
+                rows.append((fn, *self.listing[fn], None, None, result[1]))
+            else:
+                rows.append((fn, *result[1:], None))
+        self.cache.forget(gone)
+        self.cache.store(rows)
+
+        self.records, self.facts = {}, {}
+        for fn in sorted(self.listing):
+            result = results.get(fn)
+            if result is not None:
+                if result[0] == "bad":
+                    report.skipped.append(Skipped(f"{self.subdir}/{fn}", result[1]))
+                    continue
+                record_json, facts_json = result[3], result[4]
+                if fn not in previously:
+                    report.added.append(fn)
+                elif cached[fn].record != record_json:
+                    report.replaced.append(fn)
+            else:
+                entry = cached[fn]
+                if entry.error is not None:
+                    report.skipped.append(Skipped(f"{self.subdir}/{fn}", entry.error))
+                    continue
+                record_json, facts_json = entry.record, entry.facts
+            self.records[fn] = json.loads(record_json)
+            self.facts[fn] = facts_json or "{}"
+        report.removed = sorted(previously - set(self.records))
+        report.indexed = len(self.records)
+        report.seconds += time.perf_counter() - started + read_seconds
+
+    # -- step 4
+    def publish(self, channel_name: str) -> None:
+        started = time.perf_counter()
+        options, folder, report = self.options, self.folder, self.report
+        doc = {
+            "info": {"subdir": self.subdir},
+            "packages": {fn: r for fn, r in self.records.items() if fn.endswith(".tar.bz2")},
+            "packages.conda": {fn: r for fn, r in self.records.items() if fn.endswith(".conda")},
+            "removed": [],
+            "repodata_version": 1,
+        }
+        patched = doc
+        if self.instructions:
+            from .patch import apply_instructions
+
+            patched = apply_instructions(doc, self.instructions)
+        data = dumps_repodata(patched)
+        written = write_repodata(folder, data, bz2_variant=options.bz2, zst_variant=options.zst)
+        raw = dumps_repodata(doc) if patched is not doc else data
+        written += write_repodata(folder, raw, name=FROM_PACKAGES, bz2_variant=False,
+                                  zst_variant=False)
+        if options.current_repodata:
+            from .current import build_current_repodata
+
+            written += write_repodata(folder, dumps_repodata(build_current_repodata(patched)),
+                                      name=CURRENT, bz2_variant=options.bz2,
+                                      zst_variant=options.zst)
+        else:  # a stale current_repodata.json would mislead conda, which reads it first
+            for suffix in ("", ".zst", ".bz2"):
+                stale = folder / (CURRENT + suffix)
+                if stale.exists():
+                    stale.unlink()
+                    report.deleted.append(stale.name)
+        if options.patch is not None:
+            from .patch import dumps_instructions
+
+            if write_if_changed(folder / PATCH_FILE, dumps_instructions(self.instructions)):
+                written.append(folder / PATCH_FILE)
+
+        from .html import subdir_index_html
+
+        listed = [(name, st[0], st[1] / 1e9) for name, st in self._outputs_stat().items()
+                  if st is not None and name not in ("index.html", PATCH_FILE)]
+        page = subdir_index_html(channel_name, self.subdir,
+                                 {**patched["packages"], **patched["packages.conda"]}, listed)
+        if write_if_changed(folder / "index.html", page):
+            written.append(folder / "index.html")
+
+        from .channeldata import subdir_entries
+
+        facts = {fn: json.loads(self.facts[fn]) for fn in self.records}
+        self.entries = subdir_entries(patched, facts)
+        self.published_sha256 = hashlib.sha256(data).hexdigest()
+        self.cache.set_meta("channeldata", self.entries)
+        self.cache.set_meta("published", {
+            "token": self.token,
+            "outputs": self._outputs_stat(),
+            "indexed": report.indexed,
+            "skipped": [[s.file.split("/", 1)[1], s.reason] for s in report.skipped],
+            "sha256": self.published_sha256,
+        })
+        report.written = [Path(p).name for p in written]
+        report.seconds += time.perf_counter() - started
+
+    def channel_entries(self) -> list[dict]:
+        if self.entries is None:
+            self.entries = self.cache.get_meta("channeldata") or []
+        return self.entries
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
