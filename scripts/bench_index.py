@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.conda_packages import PkgSpec, build_package  # noqa: E402
+from benchlib import update_docs  # noqa: E402
 
 DATA = ROOT / "bench-data"
 PLATFORMS = ("linux-64", "noarch", "osx-arm64", "win-64")
@@ -237,17 +238,6 @@ def describe(repeat: int) -> str:
             "compact repodata.json only (with write_zst=False: no .zst, no .bz2, no html, "
             "no channeldata), hence the json-only row as the like-for-like cold figure; its "
             "warm and one-added figures are its own incremental runs.")
-
-
-def update_docs(text: str) -> None:
-    path = ROOT / "docs/benchmarks.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    heading = "## cas-index"
-    start = current.find(heading)
-    if start >= 0:
-        end = current.find("\n## ", start + len(heading))
-        current = current[:start] + current[end + 1:] if end >= 0 else current[:start]
-    path.write_text(current.rstrip("\n") + "\n\n" + text)
 
 
 def main() -> None:

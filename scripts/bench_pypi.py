@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench-data"
 sys.path.insert(0, str(ROOT))
+from benchlib import free_port  # noqa: E402
 
 from tests.support.http_server import TestHTTPServer  # noqa: E402
 from tests.support.pypi_packages import SimpleUpstream  # noqa: E402
@@ -54,12 +55,6 @@ def build_upstream(projects: int, versions: int) -> tuple[SimpleUpstream, Path]:
                    seed=index * 100 + v)
     cached.write_bytes(pickle.dumps(up))
     return up, folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nginx:

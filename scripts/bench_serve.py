@@ -24,7 +24,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parents[1]
     # Run inside the project's environment (scripts/test creates it), where cas-server is.
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
 sys.path.insert(0, str(PROJECT))
+from benchlib import free_port, update_docs  # noqa: E402
 
 DOCS = PROJECT / "docs" / "benchmarks.md"
 SECTION = "## cas-server"
@@ -95,12 +95,6 @@ def request_mix(repodata: list[str], packages: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen, what: str, deadline_s: float = 30) -> None:
@@ -247,18 +241,6 @@ def table(rows: list[tuple[str, Result]], baseline: Result | None) -> str:
         lines.append(f"| {name} | {result.rps:,.0f} | {result.mbps:,.0f} | {result.p50_ms:.1f} "
                      f"| {result.p99_ms:.1f} | {result.errors} | {ratio} |")
     return "\n".join(lines)
-
-
-def update_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    start = text.find(f"\n{SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        rest = "\n" + text[end + 1:] if end != -1 else ""
-        text = text[:start + 1] + section.rstrip("\n") + "\n" + rest
-    DOCS.write_text(text if text.endswith("\n") else text + "\n")
 
 
 def main() -> int:

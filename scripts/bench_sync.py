@@ -214,7 +214,7 @@ def main() -> int:
             f"127.0.0.1.\n\n{table}\n\n" + "\n".join(verdicts))
     print(body)
     if args.write_docs:
-        update_docs("cas-sync (conda)", body)
+        update_docs(f"## cas-sync (conda)\n\n{body}")
     return 0
 
 

@@ -22,6 +22,8 @@ BENCH_DATA = ROOT / "bench-data"
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))  # tests.support builds the packages
 
+from tests.support.http_server import free_port  # noqa: E402
+
 
 @dataclass
 class Timing:
@@ -42,12 +44,6 @@ def run_timed(cmd: list[str], env: dict | None = None, quiet: bool = True,
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Timing(seconds, usage.ru_maxrss / 1024, proc.returncode)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -126,12 +122,14 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(heading: str, body: str) -> None:
-    """Replace the `## heading` section of docs/benchmarks.md with `body`."""
+def update_docs(section: str) -> None:
+    """Replace (or append) a section of docs/benchmarks.md: `section` starts with its
+    '## heading' line, which identifies the section to replace."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    marker = f"## {heading}\n"
-    section = f"{marker}\n{body.strip()}\n\n"
+    marker = section.split("\n", 1)[0] + "\n"
+    assert marker.startswith("## "), "a section starts with its '## heading' line"
+    section = section.strip() + "\n\n"
     if marker in text:
         start = text.index(marker)
         end = text.find("\n## ", start + len(marker))

@@ -8,28 +8,20 @@ deadline, never slept for. Its stderr (the access log) goes to a file the test c
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import requests
 
+from tests.support.http_server import free_port
+
 START_DEADLINE = 30.0  # seconds; generous for a loaded 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(home: Path) -> dict[str, str]:
@@ -105,26 +97,14 @@ class CasServer:
 
 
 def build_wheel(out_dir: Path, name: str, version: str) -> Path:
-    """A real, installable pure-Python wheel with a correct RECORD."""
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode(),
-        f"{dist_info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\n"
-                                  f"Version: {version}\nSummary: test wheel\n").encode(),
-        f"{dist_info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: cas-mirror-tests\n"
-                               b"Root-Is-Purelib: true\nTag: py3-none-any\n"),
-    }
-    record = io.StringIO()
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.write(f"{path},sha256={digest},{len(data)}\n")
-    record.write(f"{dist_info}/RECORD,,\n")
-    files[f"{dist_info}/RECORD"] = record.getvalue().encode()
+    """A real, installable pure-Python wheel (tests.support.pypi_packages builds it), as a
+    file in `out_dir`."""
+    from tests.support.pypi_packages import build_wheel as wheel_bytes
+
+    filename, data, _ = wheel_bytes(name, version)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in files.items():
-            zf.writestr(path, data)
+    target = out_dir / filename
+    target.write_bytes(data)
     return target
 
 

@@ -211,6 +211,13 @@ def _not_modified_since(header: str, mtime: float) -> bool:
     return int(mtime) <= since
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers started by other programs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class TestHTTPServer:
     """Serve `root` on 127.0.0.1 on a free port, in a background thread."""
 
