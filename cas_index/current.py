@@ -36,7 +36,7 @@ def build_current_repodata(doc: dict[str, Any]) -> dict[str, Any]:
     try:  # py-rattler >= 0.28 wants build strings wrapped; older releases take str
         from rattler import BuildString
     except ImportError:  # pragma: no cover - depends on the installed py-rattler
-        BuildString = str  # noqa: N806
+        BuildString = str
 
     packages, conda = doc.get("packages", {}), doc.get("packages.conda", {})
     view = dict(conda)
@@ -154,6 +154,7 @@ class _Ordered:
     """Wraps a rattler Version (or None) so that tuples holding it sort."""
 
     __slots__ = ("value",)
+    __hash__ = None  # ordered, never used as a key
 
     def __init__(self, value: Any):
         self.value = value

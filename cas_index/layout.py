@@ -29,8 +29,12 @@ CURRENT = "current_repodata.json"
 CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
 # Every file cas-index writes in a platform folder; their sizes and mtimes are part of the
 # "nothing changed" check, so a deleted or hand-edited output is rebuilt.
-SUBDIR_OUTPUTS = tuple(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT)
-                       for suffix in ("", ".zst", ".bz2")) + ("index.html", PATCH_FILE)
+SUBDIR_OUTPUTS = (
+    *(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT)
+      for suffix in ("", ".zst", ".bz2")),
+    "index.html",
+    PATCH_FILE,
+)
 CHANNEL_OUTPUTS = ("channeldata.json", "index.html")
 # Temporary files of ours that a killed run can leave behind (hidden, so never served or
 # indexed); we hold the channel lock, so no live run of ours is writing them.

@@ -82,7 +82,7 @@ def _compress_all(paths: list[Path], data: bytes) -> list[bytes]:
     def work(path: Path) -> None:
         try:
             results[path] = _compress(path, data)
-        except BaseException as exc:  # re-raised in the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
     helper = threading.Thread(target=work, args=(paths[1],))

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import KNOWN_PLATFORMS, Config, check_url
 from .conda.fetch import resolve_channel
 from .conda.state import STATE_ROOT
+from .config import KNOWN_PLATFORMS, Config, check_url
 from .errors import ConfigError
 
 MAX_DEPTH = 4  # channel paths like pkgs/main or org/team/channel

@@ -10,12 +10,14 @@ are merged one by one. Nothing here touches the network or the mirror tree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -130,7 +132,8 @@ def check_size(value: Any, base: Path) -> int:
         return value
     match = _SIZE_RE.match(value) if isinstance(value, str) else None
     if not match:
-        raise BadValue(f"expected a size such as 1 GB, 500 MB or 1073741824, got {_describe(value)}")
+        raise BadValue(f"expected a size such as 1 GB, 500 MB or 1073741824, "
+                       f"got {_describe(value)}")
     number, unit, binary = match.groups()
     return int(float(number) * (1024 if binary else 1000) ** _SIZE_POWER[unit.lower()])
 
@@ -181,7 +184,7 @@ def check_platforms(value: Any, base: Path) -> list[str] | None:
                 + ", ".join(KNOWN_PLATFORMS)
             )
     # noarch is always mirrored: conda clients refuse a channel without noarch/repodata.json.
-    return list(dict.fromkeys(platforms + ["noarch"]))
+    return list(dict.fromkeys([*platforms, "noarch"]))
 
 
 def check_license_blacklist(value: Any, base: Path) -> list[str]:
@@ -198,7 +201,8 @@ def check_entries(value: Any, base: Path) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise BadValue(f"expected a list of package names, globs, specs or mappings, got {_describe(value)}")
+        raise BadValue("expected a list of package names, globs, specs or mappings, "
+                       f"got {_describe(value)}")
     try:
         parse_entries(value)
     except EntryError as exc:
@@ -308,7 +312,7 @@ class Setting:
     check: Callable[[Any, Path], Any]
     # A section (the `pypi:` mapping) merges key by key across layers; `sub` holds its keys.
     section: bool = False
-    sub: "dict[str, Setting] | None" = None
+    sub: dict[str, Setting] | None = None
 
 
 # The keys of the `pypi:` section (and of a --mirror-config file). A default of None on a
@@ -422,7 +426,7 @@ def load_config(
     `mirror_config` is a standalone file of `pypi:` keys at top level (the Anaconda PyPI
     mirror's format); it wins over the `pypi:` section of every other file."""
     values = {key: _copy(setting.default) for key, setting in SETTINGS.items()}
-    origins = {key: DEFAULT for key in SETTINGS}
+    origins = dict.fromkeys(SETTINGS, DEFAULT)
     files: list[ConfigFile] = []
 
     layers = standard_config_paths()
@@ -448,7 +452,8 @@ def load_config(
                        f"--mirror-config {path}", path.parent, where, prefix="")
 
     for key, raw, flag in overrides:
-        _apply(values, origins, key, raw, f"command line: {flag}", f"command line ({flag})", Path.cwd())
+        _apply(values, origins, key, raw, f"command line: {flag}", f"command line ({flag})",
+               Path.cwd())
     return Config(values, origins, files)
 
 
@@ -529,7 +534,8 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, d
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder; expected a YAML configuration file") from None
     except PermissionError:
-        raise ConfigError(f"{path}: cannot read the configuration file (permission denied)") from None
+        raise ConfigError(
+            f"{path}: cannot read the configuration file (permission denied)") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected YAML") from None
     except OSError as exc:
@@ -574,10 +580,8 @@ def _sub_lines(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
         return {}
     lines = {}
     for key_node, _ in node.value:
-        try:
+        with contextlib.suppress(TypeError):  # an unhashable key: the section check reports it
             lines[loader.construct_object(key_node, deep=True)] = key_node.start_mark.line + 1
-        except TypeError:  # an unhashable key: the section check reports it
-            pass
     return lines
 
 
@@ -617,7 +621,8 @@ def show_as_json(config: Config) -> str:
         {
             "values": config.values,
             "origins": config.origins,
-            "files": [{"role": f.role, "path": str(f.path), "status": f.status} for f in config.files],
+            "files": [{"role": f.role, "path": str(f.path), "status": f.status}
+                      for f in config.files],
         },
         indent=2,
     )

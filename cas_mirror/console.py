@@ -32,7 +32,7 @@ def run_command(command: click.Command, prog: str, argv: list[str] | None = None
     except CasError as exc:
         click.echo(f"{prog}: error: {exc}", err=True)
         return exc.exit_code
-    except Exception:  # a bug: say so plainly, traceback only on request
+    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
         if "--debug" in argv:
             traceback.print_exc()
         else:

@@ -5,8 +5,8 @@ mirror (`rsync --files-from`). Written atomically."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from cas_index.atomic import write_atomic
 

@@ -27,9 +27,9 @@ import shutil
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import urllib3
@@ -225,15 +225,15 @@ class Downloader:
         with self._pools_lock:
             pool = self._pools.get(proxy)
             if pool is None:
-                kwargs = dict(
-                    num_pools=16,
-                    maxsize=max(self.settings.workers, 1),
-                    block=False,
-                    retries=False,
-                    timeout=urllib3.Timeout(connect=self.settings.timeout,
+                kwargs = {
+                    "num_pools": 16,
+                    "maxsize": max(self.settings.workers, 1),
+                    "block": False,
+                    "retries": False,
+                    "timeout": urllib3.Timeout(connect=self.settings.timeout,
                                             read=self.settings.timeout),
-                    headers=self._headers,
-                )
+                    "headers": self._headers,
+                }
                 verify = self.settings.ssl_verify
                 if verify is False:
                     kwargs["cert_reqs"] = "CERT_NONE"
@@ -268,7 +268,7 @@ class Downloader:
                 pool.clear()
             self._pools.clear()
 
-    def __enter__(self) -> "Downloader":
+    def __enter__(self) -> Downloader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -594,9 +594,9 @@ def _read_bounded(response, url: str, max_bytes: int | None,
         if deadline is not None and time.monotonic() > deadline:
             raise _Retryable(_too_long(None))
         chunks.append(chunk)
-    if declared and declared.isdigit() and not response.headers.get("Content-Encoding"):
-        if total != int(declared):
-            raise _Retryable(f"truncated: received {total} of {declared} bytes")
+    if (declared and declared.isdigit() and not response.headers.get("Content-Encoding")
+            and total != int(declared)):
+        raise _Retryable(f"truncated: received {total} of {declared} bytes")
     return b"".join(chunks)
 
 

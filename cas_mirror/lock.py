@@ -21,12 +21,13 @@ class TreeLock:
         self.what = what
         self._fd: int | None = None
 
-    def __enter__(self) -> "TreeLock":
+    def __enter__(self) -> TreeLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot create the lock file ({exc.strerror})") from None
+            raise ConfigError(
+                f"{self.path}: cannot create the lock file ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -99,8 +99,14 @@ class _RichProgress(_FailuresOnly):
     def __init__(self, output: Output, label: str):
         super().__init__(output)
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.console = Console(file=output.stream)
         self.bar = Progress(
@@ -145,7 +151,7 @@ def plain_table(title: str, columns: list[str], rows: list[list[str]], stream: T
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     print(title, file=stream)
     print(line(columns), file=stream)

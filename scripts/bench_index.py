@@ -35,8 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.conda_packages import PkgSpec, build_package  # noqa: E402
 from benchlib import update_docs  # noqa: E402
+
+from tests.support.conda_packages import PkgSpec, build_package  # noqa: E402
 
 DATA = ROOT / "bench-data"
 PLATFORMS = ("linux-64", "noarch", "osx-arm64", "win-64")
@@ -208,8 +209,8 @@ def table(results: dict[str, dict[str, list[dict]]]) -> str:
         ("one package added (to 1,250 in linux-64)", "one package added",
          "one package added", "<= 0.5 s"),
     ]
-    lines = ["| run | cas-index | rattler index_fs | ratio | cas-index peak | rattler peak "
-             "| target |", "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [("| run | cas-index | rattler index_fs | ratio | cas-index peak | rattler peak "
+              "| target |"), "|---|---:|---:|---:|---:|---:|---|"]
     for label, ours_key, theirs_key, target in rows:
         a, b = median("cas-index", ours_key, "seconds"), median("rattler", theirs_key,
                                                                  "seconds")

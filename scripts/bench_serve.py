@@ -224,8 +224,9 @@ def run_python_client(url: str, paths: list[str], duration: int, connections: in
 
     seconds = asyncio.run(main())
     latencies.sort()
-    pick = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-            if latencies else 0.0)
+    def pick(q):
+        return (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+                if latencies else 0.0)
     return Result(totals["requests"], totals["bytes"], seconds, pick(0.5), pick(0.99),
                   totals["errors"])
 

@@ -29,8 +29,15 @@ import tempfile
 from multiprocessing import Pool
 from pathlib import Path
 
-from benchlib import (BENCH_DATA, VENV_BIN, StaticServer, machine_line, markdown_table,
-                      run_timed, update_docs)
+from benchlib import (
+    BENCH_DATA,
+    VENV_BIN,
+    StaticServer,
+    machine_line,
+    markdown_table,
+    run_timed,
+    update_docs,
+)
 
 PLATFORMS = ["linux-64", "osx-64", "win-64", "noarch"]
 PAYLOAD = 20_000
@@ -137,9 +144,9 @@ def main() -> int:
     total = sum(p.stat().st_size for p in files)
     cas_sync = str(VENV_BIN / "cas-sync")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=BENCH_DATA) as tmp, \
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=BENCH_DATA) as tmp_name, \
             StaticServer(upstream) as server:
-        tmp = Path(tmp)
+        tmp = Path(tmp_name)
         print(f"upstream: {len(files)} files, {total / 1e6:.1f} MB, served by {server.kind}")
         # 1. curl --parallel: the practical limit
         curl_dir = tmp / "curl"
@@ -203,8 +210,8 @@ def main() -> int:
     verdicts = [
         f"- cold sync = {cold.seconds / curl.seconds:.2f}x curl (target <= 3x)",
         f"- no-op re-sync = {noop.seconds:.2f} s (target <= 0.5 s)",
-        f"- dry-run on {BIG_RECORDS} records = {dry.seconds:.2f} s, {dry.peak_mb:.0f} MB peak "
-        "(target <= 5 s, <= 1.2 GB)",
+        (f"- dry-run on {BIG_RECORDS} records = {dry.seconds:.2f} s, {dry.peak_mb:.0f} MB "
+         "peak (target <= 5 s, <= 1.2 GB)"),
     ]
     if cm_seconds:
         verdicts.insert(1, f"- conda-mirror / cas-sync cold = {cm_seconds / cold.seconds:.1f}x "

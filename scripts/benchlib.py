@@ -71,7 +71,7 @@ class StaticServer:
         self._proc = None
         self._server = None
 
-    def __enter__(self) -> "StaticServer":
+    def __enter__(self) -> StaticServer:
         if self.use_nginx:
             self.port = free_port()
             self._tmp = tempfile.mkdtemp(prefix="bench-nginx-")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pytest
 
@@ -16,7 +16,7 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "http
 
 
 @pytest.fixture(autouse=True)
-def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> "ConfigFiles":
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFiles:
     """Point /etc/cas-mirror and ~/.cas-mirror at files of this test (absent until written),
     and keep proxy settings of the machine out of the way of loopback requests."""
     files = ConfigFiles(tmp_path / "etc-cas-mirror", tmp_path / "home-cas-mirror")
@@ -68,7 +68,7 @@ def make_channel(tmp_path: Path) -> Callable[..., Channel]:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture) -> Callable[..., "CliResult"]:
+def run_cli(capsys: pytest.CaptureFixture) -> Callable[..., CliResult]:
     """Run a console entry point in-process: `run_cli(main, [args])` -> CliResult."""
 
     def run(main, args: list[str]) -> CliResult:

@@ -143,7 +143,8 @@ def test_repodata_preference_zst_then_bz2_then_json(mirror, upstream):
     (folder / "repodata.json.bz2").write_bytes(bz2.compress(data))
     assert mirror.sync().code == 0
     first = [p for p in upstream.server.paths() if "linux-64/repodata" in p]
-    assert first == ["/pkgs/main/linux-64/repodata.json.zst", "/pkgs/main/linux-64/repodata.json.bz2"]
+    assert first == ["/pkgs/main/linux-64/repodata.json.zst",
+                     "/pkgs/main/linux-64/repodata.json.bz2"]
     (folder / "repodata.json.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
     upstream.server.clear_log()
     mirror.sync()  # the remembered .bz2 is still asked for (conditionally)
@@ -333,7 +334,8 @@ def test_malformed_repodata_leaves_the_previous_mirror_untouched(mirror, upstrea
     target.write_bytes(target.read_bytes()[:-200])  # truncated
     result = mirror.sync()
     assert result.code == 1
-    assert "malformed or truncated repodata" in result.err and "linux-64/repodata.json" in result.err
+    assert "malformed or truncated repodata" in result.err
+    assert "linux-64/repodata.json" in result.err
     after = mirror.snapshot()
     assert {k: v for k, v in after.items() if "linux-64" in k} == \
         {k: v for k, v in before.items() if "linux-64" in k}

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cas_mirror.download import (DownloadJob, Downloader, FreeSpaceGuard, HttpError,
-                                 NetworkSettings, RetryPolicy)
+from cas_mirror.download import (
+    Downloader,
+    DownloadJob,
+    FreeSpaceGuard,
+    HttpError,
+    NetworkSettings,
+    RetryPolicy,
+)
 
 
 @pytest.fixture
@@ -28,8 +34,8 @@ def upstream(tmp_path, http_server):
 
 def job_for(server, name, dest_dir: Path, **overrides) -> DownloadJob:
     data = server.files[name]
-    fields = dict(url=f"{server.url}/{name}", dest=dest_dir / name, size=len(data),
-                  sha256=hashlib.sha256(data).hexdigest())
+    fields = {"url": f"{server.url}/{name}", "dest": dest_dir / name, "size": len(data),
+                  "sha256": hashlib.sha256(data).hexdigest()}
     fields.update(overrides)
     return DownloadJob(**fields)
 
@@ -168,7 +174,7 @@ def test_resume_without_range_support_starts_over(tmp_path, http_server):
 
 def test_timeouts_are_retried_then_reported(upstream, tmp_path):
     upstream.add_fault("/f8.bin", delay=1.0)
-    downloader, sleeps = make(retries=1, timeout=0.2)
+    downloader, _sleeps = make(retries=1, timeout=0.2)
     [result] = downloader.download([job_for(upstream, "f8.bin", tmp_path)])
     assert not result.ok and "timed out" in result.error and result.attempts == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -93,7 +94,7 @@ def _built(tmp_path, fmt=".conda", **kwargs):
 @pytest.mark.parametrize("fmt", [".conda", ".tar.bz2"])
 def test_truncated_package_is_refused(tmp_path, fmt):
     path = truncate(_built(tmp_path, fmt))
-    with pytest.raises(PackageError, match="truncated|not a valid"):
+    with pytest.raises(PackageError, match=r"truncated|not a valid"):
         read_package(path)
 
 
@@ -116,17 +117,17 @@ def test_truncated_tar_bz2_is_refused_even_when_info_still_decompresses(tmp_path
     path.write_bytes(whole)
     assert read_package(path).record["name"] == "cut"
     path.write_bytes(whole[:-40])
-    with pytest.raises(PackageError, match="truncated .tar.bz2"):
+    with pytest.raises(PackageError, match=re.escape("truncated .tar.bz2")):
         read_package(path)
 
 
 def test_corrupt_tar_bz2_is_refused(tmp_path):
-    with pytest.raises(PackageError, match="not a valid .tar.bz2 archive"):
+    with pytest.raises(PackageError, match=re.escape("not a valid .tar.bz2 archive")):
         read_package(corrupt_middle(_built(tmp_path, ".tar.bz2")))
 
 
 def test_corrupt_conda_info_is_refused(tmp_path):
-    with pytest.raises(PackageError, match="not a valid .conda archive"):
+    with pytest.raises(PackageError, match=re.escape("not a valid .conda archive")):
         read_package(corrupt_conda_info(_built(tmp_path, ".conda")))
 
 
@@ -147,14 +148,14 @@ def test_empty_file_is_refused(tmp_path):
 @needs_conformance
 def test_archive_without_index_json_is_refused():
     # conda-index's deliberately-not-a-package test archive: a valid .tar.bz2, no info/.
-    with pytest.raises(PackageError, match="not a conda package: no info/index.json"):
+    with pytest.raises(PackageError, match=re.escape("not a conda package: no info/index.json")):
         read_package(CONDA_INDEX_DATA / "tests/archives/a.tar.bz2")
 
 
 def test_renamed_conda_is_refused(tmp_path):
     path = _built(tmp_path)
     renamed = path.rename(tmp_path / "other-1.0-0.conda")
-    with pytest.raises(PackageError, match="no info-other-1.0-0.tar.zst"):
+    with pytest.raises(PackageError, match=re.escape("no info-other-1.0-0.tar.zst")):
         read_package(renamed)
 
 
@@ -219,7 +220,7 @@ def test_reading_stops_once_the_info_members_are_seen(tmp_path):
     wanted = [("info/index.json", index), ("info/about.json", b'{"summary": "s"}'),
               ("info/paths.json", b'{"paths": []}'), ("info/run_exports.json", b"{}"),
               ("info/recipe/meta.yaml", b"source:\n  url: https://example.invalid/s.tgz\n")]
-    cut = tar_of(wanted + [("share/early/big.bin", b"x" * 600_000)])[:300_000]
+    cut = tar_of([*wanted, ("share/early/big.bin", b"x" * 600000)])[:300_000]
     # the first stream ends 64 KB into the payload, so read-ahead after the info members
     # (tarfile reads 10 KB records) stays inside it
     head = len(wanted) * 1024 + 512 + 65536

@@ -282,7 +282,7 @@ def test_download_mirror_first_then_fallback(mirror, upstream, http_server, tmp_
 def test_xmlrpc_list_then_changelog(mirror, upstream):
     mirror.configure(use_xml_rpc=True)
     assert mirror.sync().code == 0
-    assert [r.body for r in upstream.server.requests if r.method == "POST"][0].count(
+    assert next(r.body for r in upstream.server.requests if r.method == "POST").count(
         b"list_packages_with_serial") == 1
     assert "/simple/" not in requests_of(upstream)
     upstream.add("gamma", "2.0")

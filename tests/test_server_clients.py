@@ -156,7 +156,7 @@ def test_readers_see_whole_versions_while_files_are_renamed_into_place(serve, tm
         (folder / name).write_bytes(version_bytes(name, 0, big))
     server = serve(root)
     readers_done = threading.Event()
-    written = {name: 0 for name in files}
+    written = dict.fromkeys(files, 0)
     errors: list[BaseException] = []
 
     def writer() -> None:

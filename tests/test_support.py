@@ -102,7 +102,7 @@ def test_faults_status_times_and_headers(served):
 def test_fault_truncated_body(served):
     served.add_fault("*.bin", truncate=100)
     with pytest.raises(requests.exceptions.RequestException):
-        requests.get(served.url + "/data.bin", timeout=5).content
+        _ = requests.get(served.url + "/data.bin", timeout=5).content
 
 
 def test_fault_corrupted_body_keeps_length(served):

@@ -19,10 +19,11 @@ conda world's own implementation, so they mean exactly what they mean to conda/p
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import did_you_mean
 
@@ -95,9 +96,8 @@ def _parse_string(text: str) -> Entry:
         return Entry(text=text, name_glob=name)
     parts = rest.split()
     if len(parts) > 2:
-        raise EntryError(
-            f"entry {text!r}: expected 'name [version spec] [build glob]', got {len(parts) + 1} words"
-        )
+        raise EntryError(f"entry {text!r}: expected 'name [version spec] [build glob]', "
+                         f"got {len(parts) + 1} words")
     spec = _version_spec(parts[0], text)
     globs = (("build", parts[1].lower()),) if len(parts) == 2 else ()
     return Entry(text=text, name_glob=name, version_spec=spec, field_globs=globs)
@@ -121,23 +121,24 @@ def _parse_mapping(raw: Mapping[Any, Any]) -> Entry:
             raise EntryError(
                 f"mapping entry {text}: value of {key!r} must be a string, got {value!r}"
             )
-        key = "subdir" if key.lower() == "platform" else key.lower()
-        value = str(value)
-        if key == "name":
-            name_glob = value.lower()
-        elif key == "version" and _SPEC_OPERATOR.search(value):
-            spec = _version_spec(value, text)
+        field = "subdir" if key.lower() == "platform" else key.lower()
+        pattern = str(value)
+        if field == "name":
+            name_glob = pattern.lower()
+        elif field == "version" and _SPEC_OPERATOR.search(pattern):
+            spec = _version_spec(pattern, text)
         else:
-            globs.append((key, value.lower()))
+            globs.append((field, pattern.lower()))
     return Entry(text=text, name_glob=name_glob, version_spec=spec, field_globs=tuple(globs))
 
 
 def _version_spec(spec_text: str, entry_text: str) -> Any:
     from rattler import VersionSpec  # imported only when an entry carries a spec
+    from rattler.exceptions import InvalidVersionSpecError
 
     try:
         return VersionSpec(spec_text)
-    except Exception as exc:  # rattler raises its own exception types
+    except InvalidVersionSpecError as exc:
         raise EntryError(
             f"entry {entry_text!r}: {spec_text!r} is not a conda version spec ({exc}); "
             "examples: '>=1.20,<2', '3.11.*', '1.2|1.3'"
@@ -147,8 +148,9 @@ def _version_spec(spec_text: str, entry_text: str) -> Any:
 @lru_cache(maxsize=65536)
 def _parse_version(text: str) -> Any:
     from rattler import Version
+    from rattler.exceptions import InvalidVersionError
 
     try:
         return Version(text)
-    except Exception:
+    except InvalidVersionError:
         return None  # an unparsable upstream version matches no spec

@@ -19,10 +19,11 @@ pass over the records plus one glob test per (name, entry).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .entries import Entry, parse_entries
 
@@ -51,7 +52,7 @@ class FilterSpec:
 
     @classmethod
     def from_config(cls, platforms: list[str] | None, license_blacklist: list[str],
-                    blacklist: list[Any], whitelist: list[Any]) -> "FilterSpec":
+                    blacklist: list[Any], whitelist: list[Any]) -> FilterSpec:
         return cls(
             tuple(platforms) if platforms is not None else None,
             tuple(license_blacklist),
@@ -64,7 +65,7 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
     """A decision for every record (file name -> Decision) of one platform."""
     if spec.platforms is not None and platform not in spec.platforms:
         dropped = Decision(False, PLATFORMS, f"{platform} is not a configured platform")
-        return {fn: dropped for fn in records}
+        return dict.fromkeys(records, dropped)
     black_by_name = _entries_by_name(records, spec.blacklist)
     white_by_name = _entries_by_name(records, spec.whitelist)
     licenses: dict[tuple[Any, Any], Decision | None] = {}  # few distinct pairs: decide once

@@ -8,8 +8,9 @@ Gathering the local inventory and hashing are I/O, done by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .repodata import EXTENSIONS
 

@@ -84,10 +84,10 @@ class UpstreamRepodata:
 
 def decompress(data: bytes, url: str, max_size: int) -> bytes:
     """Decompress a .zst / .bz2 body (by the URL's suffix), never beyond `max_size`."""
+    import zstandard  # here, not at import: only fetching needs it
+
     try:
         if url.endswith(".zst"):
-            import zstandard
-
             reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
             out = reader.read(max_size + 1)
         elif url.endswith(".bz2"):
@@ -99,7 +99,7 @@ def decompress(data: bytes, url: str, max_size: int) -> bytes:
             out = data
     except RepodataError:
         raise
-    except Exception as exc:  # zstandard.ZstdError, OSError from bz2: corrupt input
+    except (zstandard.ZstdError, OSError, EOFError) as exc:  # corrupt input
         raise RepodataError(f"{url}: cannot decompress ({exc})") from None
     if len(out) > max_size:
         raise RepodataError(
@@ -122,7 +122,8 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
             raise msgspec.ValidationError("`info` is not an object")
         subdir = info.get("subdir")
         if subdir is not None and subdir != platform:
-            raise RepodataError(f"{url}: info.subdir is {subdir!r}, expected {platform!r}; refusing")
+            raise RepodataError(
+                f"{url}: info.subdir is {subdir!r}, expected {platform!r}; refusing")
         raw: dict[str, dict[str, msgspec.Raw]] = {}
         records: dict[str, RecordView] = {}
         refused: dict[str, str] = {}

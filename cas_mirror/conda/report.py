@@ -14,7 +14,7 @@ from .sync import ExplainRow, SyncReport
 def render_summary(report: SyncReport, stream: TextIO) -> None:
     rows = []
     for p in report.platforms:
-        status = p.error and "error" or (f"{len(p.failed)}" if p.failed else "0")
+        status = (p.error and "error") or (f"{len(p.failed)}" if p.failed else "0")
         rows.append([p.channel, p.platform, str(p.selected), str(p.downloaded),
                      human_bytes(p.bytes), str(p.deleted), status, f"{p.seconds:.2f}"])
     plain_table("cas-sync summary", ["channel", "platform", "selected", "downloaded", "bytes",

@@ -26,16 +26,28 @@ from cas_index.atomic import write_if_changed
 from cas_index.repodata import write_repodata
 
 from ..config import Config
-from ..download import DownloadJob, Downloader, FreeSpaceGuard, HttpError, NetworkSettings
+from ..download import Downloader, DownloadJob, FreeSpaceGuard, HttpError, NetworkSettings
 from ..errors import ConfigError
 from ..lock import TreeLock
 from ..output import Output
-from .fetch import ChannelSource, Fetched, NotOffered, discover_platforms, fetch_platform, \
-    resolve_channel
+from .fetch import (
+    ChannelSource,
+    Fetched,
+    NotOffered,
+    discover_platforms,
+    fetch_platform,
+    resolve_channel,
+)
 from .filter import Decision, FilterSpec, select
 from .plan import PlatformPlan, is_package_file, plan_platform
-from .repodata import RepodataError, UpstreamRepodata, empty_document, parse_repodata, \
-    published_records, restricted_document
+from .repodata import (
+    RepodataError,
+    UpstreamRepodata,
+    empty_document,
+    parse_repodata,
+    published_records,
+    restricted_document,
+)
 from .state import STATE_ROOT, load_state, save_state, state_dir
 
 
@@ -298,8 +310,8 @@ def _verify(folder: Path, selected: dict[str, Any], local: dict[str, int],
 
     candidates = [fn for fn in selected if fn in local]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return frozenset(fn for fn, is_bad in zip(candidates, pool.map(bad, candidates))
-                         if is_bad)
+        verdicts = zip(candidates, pool.map(bad, candidates), strict=True)
+        return frozenset(fn for fn, is_bad in verdicts if is_bad)
 
 
 def _package_url(w: _Work, fn: str) -> str:
@@ -326,7 +338,7 @@ def _download(work: list[_Work], downloader: Downloader, output: Output,
     if not jobs:
         return
     results = downloader.download(jobs, output.progress("conda"))
-    for w, result in zip(owners, results):
+    for w, result in zip(owners, results, strict=True):
         if result.ok:
             w.got.add(result.job.dest.name)
             w.report.downloaded += 1

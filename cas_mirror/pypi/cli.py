@@ -7,7 +7,6 @@ PyPI modules, nor `cas-sync pypi --help` for the network stack.
 
 from __future__ import annotations
 
-
 import click
 
 

@@ -63,16 +63,17 @@ def fetch_listing(downloader: Downloader, simple_url: str) -> Listing:
 
 def _listing(pairs, last_serial, complete: bool, source: str) -> Listing:
     listing = Listing({}, last_serial, complete, source)
-    for name, serial in pairs:
-        if not isinstance(name, str) or not is_valid_name(name):
-            listing.refused.append((repr(name)[:200], "refused: not a valid project name"))
+    for listed_name, listed_serial in pairs:
+        if not isinstance(listed_name, str) or not is_valid_name(listed_name):
+            listing.refused.append((repr(listed_name)[:200], "refused: not a valid project name"))
             continue
+        name, serial = listed_name, listed_serial
         key = normalize(name)
         other = listing.projects.get(key)
         if other is not None:
             if complete:
-                listing.refused.append((name, f"refused: normalizes to {key!r}, already "
-                                              f"listed as {other.name!r}"))
+                listing.refused.append((name, (f"refused: normalizes to {key!r}, already "
+                                               f"listed as {other.name!r}")))
                 continue
             serial = max(serial or 0, other.serial or 0) or None
             name = other.name

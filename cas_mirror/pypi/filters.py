@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .model import UpstreamFile, normalize
 
@@ -138,7 +139,7 @@ class FilterSpec:
     packagetypes: frozenset[str] = frozenset()
 
     @classmethod
-    def from_settings(cls, s: dict[str, Any]) -> "FilterSpec":
+    def from_settings(cls, s: dict[str, Any]) -> FilterSpec:
         keep = s.get("keep_latest") or 0
         if s.get("latest_only"):
             keep = 1
@@ -315,9 +316,9 @@ def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> S
     for f in files:
         version = parse_version(f.version)
         why = None
-        if white_specs and None not in white_specs:
-            if version is None or not any(s.contains(version, prereleases=True)
-                                          for s in white_specs):
+        if white_specs and None not in white_specs and (
+                version is None or not any(s.contains(version, prereleases=True)
+                                           for s in white_specs)):
                 why = "whitelist: version not in " + " or ".join(
                     e.text for e in white if e.specifier is not None)
         if why is None:

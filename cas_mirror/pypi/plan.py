@@ -10,8 +10,8 @@ their PEP 658 `.metadata`) with those already in place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .filters import FilterSpec, project_decision
 from .model import Listing

@@ -60,7 +60,7 @@ class PypiSettings:
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def from_config(cls, config: Config) -> "PypiSettings":
+    def from_config(cls, config: Config) -> PypiSettings:
         section = config.values["pypi"]
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}

@@ -262,8 +262,8 @@ class _StopFlag:
             return
         with self.lock:
             if self.report.stopped_on_error is None:
-                self.report.stopped_on_error = f"stopped after the first error ({what}): " \
-                                               "stop_on_error is true"
+                self.report.stopped_on_error = (f"stopped after the first error ({what}): "
+                                                "stop_on_error is true")
                 self.downloader.stop(self.report.stopped_on_error)
 
     @property

@@ -12,6 +12,7 @@ environment variables the `cas-server` command sets (`create_app` reads them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -48,8 +49,8 @@ class MirrorApp:
             return
         method = scope.method
         headers: dict[str, str] = {}
-        for name, value in scope.headers.items():
-            name = name.lower()
+        for raw_name, value in scope.headers.items():
+            name = raw_name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         try:
             response = self.tree.respond(method, scope.path, scope.query_string, headers)
@@ -71,10 +72,8 @@ class MirrorApp:
             target += "?" + quote(scope.query_string, safe=_LOG_SAFE)
         line = (f'{client} - - [{self._log_time}] "{scope.method} {target} '
                 f'HTTP/{scope.http_version}" {status} {sent or "-"}\n')
-        try:
+        with contextlib.suppress(OSError):  # a closed or full log must not stop the server
             os.write(self.log_fd, line.encode("utf-8", "backslashreplace"))
-        except OSError:
-            pass  # a closed or full log must not take the server down
 
 
 async def send(method: str, response: Response, protocol) -> int:

@@ -342,8 +342,8 @@ def _not_modified(headers: dict[str, str], etag: str, mtime: float) -> bool:
     """RFC 9110 13.1.2/13.1.3: If-None-Match (weak comparison) decides when present."""
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None:
-        for tag in if_none_match.split(","):
-            tag = tag.strip()
+        for raw_tag in if_none_match.split(","):
+            tag = raw_tag.strip()
             if tag == "*" or tag.removeprefix("W/") == etag:
                 return True
         return False

@@ -140,7 +140,7 @@ def project_html(name: str, links: list[str]) -> str:
 
 
 def _filename(link: str) -> str:
-    return link.split("#")[0].rsplit("/", 1)[1]
+    return link.split("#", maxsplit=1)[0].rsplit("/", 1)[1]
 
 
 def write_project(web: Path, name: str, json_links: list[str] | None,

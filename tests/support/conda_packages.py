@@ -15,9 +15,10 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from conda_package_handling import api as cph
 
@@ -137,7 +138,7 @@ class Channel:
         doc = self.repodata[subdir]
         return {**doc["packages"], **doc["packages.conda"]}
 
-    def add(self, specs: Iterable[PkgSpec]) -> "Channel":
+    def add(self, specs: Iterable[PkgSpec]) -> Channel:
         """Build more packages into the channel and rewrite the affected repodata."""
         return build_channel(self.root, specs, channel=self)
 

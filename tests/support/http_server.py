@@ -10,6 +10,7 @@ This is test infrastructure, so it is built on the standard library's `http.serv
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import fnmatch
 import mimetypes
@@ -20,10 +21,10 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 
@@ -67,7 +68,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, owner: "TestHTTPServer"):
+    def __init__(self, owner: TestHTTPServer):
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -108,19 +109,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.reset:
             entry.status = -1
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if fault and fault.status is not None:
             msg = fault.body if fault.body is not None else f"injected {fault.status}\n".encode()
             return self._send(entry, Response(fault.status, msg, dict(fault.headers)), send_body)
         route = owner._route_for(path)
-        if route is not None:
-            response = route(entry)
-        else:
-            response = self._file_response(owner.root, path)
+        response = route(entry) if route is not None else self._file_response(owner.root, path)
         if fault:
             response.headers.update(fault.headers)
             if fault.body is not None:
@@ -188,10 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[: fault.truncate])
             self.wfile.flush()
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self.wfile.write(body)
 
@@ -224,7 +218,7 @@ class TestHTTPServer:
     __test__ = False  # not a test class, despite the name
 
     def __init__(self, root: str | os.PathLike, range_support: bool = True,
-                 ssl_context: "ssl.SSLContext | None" = None):
+                 ssl_context: ssl.SSLContext | None = None):
         self.root = Path(root)
         self.range_support = range_support
         self.requests: list[LoggedRequest] = []
@@ -247,7 +241,7 @@ class TestHTTPServer:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def start(self) -> "TestHTTPServer":
+    def start(self) -> TestHTTPServer:
         self._thread.start()
         return self
 
@@ -255,7 +249,7 @@ class TestHTTPServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "TestHTTPServer":
+    def __enter__(self) -> TestHTTPServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -18,6 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cas_mirror.server.negotiate import choose
 from tests.support.http_server import LoggedRequest, Response, TestHTTPServer
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -52,8 +53,8 @@ def build_wheel(name: str, version: str, tag: str = "py3-none-any",
     info = f"{dist}-{version}.dist-info"
     module = f"{dist.lower()}/__init__.py"
     body = f"VERSION = {version!r}\nDATA = {_filler(payload, seed)!r}\n".encode()
-    wheel = f"Wheel-Version: 1.0\nGenerator: cas-mirror-tests\nRoot-Is-Purelib: true\n" \
-            f"Tag: {tag}\n".encode()
+    wheel = (f"Wheel-Version: 1.0\nGenerator: cas-mirror-tests\nRoot-Is-Purelib: true\n"
+             f"Tag: {tag}\n").encode()
     entries = {module: body, f"{info}/METADATA": metadata, f"{info}/WHEEL": wheel}
     record = []
     for path, data in entries.items():
@@ -233,7 +234,7 @@ class SimpleUpstream:
                            "urls": releases.get(latest, [])}).encode()
 
     # ------------------------------------------------------------------ serving
-    def serve(self, server: TestHTTPServer) -> "SimpleUpstream":
+    def serve(self, server: TestHTTPServer) -> SimpleUpstream:
         self.url = server.url
         server.route("/simple/", self._root)
         server.route("/simple/*", self._page)
@@ -296,36 +297,10 @@ class SimpleUpstream:
 # --------------------------------------------------------------------------- the mirror
 
 
-def _accepted(header: str | None) -> list[tuple[float, str]]:
-    out = []
-    for part in (header or "*/*").split(","):
-        fields = [f.strip() for f in part.split(";")]
-        quality = 1.0
-        for f in fields[1:]:
-            if f.startswith("q="):
-                try:
-                    quality = float(f[2:])
-                except ValueError:
-                    quality = 0.0
-        out.append((quality, fields[0].lower()))
-    return out
-
-
-def negotiate(accept: str | None, available: dict[str, str]) -> str | None:
-    """The file to answer with: `available` maps content type -> file name."""
-    best, best_q = None, 0.0
-    for quality, wanted in _accepted(accept):
-        for content_type in available:
-            if wanted in (content_type, "*/*") or (wanted.endswith("/*") and
-                                                    content_type.startswith(wanted[:-1])):
-                if quality > best_q:
-                    best, best_q = content_type, quality
-    return best
-
-
 def serve_mirror(server: TestHTTPServer, web: Path, prefix: str) -> list[str]:
     """Serve the tree `web` at `prefix` (e.g. /pypi/) the way a static server with PEP 691
-    content negotiation does. Returns a list that records each content type served."""
+    content negotiation does (cas-server's own rules). Returns a list that records each
+    content type served."""
     served: list[str] = []
     choices = {JSON_TYPE: "index.v1_json",
                "application/vnd.pypi.simple.v1+html": "index.v1_html",
@@ -338,7 +313,7 @@ def serve_mirror(server: TestHTTPServer, web: Path, prefix: str) -> list[str]:
             return Response(403, b"outside the tree\n")
         if target.is_dir():
             available = {t: n for t, n in choices.items() if (target / n).is_file()}
-            chosen = negotiate(request.headers.get("Accept"), available)
+            chosen = choose(request.headers.get("Accept"), list(available))
             if chosen is None:
                 return Response(406 if available else 404, b"not acceptable\n")
             served.append(chosen)
