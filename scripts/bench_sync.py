@@ -138,7 +138,10 @@ def main() -> int:
     if args.install_baselines:
         install_conda_mirror()
     upstream = build_upstream(args.packages)
-    big = build_big_repodata()
+    # Generated in a child: this process must stay small, or every command it forks starts
+    # with its pages and reports their size as peak memory.
+    with Pool(1) as pool:
+        big = pool.apply(build_big_repodata)
     files = [p for p in (upstream / "pkgs" / "main").rglob("*")
              if p.name.endswith((".conda", ".tar.bz2"))]
     total = sum(p.stat().st_size for p in files)

@@ -14,6 +14,7 @@ from cas_mirror.download import (
     FreeSpaceGuard,
     HttpError,
     NetworkSettings,
+    ProgressReporter,
     RetryPolicy,
 )
 
@@ -271,3 +272,92 @@ def test_disk_full_while_writing_stops_everything_cleanly(upstream, tmp_path, mo
     assert "disk is full" in downloader.stop_reason
     assert sum(1 for r in results if r.attempts) == 1  # nothing more was tried
     assert leftovers(tmp_path) == [] and not list(tmp_path.glob("*.bin"))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Recorder(ProgressReporter):
+    def __init__(self):
+        self.advanced = 0
+        self.done = []
+
+    def advance(self, nbytes):
+        self.advanced += nbytes
+
+    def file_done(self, result):
+        self.done.append(result)
+
+
+@pytest.fixture
+def many(tmp_path, http_server):
+    """40 files in 4 folders upstream (the layout a conda platform or PyPI tree has)."""
+    root = tmp_path / "many"
+    files = {}
+    for i in range(40):
+        data = os.urandom(20_000 + i * 100)
+        path = root / f"dir{i % 4}" / f"g{i}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files[f"dir{i % 4}/g{i}.bin"] = data
+    server = http_server(root)
+    server.files = files
+    return server
+
+
+def many_jobs(server, out: Path) -> list[DownloadJob]:
+    return [DownloadJob(f"{server.url}/{rel}", out / rel, len(data),
+                        hashlib.sha256(data).hexdigest())
+            for rel, data in server.files.items()]
+
+
+def test_a_large_download_is_shared_among_processes(many, tmp_path):
+    many.add_fault("/dir1/g1.bin", status=500, times=1)
+    jobs = many_jobs(many, tmp_path / "out")
+    jobs[5] = DownloadJob(f"{many.url}/nope.bin", tmp_path / "out/dir1/nope.bin", 10, "0" * 64)
+    settings = NetworkSettings(workers=4, timeout=5, retries=2, backoff=0.01, processes=2)
+    progress = Recorder()
+    results = Downloader(settings).download(jobs, progress)
+    assert [r.job for r in results] == jobs
+    assert [r.ok for r in results] == [i != 5 for i in range(40)]
+    assert "HTTP 404" in results[5].error
+    assert results[1].attempts == 2  # the 500 was retried in its process
+    for job in jobs[:5] + jobs[6:]:
+        relative = job.dest.relative_to(tmp_path / "out").as_posix()
+        assert job.dest.read_bytes() == many.files[relative]
+    assert len(progress.done) == 40
+    assert progress.advanced == sum(r.received for r in results)
+    assert not list((tmp_path / "out").rglob(".*"))
+
+
+def test_a_stop_reaches_every_process(many, tmp_path):
+    many.add_fault("*.bin", delay=0.05)  # slow enough that most files are still to come
+    jobs = many_jobs(many, tmp_path / "out")
+    jobs[0] = DownloadJob(f"{many.url}/missing.bin", tmp_path / "out/dir0/missing.bin",
+                          10**6, "0" * 64)  # the biggest: tried first, fails at once
+    downloader = Downloader(NetworkSettings(workers=2, timeout=5, retries=0, processes=2))
+
+    class StopOnFailure(Recorder):
+        def file_done(self, result):
+            super().file_done(result)
+            if not result.ok:
+                downloader.stop("stop_on_error: first failure")
+
+    results = downloader.download(jobs, StopOnFailure())
+    stopped = [r for r in results if r.error == "not downloaded: stop_on_error: first failure"]
+    assert stopped and all(r.attempts == 0 for r in stopped)
+    assert downloader.stop_reason == "stop_on_error: first failure"
+
+
+def test_processes_start_safely_while_other_threads_run(many, tmp_path):
+    import threading
+
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, daemon=True)  # fork would be unsafe now
+    other.start()
+    try:
+        settings = NetworkSettings(workers=2, timeout=5, retries=0, processes=2)
+        results = Downloader(settings).download(many_jobs(many, tmp_path / "out")[:6])
+    finally:
+        done.set()
+    assert all(r.ok for r in results)
