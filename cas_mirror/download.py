@@ -414,6 +414,7 @@ class Downloader:
             except DiskFull as exc:
                 self._stop_all(str(exc))
         states = [_JobState(job, self.policy.retries + 1) for job in jobs]
+        self._make_folders({job.dest.parent for job in jobs})
         groups = self._process_groups(states)
         if len(groups) > 1:
             return _run_in_processes(self, groups, states, progress, total)
@@ -461,6 +462,19 @@ class Downloader:
         if not self._stop.is_set():
             self.stop_reason = reason
             self._stop.set()
+
+    def _make_folders(self, folders: set[Path]) -> None:
+        """Create the destination folders before the transfers start, several at a time:
+        a PyPI tree has a folder per file, and creating one inside the transfer loop would
+        hold up every transfer for as long as the filesystem takes."""
+        new = [f for f in folders if f not in self._folders]
+        if len(new) < 16:
+            return  # created as needed
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
+        self._folders.update(new)
 
     def _ensure_folder(self, folder: Path) -> None:
         if folder not in self._folders:

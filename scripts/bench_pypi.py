@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench-data"
 sys.path.insert(0, str(ROOT))
-from benchlib import free_port  # noqa: E402
+from benchlib import free_port, update_docs  # noqa: E402
 
 from tests.support.http_server import TestHTTPServer  # noqa: E402
 from tests.support.pypi_packages import SimpleUpstream  # noqa: E402
@@ -182,6 +182,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3,
                         help="repetitions of each scenario; the table shows medians")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="replace the cas-sync pypi section of docs/benchmarks.md")
     args = parser.parse_args()
     DATA.mkdir(exist_ok=True)
     up, upstream_root = build_upstream(args.projects, args.versions)
@@ -267,16 +269,17 @@ simple-format = ALL
 
     ours_files = count_files(ours_dir / "pypi" / "web" / "packages")
     theirs_files = count_files(theirs_dir / "web" / "packages")
-    print(f"## cas-sync pypi\n\nRun on {date.today().isoformat()} by `scripts/bench_pypi.py` "
-          f"(2 cores, shared with other work: figures are noisy). Upstream: {len(up.projects)} "
-          f"projects, {files} files (+ {files // 2} `.metadata`) before the change, served "
-          f"by {served_by} on 127.0.0.1; {args.workers} workers for both tools. Each run is a "
-          f"subprocess, so interpreter start-up counts; medians of {args.repeat} repetitions "
-          "(time, peak RSS). bandersnatch does not mirror PEP 658 `.metadata` files; we do. "
-          "Files mirrored after the last run: "
-          f"ours {ours_files}, bandersnatch {theirs_files}.\n")
-    print("| run | cas-sync pypi | bandersnatch | ratio (ours / bandersnatch) | target |")
-    print("|---|---|---|---|---|")
+    lines = [
+        (f"## cas-sync pypi\n\nRun on {date.today().isoformat()} by `scripts/bench_pypi.py` "
+        f"(2 cores; quote ratios from one run). Upstream: {len(up.projects)} "
+        f"projects, {files} files (+ {files // 2} `.metadata`) before the change, served "
+        f"by {served_by} on 127.0.0.1; {args.workers} workers for both tools. Each run is a "
+        f"subprocess, so interpreter start-up counts; medians of {args.repeat} repetitions "
+        "(time, peak RSS). bandersnatch does not mirror PEP 658 `.metadata` files; we do. "
+        f"Files mirrored after the last run: ours {ours_files}, bandersnatch {theirs_files}.\n"),
+        "| run | cas-sync pypi | bandersnatch | ratio (ours / bandersnatch) | target |",
+        "|---|---|---|---|---|",
+    ]
     targets = {"cold": "<= 0.8x bandersnatch", "noop": "<= 0.3 s", "changed": "<= 0.4 s"}
     labels = {"cold": "cold (empty mirror)", "noop": "no-op (nothing changed)",
               "changed": "one project changed"}
@@ -286,11 +289,17 @@ simple-format = ALL
         cell_o = f"{o[0]:.2f} s, {o[1]} MB" if o else "n/a"
         cell_b = f"{b[0]:.2f} s, {b[1]} MB" if b else "not installed"
         ratio = f"{o[0] / b[0]:.2f}x" if o and b else "n/a"
-        print(f"| {labels[run_name]} | {cell_o} | {cell_b} | {ratio} | {targets[run_name]} |")
+        lines.append(f"| {labels[run_name]} | {cell_o} | {cell_b} | {ratio} | "
+                     f"{targets[run_name]} |")
     if results["curl"].get("cold"):
         c = results["curl"]["cold"]
-        print(f"\n`curl --parallel` fetching the same {files} files (no metadata, no pages, no "
-              f"verification): {c[0]:.2f} s, the practical limit for the cold run.")
+        lines.append(f"\n`curl --parallel` fetching the same {files} files (no metadata, no "
+                     f"pages, no verification): {c[0]:.2f} s, the practical limit for the cold "
+                     "run.")
+    section = "\n".join(lines)
+    print(section)
+    if args.write_docs:
+        update_docs(section)
     return 0 if all(r[2] == 0 for v in runs["ours"].values() for r in v) else 1
 
 
