@@ -233,10 +233,10 @@ def describe(repeat: int) -> str:
             f"half .tar.bz2, {PAYLOAD // 1000} KB incompressible payload each. Median of "
             f"{repeat} runs (warm: of {3 * repeat}); every run is a subprocess, start-up "
             "included; peak = largest process's RSS.\n\n"
-            "The machine is shared with other engineers' test runs (load average "
-            f"{', '.join(f'{x:.2f}' for x in LOAD_AT_START)} when the run began), so the "
-            "figures are noisy; compare ratios within this table. rattler's indexer writes "
-            "compact repodata.json only (with write_zst=False: no .zst, no .bz2, no html, "
+            "Load average "
+            f"{', '.join(f'{x:.2f}' for x in LOAD_AT_START)} when the run began; this "
+            "virtual machine's disk is noisy, so compare ratios within this table. "
+            "rattler's indexer writes compact repodata.json only (with write_zst=False: no .zst, no .bz2, no html, "
             "no channeldata), hence the json-only row as the like-for-like cold figure; its "
             "warm and one-added figures are its own incremental runs.")
 

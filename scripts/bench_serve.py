@@ -316,8 +316,8 @@ def main() -> int:
     if not args.no_docs:
         generator = "wrk" if wrk else "a Python asyncio client (wrk missing)"
         about = (
-            f"`scripts/bench_serve.py`, {datetime.date.today().isoformat()}, on a shared "
-            f"{os.cpu_count()}-core machine while other engineers ran tests (noisy: quote "
+            f"`scripts/bench_serve.py`, {datetime.date.today().isoformat()}, on a "
+            f"{os.cpu_count()}-core machine (load average {os.getloadavg()[0]:.2f}; quote "
             "ratios from one run). Tree: "
             f"{len(repodata)} repodata.json of 100 KB - 1 MB and {len(packages)} packages of "
             f"10 KB - 1 MB ({tree_mb:.0f} MB); each request picks a random file, one in four "
