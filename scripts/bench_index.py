@@ -236,8 +236,8 @@ def describe(repeat: int) -> str:
             "Load average "
             f"{', '.join(f'{x:.2f}' for x in LOAD_AT_START)} when the run began; this "
             "virtual machine's disk is noisy, so compare ratios within this table. "
-            "rattler's indexer writes compact repodata.json only (with write_zst=False: no .zst, no .bz2, no html, "
-            "no channeldata), hence the json-only row as the like-for-like cold figure; its "
+            "rattler's indexer writes compact repodata.json only (with write_zst=False: "
+            "no .zst, no .bz2, no html, no channeldata), hence the json-only row as the like-for-like cold figure; its "
             "warm and one-added figures are its own incremental runs.")
 
 
