@@ -237,8 +237,9 @@ def describe(repeat: int) -> str:
             f"{', '.join(f'{x:.2f}' for x in LOAD_AT_START)} when the run began; this "
             "virtual machine's disk is noisy, so compare ratios within this table. "
             "rattler's indexer writes compact repodata.json only (with write_zst=False: "
-            "no .zst, no .bz2, no html, no channeldata), hence the json-only row as the like-for-like cold figure; its "
-            "warm and one-added figures are its own incremental runs.")
+            "no .zst, no .bz2, no html, no channeldata), hence the json-only row as the "
+            "like-for-like cold figure; its warm and one-added figures are its own "
+            "incremental runs.")
 
 
 def main() -> None:
