@@ -628,7 +628,8 @@ class _MultiRun:
                 self._start_ready()
                 if self.running:
                     self._perform()
-                    self.multi.select(self._wait_time())
+                    if self.running:
+                        self.multi.select(self._select_time())
                 elif self.waiting:
                     time.sleep(self._wait_time())
         finally:
@@ -637,6 +638,14 @@ class _MultiRun:
                     attempt.file.close()  # a .part to resume: we were interrupted
                 self.multi.remove_handle(c)
             self.multi.close()
+
+    def _select_time(self) -> float:
+        """How long to wait for network activity: no longer than libcurl asks (it has
+        timers of its own, such as a connection in progress that has no socket to watch
+        yet), nor than the next retry due."""
+        wanted = self.multi.timeout()  # milliseconds; -1: no timer set
+        limit = self._wait_time()
+        return limit if wanted < 0 else min(limit, wanted / 1000)
 
     def _wait_time(self) -> float:
         if not self.waiting:

@@ -67,6 +67,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a client opening 8 connections
+    # at once, which then waits for TCP's 1 s retransmission: real servers queue more.
+    request_queue_size = 128
 
     def __init__(self, owner: TestHTTPServer):
         self.owner = owner
@@ -80,6 +83,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for
+    # the client's delayed ACK (40 ms per response).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format, *args):  # keep pytest output clean
