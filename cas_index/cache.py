@@ -126,6 +126,3 @@ class SubdirCache:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         (key, json.dumps(value, sort_keys=True)))
-
-    def delete_meta(self, key: str) -> None:
-        self.db.execute("DELETE FROM meta WHERE key = ?", (key,))

@@ -34,12 +34,6 @@ class LockHeldError(CasError):
     exit_code = EXIT_LOCKED
 
 
-class AbortedError(CasError):
-    """The run stopped before its end for a reason outside our control (disk space)."""
-
-    exit_code = EXIT_ABORTED
-
-
 def did_you_mean(word: str, choices) -> str:
     """' (did you mean 'x'?)' when a choice is close to `word`, else ''."""
     import difflib

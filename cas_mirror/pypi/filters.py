@@ -155,13 +155,6 @@ class FilterSpec:
                    bool(s.get("exclude_prereleases")), tuple(globs), tuple(versions),
                    frozenset(s.get("packagetypes") or ()))
 
-    @property
-    def exact_whitelist(self) -> list[str] | None:
-        """The whitelisted names when every entry is a plain name (no glob), else None."""
-        if not self.whitelist or any(c in e.pattern for e in self.whitelist for c in "*?["):
-            return None
-        return sorted({e.pattern for e in self.whitelist})
-
 
 @dataclass(frozen=True)
 class Decision:

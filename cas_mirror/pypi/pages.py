@@ -21,8 +21,6 @@ from urllib.parse import quote
 import msgspec
 
 API_VERSION = "1.1"
-JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
-HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
 
 
 @dataclass(frozen=True)
