@@ -17,7 +17,7 @@ whitelist:
   - numpy
   - simplejson
 latest_only: true
-remote_url: http://pypimirror.local/
+remote_url: http://pypimirror.invalid/
 use_xml_rpc: false
 """
 
@@ -61,8 +61,8 @@ def test_anaconda_mirror_config_wins_over_the_section(run_cli, isolated_config, 
     values, origins = shown["values"], shown["origins"]
     assert values["whitelist"] == ["requests", "six", "numpy", "simplejson"]
     assert values["latest_only"] is True and values["use_xml_rpc"] is False
-    assert values["remote_url"] == "http://pypimirror.local"
-    assert shown["simple_url"] == "http://pypimirror.local/simple/"
+    assert values["remote_url"] == "http://pypimirror.invalid"
+    assert shown["simple_url"] == "http://pypimirror.invalid/simple/"
     assert values["workers"] == 6  # not in the mirror config: the section's value stays
     assert origins["whitelist"] == f"--mirror-config {seed}"
     assert shown["tree"].endswith("/anaconda/web")

@@ -16,7 +16,7 @@ from cas_mirror.pypi.plan import WantedFile, plan_files, plan_projects
 
 
 def f(filename, version, yanked=False, requires_python=None):
-    return UpstreamFile(filename, f"https://x/packages/{filename}", filename, {"sha256": "0"},
+    return UpstreamFile(filename, f"https://files.example.invalid/packages/{filename}", filename, {"sha256": "0"},
                         10, requires_python, yanked, False, None, version)
 
 

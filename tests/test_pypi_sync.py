@@ -220,13 +220,13 @@ def test_filters_in_one_sync(mirror, upstream):
 
 
 def test_release_files_false_links_to_root_uri(mirror, upstream):
-    mirror.configure(release_files=False, root_uri="https://files.example.org/")
+    mirror.configure(release_files=False, root_uri="https://files.example.invalid/")
     assert mirror.sync().code == 0
     assert mirror.package_files() == set()
     wheel = upstream.find("alpha-2.0-py3-none-any.whl")[1]
     urls = {f["filename"]: f["url"] for f in mirror.page("alpha")["files"]}
-    assert urls[wheel.filename] == f"https://files.example.org/packages/{wheel.relpath}"
-    assert f'href="https://files.example.org/packages/{wheel.relpath}#sha256=' \
+    assert urls[wheel.filename] == f"https://files.example.invalid/packages/{wheel.relpath}"
+    assert f'href="https://files.example.invalid/packages/{wheel.relpath}#sha256=' \
            in mirror.html("alpha")
     mirror.configure(release_files=False)
     assert mirror.sync().code == 0
