@@ -16,8 +16,9 @@ from cas_mirror.pypi.plan import WantedFile, plan_files, plan_projects
 
 
 def f(filename, version, yanked=False, requires_python=None):
-    return UpstreamFile(filename, f"https://files.example.invalid/packages/{filename}", filename, {"sha256": "0"},
-                        10, requires_python, yanked, False, None, version)
+    return UpstreamFile(filename, f"https://files.example.invalid/packages/{filename}",
+                        filename, {"sha256": "0"}, 10, requires_python, yanked, False, None,
+                        version)
 
 
 FILES = [f("pkg-1.0.tar.gz", "1.0"), f("pkg-1.0-py3-none-any.whl", "1.0"),
