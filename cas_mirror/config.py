@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, did_you_mean, parse_items
 
 SYSTEM_CONFIG_ENV = "CAS_MIRROR_SYSTEM_CONFIG"
 USER_CONFIG_ENV = "CAS_MIRROR_USER_CONFIG"
@@ -262,13 +262,10 @@ def _pypi_list(parse_item: Callable[[Any], Any], what: str) -> Callable[[Any, Pa
             value = [value]
         if not isinstance(value, list):
             raise BadValue(f"expected a list of {what}, got {_describe(value)}")
-        out = []
-        for index, item in enumerate(value):
-            try:
-                out.append(parse_item(item))
-            except EntryError as exc:
-                raise BadValue(f"item {index + 1}: {exc}") from None
-        return out
+        try:
+            return parse_items(value, parse_item, EntryError)
+        except EntryError as exc:
+            raise BadValue(str(exc)) from None
 
     return check
 

@@ -40,3 +40,15 @@ def did_you_mean(word: str, choices) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_items(values, parse, error: type[Exception]) -> list:
+    """[parse(v) for v in values], with an `error` from one item re-raised as
+    'item N: ...' so the user can find it in a YAML list."""
+    out = []
+    for index, value in enumerate(values):
+        try:
+            out.append(parse(value))
+        except error as exc:
+            raise error(f"item {index + 1}: {exc}") from None
+    return out

@@ -21,6 +21,7 @@ from cas_mirror.cli import main
 from cas_mirror.lock import TreeLock
 from tests.support.clients import rattler_install
 from tests.support.conda_packages import PkgSpec, build_channel, write_repodata
+from tests.support.trees import no_hidden_leftovers, snapshot
 
 SPECS = [
     PkgSpec("alpha", "1.0", subdir="linux-64"),
@@ -73,19 +74,12 @@ class Mirror:
         return {p.name for p in folder.iterdir() if p.name.endswith((".conda", ".tar.bz2"))}
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        if not self.dir.exists():
-            return {}
-        return {str(p.relative_to(self.dir)): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in self.dir.rglob("*") if p.is_file() and p.name != "lock"}
+        return snapshot(self.dir)
 
 
 @pytest.fixture
 def mirror(tmp_path, isolated_config, upstream, run_cli):
     return Mirror(tmp_path / "mirror", isolated_config.user, run_cli, upstream)
-
-
-def no_hidden_leftovers(folder: Path) -> bool:
-    return not [p for p in folder.rglob(".*") if p.is_file() and ".cas-sync" not in p.parts]
 
 
 # --------------------------------------------------------------------------- the main job

@@ -12,6 +12,7 @@ import yaml
 
 from cas_mirror.cli import main
 from cas_mirror.config import PYPI_SETTINGS, SETTINGS, load_config
+from tests.support.reference import DOCUMENTED, REFERENCE_CONFIG
 
 
 def show_json(run_cli, *args):
@@ -22,7 +23,7 @@ def show_json(run_cli, *args):
 
 def test_defaults_when_no_file_exists(run_cli, isolated_config):
     shown = show_json(run_cli)
-    assert shown["values"]["remote_url"] == "https://repo.anaconda.com"
+    assert shown["values"]["remote_url"] == DOCUMENTED["remote_url"]
     assert shown["values"]["channels"] == ["pkgs/main"]
     assert shown["values"]["mirror_dir"] == "/opt/cas-mirror"
     assert shown["values"]["workers"] == 8
@@ -45,7 +46,7 @@ def test_all_five_layers_in_order(run_cli, isolated_config, tmp_path):
     extra.write_text("timeout: 13\nretries: 3\n")
     shown = show_json(run_cli, "-f", extra, "--retries", "4")
     values, origins = shown["values"], shown["origins"]
-    assert (values["remote_url"], origins["remote_url"]) == ("https://repo.anaconda.com", "default")
+    assert (values["remote_url"], origins["remote_url"]) == (DOCUMENTED["remote_url"], "default")
     assert values["mirror_dir"] == "/srv/system"
     assert origins["mirror_dir"] == str(isolated_config.system)
     assert values["keep_removed"] is True and origins["keep_removed"] == str(isolated_config.system)
@@ -279,7 +280,7 @@ def test_real_entry_point_exits_2_without_traceback(isolated_config):
 
 
 def test_reference_config_documents_every_key_with_its_default(isolated_config):
-    reference = Path(__file__).parent.parent / "etc" / "cas-mirror.yaml"
+    reference = REFERENCE_CONFIG
     documented = yaml.safe_load(reference.read_text())
     assert set(documented) == set(SETTINGS)
     config = load_config(reference)

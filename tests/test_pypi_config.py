@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cas_mirror.cli import main
+from tests.support.reference import DOCUMENTED
 
 ANACONDA_SEED = """\
 whitelist:
@@ -32,10 +33,11 @@ def test_defaults_and_inherited_top_level_values(run_cli, isolated_config):
     isolated_config.write_user("workers: 3\nmirror_dir: /srv/mirror\n")
     shown = show(run_cli)
     values, origins = shown["values"], shown["origins"]
-    assert values["remote_url"] == "https://pypi.org" and values["user"] == "pypi"
+    upstream = DOCUMENTED["pypi"]["remote_url"]
+    assert values["remote_url"] == upstream and values["user"] == "pypi"
     assert values["simple_format"] == "ALL" and values["use_serial"] is True
-    assert shown["simple_url"] == "https://pypi.org/simple/"
-    assert shown["xml_rpc_api_url"] == "https://pypi.org/pypi"
+    assert shown["simple_url"] == f"{upstream}/simple/"
+    assert shown["xml_rpc_api_url"] == f"{upstream}/pypi"
     assert shown["tree"] == "/srv/mirror/pypi/web"
     assert values["workers"] == 3
     assert origins["workers"] == f"top-level workers: {isolated_config.user}"

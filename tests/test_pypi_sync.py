@@ -13,6 +13,8 @@ import yaml
 from cas_mirror.cli import main
 from cas_mirror.lock import TreeLock
 from tests.support.pypi_packages import SimpleUpstream, normalize
+from tests.support.trees import no_hidden_leftovers as no_leftovers
+from tests.support.trees import snapshot
 
 
 @pytest.fixture
@@ -67,19 +69,12 @@ class PypiMirror:
         return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        if not self.dir.exists():
-            return {}
-        return {str(p.relative_to(self.dir)): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in self.dir.rglob("*") if p.is_file() and p.name != "lock"}
+        return snapshot(self.dir)
 
 
 @pytest.fixture
 def mirror(tmp_path, isolated_config, upstream, run_cli):
     return PypiMirror(tmp_path / "mirror", isolated_config.user, run_cli, upstream)
-
-
-def no_leftovers(folder: Path) -> bool:
-    return not [p for p in folder.rglob(".*") if p.is_file() and ".cas-sync" not in p.parts]
 
 
 def requests_of(upstream, method=None):

@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
-from ..errors import did_you_mean
+from ..errors import did_you_mean, parse_items
 
 _NAME_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9_.*?\[\]!-]+?)\s*(?P<rest>(?:[=<>~].*|!=.*|\s.*)?)$")
 _SPEC_OPERATOR = re.compile(r"[=<>!~|,]")
@@ -75,13 +75,7 @@ def parse_entry(raw: Any) -> Entry:
 
 
 def parse_entries(raws: list[Any]) -> list[Entry]:
-    out = []
-    for index, raw in enumerate(raws):
-        try:
-            out.append(parse_entry(raw))
-        except EntryError as exc:
-            raise EntryError(f"item {index + 1}: {exc}") from None
-    return out
+    return parse_items(raws, parse_entry, EntryError)
 
 
 def _parse_string(text: str) -> Entry:

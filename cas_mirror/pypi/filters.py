@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import parse_items
 from .model import UpstreamFile, normalize
 
 PACKAGETYPES = ("wheel", "sdist", "bdist_egg", "bdist_wininst", "bdist_msi")
@@ -94,13 +95,7 @@ def parse_entry(text: Any) -> ProjectEntry:
 
 
 def parse_entries(values: Iterable[Any]) -> list[ProjectEntry]:
-    entries = []
-    for index, value in enumerate(values):
-        try:
-            entries.append(parse_entry(value))
-        except EntryError as exc:
-            raise EntryError(f"item {index + 1}: {exc}") from None
-    return entries
+    return parse_items(values, parse_entry, EntryError)
 
 
 def check_platform(value: str) -> str:
