@@ -92,7 +92,7 @@ def test_show_is_yaml_annotated_with_origins(run_cli, isolated_config):
     lines = result.out.splitlines()
     assert f"mirror_dir: /home/cas-mirror  # {isolated_config.user}" in lines
     assert "workers: 4  # command line (--workers)" in lines
-    assert "remote_url: https://repo.anaconda.com  # default" in lines
+    assert f"remote_url: {DOCUMENTED['remote_url']}  # default" in lines
     assert any(f"system   {isolated_config.system}  (absent)" in line for line in lines)
     assert any(f"user     {isolated_config.user}  (read)" in line for line in lines)
     assert set(parsed) == set(SETTINGS)
