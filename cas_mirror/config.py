@@ -400,6 +400,18 @@ class Config:
     values: dict[str, Any]
     origins: dict[str, str]  # key (or "pypi.<key>") -> where its value came from
     files: list[ConfigFile] = field(default_factory=list)
+    # key (or "pypi.<key>") -> "FILE, line N" or "command line: --flag", for error messages
+    locations: dict[str, str] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        """Where `key` was set, as error messages name it: "FILE, line N: key 'K'",
+        "command line: --flag", or "key 'K' (default)"."""
+        location = self.locations.get(key)
+        if location is None:
+            return f"key {key!r} (default)"
+        if location.startswith("command line"):
+            return location
+        return f"{location}: key {key!r}"
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -424,6 +436,7 @@ def load_config(
     mirror's format); it wins over the `pypi:` section of every other file."""
     values = {key: _copy(setting.default) for key, setting in SETTINGS.items()}
     origins = dict.fromkeys(SETTINGS, DEFAULT)
+    locations: dict[str, str] = {}
     files: list[ConfigFile] = []
 
     layers = standard_config_paths()
@@ -436,8 +449,8 @@ def load_config(
             continue
         label = f"--config {path}" if role == "--config" else str(path)
         for key, raw, line, sub_lines in pairs:
-            _apply(values, origins, key, raw, f"{path}, line {line}", label, path.parent,
-                   {k: f"{path}, line {n}" for k, n in sub_lines.items()})
+            _apply(values, origins, locations, key, raw, f"{path}, line {line}", label,
+                   path.parent, {k: f"{path}, line {n}" for k, n in sub_lines.items()})
 
     if mirror_config is not None:
         path = Path(mirror_config).expanduser()
@@ -445,16 +458,16 @@ def load_config(
         files.append(ConfigFile("--mirror-config", path, "read"))
         raw_section = {key: raw for key, raw, _, _ in pairs}
         where = {key: f"{path}, line {line}" for key, _, line, _ in pairs}
-        _apply_section(values, origins, "pypi", raw_section, f"{path}",
+        _apply_section(values, origins, locations, "pypi", raw_section, f"{path}",
                        f"--mirror-config {path}", path.parent, where, prefix="")
 
     for key, raw, flag in overrides:
-        _apply(values, origins, key, raw, f"command line: {flag}", f"command line ({flag})",
-               Path.cwd())
-    return Config(values, origins, files)
+        _apply(values, origins, locations, key, raw, f"command line: {flag}",
+               f"command line ({flag})", Path.cwd())
+    return Config(values, origins, files, locations)
 
 
-def _apply(values, origins, key, raw, where: str, label: str, base: Path,
+def _apply(values, origins, locations, key, raw, where: str, label: str, base: Path,
            sub_where: dict[str, str] | None = None) -> None:
     setting = SETTINGS.get(key) if isinstance(key, str) else None
     if setting is None:
@@ -464,15 +477,16 @@ def _apply(values, origins, key, raw, where: str, label: str, base: Path,
     except BadValue as exc:
         raise ConfigError(f"{where}: key {key!r}: {exc}") from None
     if setting.section:
-        _apply_section(values, origins, key, value, where, label, base, sub_where or {},
-                       prefix=f"{key}.")
+        _apply_section(values, origins, locations, key, value, where, label, base,
+                       sub_where or {}, prefix=f"{key}.")
     else:
         values[key] = value
         origins[key] = label
+        locations[key] = where
 
 
-def _apply_section(values, origins, key: str, raw: dict, where: str, label: str, base: Path,
-                   sub_where: dict[str, str], prefix: str) -> None:
+def _apply_section(values, origins, locations, key: str, raw: dict, where: str, label: str,
+                   base: Path, sub_where: dict[str, str], prefix: str) -> None:
     """Check and merge the keys of a section one by one. Dashed spellings (bandersnatch's
     `stop-on-error`) are accepted for the underscore keys."""
     table = SETTINGS[key].sub or {}
@@ -493,6 +507,7 @@ def _apply_section(values, origins, key: str, raw: dict, where: str, label: str,
         except BadValue as exc:
             raise ConfigError(f"{at}: key '{prefix}{name}': {exc}") from None
         origins[f"{key}.{name}"] = label
+        locations[f"{key}.{name}"] = at
 
 
 def _copy(value: Any) -> Any:

@@ -52,3 +52,35 @@ def parse_items(values, parse, error: type[Exception]) -> list:
         except error as exc:
             raise error(f"item {index + 1}: {exc}") from None
     return out
+
+
+class DiskFullError(CasError):
+    """The disk (or quota) filled up while writing; what was published stays consistent."""
+
+    exit_code = EXIT_ABORTED
+
+
+_OS_PROBLEMS = {
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "EROFS": "read-only file system",
+    "ENOSPC": "no space left on device",
+    "EDQUOT": "disk quota exceeded",
+    "ENOTDIR": "a path component is a file, not a folder",
+    "EEXIST": "already exists",
+    "EISDIR": "is a folder",
+}
+
+
+def os_problem(exc: OSError) -> str:
+    """A short lower-case description of an environment problem ('permission denied')."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return _OS_PROBLEMS.get(name) or (exc.strerror or str(exc)).lower()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
