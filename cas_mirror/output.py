@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
@@ -22,6 +23,8 @@ from typing import TextIO
 
 from .download import DownloadResult, ProgressReporter, human_bytes
 from .text import plural, safe
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 10.0
 FAILURE_LINES = 20  # per-file failures shown in human output; --json has all
@@ -39,6 +42,11 @@ def _cause(item: str, error: str) -> str:
     return _URL.sub("\0", text)
 
 
+def _short(item: str) -> str:
+    """A URL's file name (the line already shows one whole URL), anything else as is."""
+    return item.rstrip("/").rsplit("/", 1)[-1] if "://" in item else item
+
+
 def failure_lines(failures: Iterable[tuple[str, str, str]], *, limit: int = FAILURE_LINES,
                   indent: str = "  ") -> list[str]:
     """Lines for (where, item, error) failures, as both syncs print them: failures of one
@@ -52,7 +60,7 @@ def failure_lines(failures: Iterable[tuple[str, str, str]], *, limit: int = FAIL
         where, item, error = members[0]
         line = ": ".join(safe(part) for part in (where, item, error) if part)
         if len(members) > 1:
-            others = [safe(m[1] or m[0]) for m in members[1:SAME_ERROR_NAMES + 1]]
+            others = [safe(_short(m[1]) or m[0]) for m in members[1:SAME_ERROR_NAMES + 1]]
             more = ", ..." if len(members) > SAME_ERROR_NAMES + 1 else ""
             line += (f" (and {len(members) - 1} more with the same error: "
                      f"{', '.join(others)}{more})")
@@ -125,12 +133,22 @@ class Output:
         return _LogProgress(self, label)
 
 
+def _log_result(result: DownloadResult) -> None:
+    """-vv: each file fetched (or not), with every attempt counted."""
+    tries = f", {plural(result.attempts, 'attempt')}" if result.attempts > 1 else ""
+    if result.ok:
+        log.debug("fetched %s (%s%s)", result.job.url, human_bytes(result.received), tries)
+    else:
+        log.debug("not fetched %s: %s%s", result.job.url, result.error, tries)
+
+
 class _FailuresOnly(ProgressReporter):
     def __init__(self, output: Output):
         self.output = output
         self.failures = LiveFailures()
 
     def file_done(self, result: DownloadResult) -> None:
+        _log_result(result)
         if not result.ok and (line := self.failures.line(result.job.url, str(result.error))):
             self.output.error(line)
 
@@ -210,6 +228,7 @@ class _RichProgress(_FailuresOnly):
             self.bar.advance(self.task, nbytes)
 
     def file_done(self, result: DownloadResult) -> None:
+        _log_result(result)
         if self.task is not None:
             with self.lock:
                 self.done += 1
