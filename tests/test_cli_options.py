@@ -198,6 +198,8 @@ def test_pip_conf(run_cli, pypi_mirror, where):
 
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_shows_the_traceback_of_a_bug(run_cli, pypi_mirror, monkeypatch, where):
+    real_run_sync = cas_mirror.pypi.sync.run_sync
+
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
@@ -207,6 +209,22 @@ def test_debug_shows_the_traceback_of_a_bug(run_cli, pypi_mirror, monkeypatch, w
     debug = run_cli(main, placed(["--debug"], where))
     assert debug.code == 70
     assert "Traceback (most recent call last)" in debug.err and "RuntimeError: a bug" in debug.err
+    monkeypatch.setattr(cas_mirror.pypi.sync, "run_sync", real_run_sync)
+    logged = run_cli(main, placed(["--debug"], where))  # and it logs at DEBUG, as -vv
+    assert logged.code == 0, logged
+    assert re.search(r" DEBUG cas_mirror\.output: fetched http://127\.0\.0\.1:\d+/\S+\.whl",
+                     logged.err), logged.err
+
+
+def test_debug_is_an_option_not_a_word_of_the_command_line(run_cli, pypi_mirror, monkeypatch,
+                                                           tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cas_mirror.pypi.sync, "run_sync", broken)
+    result = run_cli(main, ["pypi", "--diff-file", "--debug"])  # a file named --debug
+    assert result.code == 70 and "internal error" in result.err
+    assert "Traceback" not in result.err
 
 
 @pytest.mark.parametrize("args", [["--version"], ["pypi", "--version"]])
