@@ -47,13 +47,19 @@ def _short(item: str) -> str:
     return item.rstrip("/").rsplit("/", 1)[-1] if "://" in item else item
 
 
-def failure_lines(failures: Iterable[tuple[str, str, str]], *, limit: int = FAILURE_LINES,
-                  indent: str = "  ") -> list[str]:
+def failure_lines(failures: Iterable[tuple[str, str, str]], *, stopped: str | None = None,
+                  limit: int = FAILURE_LINES, indent: str = "  ") -> list[str]:
     """Lines for (where, item, error) failures, as both syncs print them: failures of one
-    cause are one line ("where: item: error (and 36 more with the same error)"), at most
-    `limit` lines, then "and N more; --json has all". Every part is made safe."""
+    cause are one line ("where: item: error (and 36 more with the same error: ...)"), at
+    most `limit` lines, then "and N more; --json has all". `stopped` is the run-wide
+    condition that stopped the run early (no free space): the files it left undownloaded
+    are counted on its line, last, instead of repeating it. Every part is made safe."""
     groups: dict[str, list[tuple[str, str, str]]] = {}
+    left = 0
     for where, item, error in failures:
+        if stopped and stopped in error:
+            left += 1
+            continue
         groups.setdefault(_cause(item, error), []).append((where, item, error))
     lines = []
     for members in groups.values():
@@ -69,6 +75,9 @@ def failure_lines(failures: Iterable[tuple[str, str, str]], *, limit: int = FAIL
         hidden = sum(len(members) for members in list(groups.values())[limit:])
         last = f"{indent}and {plural(hidden, 'more failure')}; --json has all"
         lines = [*lines[:limit], last]
+    if stopped:
+        undone = f" ({plural(left, 'file')} not downloaded)" if left else ""
+        lines.append(f"{indent}stopped early: {safe(stopped)}{undone}")
     return lines
 
 

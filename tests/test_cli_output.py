@@ -103,6 +103,22 @@ def test_failures_of_one_cause_are_one_line_and_json_lists_all(run_cli, conda):
     assert len(platform["failures"]) == 30
 
 
+def test_a_run_wide_condition_is_one_line(run_cli, conda, isolated_config):
+    config = yaml.safe_load(isolated_config.user.read_text())
+    isolated_config.write_user(yaml.safe_dump({**config, "minimum_free_space": "1000 TB"}))
+    result = run_cli(main, [])
+    assert result.code == 4, result
+    failures = result.out.split("failures:\n", 1)[1].splitlines()
+    assert len(failures) == 1, result.out
+    assert re.fullmatch(r"  stopped early: not enough free space in \S+: .* \(30 files not "
+                        r"downloaded\)", failures[0])
+    live = [line for line in result.err.splitlines() if "not enough free space" in line]
+    assert len(live) <= 2, result.err  # the first file's line and the sync's "stopped" line
+    as_json = run_cli(main, ["--json"])
+    [platform] = [p for p in json.loads(as_json.out)["platforms"] if p["platform"] == "linux-64"]
+    assert len(platform["failures"]) == 30
+
+
 def test_failure_lines_are_capped_and_counted():
     failures = [("pkgs/main/linux-64", f"f{i}.conda", f"reason number {i}") for i in range(25)]
     failures += [("pkgs/main/noarch", "", "http://127.0.0.1:1/a: connection refused"),

@@ -8,7 +8,6 @@ from typing import TextIO
 
 from ..download import human_bytes
 from ..output import failure_lines, plain_table
-from ..text import safe
 from .sync import ExplainRow, SyncReport
 
 
@@ -48,9 +47,7 @@ def render_failures(report: SyncReport, stream: TextIO) -> None:
         if p.error:
             failures.append((f"{p.channel}/{p.platform}", "", p.error))
         failures.extend((f"{p.channel}/{p.platform}", what, why) for what, why in p.failed)
-    lines = failure_lines(failures)
-    if report.stopped:
-        lines.append(f"  stopped early: {safe(report.stopped)}")
+    lines = failure_lines(failures, stopped=report.stopped)
     if lines:
         print("failures:", file=stream)
         print("\n".join(lines), file=stream)

@@ -72,9 +72,7 @@ def render_failures(report: SyncReport, stream: TextIO) -> None:
         if p.error:
             failures.append((p.name, "", p.error))
         failures.extend((p.name, what, why) for what, why in p.failed)
-    lines = failure_lines(failures)
-    if report.stopped:
-        lines.append(f"  stopped early: {safe(report.stopped)}")
+    lines = failure_lines(failures, stopped=report.stopped)
     if report.stopped_on_error:
         lines.append(f"  {safe(report.stopped_on_error)}")
     if lines:
