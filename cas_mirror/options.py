@@ -167,8 +167,9 @@ class Options(dict):
     def __getattr__(self, name: str) -> Any:
         if name in self:
             return self[name]
-        opt = BY_NAME[name]
-        return {"flag": False, "count": 0, "multi": ()}.get(opt.kind)
+        if name not in BY_NAME:
+            raise AttributeError(name)
+        return {"flag": False, "count": 0, "multi": ()}.get(BY_NAME[name].kind)
 
 
 def resolve(ctx: click.Context, command: str) -> Options:
@@ -202,12 +203,11 @@ def _chain(ctx: click.Context) -> list[click.Context]:
 
 def _scalar(text: str) -> Any:
     """A flag's value as the same text in a YAML file would be read: '0' -> 0, '2.5' -> 2.5,
-    '5 GB' -> '5 GB'."""
+    '5 GB' -> '5 GB', '' -> None; text that is not YAML stays text."""
     try:
-        value = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    return value if isinstance(value, (bool, int, float, str)) else text
 
 
 def overrides_for(options: Options, command: str) -> list[tuple[str, Any, str]]:

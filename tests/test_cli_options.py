@@ -269,7 +269,8 @@ def test_conda_flags_and_aliases_take_effect(run_cli, isolated_config, tmp_path,
 VALUES = [("retries", "0"), ("retries", "-1"), ("retries", "two"), ("retries", "2.5"),
           ("workers", "0"), ("workers", "1"), ("timeout", "0"), ("timeout", "-3"),
           ("timeout", "0.25"), ("minimum_free_space", "0"), ("minimum_free_space", "5 GB"),
-          ("minimum_free_space", "0.05"), ("minimum_free_space", "lots")]
+          ("minimum_free_space", "0.05"), ("minimum_free_space", "lots"), ("timeout", ""),
+          ("workers", "[2]"), ("retries", "true")]
 
 
 def _outcome(result, key: str):
