@@ -5,18 +5,108 @@
 - `--quiet`: nothing on success; warnings and failures still go to stderr, so cron mails
   only when something went wrong.
 - Human text goes to stderr; stdout carries the result (summary table, or `--json`).
+- Every line passes through `text.safe`: upstream names cannot drive the terminal.
+- One condition, one line (`failure_lines`, `LiveFailures`): failures whose error text is
+  the same apart from the file or URL are one line with a count, and at most
+  FAILURE_LINES lines are printed ("and N more; --json has all").
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 from .download import DownloadResult, ProgressReporter, human_bytes
+from .text import plural, safe
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 10.0
+FAILURE_LINES = 20  # per-file failures shown in human output; --json has all
+SAME_ERROR_NAMES = 3  # files named on the line of failures with one cause
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def _cause(item: str, error: str) -> str:
+    """The error text with the file or URL it is about taken out: failures with the same
+    cause are one condition (upstream unreachable, no space, a TLS failure)."""
+    text = error.replace(item, "\0") if item else error
+    name = item.rstrip("/").rsplit("/", 1)[-1]
+    if name and name != item:
+        text = text.replace(name, "\0")
+    return _URL.sub("\0", text)
+
+
+def _short(item: str) -> str:
+    """A URL's file name (the line already shows one whole URL), anything else as is."""
+    return item.rstrip("/").rsplit("/", 1)[-1] if "://" in item else item
+
+
+def failure_lines(failures: Iterable[tuple[str, str, str]], *, stopped: str | None = None,
+                  limit: int = FAILURE_LINES, indent: str = "  ") -> list[str]:
+    """Lines for (where, item, error) failures, as both syncs print them: failures of one
+    cause are one line ("where: item: error (and 36 more with the same error: ...)"), at
+    most `limit` lines, then "and N more; --json has all". `stopped` is the run-wide
+    condition that stopped the run early (no free space): the files it left undownloaded
+    are counted on its line, last, instead of repeating it. Every part is made safe."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    left = 0
+    for where, item, error in failures:
+        if stopped and stopped in error:
+            left += 1
+            continue
+        groups.setdefault(_cause(item, error), []).append((where, item, error))
+    lines = []
+    for members in groups.values():
+        where, item, error = members[0]
+        line = ": ".join(safe(part) for part in (where, item, error) if part)
+        if len(members) > 1:
+            others = [safe(_short(m[1]) or m[0]) for m in members[1:SAME_ERROR_NAMES + 1]]
+            more = ", ..." if len(members) > SAME_ERROR_NAMES + 1 else ""
+            line += (f" (and {len(members) - 1} more with the same error: "
+                     f"{', '.join(others)}{more})")
+        lines.append(indent + line)
+    if len(lines) > limit:
+        hidden = sum(len(members) for members in list(groups.values())[limit:])
+        last = f"{indent}and {plural(hidden, 'more failure')}; --json has all"
+        lines = [*lines[:limit], last]
+    if stopped:
+        undone = f" ({plural(left, 'file')} not downloaded)" if left else ""
+        lines.append(f"{indent}stopped early: {safe(stopped)}{undone}")
+    return lines
+
+
+class LiveFailures:
+    """The failed-file lines printed during a run: the first failure of each cause, at most
+    FAILURE_LINES of them; `closing_line` counts the rest for the end of the run."""
+
+    def __init__(self, limit: int = FAILURE_LINES):
+        self.limit = limit
+        self.causes: set[str] = set()
+        self.shown = self.hidden = 0
+        self.lock = threading.Lock()
+
+    def line(self, item: str, error: str) -> str | None:
+        """The line to print now for this failure, or None (a known cause, or past the cap)."""
+        cause = _cause(item, error)
+        with self.lock:
+            if cause in self.causes or self.shown >= self.limit:
+                self.hidden += 1
+                return None
+            self.causes.add(cause)
+            self.shown += 1
+        return f"{safe(item)}: {safe(error)}"
+
+    def closing_line(self) -> str | None:
+        if not self.hidden:
+            return None
+        return (f"and {plural(self.hidden, 'more failed file')} (same causes as above or past "
+                f"the first {self.limit}); the summary lists them, --json has all")
 
 
 class Output:
@@ -27,6 +117,7 @@ class Output:
         self.interactive = self.stream.isatty() if interactive is None else interactive
 
     def _line(self, text: str) -> None:
+        text = safe(text)
         if self.interactive:
             print(text, file=self.stream, flush=True)
         else:
@@ -51,13 +142,28 @@ class Output:
         return _LogProgress(self, label)
 
 
+def _log_result(result: DownloadResult) -> None:
+    """-vv: each file fetched (or not), with every attempt counted."""
+    tries = f", {plural(result.attempts, 'attempt')}" if result.attempts > 1 else ""
+    if result.ok:
+        log.debug("fetched %s (%s%s)", result.job.url, human_bytes(result.received), tries)
+    else:
+        log.debug("not fetched %s: %s%s", result.job.url, result.error, tries)
+
+
 class _FailuresOnly(ProgressReporter):
     def __init__(self, output: Output):
         self.output = output
+        self.failures = LiveFailures()
 
     def file_done(self, result: DownloadResult) -> None:
-        if not result.ok:
-            self.output.error(f"{result.job.url}: {result.error}")
+        _log_result(result)
+        if not result.ok and (line := self.failures.line(result.job.url, str(result.error))):
+            self.output.error(line)
+
+    def finish(self) -> None:
+        if line := self.failures.closing_line():
+            self.output.error(line)
 
 
 class _LogProgress(_FailuresOnly):
@@ -131,22 +237,29 @@ class _RichProgress(_FailuresOnly):
             self.bar.advance(self.task, nbytes)
 
     def file_done(self, result: DownloadResult) -> None:
+        _log_result(result)
         if self.task is not None:
             with self.lock:
                 self.done += 1
                 self.bar.update(self.task, done=self.done)
-        if not result.ok:
-            self.console.print(f"[red]failed[/red] {result.job.url}: {result.error}",
-                               markup=True, highlight=False)
+        if not result.ok and (line := self.failures.line(result.job.url, str(result.error))):
+            from rich.markup import escape
+
+            self.console.print(f"[red]failed[/red] {escape(line)}", markup=True,
+                               highlight=False)
 
     def finish(self) -> None:
         if self.task is not None:
             self.bar.stop()
+        if line := self.failures.closing_line():
+            self.output.error(line)
 
 
 def plain_table(title: str, columns: list[str], rows: list[list[str]], stream: TextIO) -> None:
     """A summary table in plain text: first two columns left-aligned, the rest right-aligned.
     Cheaper than rich (which costs ~0.1 s to import), for runs that must start fast."""
+    rows = [[safe(cell) for cell in row] for row in rows]
+    title = safe(title)
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
 
     def line(cells: list[str]) -> str:

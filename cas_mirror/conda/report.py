@@ -7,7 +7,7 @@ import json
 from typing import TextIO
 
 from ..download import human_bytes
-from ..output import plain_table
+from ..output import failure_lines, plain_table
 from .sync import ExplainRow, SyncReport
 
 
@@ -42,13 +42,12 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
 
 
 def render_failures(report: SyncReport, stream: TextIO) -> None:
-    lines = []
+    failures = []
     for p in report.platforms:
         if p.error:
-            lines.append(f"  {p.channel}/{p.platform}: {p.error}")
-        lines.extend(f"  {p.channel}/{p.platform}: {what}: {why}" for what, why in p.failed)
-    if report.stopped:
-        lines.append(f"  stopped early: {report.stopped}")
+            failures.append((f"{p.channel}/{p.platform}", "", p.error))
+        failures.extend((f"{p.channel}/{p.platform}", what, why) for what, why in p.failed)
+    lines = failure_lines(failures, stopped=report.stopped)
     if lines:
         print("failures:", file=stream)
         print("\n".join(lines), file=stream)

@@ -8,7 +8,8 @@ import json
 from typing import TextIO
 
 from ..download import human_bytes
-from ..output import plain_table
+from ..output import failure_lines, plain_table
+from ..text import safe
 from .sync import SyncReport
 
 MAX_ROWS = 50  # more changed projects than this: the rest are counted, --json has all
@@ -65,18 +66,15 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
 
 
 def render_failures(report: SyncReport, stream: TextIO) -> None:
-    lines = []
-    if report.error:
-        lines.append(f"  {report.error}")
-    lines.extend(f"  project list: {what}: {why}" for what, why in report.refused)
+    failures = [("", "", report.error)] if report.error else []
+    failures.extend(("project list", what, why) for what, why in report.refused)
     for p in report.projects:
         if p.error:
-            lines.append(f"  {p.name}: {p.error}")
-        lines.extend(f"  {p.name}: {what}: {why}" for what, why in p.failed)
-    if report.stopped:
-        lines.append(f"  stopped early: {report.stopped}")
+            failures.append((p.name, "", p.error))
+        failures.extend((p.name, what, why) for what, why in p.failed)
+    lines = failure_lines(failures, stopped=report.stopped)
     if report.stopped_on_error:
-        lines.append(f"  {report.stopped_on_error}")
+        lines.append(f"  {safe(report.stopped_on_error)}")
     if lines:
         print("failures:", file=stream)
         print("\n".join(lines), file=stream)

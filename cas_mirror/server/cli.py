@@ -14,7 +14,7 @@ import socket
 import click
 
 from .. import config as cfg
-from ..console import run_command
+from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
 from . import app
 
@@ -39,7 +39,7 @@ def default_workers() -> int:
 @click.option("--workers", type=click.IntRange(1, 512),
               help="Worker processes sharing the port. Default: one per CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
-@click.option("--debug", is_flag=True, help="Show a traceback on unexpected errors.")
+@debug_option()
 @click.version_option(package_name="cas-mirror", prog_name="cas-server")
 def cli(host: str, port: int, root: str | None, config_file: str | None,
         workers: int | None, quiet: bool, debug: bool) -> int:

@@ -1,0 +1,245 @@
+"""The options of `cas-sync` and `cas-sync pypi`, defined once for both.
+
+Every option is declared on both commands, so it means the same before or after `pypi`
+(`cas-sync --dry-run pypi` = `cas-sync pypi --dry-run`); an option that has no meaning
+for the command that runs (`--explain` for pypi, `--mirror-config` for conda) is refused
+with exit 2 and a message saying where it goes, never silently dropped.
+
+Configuration flags become overrides of the configuration keys (`overrides_for`); their
+values are read as a YAML scalar would be (`--retries 0` is the 0 of `retries: 0`) or as
+text (paths and URLs), and checked by the same code as a file's value, so a flag and a
+file accept and refuse the same values with the same message. For `cas-sync pypi`, the
+flags set the keys of the `pypi:` section, so they win over the files there too.
+
+Aliases carry the names conda-mirror users know (`--upstream-channel`, `--num-threads`,
+`-k/--insecure`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import yaml
+from click.core import ParameterSource
+
+from .config import PYPI_INHERITED, Config, load_config
+from .console import Session, debug_option
+from .logs import level_for
+
+CONDA, PYPI = "conda", "pypi"
+BOTH = frozenset({CONDA, PYPI})
+
+log = logging.getLogger(__name__)
+
+EXIT_STATUSES = """Exit status:
+  0  done
+  1  some items failed (the mirror is consistent)
+  2  usage or configuration error, or a path the run cannot use (permission
+     denied, read-only file system, a file where a folder should be)
+  3  another run holds the lock
+  4  stopped early: too little free disk space, or the disk filled up"""
+
+
+@dataclass(frozen=True)
+class Opt:
+    decls: tuple[str, ...]
+    help: str
+    kind: str = "flag"  # "flag", "value" (scalar: YAML), "text", "multi" (text), "count"
+    metavar: str | None = None
+    key: str | None = None  # the configuration key this flag overrides
+    commands: frozenset[str] = BOTH
+    where: str = ""  # for the refusal: where the option goes instead
+
+    @property
+    def name(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return next(d for d in self.decls if d.startswith("--"))
+
+
+def _conda_only(use: str) -> str:
+    return f"is an option of the conda sync ({use}); cas-sync pypi has no such option"
+
+
+OPTIONS: tuple[Opt, ...] = (
+    # what to do
+    Opt(("--show",), "Print the effective configuration and where each value came from; "
+        "touches no network."),
+    Opt(("--dry-run",), "Fetch upstream metadata and print what a sync would download and "
+        "delete; change nothing."),
+    Opt(("--verify",), "Re-hash existing files (sha256, else md5) instead of trusting their "
+        "size; repair what is wrong."),
+    Opt(("--explain",), "Show each record of NAME (a name, glob or 'name spec') per platform: "
+        "kept or dropped, and the filter step that decided.", "text", "NAME",
+        commands=frozenset({CONDA}), where=_conda_only("cas-sync --explain NAME")),
+    Opt(("--condarc",), "Print the .condarc channels block for clients of the mirror served "
+        "at URL (internal channels first); touches no network.", "text", "URL",
+        commands=frozenset({CONDA}), where=_conda_only("cas-sync --condarc URL")),
+    Opt(("--pip-conf",), "Print the pip.conf lines for the PyPI mirror served at URL.",
+        "text", "URL"),
+    # what reaches the user
+    Opt(("-q", "--quiet"), "No output on success; failures still go to stderr."),
+    Opt(("--json",), "Print the result (summary, plan, --show, --explain) as JSON on stdout."),
+    Opt(("-v", "--verbose"), "Log what the run does to stderr, timestamped: -v INFO (what "
+        "was read and fetched), -vv DEBUG (each request, cache hits, retries and why).",
+        "count"),
+    # where the configuration comes from
+    Opt(("-f", "--config"), "Read this YAML file after /etc/cas-mirror and ~/.cas-mirror.",
+        "text", "PATH"),
+    Opt(("--mirror-config",), "A standalone YAML file in the Anaconda Repository PyPI "
+        "mirror's format (whitelist, blacklist, latest_only, remote_url, ... at top level); "
+        "it wins over the pypi: section of the other files.", "text", "PATH",
+        commands=frozenset({PYPI}),
+        where="is an option of cas-sync pypi (cas-sync pypi --mirror-config PATH)"),
+    # configuration overrides
+    Opt(("--mirror-dir", "--target-directory"), "Override mirror_dir (--target-directory: "
+        "conda-mirror's name; each channel gets its own folder under it).", "text", "PATH",
+        key="mirror_dir"),
+    Opt(("--remote-url",), "Override remote_url (for cas-sync pypi: pypi.remote_url).",
+        "text", "URL", key="remote_url"),
+    Opt(("--channel", "--upstream-channel"), "Mirror this channel (path under remote_url, "
+        "or a URL); repeatable (--upstream-channel: conda-mirror's name).", "multi",
+        "CHANNEL", key="channels", commands=frozenset({CONDA}),
+        where=_conda_only("cas-sync --channel CHANNEL")),
+    Opt(("--platform",), "Mirror this platform (noarch is always added); repeatable "
+        "(conda-mirror's name too).", "multi", "PLATFORM", key="platforms",
+        commands=frozenset({CONDA}),
+        where=_conda_only("cas-sync --platform PLATFORM; PyPI wheel platforms are the "
+                          "pypi.platforms key")),
+    Opt(("--workers", "--num-threads"), "Parallel downloads (--num-threads: conda-mirror's "
+        "name).", "value", "N", key="workers"),
+    Opt(("--timeout",), "Longest wait between two reads from the network, in seconds.",
+        "value", "SECONDS", key="timeout"),
+    Opt(("--retries", "--max-retries"), "Retries per request (--max-retries: conda-mirror's "
+        "name).", "value", "N", key="retries"),
+    Opt(("--proxy",), "HTTP(S) or SOCKS proxy URL.", "text", "URL", key="proxy"),
+    Opt(("--ca-bundle",), "Verify TLS with this CA bundle.", "text", "PATH", key="ssl_verify"),
+    Opt(("--no-ssl-verify", "-k", "--insecure"), "Do not verify TLS certificates "
+        "(-k/--insecure: conda-mirror's names).", key="ssl_verify"),
+    Opt(("--minimum-free-space", "--minimum-free-disk"), "Refuse to download when less than "
+        "this is free (a size: '5 GB', '500 MiB', bytes; --minimum-free-disk: conda-mirror's "
+        "name, but a size, not a fraction).", "value", "SIZE", key="minimum_free_space"),
+    Opt(("--keep-removed",), "Keep files upstream removed.", key="keep_removed"),
+    Opt(("--diff-file",), "Write the list of new/changed files here.", "text", "PATH",
+        key="diff_file"),
+    Opt(("--debug",), "Show a traceback on unexpected errors, and log at DEBUG (as -vv)."),
+)
+BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+
+def add_options(command: str):
+    """Decorate a click command with every option; those that do not apply to `command`
+    are accepted (to be refused with a clear message) but hidden from its --help."""
+
+    def decorate(func):
+        func = click.version_option(package_name="cas-mirror", prog_name="cas-sync")(func)
+        for opt in reversed(OPTIONS):
+            kwargs: dict[str, Any] = {"help": opt.help, "hidden": command not in opt.commands}
+            if opt.name == "debug":
+                func = debug_option(**kwargs)(func)
+                continue
+            if opt.kind == "flag":
+                kwargs["is_flag"] = True
+            elif opt.kind == "count":
+                kwargs["count"] = True
+            else:
+                kwargs.update(type=str, metavar=opt.metavar, multiple=opt.kind == "multi")
+            func = click.option(*opt.decls, opt.name, **kwargs)(func)
+        return func
+
+    return decorate
+
+
+def _typed(ctx: click.Context) -> dict[str, Any]:
+    return {name: value for name, value in ctx.params.items()
+            if name in BY_NAME and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+
+
+class Options(dict):
+    """The options the user typed (before and after the subcommand), by name; options not
+    typed read as None (False for flags, 0 for -v)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self:
+            return self[name]
+        if name not in BY_NAME:
+            raise AttributeError(name)
+        return {"flag": False, "count": 0, "multi": ()}.get(BY_NAME[name].kind)
+
+
+def resolve(ctx: click.Context, command: str) -> Options:
+    """The options of this run, wherever they were typed; refuses (exit 2) an option that
+    does not apply to `command`. A value typed after the subcommand wins over one before."""
+    typed: dict[str, Any] = {}
+    for level in reversed(_chain(ctx)):
+        for name, value in _typed(level).items():
+            kind = BY_NAME[name].kind
+            if kind == "count":
+                typed[name] = typed.get(name, 0) + value
+            elif kind == "multi":
+                typed[name] = (*typed.get(name, ()), *value)
+            else:
+                typed[name] = value
+    for name in typed:
+        opt = BY_NAME[name]
+        if command not in opt.commands:
+            raise click.UsageError(f"{opt.flag} {opt.where}", ctx=ctx)
+    return Options(typed)
+
+
+def _chain(ctx: click.Context) -> list[click.Context]:
+    chain = []
+    level: click.Context | None = ctx
+    while level is not None:
+        chain.append(level)
+        level = level.parent
+    return chain
+
+
+def _scalar(text: str) -> Any:
+    """A flag's value as the same text in a YAML file would be read: '0' -> 0, '2.5' -> 2.5,
+    '5 GB' -> '5 GB', '' -> None; text that is not YAML stays text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def overrides_for(options: Options, command: str) -> list[tuple[str, Any, str]]:
+    """(configuration key, raw value, flag) for each configuration flag the user typed; for
+    `cas-sync pypi`, the keys of the pypi: section wherever it has one."""
+    out = []
+    for opt in OPTIONS:
+        if opt.key is None or opt.name not in options:
+            continue
+        value = options[opt.name]
+        if opt.kind == "flag":
+            value = opt.name != "no_ssl_verify"
+        elif opt.kind == "value":
+            value = _scalar(value)
+        elif opt.kind == "multi":
+            value = list(value)
+        if command == PYPI and (opt.key in PYPI_INHERITED or opt.key == "remote_url"):
+            out.append(("pypi", {opt.key: value}, opt.flag))
+        else:
+            out.append((opt.key, value, opt.flag))
+    return out
+
+
+def start_run(ctx: click.Context, command: str) -> tuple[Options, Config]:
+    """The options of this run (wherever typed), logging set up as they ask, and the
+    configuration they select."""
+    options = resolve(ctx, command)
+    session = ctx.find_object(Session)
+    if session is not None:
+        session.log_to_stderr(level_for(options.verbose, options.quiet, options.debug))
+    config = load_config(options.config, overrides_for(options, command),
+                         mirror_config=options.mirror_config)
+    log.info("configuration: %s", "; ".join(f"{f.role} {f.path} ({f.status})"
+                                            for f in config.files))
+    return options, config
