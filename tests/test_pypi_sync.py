@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from cas_mirror.cli import main
+from cas_mirror.download import human_bytes
 from cas_mirror.lock import TreeLock
 from tests.support.pypi_packages import SimpleUpstream, normalize
 from tests.support.trees import no_hidden_leftovers as no_leftovers
@@ -75,6 +76,10 @@ class PypiMirror:
 @pytest.fixture
 def mirror(tmp_path, isolated_config, upstream, run_cli):
     return PypiMirror(tmp_path / "mirror", isolated_config.user, run_cli, upstream)
+
+
+def upstream_size(mirror, filename: str) -> int:
+    return next(p.stat().st_size for p in (mirror.web / "packages").rglob(filename))
 
 
 def requests_of(upstream, method=None):
@@ -163,8 +168,53 @@ def test_new_release_yank_and_removed_project(mirror, upstream):
     assert 'href="gamma/"' not in (mirror.web / "simple" / "index.html").read_text()
     assert not gamma_files & mirror.package_files()
     removed = [p for p in json.loads(result.out)["projects"] if p["action"] == "remove"]
-    assert [(p["project"], p["why"], p["deleted"]) for p in removed] == [
-        ("gamma", "removed upstream", 3)]
+    assert [(p["project"], p["why"], p["deleted"], p["metadata_deleted"]) for p in removed] \
+        == [("gamma", "removed upstream", 2, 1)]
+
+
+@pytest.mark.parametrize("status", [404, 410, 500])
+def test_a_listed_project_whose_page_fails_is_kept(mirror, upstream, status):
+    """Only the project list removes a project: a listed project whose page answers 404
+    (a CDN or cache fault, a race with an upload) fails alone, as a 500 does."""
+    assert mirror.sync().code == 0
+    before = {p: v for p, v in mirror.snapshot().items() if "gamma" in p or "packages" in p}
+    upstream.add("gamma", "2.0")
+    upstream.server.add_fault("/simple/gamma/*", status=status)
+    result = mirror.sync("--json")
+    assert result.code == 1, result
+    gamma = next(p for p in json.loads(result.out)["projects"] if p["project"] == "gamma")
+    assert gamma["action"] == "sync" and f"HTTP {status}" in gamma["error"]
+    assert mirror.filenames("gamma") == {"gamma-1.0-py3-none-any.whl", "gamma-1.0.tar.gz"}
+    assert "gamma" in {normalize(p["name"]) for p in mirror.root()["projects"]}
+    after = mirror.snapshot()
+    assert before == {p: after[p] for p in before}  # pages and files untouched
+    upstream.server.clear_faults()
+    upstream.remove_project("gamma")  # now the list drops it: removed
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert not (mirror.web / "simple" / "gamma").exists()
+
+
+def test_xmlrpc_changelog_removes_only_what_it_says_was_removed(mirror, upstream):
+    mirror.configure(use_xml_rpc=True)
+    assert mirror.sync().code == 0
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    upstream.server.add_fault("/simple/beta/*", status=404)
+    result = mirror.sync()
+    assert result.code == 1, result
+    assert "the mirrored copy is kept" in result.out
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz"}
+    upstream.server.clear_faults()
+    upstream.remove_project("gamma")
+    upstream.server.clear_log()
+    result = mirror.sync("--json")
+    assert result.code == 0, result
+    assert "/simple/gamma/" not in requests_of(upstream)  # the changelog said: removed
+    assert not (mirror.web / "simple" / "gamma").exists()
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz", "beta-0.6.tar.gz"}
+    removed = [(p["project"], p["why"]) for p in json.loads(result.out)["projects"]
+               if p["action"] == "remove"]
+    assert removed == [("gamma", "removed upstream")]
 
 
 def test_removed_file_is_deleted_unless_keep_removed(mirror, upstream):
@@ -499,8 +549,36 @@ def test_dry_run_changes_nothing(mirror, upstream):
     assert result.code == 0, result
     plan = {p["project"]: p for p in json.loads(result.out)["projects"]}
     assert plan["beta"]["plan"]["download"] == 1
-    assert plan["gamma"]["action"] == "remove" and plan["gamma"]["plan"]["delete"] == 3
+    assert plan["gamma"]["action"] == "remove"
+    assert (plan["gamma"]["plan"]["delete"], plan["gamma"]["plan"]["delete_metadata"]) == (2, 1)
     assert mirror.snapshot() == before
+
+
+def test_dry_run_lists_each_file_to_download_and_delete(mirror, upstream):
+    assert mirror.sync().code == 0
+    new = upstream.add("beta", "0.9")  # a wheel with .metadata and an sdist
+    upstream.remove_file("alpha-1.0.tar.gz")
+    removed = upstream.find("Alpha-1.0-py3-none-any.whl")[1]
+    result = mirror.sync("--dry-run", "--json")
+    assert result.code == 0, result
+    plan = {p["project"]: p["plan"] for p in json.loads(result.out)["projects"]}
+    wheel, sdist = new
+    assert sorted((f["file"], f["size"], f["metadata"]) for f in plan["beta"]["download_files"]) \
+        == sorted([(wheel.filename, wheel.size, False), (f"{wheel.filename}.metadata", None, True),
+                   (sdist.filename, sdist.size, False)])
+    assert plan["beta"]["download_bytes"] == wheel.size + sdist.size
+    assert {f["path"] for f in plan["beta"]["download_files"]} == {
+        wheel.relpath, f"{wheel.relpath}.metadata", sdist.relpath}
+    assert [(f["file"], f["size"]) for f in plan["alpha"]["delete_files"]] == [
+        ("alpha-1.0.tar.gz", upstream_size(mirror, "alpha-1.0.tar.gz"))]
+    assert removed.filename not in {f["file"] for f in plan["alpha"]["delete_files"]}
+    human = mirror.sync("--dry-run")
+    assert human.code == 0, human
+    assert "would download (3 files):" in human.out
+    assert f"  beta: {wheel.filename} ({human_bytes(wheel.size)})" in human.out
+    assert f"  beta: {wheel.filename}.metadata (size unknown)" in human.out
+    assert "would delete (1 file):" in human.out
+    assert "  alpha: alpha-1.0.tar.gz (" in human.out
 
 
 def test_quiet_prints_nothing_on_success(mirror):
