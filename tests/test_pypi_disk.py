@@ -5,6 +5,11 @@ really fills up, a read-only bind mount, a file where a folder should be)."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import yaml
@@ -171,3 +176,67 @@ def test_a_read_only_mirror_dir_is_a_config_error(mirror, mounts, dry_run):
     assert "read-only file system" in result.err
     assert list(mirror.dir.iterdir()) == []
     assert len(result.err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- a killed run
+
+
+class _StallingServer:
+    """Answers every request with the first half of `body`, then holds the connection
+    until closed: a download that is in progress for as long as the test wants."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self.release = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.release.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body)
+                             + self.body[: len(self.body) // 2])
+                self.release.wait(60)
+
+    def close(self) -> None:
+        self.release.set()
+        self.sock.close()
+
+
+def test_the_part_file_of_a_killed_run_goes_when_the_file_is_no_longer_wanted(
+        mirror, upstream, tmp_path):
+    assert mirror.sync().code == 0
+    sdist = upstream.add("gamma", "2.0", kinds=("sdist",))[0]
+    stalling = _StallingServer((upstream.root / "packages" / sdist.relpath).read_bytes())
+    page = json.loads(upstream.project_json("gamma"))
+    for entry in page["files"]:
+        if entry["filename"] == sdist.filename:
+            entry["url"] = f"http://127.0.0.1:{stalling.port}/packages/{sdist.relpath}"
+    upstream.server.add_fault("/simple/gamma/", body=json.dumps(page).encode())
+    target = mirror.web / "packages" / sdist.relpath
+    part = target.with_name(f".{target.name}.part")
+    run = subprocess.Popen([sys.executable, "-m", "cas_mirror", "pypi"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (part.exists() and part.stat().st_size > 0):
+            assert run.poll() is None and time.monotonic() < deadline, "no .part appeared"
+            time.sleep(0.02)
+    finally:
+        run.kill()
+        run.wait()
+        stalling.close()
+    assert part.exists()  # what a killed run leaves
+    upstream.server.clear_faults()
+    upstream.remove_file(sdist.filename)  # and then upstream takes the file back
+    result = mirror.sync("--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["stale_parts_removed"] == 1
+    assert not part.exists() and not target.parent.exists()
+    assert no_hidden_leftovers(mirror.dir)
