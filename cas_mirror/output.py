@@ -15,6 +15,7 @@ import time
 from typing import TextIO
 
 from .download import DownloadResult, ProgressReporter, human_bytes
+from .text import plural
 
 PROGRESS_INTERVAL = 10.0
 
@@ -75,7 +76,8 @@ class _LogProgress(_FailuresOnly):
         self.files, self.total = files, total_bytes
         self.started = self.last = time.monotonic()
         if files:
-            self.output.info(f"{self.label}: downloading {files} files, {human_bytes(total_bytes)}")
+            self.output.info(f"{self.label}: downloading {plural(files, 'file')}, "
+                             f"{human_bytes(total_bytes)}")
 
     def grow_total(self, nbytes: int) -> None:
         """Files of unknown size sent more than announced (see pypi/sync.py)."""

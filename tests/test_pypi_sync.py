@@ -474,7 +474,42 @@ def test_verify_rehashes_and_repairs(mirror, upstream):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256
     assert mirror.page("beta")["name"] == "beta"
     assert not stray.exists() and not leftover.exists()
-    assert json.loads(result.out)["strays_removed"] == 2
+    summary = json.loads(result.out)
+    assert summary["strays_removed"] == 2
+    assert sorted(s["path"] for s in summary["strays"]) == [
+        "packages/zz/stray.whl", "simple/alpha/.tmp-index.html.x1y2"]
+    alpha = next(p for p in summary["projects"] if p["project"] == "alpha")
+    assert alpha["repaired"] == [{"file": wheel.relpath,
+                                  "what": "sha256 mismatch; downloaded again"}]
+
+
+def test_verify_names_what_it_repaired_in_the_summary(mirror, upstream):
+    assert mirror.sync().code == 0
+    wheel = upstream.find("gamma-1.0-py3-none-any.whl")[1]
+    (mirror.web / "packages" / wheel.relpath).write_bytes(b"short")
+    (mirror.web / "packages" / f"{wheel.relpath}.metadata").unlink()
+    stray = mirror.web / "packages" / "zz" / "stray.whl"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"stray")
+    result = mirror.sync("--verify")
+    assert result.code == 0, result
+    assert "(no project)  --verify" in result.out  # the strays' row in the table
+    repaired = result.out.split("repaired:\n", 1)[1].splitlines()
+    assert f"  gamma: {wheel.relpath}: 5 bytes, upstream says {wheel.size}; downloaded again" \
+        in repaired
+    assert f"  gamma: {wheel.relpath}.metadata: missing; downloaded again" in repaired
+    assert "  packages/zz/stray.whl: no project owns it: deleted" in repaired
+    assert "1 file and 1 .metadata (" in result.out  # counted apart, singular
+
+
+def test_one_file_is_one_file(mirror, upstream):
+    assert mirror.sync().code == 0
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert "pypi: 1 project to examine" in result.err
+    assert "1 file and 0 .metadata (" in result.out
+    assert "1 files" not in result.out + result.err and "1 projects" not in result.err
 
 
 def test_dry_run_changes_nothing(mirror, upstream):
