@@ -240,3 +240,38 @@ def test_the_part_file_of_a_killed_run_goes_when_the_file_is_no_longer_wanted(
     assert json.loads(result.out)["stale_parts_removed"] == 1
     assert not part.exists() and not target.parent.exists()
     assert no_hidden_leftovers(mirror.dir)
+
+
+def test_a_read_only_packages_folder_fails_the_projects_that_download(mirror, upstream,
+                                                                      mounts):
+    assert mirror.sync().code == 0
+    mounts.read_only(mirror.web / "packages")
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    upstream.add("epsilon", "1.0", kinds=("sdist",))  # a new project
+    result = mirror.sync()
+    assert result.code == 1, result
+    assert "read-only file system" in result.out + result.err
+    assert "internal error" not in result.err
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz"}  # previous page kept
+    assert not (mirror.web / "simple" / "epsilon").exists()
+    assert "epsilon" not in {p["name"] for p in mirror.root()["projects"]}
+    mounts.unmount_all()
+    assert mirror.sync().code == 0
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz", "beta-0.6.tar.gz"}
+    assert mirror.filenames("epsilon") == {"epsilon-1.0.tar.gz"}
+
+
+def test_a_new_project_whose_folder_cannot_be_made_stays_off_the_project_list(mirror,
+                                                                               upstream):
+    assert mirror.sync().code == 0
+    upstream.add("epsilon", "1.0", kinds=("sdist",))
+    blocker = mirror.web / "simple" / "epsilon"
+    blocker.write_text("a file where the project's folder goes")
+    result = mirror.sync()
+    assert result.code == 1, result
+    assert f"error: epsilon: cannot write {blocker}: already exists" in result.err
+    assert "epsilon" not in {p["name"] for p in mirror.root()["projects"]}
+    assert "epsilon" not in saved_state(mirror)["projects"]
+    blocker.unlink()
+    assert mirror.sync().code == 0
+    assert mirror.filenames("epsilon") == {"epsilon-1.0.tar.gz"}

@@ -123,11 +123,12 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
 
 def keep_unpublished(w: ProjectWork, state: TreeState) -> None:
     """A project whose pages could not be written: it keeps its previous serial (so the
-    next run tries again), and owns both its previous files and those it got now."""
-    previous = w.previous or ProjectState(w.display)
-    files = {**previous.files, **w.checked}
-    if files or w.previous:
-        state.projects[w.name] = ProjectState(previous.name, previous.serial, files)
+    next run tries again), and owns both its previous files and those it got now. A new
+    one stays out of the state, so that the project list does not name it; the next run
+    examines it again and finds the files it got in place."""
+    if w.previous is not None:
+        state.projects[w.name] = ProjectState(w.previous.name, w.previous.serial,
+                                              {**w.previous.files, **w.checked})
 
 
 def _publish_json_api(s: PypiSettings, name: str, data: bytes, report: SyncReport) -> None:

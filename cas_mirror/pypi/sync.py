@@ -83,8 +83,8 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
         if not folder.is_dir():
             raise ConfigError(f"{where}: {folder} is a file, not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
-            problem = "read-only file system" if os.access(folder, os.R_OK) and \
-                os.statvfs(folder).f_flag & os.ST_RDONLY else "permission denied"
+            problem = "read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY \
+                else "permission denied"
             raise ConfigError(f"{where}: cannot write in {folder}: {problem}")
         return
     for folder in (s.web, s.state_dir):
