@@ -144,7 +144,11 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         if verify:
             owned = {relpath for p in state.projects.values() for relpath in p.files}
             remove_strays(s, owned, report)
-        if report.exit_code == 0:  # else the next XML-RPC changelog starts from the old serial
+        # A failure keeps the old serial, so the next XML-RPC changelog asks again for what
+        # this run did not mirror (names the list refused stay refused: not a failure here).
+        failed = report.stopped or report.stopped_on_error or report.write_errors \
+            or not all(p.ok for p in report.projects)
+        if not failed:
             state.last_serial = listing.last_serial
         state.fingerprint = s.fingerprint
         try:
