@@ -181,7 +181,13 @@ class _LogProgress(_FailuresOnly):
         self.files, self.total = files, total_bytes
         self.started = self.last = time.monotonic()
         if files:
-            self.output.info(f"{self.label}: downloading {files} files, {human_bytes(total_bytes)}")
+            self.output.info(f"{self.label}: downloading {plural(files, 'file')}, "
+                             f"{human_bytes(total_bytes)}")
+
+    def grow_total(self, nbytes: int) -> None:
+        """Files of unknown size sent more than announced (see pypi/sync.py)."""
+        with self.lock:
+            self.total += nbytes
 
     def advance(self, nbytes: int) -> None:
         with self.lock:
@@ -231,6 +237,12 @@ class _RichProgress(_FailuresOnly):
             return
         self.bar.start()
         self.task = self.bar.add_task(self.label, total=total_bytes or None, done=0, files=files)
+
+    def grow_total(self, nbytes: int) -> None:
+        """Files of unknown size sent more than announced (see pypi/sync.py)."""
+        if self.task is not None:
+            total = self.bar.tasks[self.task].total
+            self.bar.update(self.task, total=(total or 0) + nbytes)
 
     def advance(self, nbytes: int) -> None:
         if self.task is not None:

@@ -10,75 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cas_mirror.cli import main
+from cas_mirror.download import human_bytes
 from cas_mirror.lock import TreeLock
-from tests.support.pypi_packages import SimpleUpstream, normalize
+from tests.support.pypi_mirror import PypiMirror, make_upstream, requests_of, upstream_size
+from tests.support.pypi_packages import normalize
 from tests.support.trees import no_hidden_leftovers as no_leftovers
-from tests.support.trees import snapshot
 
 
 @pytest.fixture
 def upstream(tmp_path, http_server):
-    root = tmp_path / "upstream"
-    server = http_server(root)
-    up = SimpleUpstream(root).serve(server)
-    up.server = server
-    up.add("Alpha", "1.0", requires_python=">=3.8,<4")
-    up.add("alpha", "2.0")
-    up.add("beta", "0.5", kinds=("sdist",))
-    up.add("gamma", "1.0")
-    return up
-
-
-class PypiMirror:
-    def __init__(self, root: Path, config_path: Path, run_cli, upstream: SimpleUpstream):
-        self.dir = root
-        self.config_path = config_path
-        self.run_cli = run_cli
-        self.upstream = upstream
-        self.configure()
-
-    def configure(self, **keys):
-        pypi = {"remote_url": self.upstream.url, "retries": 2, "retry_backoff": 0.01,
-                "timeout": 5, "workers": 4}
-        pypi.update(keys)
-        self.config_path.write_text(yaml.safe_dump(
-            {"mirror_dir": str(self.dir), "minimum_free_space": 0, "pypi": pypi}))
-
-    def sync(self, *args):
-        return self.run_cli(main, ["pypi", *args])
-
-    @property
-    def web(self) -> Path:
-        return self.dir / "pypi" / "web"
-
-    def page(self, name: str) -> dict:
-        return json.loads((self.web / "simple" / name / "index.v1_json").read_bytes())
-
-    def html(self, name: str) -> str:
-        return (self.web / "simple" / name / "index.html").read_text()
-
-    def root(self) -> dict:
-        return json.loads((self.web / "simple" / "index.v1_json").read_bytes())
-
-    def filenames(self, name: str) -> set[str]:
-        return {f["filename"] for f in self.page(name)["files"]}
-
-    def package_files(self) -> set[str]:
-        root = self.web / "packages"
-        return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
-
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        return snapshot(self.dir)
+    return make_upstream(tmp_path, http_server)
 
 
 @pytest.fixture
 def mirror(tmp_path, isolated_config, upstream, run_cli):
     return PypiMirror(tmp_path / "mirror", isolated_config.user, run_cli, upstream)
-
-
-def requests_of(upstream, method=None):
-    return [r.path for r in upstream.server.requests if method is None or r.method == method]
 
 
 # --------------------------------------------------------------------------- the tree
@@ -163,8 +109,53 @@ def test_new_release_yank_and_removed_project(mirror, upstream):
     assert 'href="gamma/"' not in (mirror.web / "simple" / "index.html").read_text()
     assert not gamma_files & mirror.package_files()
     removed = [p for p in json.loads(result.out)["projects"] if p["action"] == "remove"]
-    assert [(p["project"], p["why"], p["deleted"]) for p in removed] == [
-        ("gamma", "removed upstream", 3)]
+    assert [(p["project"], p["why"], p["deleted"], p["metadata_deleted"]) for p in removed] \
+        == [("gamma", "removed upstream", 2, 1)]
+
+
+@pytest.mark.parametrize("status", [404, 410, 500])
+def test_a_listed_project_whose_page_fails_is_kept(mirror, upstream, status):
+    """Only the project list removes a project: a listed project whose page answers 404
+    (a CDN or cache fault, a race with an upload) fails alone, as a 500 does."""
+    assert mirror.sync().code == 0
+    before = {p: v for p, v in mirror.snapshot().items() if "gamma" in p or "packages" in p}
+    upstream.add("gamma", "2.0")
+    upstream.server.add_fault("/simple/gamma/*", status=status)
+    result = mirror.sync("--json")
+    assert result.code == 1, result
+    gamma = next(p for p in json.loads(result.out)["projects"] if p["project"] == "gamma")
+    assert gamma["action"] == "sync" and f"HTTP {status}" in gamma["error"]
+    assert mirror.filenames("gamma") == {"gamma-1.0-py3-none-any.whl", "gamma-1.0.tar.gz"}
+    assert "gamma" in {normalize(p["name"]) for p in mirror.root()["projects"]}
+    after = mirror.snapshot()
+    assert before == {p: after[p] for p in before}  # pages and files untouched
+    upstream.server.clear_faults()
+    upstream.remove_project("gamma")  # now the list drops it: removed
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert not (mirror.web / "simple" / "gamma").exists()
+
+
+def test_xmlrpc_changelog_removes_only_what_it_says_was_removed(mirror, upstream):
+    mirror.configure(use_xml_rpc=True)
+    assert mirror.sync().code == 0
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    upstream.server.add_fault("/simple/beta/*", status=404)
+    result = mirror.sync()
+    assert result.code == 1, result
+    assert "the mirrored copy is kept" in result.out
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz"}
+    upstream.server.clear_faults()
+    upstream.remove_project("gamma")
+    upstream.server.clear_log()
+    result = mirror.sync("--json")
+    assert result.code == 0, result
+    assert "/simple/gamma/" not in requests_of(upstream)  # the changelog said: removed
+    assert not (mirror.web / "simple" / "gamma").exists()
+    assert mirror.filenames("beta") == {"beta-0.5.tar.gz", "beta-0.6.tar.gz"}
+    removed = [(p["project"], p["why"]) for p in json.loads(result.out)["projects"]
+               if p["action"] == "remove"]
+    assert removed == [("gamma", "removed upstream")]
 
 
 def test_removed_file_is_deleted_unless_keep_removed(mirror, upstream):
@@ -483,7 +474,42 @@ def test_verify_rehashes_and_repairs(mirror, upstream):
     assert hashlib.sha256(path.read_bytes()).hexdigest() == wheel.sha256
     assert mirror.page("beta")["name"] == "beta"
     assert not stray.exists() and not leftover.exists()
-    assert json.loads(result.out)["strays_removed"] == 2
+    summary = json.loads(result.out)
+    assert summary["strays_removed"] == 2
+    assert sorted(s["path"] for s in summary["strays"]) == [
+        "packages/zz/stray.whl", "simple/alpha/.tmp-index.html.x1y2"]
+    alpha = next(p for p in summary["projects"] if p["project"] == "alpha")
+    assert alpha["repaired"] == [{"file": wheel.relpath,
+                                  "what": "sha256 mismatch; downloaded again"}]
+
+
+def test_verify_names_what_it_repaired_in_the_summary(mirror, upstream):
+    assert mirror.sync().code == 0
+    wheel = upstream.find("gamma-1.0-py3-none-any.whl")[1]
+    (mirror.web / "packages" / wheel.relpath).write_bytes(b"short")
+    (mirror.web / "packages" / f"{wheel.relpath}.metadata").unlink()
+    stray = mirror.web / "packages" / "zz" / "stray.whl"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"stray")
+    result = mirror.sync("--verify")
+    assert result.code == 0, result
+    assert "(no project)  --verify" in result.out  # the strays' row in the table
+    repaired = result.out.split("repaired:\n", 1)[1].splitlines()
+    assert f"  gamma: {wheel.relpath}: 5 bytes, upstream says {wheel.size}; downloaded again" \
+        in repaired
+    assert f"  gamma: {wheel.relpath}.metadata: missing; downloaded again" in repaired
+    assert "  packages/zz/stray.whl: no project owns it: deleted" in repaired
+    assert "1 file and 1 .metadata (" in result.out  # counted apart, singular
+
+
+def test_one_file_is_one_file(mirror, upstream):
+    assert mirror.sync().code == 0
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert "pypi: 1 project to examine" in result.err
+    assert "1 file and 0 .metadata (" in result.out
+    assert "1 files" not in result.out + result.err and "1 projects" not in result.err
 
 
 def test_dry_run_changes_nothing(mirror, upstream):
@@ -499,8 +525,36 @@ def test_dry_run_changes_nothing(mirror, upstream):
     assert result.code == 0, result
     plan = {p["project"]: p for p in json.loads(result.out)["projects"]}
     assert plan["beta"]["plan"]["download"] == 1
-    assert plan["gamma"]["action"] == "remove" and plan["gamma"]["plan"]["delete"] == 3
+    assert plan["gamma"]["action"] == "remove"
+    assert (plan["gamma"]["plan"]["delete"], plan["gamma"]["plan"]["delete_metadata"]) == (2, 1)
     assert mirror.snapshot() == before
+
+
+def test_dry_run_lists_each_file_to_download_and_delete(mirror, upstream):
+    assert mirror.sync().code == 0
+    new = upstream.add("beta", "0.9")  # a wheel with .metadata and an sdist
+    upstream.remove_file("alpha-1.0.tar.gz")
+    removed = upstream.find("Alpha-1.0-py3-none-any.whl")[1]
+    result = mirror.sync("--dry-run", "--json")
+    assert result.code == 0, result
+    plan = {p["project"]: p["plan"] for p in json.loads(result.out)["projects"]}
+    wheel, sdist = new
+    assert sorted((f["file"], f["size"], f["metadata"]) for f in plan["beta"]["download_files"]) \
+        == sorted([(wheel.filename, wheel.size, False), (f"{wheel.filename}.metadata", None, True),
+                   (sdist.filename, sdist.size, False)])
+    assert plan["beta"]["download_bytes"] == wheel.size + sdist.size
+    assert {f["path"] for f in plan["beta"]["download_files"]} == {
+        wheel.relpath, f"{wheel.relpath}.metadata", sdist.relpath}
+    assert [(f["file"], f["size"]) for f in plan["alpha"]["delete_files"]] == [
+        ("alpha-1.0.tar.gz", upstream_size(mirror, "alpha-1.0.tar.gz"))]
+    assert removed.filename not in {f["file"] for f in plan["alpha"]["delete_files"]}
+    human = mirror.sync("--dry-run")
+    assert human.code == 0, human
+    assert "would download (3 files):" in human.out
+    assert f"  beta: {wheel.filename} ({human_bytes(wheel.size)})" in human.out
+    assert f"  beta: {wheel.filename}.metadata (size unknown)" in human.out
+    assert "would delete (1 file):" in human.out
+    assert "  alpha: alpha-1.0.tar.gz (" in human.out
 
 
 def test_quiet_prints_nothing_on_success(mirror):

@@ -11,6 +11,7 @@ segment being the file name). What fails is refused and reported, never written.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -20,10 +21,13 @@ import msgspec
 from ..download import Downloader, HttpError
 from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_name, normalize
 
+log = logging.getLogger(__name__)
+
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
 SERIAL_HEADER = "x-pypi-last-serial"
 MAX_DOCUMENT = 1_000_000_000  # a full PyPI project list is ~40 MB; a page far less
 GONE = (404, 410)
+REMOVE_PROJECT = "remove project"  # the changelog action of a project deleted upstream
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 _BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f\\/]")
@@ -114,36 +118,57 @@ def fetch_listing_xmlrpc(downloader: Downloader, url: str, since: int | None) ->
     answer = _xmlrpc(downloader, url, "changelog_since_serial", since)
     if not isinstance(answer, list):
         raise XmlRpcUnavailable(f"XML-RPC changelog_since_serial at {url}: not a list")
-    pairs = []
+    rows = []
     for row in answer:
         if not isinstance(row, (list, tuple)) or len(row) < 5:
             raise XmlRpcUnavailable(f"XML-RPC changelog_since_serial at {url}: malformed row")
-        pairs.append((row[0], _int(row[4])))
-    last = max([s for _, s in pairs if s is not None] + [since])
-    return _listing(pairs, last, complete=False, source="xmlrpc-changelog")
+        rows.append((row[0], row[3], _int(row[4])))
+    # A project whose last change is its removal is dropped from the list; any other
+    # change lists it (several changes of one project merge to the highest serial).
+    last_action: dict[str, tuple[int, str, str]] = {}  # normalized -> (serial, action, name)
+    for name, action, serial in rows:
+        if isinstance(name, str) and serial is not None:
+            key = normalize(name)
+            if key not in last_action or serial >= last_action[key][0]:
+                last_action[key] = (serial, action, name)
+    dropped = {key: name for key, (_, action, name) in last_action.items()
+               if action == REMOVE_PROJECT}
+    pairs = [(name, serial) for name, _, serial in rows
+             if not (isinstance(name, str) and normalize(name) in dropped)]
+    last = max([s for _, _, s in rows if s is not None] + [since])
+    listing = _listing(pairs, last, complete=False, source="xmlrpc-changelog")
+    listing.dropped.update(dropped)
+    log.debug("changelog since serial %s: %d changes, %d projects changed, %d removed",
+              since, len(rows), len(listing.projects), len(dropped))
+    return listing
 
 
 # --------------------------------------------------------------------------- pages
 
 
 def fetch_project(downloader: Downloader, simple_url: str, name: str,
-                  want_serial: int | None) -> ProjectPage | None:
-    """The project's page, or None when upstream no longer has it (404/410). A page older
-    than `want_serial` (a stale cache) is asked for again, then reported."""
+                  want_serial: int | None) -> ProjectPage:
+    """The project's page. A page older than `want_serial` (a stale cache) is asked for
+    again, then reported. A 404/410 is an error like any other: the project is listed, so
+    its page must exist (only the project list removes a project)."""
     url = f"{simple_url}{name}/"
     attempts = downloader.policy.retries + 1
     for attempt in range(1, attempts + 1):
         # Retries carry a query string, as bandersnatch does, to get past stale caches.
         ask = url if attempt == 1 else f"{url}?serial={want_serial}"
+        log.debug("fetching the page %s", ask)
         try:
             response = downloader.get(ask, {"Accept": ACCEPT_JSON}, max_bytes=MAX_DOCUMENT)
         except HttpError as exc:
             if exc.status in GONE:
-                return None
+                raise UpstreamError(f"{exc}, though upstream's project list names the "
+                                    "project; the mirrored copy is kept") from None
             raise
         page = parse_project_page(response.data, url, name, response.headers)
         if want_serial is None or page.serial is None or page.serial >= want_serial:
             return page
+        log.info("%s answered serial %s, older than the %s listed; asking again", url,
+                 page.serial, want_serial)
         if attempt < attempts:
             downloader.backoff(attempt)
     raise UpstreamError(f"{url}: upstream answered serial {page.serial}, older than the "

@@ -34,13 +34,15 @@ class ListedProject:
 @dataclass
 class Listing:
     """All projects upstream offers (normalized name -> project), or only the changed ones
-    when it came from an XML-RPC changelog (`complete` False)."""
+    when it came from an XML-RPC changelog (`complete` False), whose removals are then in
+    `dropped` (normalized name -> name)."""
 
     projects: dict[str, ListedProject]
     last_serial: int | None
     complete: bool = True
     source: str = "simple"  # "simple", "xmlrpc-list" or "xmlrpc-changelog"
     refused: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ delete. Pure functions over plain data; the caller gathers what is on disk.
 
 `plan_projects` compares upstream's listing with what we mirrored: a project is fetched
 when its serial moved (or always, without `use_serial`, after a configuration change, or
-for `--verify`), and dropped when upstream no longer lists it or the filters no longer
+for `--verify`), and dropped only when upstream's list no longer names it (a complete list
+without it, or a changelog whose last word on it is its removal) or the filters no longer
 select it. `plan_files` compares the files a project's selection needs (release files and
 their PEP 658 `.metadata`) with those already in place.
 """
@@ -47,7 +48,7 @@ def plan_projects(listing: Listing, mirrored: Mapping[str, int | None], spec: Fi
         decision = project_decision(spec, name)
         if not decision.kept:
             plan.remove[name] = decision.reason
-        elif listing.complete:
+        elif listing.complete or name in listing.dropped:
             plan.remove[name] = "removed upstream"
         elif refetch_all:
             plan.fetch[name] = None

@@ -5,7 +5,10 @@
 - per mirrored project: its display name, the upstream serial its pages reflect (kept at
   the old value when something failed, so the next run tries again), and the files it
   owns under `web/packages/` with size, mtime and digest when last verified, so an
-  unchanged file is never re-read (compare_method: hash) and a removed one is found.
+  unchanged file is never re-read (compare_method: hash) and a removed one is found;
+- in `pending-downloads.json`, while a run downloads: the files it is fetching, so that
+  the `.part` files of a killed run are found and deleted by the next one even when the
+  file is no longer wanted (PyPI's layout has a folder per file: nothing to scan).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import msgspec
 from cas_index.atomic import write_if_changed
 
 VERSION = 1
+PENDING = "pending-downloads.json"
 
 
 @dataclass
@@ -54,3 +58,21 @@ def save_state(folder: Path, state: TreeState) -> None:
             "projects": {key: {"name": p.name, "serial": p.serial, "files": p.files}
                          for key, p in sorted(state.projects.items())}}
     write_if_changed(folder / "state.json", msgspec.json.encode(data))
+
+
+def load_pending(folder: Path) -> set[str]:
+    """Files (relpaths under web/packages/) a run was downloading when it ended."""
+    try:
+        data = msgspec.json.decode((folder / PENDING).read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return set()
+    return {p for p in data if isinstance(p, str)} if isinstance(data, list) else set()
+
+
+def save_pending(folder: Path, relpaths: set[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_if_changed(folder / PENDING, msgspec.json.encode(sorted(relpaths)))
+
+
+def clear_pending(folder: Path) -> None:
+    (folder / PENDING).unlink(missing_ok=True)

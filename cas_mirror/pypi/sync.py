@@ -1,28 +1,25 @@
 """The PyPI sync, end to end:
 
-config -> list upstream projects (Simple API JSON, or XML-RPC with fallback) -> choose
-projects by name and serial -> fetch their pages (in parallel) -> filter files -> plan ->
-download files and PEP 658 metadata -> publish project pages atomically -> publish the
-project list -> delete removed projects and files -> remember state -> report.
+config -> check the tree is usable -> list upstream projects (Simple API JSON, or XML-RPC
+with fallback) -> choose projects by name and serial -> prepare them (prepare.py: pages,
+filters, plan) -> download files and PEP 658 metadata -> publish project pages, then the
+project list (publish.py) -> delete removed projects, dropped files and stale `.part`
+files (removal.py) -> remember state -> report (results.py, report.py).
 
 Pages are published only after the files they link to are in place; files and projects
 are deleted only after the pages that dropped them are published. A project whose page
-could not be fetched keeps its previous pages; a file that failed is left out of its
-project's page and the project is fetched again next run. One run per tree (a lock).
+could not be fetched or written keeps its previous pages; a file that failed is left out
+of its project's page and the project is fetched again next run. The disk filling up
+stops the run (exit 4) with what was published intact. One run per tree (a lock).
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
-import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from cas_index.atomic import write_if_changed
 
 from ..config import Config
 from ..download import (
@@ -33,98 +30,22 @@ from ..download import (
     HttpError,
     ProgressReporter,
 )
-from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL, ConfigError
+from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
 from ..lock import TreeLock
 from ..output import Output
-from . import pages
-from .client import (
-    UpstreamError,
-    XmlRpcUnavailable,
-    fetch_json_api,
-    fetch_listing,
-    fetch_listing_xmlrpc,
-    fetch_project,
-)
-from .filters import FilterSpec, Selection, select_files
-from .model import Listing, ProjectPage
-from .plan import FilesPlan, WantedFile, plan_files, plan_projects
+from ..text import plural, safe
+from .client import UpstreamError, XmlRpcUnavailable, fetch_listing, fetch_listing_xmlrpc
+from .filters import FilterSpec
+from .model import Listing
+from .plan import WantedFile, plan_projects
+from .prepare import StopFlag, prepare_all
+from .publish import WriteFailed, keep_unpublished, publish_project, publish_root, writing
+from .removal import delete_dropped, remove_project, remove_stale_parts, remove_strays
+from .results import PlannedFile, ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
-from .state import ProjectState, TreeState, load_state, save_state
+from .state import TreeState, clear_pending, load_pending, load_state, save_pending, save_state
 
-PAGE_NAMES = {"HTML": ("index.html", "index.v1_html"), "JSON": ("index.v1_json",),
-              "ALL": ("index.html", "index.v1_html", "index.v1_json")}
-ALL_PAGE_NAMES = PAGE_NAMES["ALL"]
-
-
-@dataclass
-class ProjectReport:
-    name: str
-    action: str = "sync"  # "sync" or "remove"
-    why: str = ""  # for a removal
-    selected: int = 0
-    dropped: int = 0
-    downloaded: int = 0
-    bytes: int = 0
-    deleted: int = 0
-    to_download: int = 0
-    to_download_bytes: int = 0
-    up_to_date: int = 0
-    to_delete: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (file or URL, why)
-    error: str | None = None  # the project as a whole could not be synced
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.failed
-
-
-@dataclass
-class SyncReport:
-    projects: list[ProjectReport] = field(default_factory=list)
-    source: str | None = None  # where the project list came from
-    last_serial: int | None = None
-    listed: int = 0
-    unchanged: int = 0
-    skipped: int = 0  # listed upstream, not selected
-    seconds: float = 0.0
-    dry_run: bool = False
-    error: str | None = None  # the run could not list upstream
-    refused: list[tuple[str, str]] = field(default_factory=list)  # from the project list
-    notices: list[str] = field(default_factory=list)
-    stopped: str | None = None  # disk space: exit 4
-    stopped_on_error: str | None = None  # stop_on_error: exit 1
-    diff_file: Path | None = None
-    changed_files: list[Path] = field(default_factory=list)
-    strays_removed: int = 0  # --verify: files no project owns, temporary leftovers
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped:
-            return EXIT_ABORTED
-        if self.error or self.refused or self.stopped_on_error \
-                or not all(p.ok for p in self.projects):
-            return EXIT_PARTIAL
-        return EXIT_OK
-
-
-@dataclass
-class _Project:
-    """One project as it moves through the pipeline."""
-
-    name: str
-    display: str
-    want_serial: int | None
-    previous: ProjectState | None
-    report: ProjectReport
-    page: ProjectPage | None = None
-    gone: bool = False
-    json_api: bytes | None = None
-    selection: Selection | None = None
-    plan: FilesPlan | None = None
-    checked: dict[str, list] = field(default_factory=dict)  # relpath -> state entry
-    got: set[str] = field(default_factory=set)  # downloaded in this run
-    started: float = field(default_factory=time.monotonic)
+log = logging.getLogger(__name__)
 
 
 def run_sync(config: Config, *, output: Output, dry_run: bool = False,
@@ -137,24 +58,50 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
         report.notices.append("create_org has no meaning for a file tree; ignored")
         output.info("notice: create_org has no meaning for a file tree; ignored")
     spec = FilterSpec.from_settings(settings.values)
+    check_tree(settings, config, dry_run)
     if dry_run:
         _run(settings, spec, output, report, dry_run, verify)
     else:
-        try:
-            settings.web.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"key 'mirror_dir': cannot create {settings.web} "
-                              f"({exc.strerror})") from None
         with TreeLock(settings.state_dir / "lock", what="cas-sync pypi"):
             _run(settings, spec, output, report, dry_run, verify)
             if settings.diff_file:
-                from ..diff_file import write_diff_file
-
-                report.diff_file = write_diff_file(settings.diff_file,
-                                                   settings.diff_append_epoch,
-                                                   report.changed_files, key="pypi.diff_file")
+                _write_diff_file(settings, report, output)
     report.seconds = time.monotonic() - started
     return report
+
+
+def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
+    """The tree's folders exist (or can be made) and can be written; else a ConfigError
+    naming where `mirror_dir` was set. A dry run creates nothing: the nearest existing
+    folder must be writable."""
+    where = config.where("mirror_dir")
+    for path in (s.mirror_dir, s.tree, s.web, s.state_dir):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{where}: {path} is a file, not a folder")
+    if dry_run:
+        folder = _existing_folder(s)
+        if not folder.is_dir():
+            raise ConfigError(f"{where}: {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            problem = "read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY \
+                else "permission denied"
+            raise ConfigError(f"{where}: cannot write in {folder}: {problem}")
+        return
+    for folder in (s.web, s.state_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".tmp-probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot write in {folder}: {os_problem(exc)}") from None
+
+
+def _existing_folder(s: PypiSettings) -> Path:
+    folder = s.web
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
@@ -162,10 +109,7 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
     state = load_state(s.state_dir)
     refetch_all = verify or not s.use_serial or (
         bool(state.projects) and state.fingerprint != s.fingerprint)
-    folder = s.web if s.web.exists() else s.mirror_dir
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    guard = FreeSpaceGuard(folder, s.minimum_free_space)
+    guard = FreeSpaceGuard(_existing_folder(s), s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
         listing = _list_upstream(s, downloader, state, refetch_all, output, report)
         if listing is None:
@@ -173,41 +117,46 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         mirrored = {name: p.serial for name, p in state.projects.items()}
         projects_plan = plan_projects(listing, mirrored, spec, refetch_all)
         report.unchanged, report.skipped = len(projects_plan.unchanged), projects_plan.skipped
-        work = [_Project(name, _display(name, listing, state), serial,
-                         state.projects.get(name), ProjectReport(name))
+        work = [ProjectWork(name, _display(name, listing, state), serial,
+                            state.projects.get(name), ProjectReport(name))
                 for name, serial in projects_plan.fetch.items()]
         if work:
-            output.info(f"pypi: {len(work)} projects to examine, "
+            output.info(f"pypi: {plural(len(work), 'project')} to examine, "
                         f"{len(projects_plan.unchanged)} unchanged")
-        _prepare_all(work, s, spec, downloader, verify, report, output)
+        prepare_all(work, s, spec, downloader, verify, report, output)
         removals = [ProjectReport(name, "remove", why)
                     for name, why in projects_plan.remove.items()]
-        # A page that vanished since the listing: the project is gone upstream.
-        removals += [ProjectReport(w.name, "remove", "removed upstream") for w in work
-                     if w.gone and w.name in state.projects]
-        report.projects.extend(w.report for w in work if not w.gone)
-        report.projects.extend(removals)
         for r in removals:
-            r.to_delete = len(state.projects[r.name].files)
+            log.info("%s: to be removed (%s)", r.name, r.why)
+            if not s.keep_removed:
+                r.planned_delete = [PlannedFile(relpath, entry[0]) for relpath, entry
+                                    in sorted(state.projects[r.name].files.items())]
+        report.projects.extend(w.report for w in work)
+        report.projects.extend(removals)
         if dry_run:
             return
+        pending = load_pending(s.state_dir)
+        planned = {want.relpath for w in work for want in w.downloads}
+        _remember_pending(s, pending | planned)
         _download(work, s, downloader, output, report)
-        for w in work:
-            _publish_project(w, s, state, report)
-        removed_files = {r.name: state.projects.pop(r.name).files for r in removals}
-        _publish_root(s, state, listing, report)
-        for r in removals:
-            _remove_project(r, s, removed_files[r.name])
-        for w in work:
-            _delete_dropped(w, s)
+        _publish(work, removals, s, state, listing, report, output)
+        report.stale_parts_removed = remove_stale_parts(s, pending | planned)
         if verify:
-            _remove_strays(s, state, report)
-        failed = any(not p.ok for p in report.projects) or report.stopped \
-            or report.stopped_on_error
-        if not failed:  # else the next XML-RPC changelog starts from the old serial again
+            owned = {relpath for p in state.projects.values() for relpath in p.files}
+            remove_strays(s, owned, report)
+        # A failure keeps the old serial, so the next XML-RPC changelog asks again for what
+        # this run did not mirror (names the list refused stay refused: not a failure here).
+        failed = report.stopped or report.stopped_on_error or report.write_errors \
+            or not all(p.ok for p in report.projects)
+        if not failed:
             state.last_serial = listing.last_serial
         state.fingerprint = s.fingerprint
-        save_state(s.state_dir, state)
+        try:
+            with writing(s.state_dir / "state.json"):
+                save_state(s.state_dir, state)
+                clear_pending(s.state_dir)
+        except WriteFailed as exc:
+            _write_failed(report, output, exc)
 
 
 def _display(name: str, listing: Listing, state: TreeState) -> str:
@@ -229,18 +178,20 @@ def _list_upstream(s: PypiSettings, downloader: Downloader, state: TreeState,
             except XmlRpcUnavailable as exc:
                 note = f"{exc}; using the Simple API project list instead"
                 report.notices.append(note)
-                output.warn(note)
+                output.warn(safe(note))
         if listing is None:
             listing = fetch_listing(downloader, s.simple_url)
     except (HttpError, UpstreamError) as exc:
         report.error = f"cannot list upstream projects: {exc}"
-        output.error(report.error)
+        output.error(safe(report.error))
         return None
+    log.info("upstream lists %d projects (%s, serial %s)", len(listing.projects),
+             listing.source, listing.last_serial)
     report.source, report.last_serial = listing.source, listing.last_serial
     report.listed = len(listing.projects)
     report.refused.extend(listing.refused)
     for what, why in listing.refused:
-        output.error(f"{what}: {why}")
+        output.error(f"{safe(what)}: {safe(why)}")
     if listing.complete and not listing.projects and state.projects:
         report.error = ("upstream listed no projects at all; refusing to remove the whole "
                         "mirror (a broken upstream?)")
@@ -249,151 +200,57 @@ def _list_upstream(s: PypiSettings, downloader: Downloader, state: TreeState,
     return listing
 
 
-# --------------------------------------------------------------------------- prepare
-
-
-class _StopFlag:
-    def __init__(self, downloader: Downloader, report: SyncReport, enabled: bool):
-        self.downloader, self.report, self.enabled = downloader, report, enabled
-        self.lock = threading.Lock()
-
-    def error(self, what: str) -> None:
-        if not self.enabled:
-            return
-        with self.lock:
-            if self.report.stopped_on_error is None:
-                self.report.stopped_on_error = (f"stopped after the first error ({what}): "
-                                                "stop_on_error is true")
-                self.downloader.stop(self.report.stopped_on_error)
-
-    @property
-    def stopped(self) -> bool:
-        return self.report.stopped_on_error is not None
-
-
-def _prepare_all(work: list[_Project], s: PypiSettings, spec: FilterSpec,
-                 downloader: Downloader, verify: bool, report: SyncReport,
-                 output: Output) -> None:
-    stop = _StopFlag(downloader, report, s.stop_on_error)
-
-    def prepare(w: _Project) -> None:
-        try:
-            if stop.stopped:
-                w.report.error = f"not fetched: {report.stopped_on_error}"
-                return
-            _prepare(w, s, spec, downloader, verify)
-        except (HttpError, UpstreamError) as exc:
-            w.report.error = str(exc)
-        finally:
-            if w.report.error and not stop.stopped:
-                output.error(f"{w.name}: {w.report.error}")
-            if w.report.error or w.report.failed:
-                stop.error(w.name)
-            w.report.seconds += time.monotonic() - w.started
-
-    if len(work) == 1:
-        prepare(work[0])
-    elif work:
-        with ThreadPoolExecutor(max_workers=min(s.workers, len(work)),
-                                thread_name_prefix="pypi-page") as pool:
-            list(pool.map(prepare, work))
-
-
-def _prepare(w: _Project, s: PypiSettings, spec: FilterSpec, downloader: Downloader,
-             verify: bool) -> None:
-    page = fetch_project(downloader, s.simple_url, w.name, w.want_serial)
-    if page is None:
-        w.gone = True
+def _remember_pending(s: PypiSettings, relpaths: set[str]) -> None:
+    """Before downloading: which .part files a killed run may leave (see state.py)."""
+    if not relpaths:
         return
-    w.page = page
-    w.report.failed.extend(page.refused)
-    if s.json:
-        try:
-            w.json_api = fetch_json_api(downloader, s.json_api_url, w.name)
-        except (HttpError, UpstreamError) as exc:
-            w.report.failed.append((f"{s.json_api_url}/{w.name}/json", str(exc)))
-    w.selection = select_files(spec, w.name, page.files)
-    wanted = _wanted_files(w, s) if s.release_files else []
-    previous = w.previous.files if w.previous else {}
-    in_place = set()
-    for want in wanted:
-        entry = _check_local(s, want, previous.get(want.relpath), verify)
-        if entry is not None:
-            in_place.add(want.relpath)
-            w.checked[want.relpath] = entry
-    w.plan = plan_files(wanted, in_place, previous)
-    r = w.report
-    r.selected, r.dropped = len(w.selection.kept), len(w.selection.dropped)
-    r.to_download, r.to_download_bytes = len(w.plan.download), w.plan.download_bytes
-    r.up_to_date, r.to_delete = len(w.plan.up_to_date), len(w.plan.delete)
-
-
-def _wanted_files(w: _Project, s: PypiSettings) -> list[WantedFile]:
-    wanted = []
-    for f in w.selection.kept:
-        wanted.append(WantedFile(f.relpath, f.url, f.size, f.sha256, f.hashes.get("md5")))
-        if f.core_metadata:
-            hashes = f.core_metadata if isinstance(f.core_metadata, dict) else {}
-            wanted.append(WantedFile(f"{f.relpath}.metadata", f"{f.url}.metadata", None,
-                                     hashes.get("sha256"), hashes.get("md5"),
-                                     metadata_of=f.relpath))
-    return wanted
-
-
-def _digest_for(s: PypiSettings, want: WantedFile) -> tuple[str | None, str | None]:
-    """(algorithm, expected hex digest) to compare a local file with."""
-    if s.digest_name == "md5" and want.md5:
-        return "md5", want.md5
-    if want.sha256:
-        return "sha256", want.sha256
-    if want.md5:
-        return "md5", want.md5
-    return None, None
-
-
-def _hash_file(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_local(s: PypiSettings, want: WantedFile, cached: list | None,
-                 verify: bool) -> list | None:
-    """The state entry of a local file that is in place and verified, else None."""
-    path = s.web / "packages" / want.relpath
     try:
-        st = path.stat()
-    except OSError:
-        return None
-    if want.size is not None and st.st_size != want.size:
-        return None
-    algorithm, expected = _digest_for(s, want)
-    if s.compare_method == "stat" and not verify:
-        return [st.st_size, st.st_mtime_ns, algorithm, expected]
-    if expected is None:
-        return [st.st_size, st.st_mtime_ns, None, None]
-    if not verify and cached and cached[:4] == [st.st_size, st.st_mtime_ns, algorithm, expected]:
-        return cached
-    if _hash_file(path, algorithm) != expected:
-        return None
-    return [st.st_size, st.st_mtime_ns, algorithm, expected]
+        save_pending(s.state_dir, relpaths)
+    except OSError as exc:  # only the clean-up after a killed run depends on it
+        log.warning("cannot record the pending downloads in %s: %s", s.state_dir,
+                    os_problem(exc))
+
+
+def _stop(report: SyncReport, output: Output, reason: str) -> None:
+    if report.stopped is None:
+        report.stopped = reason
+        output.error(f"stopped: {reason}")
+
+
+def _write_failed(report: SyncReport, output: Output, exc: WriteFailed) -> None:
+    """A write that is not one project's: the project list, the state, the diff file."""
+    if exc.disk_full:
+        _stop(report, output, f"the disk is full: {exc}")
+    else:
+        report.write_errors.append(str(exc))
+        output.error(str(exc))
 
 
 # --------------------------------------------------------------------------- download
 
 
 class _Progress(ProgressReporter):
-    """The output's progress, plus stop_on_error's reaction to a failed file."""
+    """The output's progress, plus stop_on_error's reaction to a failed file. Files of
+    unknown size (PEP 658 .metadata) grow the total as their bytes arrive, so the bytes
+    done never pass the total."""
 
-    def __init__(self, inner: ProgressReporter, stop: _StopFlag):
+    def __init__(self, inner: ProgressReporter, stop: StopFlag):
         self.inner, self.stop = inner, stop
+        self.lock = threading.Lock()
+        self.total = self.received = 0
 
     def start(self, files: int, total_bytes: int) -> None:
+        self.total = total_bytes
         self.inner.start(files, total_bytes)
 
     def advance(self, nbytes: int) -> None:
+        with self.lock:
+            self.received += nbytes
+            grown = max(0, self.received - self.total)
+            self.total += grown
+        grow = getattr(self.inner, "grow_total", None)
+        if grown and grow is not None:
+            grow(grown)
         self.inner.advance(nbytes)
 
     def file_done(self, result: DownloadResult) -> None:
@@ -405,14 +262,12 @@ class _Progress(ProgressReporter):
         self.inner.finish()
 
 
-def _download(work: list[_Project], s: PypiSettings, downloader: Downloader, output: Output,
-              report: SyncReport) -> None:
+def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
+              output: Output, report: SyncReport) -> None:
     jobs: list[DownloadJob] = []
-    owners: list[tuple[_Project, WantedFile]] = []
+    owners: list[tuple[ProjectWork, WantedFile]] = []
     for w in work:
-        if w.plan is None or w.report.error:
-            continue
-        for want in w.plan.download:
+        for want in w.downloads:
             url, fallbacks = want.url, ()
             if s.download_mirror:
                 url = f"{s.download_mirror.rstrip('/')}/packages/{want.relpath}"
@@ -423,184 +278,103 @@ def _download(work: list[_Project], s: PypiSettings, downloader: Downloader, out
             owners.append((w, want))
     if not jobs:
         return
-    stop = _StopFlag(downloader, report, s.stop_on_error)
-    results = downloader.download(jobs, _Progress(output.progress("pypi"), stop))
+    stop = StopFlag(downloader, report, s.stop_on_error)
+    try:
+        results = downloader.download(jobs, _Progress(output.progress("pypi"), stop))
+    except OSError as exc:  # a folder under web/packages/ could not be made
+        problem = f"cannot write under {s.web / 'packages'}: {os_problem(exc)}"
+        if is_disk_full(exc):
+            _stop(report, output, f"the disk is full: {problem}")
+        else:
+            output.error(problem)
+        for w, _ in owners:
+            w.report.error = f"files not downloaded: {problem}"
+        return
     for (w, want), result in zip(owners, results, strict=True):
         if result.ok:
-            w.got.add(want.relpath)
-            try:
-                st = result.job.dest.stat()
-            except OSError:
-                continue
-            algorithm, expected = _digest_for(s, want)
-            if algorithm == "md5" and not want.sha256 and not want.md5:
-                expected = None
-            w.checked[want.relpath] = [st.st_size, st.st_mtime_ns, algorithm, expected]
-            w.report.downloaded += 1
-            w.report.bytes += result.received
-            report.changed_files.append(result.job.dest)
+            _downloaded(w, want, result, s, report)
         else:
             w.report.failed.append((result.job.url, result.error or "failed"))
+    for w in work:
+        for relpath, problem in w.bad.items():
+            action = "downloaded again" if relpath in w.got else "not repaired (see failures)"
+            w.report.repaired.append((relpath, f"{problem}; {action}"))
     if downloader.stop_reason and not report.stopped_on_error:
-        report.stopped = downloader.stop_reason
-        output.error(f"stopped: {report.stopped}")
+        _stop(report, output, downloader.stop_reason)
+
+
+def _downloaded(w: ProjectWork, want: WantedFile, result: DownloadResult, s: PypiSettings,
+                report: SyncReport) -> None:
+    from .local import digest_for
+
+    w.got.add(want.relpath)
+    report.changed_files.append(result.job.dest)
+    if want.metadata_of:
+        w.report.metadata_downloaded += 1
+    else:
+        w.report.downloaded += 1
+    w.report.bytes += result.received
+    try:
+        st = result.job.dest.stat()
+    except OSError:
+        return
+    algorithm, expected = digest_for(s, want)
+    if algorithm == "md5" and not want.sha256 and not want.md5:
+        expected = None
+    w.checked[want.relpath] = [st.st_size, st.st_mtime_ns, algorithm, expected]
 
 
 # --------------------------------------------------------------------------- publish
 
 
-def _href(s: PypiSettings, relpath: str, upstream_url: str) -> str:
-    if s.root_uri:
-        return f"{s.root_uri.rstrip('/')}/packages/{relpath}"
-    if not s.release_files:
-        return upstream_url
-    return f"../../packages/{relpath}"
-
-
-def _page_files(w: _Project, s: PypiSettings) -> list[pages.PageFile]:
-    present = set(w.checked)
-    out = []
-    for f in sorted(w.selection.kept, key=lambda f: f.filename):
-        size = f.size
-        core = f.core_metadata
-        if s.release_files:
-            if f.relpath not in present:
-                continue
-            size = w.checked[f.relpath][0] if size is None else size
-            meta = f"{f.relpath}.metadata"
-            if meta not in present:
-                core = False
-            elif core is True or (isinstance(core, dict) and "sha256" not in core):
-                core = {"sha256": _hash_file(s.web / "packages" / meta, "sha256")}
-        out.append(pages.PageFile(f.filename, _href(s, f.relpath, f.url), f.hashes, size,
-                                  f.requires_python, f.yanked, core, f.upload_time))
-    return out
-
-
-def _publish_project(w: _Project, s: PypiSettings, state: TreeState,
-                     report: SyncReport) -> None:
-    if w.page is None or w.report.error or w.selection is None:
-        return
-    started = time.monotonic()
-    folder = s.web / "simple" / w.name
-    folder.mkdir(parents=True, exist_ok=True)
-    files = _page_files(w, s)
-    listed = {p.filename for p in files}
-    versions = list(dict.fromkeys(f.version for f in w.selection.kept
-                                  if f.version and f.filename in listed))
-    serial = w.page.serial if w.page.serial is not None else w.want_serial
-    outputs = {}
-    if s.simple_format in ("ALL", "HTML"):
-        body = pages.project_html(w.name, files, s.digest_name)
-        outputs["index.html"] = outputs["index.v1_html"] = body
-    if s.simple_format in ("ALL", "JSON"):
-        outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial)
-    for filename, body in outputs.items():
-        if write_if_changed(folder / filename, body, fsync=False):
-            report.changed_files.append(folder / filename)
-    for filename in ALL_PAGE_NAMES:
-        if filename not in outputs:
-            (folder / filename).unlink(missing_ok=True)
-    if w.json_api is not None:
-        _publish_json_api(s, w.name, w.json_api, report)
-    ok = w.report.ok
-    entries = dict(w.checked)
-    if s.keep_removed and w.previous and w.plan is not None:
-        for relpath in w.plan.delete:
-            entries.setdefault(relpath, w.previous.files[relpath])
-    state.projects[w.name] = ProjectState(
-        w.display, serial if ok else (w.previous.serial if w.previous else None), entries)
-    if not ok and w.previous is None:
-        state.projects[w.name].serial = None
-    w.report.seconds += time.monotonic() - started
-
-
-def _publish_json_api(s: PypiSettings, name: str, data: bytes, report: SyncReport) -> None:
-    target = s.web / "json" / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if write_if_changed(target, data, fsync=False):
-        report.changed_files.append(target)
-    link = s.web / "pypi" / name / "json"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    wanted = f"../../json/{name}"
-    if not link.is_symlink() or os.readlink(link) != wanted:
-        tmp = link.with_name(".json.tmp-link")
-        tmp.unlink(missing_ok=True)
-        os.symlink(wanted, tmp)
-        os.replace(tmp, link)
-
-
-def _publish_root(s: PypiSettings, state: TreeState, listing: Listing,
-                  report: SyncReport) -> None:
-    folder = s.web / "simple"
-    folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(state.projects)
-    outputs = {}
-    if s.simple_format in ("ALL", "HTML"):
-        body = pages.root_html([(n, state.projects[n].name) for n in names])
-        outputs["index.html"] = outputs["index.v1_html"] = body
-    if s.simple_format in ("ALL", "JSON"):
-        last = listing.last_serial if listing.last_serial is not None else state.last_serial
-        outputs["index.v1_json"] = pages.root_json(
-            [(state.projects[n].name, state.projects[n].serial) for n in names], last)
-    for filename, body in outputs.items():
-        if write_if_changed(folder / filename, body):
-            report.changed_files.append(folder / filename)
-    for filename in ALL_PAGE_NAMES:
-        if filename not in outputs:
-            (folder / filename).unlink(missing_ok=True)
-
-
-def _remove_project(r: ProjectReport, s: PypiSettings, files: dict[str, list]) -> None:
-    """After the project list dropped it: its pages, JSON copies and (unless keep_removed)
-    its files."""
-    shutil.rmtree(s.web / "simple" / r.name, ignore_errors=True)
-    (s.web / "json" / r.name).unlink(missing_ok=True)
-    shutil.rmtree(s.web / "pypi" / r.name, ignore_errors=True)
-    if s.keep_removed:
-        return
-    for relpath in files:
-        if _delete_file(s, relpath):
-            r.deleted += 1
-
-
-def _delete_dropped(w: _Project, s: PypiSettings) -> None:
-    if w.plan is None or w.report.error or s.keep_removed:
-        return
-    for relpath in w.plan.delete:
-        if _delete_file(s, relpath):
-            w.report.deleted += 1
-
-
-def _delete_file(s: PypiSettings, relpath: str) -> bool:
-    root = s.web / "packages"
-    path = root / relpath
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    parent = path.parent
-    while parent != root:  # PyPI's hashed layout leaves empty folders behind
+def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSettings,
+             state: TreeState, listing: Listing, report: SyncReport, output: Output) -> None:
+    """Project pages, then the project list, then deletions; a full disk stops publishing
+    (what was written stays consistent), another write problem fails its project."""
+    for w in work:
+        if w.page is None or w.report.error or w.selection is None:
+            continue
+        if report.stopped:
+            keep_unpublished(w, state)
+            continue
+        started = time.monotonic()
         try:
-            parent.rmdir()
-        except OSError:
-            break
-        parent = parent.parent
-    return True
+            publish_project(w, s, state, report)
+        except WriteFailed as exc:
+            keep_unpublished(w, state)
+            if exc.disk_full:
+                _stop(report, output, f"the disk is full: {exc}")
+            else:
+                w.report.error = str(exc)
+                output.error(f"{w.name}: {exc}")
+        w.report.seconds += time.monotonic() - started
+    removed = {}
+    if not report.stopped:
+        removed = {r.name: state.projects.pop(r.name) for r in removals}
+        try:
+            publish_root(s, state, listing, report)
+        except WriteFailed as exc:
+            state.projects.update(removed)  # still listed: not removed
+            removed = {}
+            _write_failed(report, output, exc)
+    for r in removals:
+        if r.name in removed:
+            remove_project(r, s, removed[r.name].files)
+            if r.error:
+                output.error(f"{r.name}: {r.error}")
+                state.projects[r.name] = removed[r.name]  # to be tried again
+    for w in work:
+        delete_dropped(w, s)
 
 
-def _remove_strays(s: PypiSettings, state: TreeState, report: SyncReport) -> None:
-    """--verify: delete what no project owns under web/packages/ (unless keep_removed), and
-    temporary files a killed run left anywhere in the tree."""
-    owned = {relpath for p in state.projects.values() for relpath in p.files}
-    root = s.web / "packages"
-    for dirpath, _, filenames in os.walk(s.web):
-        for filename in filenames:
-            path = Path(dirpath) / filename
-            temporary = filename.startswith(".") and (filename.endswith(".part")
-                                                      or filename.startswith(".tmp-"))
-            stray = Path(dirpath).is_relative_to(root) and not s.keep_removed and \
-                path.relative_to(root).as_posix() not in owned
-            if temporary or stray:
-                path.unlink(missing_ok=True)
-                report.strays_removed += 1
+def _write_diff_file(s: PypiSettings, report: SyncReport, output: Output) -> None:
+    from ..diff_file import write_diff_file
+
+    try:
+        report.diff_file = write_diff_file(s.diff_file, s.diff_append_epoch,
+                                           report.changed_files, key="pypi.diff_file")
+    except DiskFullError as exc:
+        _stop(report, output, str(exc))
+    except CasError as exc:
+        report.write_errors.append(str(exc))
+        output.error(str(exc))

@@ -1,0 +1,122 @@
+"""Preparing the projects whose serial moved, in parallel: fetch each page (and the JSON
+API document with `json: true`), filter its files, see which are already in place, and plan
+what to download and delete. Nothing is written here.
+
+A page that cannot be fetched, a 404 included, fails its project: its mirrored copy is
+kept. Only upstream's project list removes a project (plan.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..download import Downloader, HttpError
+from ..output import Output
+from ..text import safe
+from .client import UpstreamError, fetch_json_api, fetch_project
+from .filters import FilterSpec, select_files
+from .local import check_local
+from .plan import WantedFile, plan_files
+from .results import PlannedFile, ProjectWork, SyncReport
+from .settings import PypiSettings
+
+log = logging.getLogger(__name__)
+
+
+class StopFlag:
+    """stop_on_error: the first failure stops the run (pages not fetched, files not
+    downloaded); reported once."""
+
+    def __init__(self, downloader: Downloader, report: SyncReport, enabled: bool):
+        self.downloader, self.report, self.enabled = downloader, report, enabled
+        self.lock = threading.Lock()
+
+    def error(self, what: str) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            if self.report.stopped_on_error is None:
+                self.report.stopped_on_error = (f"stopped after the first error "
+                                                f"({safe(what)}): stop_on_error is true")
+                self.downloader.stop(self.report.stopped_on_error)
+
+    @property
+    def stopped(self) -> bool:
+        return self.report.stopped_on_error is not None
+
+
+def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
+                downloader: Downloader, verify: bool, report: SyncReport,
+                output: Output) -> None:
+    stop = StopFlag(downloader, report, s.stop_on_error)
+
+    def prepare(w: ProjectWork) -> None:
+        try:
+            if stop.stopped:
+                w.report.error = f"not fetched: {report.stopped_on_error}"
+                return
+            _prepare(w, s, spec, downloader, verify)
+        except (HttpError, UpstreamError) as exc:
+            w.report.error = str(exc)
+        finally:
+            if w.report.error and not stop.stopped:
+                output.error(f"{w.name}: {safe(w.report.error)}")
+            if w.report.error or w.report.failed:
+                stop.error(w.name)
+            w.report.seconds += time.monotonic() - w.started
+
+    if len(work) == 1:
+        prepare(work[0])
+    elif work:
+        with ThreadPoolExecutor(max_workers=min(s.workers, len(work)),
+                                thread_name_prefix="pypi-page") as pool:
+            list(pool.map(prepare, work))
+
+
+def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Downloader,
+             verify: bool) -> None:
+    page = fetch_project(downloader, s.simple_url, w.name, w.want_serial)
+    w.page = page
+    w.report.failed.extend(page.refused)
+    if s.json:
+        try:
+            w.json_api = fetch_json_api(downloader, s.json_api_url, w.name)
+        except (HttpError, UpstreamError) as exc:
+            w.report.failed.append((f"{s.json_api_url}/{w.name}/json", str(exc)))
+    w.selection = select_files(spec, w.name, page.files)
+    wanted = _wanted_files(w) if s.release_files else []
+    previous = w.previous.files if w.previous else {}
+    in_place = set()
+    for want in wanted:
+        entry, problem = check_local(s, want, previous.get(want.relpath), verify)
+        if entry is not None:
+            in_place.add(want.relpath)
+            w.checked[want.relpath] = entry
+        elif want.relpath in previous or problem != "missing":
+            w.bad[want.relpath] = problem
+            log.info("%s: %s: %s; downloading it again", w.name, want.relpath, problem)
+    w.plan = plan_files(wanted, in_place, previous)
+    r = w.report
+    r.selected, r.dropped = len(w.selection.kept), len(w.selection.dropped)
+    r.up_to_date = len(w.plan.up_to_date)
+    r.planned_download = [PlannedFile(want.relpath, want.size) for want in w.plan.download]
+    if not s.keep_removed:
+        r.planned_delete = [PlannedFile(relpath, previous[relpath][0])
+                            for relpath in w.plan.delete]
+    log.debug("%s: %d files selected, %d to download, %d to delete", w.name, r.selected,
+              len(r.planned_download), len(r.planned_delete))
+
+
+def _wanted_files(w: ProjectWork) -> list[WantedFile]:
+    wanted = []
+    for f in w.selection.kept:
+        wanted.append(WantedFile(f.relpath, f.url, f.size, f.sha256, f.hashes.get("md5")))
+        if f.core_metadata:
+            hashes = f.core_metadata if isinstance(f.core_metadata, dict) else {}
+            wanted.append(WantedFile(f"{f.relpath}.metadata", f"{f.url}.metadata", None,
+                                     hashes.get("sha256"), hashes.get("md5"),
+                                     metadata_of=f.relpath))
+    return wanted
