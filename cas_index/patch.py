@@ -3,7 +3,8 @@
 Instructions for one platform folder are a JSON object:
 
 - `packages` / `packages.conda`: file name -> keys to set in that record (values replace;
-  nested mappings are merged). Instructions for `x.tar.bz2` also apply to `x.conda`, so
+  nested mappings are merged; `null` removes the key, as conda-index does: a record
+  holding `"features": null` breaks conda and rattler). Instructions for `x.tar.bz2` also apply to `x.conda`, so
   one entry fixes both formats; `packages.conda` entries apply last.
 - `remove`: file names dropped from the index and listed under `removed`.
 - `revoke`: file names kept but marked `revoked` and made uninstallable with a
@@ -126,7 +127,9 @@ def apply_instructions(doc: dict[str, Any], instructions: dict[str, Any]) -> dic
 def _merged(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = dict(record)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merged(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -81,15 +81,52 @@ def test_saved_instructions_apply_again_until_replaced(channel, run_cli, tmp_pat
     assert read_json(folder / "repodata.json") == read_json(folder / "repodata_from_packages.json")
 
 
-def test_nested_values_merge_and_null_sets_null():
-    doc = {"packages": {"a-1-0.tar.bz2": {"name": "a", "depends": ["x"],
-                                          "extra": {"keep": 1, "change": 1}}},
+def test_nested_values_merge_and_null_removes_the_key():
+    doc = {"packages": {"a-1-0.tar.bz2": {"name": "a", "depends": ["x"], "features": "old",
+                                          "extra": {"keep": 1, "change": 1, "drop": 1}}},
            "packages.conda": {}, "removed": []}
     patched = apply_instructions(doc, {"packages": {"a-1-0.tar.bz2": {
-        "extra": {"change": 2}, "features": None, "depends": []}}})
+        "extra": {"change": 2, "drop": None}, "features": None, "track_features": None,
+        "depends": []}}})
+    # null removes the key, as conda-index does (a null value breaks conda and rattler);
+    # a key the record does not have is not added
     assert patched["packages"]["a-1-0.tar.bz2"] == {
-        "name": "a", "depends": [], "extra": {"keep": 1, "change": 2}, "features": None}
+        "name": "a", "depends": [], "extra": {"keep": 1, "change": 2}}
     assert doc["packages"]["a-1-0.tar.bz2"]["depends"] == ["x"]  # the input is untouched
+    assert doc["packages"]["a-1-0.tar.bz2"]["features"] == "old"
+
+
+def test_rattler_solves_a_subdir_patched_with_nulls(make_channel, run_cli, tmp_path):
+    # conda-forge style instructions that clear features: the record must not carry nulls,
+    # or conda fails on the whole subdir and rattler refuses to solve
+    import asyncio
+
+    import rattler
+
+    channel = make_channel([
+        PkgSpec("tool", "1.0", subdir="linux-64", fmt=".tar.bz2", depends=["lib"],
+                extra_index={"track_features": "old_feature", "features": "old_feature"}),
+        PkgSpec("tool", "1.0", subdir="linux-64", fmt=".conda", depends=["lib"],
+                extra_index={"track_features": "old_feature", "features": "old_feature"}),
+        PkgSpec("lib", "2.0", subdir="linux-64", fmt=".conda"),
+    ], name="internal-pkgs")
+    nulls = {"packages": {"tool-1.0-0.tar.bz2": {"features": None, "track_features": None},
+                          "lib-2.0-0.tar.bz2": {"features": None}},  # no such .tar.bz2
+             "packages.conda": {"lib-2.0-0.conda": {"track_features": None}}}
+    result = run_cli(main, [channel.root, "--patch", _write(tmp_path, nulls)])
+    assert result.code == 0, result
+    doc = read_json(channel.root / "linux-64/repodata.json")
+    records = [*doc["packages"].values(), *doc["packages.conda"].values()]
+    assert len(records) == 3 and all(None not in r.values() for r in records)
+    assert not any("features" in r or "track_features" in r for r in records)
+
+    async def solve():
+        gateway = rattler.Gateway(cache_dir=tmp_path / "rattler-cache")
+        return await rattler.solve([channel.root.as_uri()], ["tool"], gateway=gateway,
+                                   platforms=["linux-64", "noarch"], virtual_packages=[])
+
+    solved = asyncio.run(solve())
+    assert sorted(r.file_name for r in solved) == ["lib-2.0-0.conda", "tool-1.0-0.conda"]
 
 
 @pytest.mark.parametrize("content, message", [
