@@ -77,6 +77,8 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
         from .patch import PatchSource
 
         patch = PatchSource(patch_file)
+        if patch.warning:
+            click.echo(f"{PROG}: warning: {patch.warning}", err=True)
     options = Options(bz2=not no_bz2, zst=not no_zst, current_repodata=current_repodata,
                       patch=patch, force=force, threads=threads, lock_timeout=lock_timeout)
 
@@ -87,6 +89,8 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
     for root, wanted in targets:
         report = index_channel(root, wanted, options, on_wait=on_wait)
         reports.append(report)
+        for warning in report.all_warnings:
+            click.echo(f"{PROG}: warning: {warning}", err=True)
         for skipped in report.all_skipped:
             click.echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
         if not quiet and not as_json:
@@ -174,6 +178,7 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
             "subdirs": [{
                 "subdir": s.subdir, "indexed": s.indexed, "added": s.added,
                 "replaced": s.replaced, "removed": s.removed, "skipped": skipped(s.skipped),
+                "warnings": s.warnings,
                 "read": s.read, "written": s.written, "deleted": s.deleted,
                 "unchanged": s.unchanged, "seconds": round(s.seconds, 3),
             } for s in r.subdirs],
