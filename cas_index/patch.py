@@ -4,8 +4,9 @@ Instructions for one platform folder are a JSON object:
 
 - `packages` / `packages.conda`: file name -> keys to set in that record (values replace;
   nested mappings are merged; `null` removes the key, as conda-index does: a record
-  holding `"features": null` breaks conda and rattler). Instructions for `x.tar.bz2` also apply to `x.conda`, so
-  one entry fixes both formats; `packages.conda` entries apply last.
+  holding `"features": null` breaks conda and rattler). Instructions for `x.tar.bz2`
+  also apply to `x.conda`, so one entry fixes both formats; `packages.conda` entries
+  apply last.
 - `remove`: file names dropped from the index and listed under `removed`.
 - `revoke`: file names kept but marked `revoked` and made uninstallable with a
   `package_has_been_revoked` dependency.

@@ -167,11 +167,11 @@ def test_package_for_another_platform_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("platform, arch, folder, refused", [
-    ("osx", "x86_64", "linux-64", "says platform 'osx', arch 'x86_64' (no subdir), but the "
-                                  "file is in 'linux-64'"),
+    ("osx", "x86_64", "linux-64", ("says platform 'osx', arch 'x86_64' (no subdir), but the "
+                                   "file is in 'linux-64'")),
     ("linux", "x86", "linux-64", "says platform 'linux', arch 'x86' (no subdir)"),
-    ("linux", "x86_64", "noarch", "says platform 'linux', arch 'x86_64' (no subdir), but the "
-                                  "file is in 'noarch'"),
+    ("linux", "x86_64", "noarch", ("says platform 'linux', arch 'x86_64' (no subdir), but the "
+                                   "file is in 'noarch'")),
     ("win", None, "linux-64", "says platform 'win' (no subdir), but the file is in 'linux-64'"),
     ("linux", "x86_64", "linux-64", None),
     ("linux", "aarch64", "linux-aarch64", None),

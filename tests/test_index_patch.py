@@ -159,10 +159,10 @@ def test_unknown_keys_in_a_platforms_file_are_a_warning(make_channel, run_cli):
     result = run_cli(main, [channel.root])
     assert result.code == 0, result
     warnings = [line for line in result.err.splitlines() if "warning" in line]
-    assert warnings == [
+    assert warnings == [(
         f"cas-index: warning: {linux / 'patch_instructions.json'}: unknown key(s) "
         "channel_notes, later_feature ignored (cas-index applies packages, packages.conda, "
-        "remove, revoke, patch_instructions_version); the rest applies"]
+        "remove, revoke, patch_instructions_version); the rest applies")]
     doc = read_json(linux / "repodata.json")
     assert doc["packages.conda"]["alpha-1.0-0.conda"]["license"] == "BSD"
     assert doc["removed"] == ["gamma-1.0-0.conda"]
