@@ -100,3 +100,28 @@ def _wait(url: str, process: subprocess.Popen) -> None:
         except requests.ConnectionError:
             time.sleep(0.05)  # poll interval, bounded by the deadline
     raise AssertionError("cas-server did not start")
+
+
+def test_start_up_line_advertises_pip_only_with_a_pypi_tree(tmp_path):
+    from tests.support.cas_server import CasServer
+
+    root = tmp_path / "mirror"
+    (root / "internal" / "noarch").mkdir(parents=True)
+    (root / "internal" / "noarch" / "repodata.json").write_text("{}")
+    (root / "pypi").mkdir()  # a folder of that name is not a PyPI tree yet
+    server = CasServer(root, tmp_path / "conda-only", workers=1)
+    try:
+        first = server.log().splitlines()[0]
+    finally:
+        server.stop()
+    assert first == (f"cas-server: serving {root} at {server.url}/ with 1 worker; "
+                     "Ctrl-C stops")
+
+    (root / "pypi" / "web" / "simple").mkdir(parents=True)
+    server = CasServer(root, tmp_path / "with-pypi", workers=1)
+    try:
+        first = server.log().splitlines()[0]
+    finally:
+        server.stop()
+    assert first == (f"cas-server: serving {root} at {server.url}/ with 1 worker "
+                     f"(pip index: {server.url}/pypi/simple/); Ctrl-C stops")

@@ -66,10 +66,12 @@ def cli(host: str, port: int, root: str | None, config_file: str | None,
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
+    # the pip index is advertised only when there is a PyPI tree to serve
+    has_pypi = os.path.isdir(os.path.join(root_path, pypi_folder, "web", "simple"))
+    pip = f" (pip index: {url}/{pypi_folder}/simple/)" if has_pypi else ""
     click.echo(
         f"cas-server: serving {root_path} at {url}/ with {workers} worker"
-        f"{'s' if workers != 1 else ''} (pip index: {url}/{pypi_folder}/simple/); "
-        "Ctrl-C stops",
+        f"{'s' if workers != 1 else ''}{pip}; Ctrl-C stops",
         err=True,
     )
     serve(host, port, workers)
