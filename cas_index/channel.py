@@ -68,8 +68,9 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
         raise _os_error(exc, root) from None
     except sqlite3.Error as exc:
         if is_full(exc):
-            raise DiskFull(f"{root}: no space left on device (writing the index cache, "
-                           f"<platform>/{CACHE_DIR}/{CACHE_FILE}); {DiskFull.advice}") from None
+            raise DiskFull(f"{root}: the disk is full (sqlite could not write the index "
+                           f"cache, <platform>/{CACHE_DIR}/{CACHE_FILE}); {DiskFull.advice}"
+                           ) from None
         raise CasIndexError(f"{root}: a cache database failed ({exc}); the caches "
                             f"(<platform>/{CACHE_DIR}/) are disposable: delete them and "
                             "rerun") from None
@@ -188,6 +189,7 @@ def _stat_outputs(folder: Path, names: Iterable[str]) -> dict[str, list[int] | N
 def _os_error(exc: OSError, root: Path) -> CasIndexError:
     where = exc.filename or root
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"{where}: {exc.strerror or 'no space left on device'}; "
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        return DiskFull(f"{where}: {exc.strerror or 'no space left on device'} ({what}); "
                         f"{DiskFull.advice}")
     return CasIndexError(f"{where}: {exc.strerror or exc}")

@@ -36,4 +36,4 @@ class DiskFull(CasIndexError):
     """The disk (or quota) filled up during the run."""
 
     exit_code = EXIT_NO_SPACE
-    advice = "the disk is full; the published files are consistent: free some space and rerun"
+    advice = "the published files are consistent: free some space and rerun"

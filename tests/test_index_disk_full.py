@@ -67,9 +67,9 @@ def test_disk_full_while_writing_the_cache_says_the_disk_is_full(small_disk, run
     result = run_cli(main, [chan])
     assert result.code == 4, result
     assert result.err == (
-        f"cas-index: error: {chan}: no space left on device (writing the index cache, "
-        "<platform>/.cache/cas-index.sqlite); the disk is full; the published files are "
-        "consistent: free some space and rerun\n")
+        f"cas-index: error: {chan}: the disk is full (sqlite could not write the index "
+        "cache, <platform>/.cache/cas-index.sqlite); the published files are consistent: "
+        "free some space and rerun\n")
     assert (chan / "linux-64/repodata.json").read_bytes() == published
     assert (chan / "linux-64/.cache/cas-index.sqlite").is_file()  # kept: it is not damaged
 
@@ -98,6 +98,6 @@ def test_a_first_run_on_a_full_disk_says_the_disk_is_full(small_disk, run_cli, m
     result = run_cli(main, [chan])
     assert result.code == 4, result
     assert result.err == (
-        f"cas-index: error: {chan / '.cas-index.lock'}: No space left on device; the disk is "
-        "full; the published files are consistent: free some space and rerun\n")
+        f"cas-index: error: {chan / '.cas-index.lock'}: No space left on device (the disk is "
+        "full); the published files are consistent: free some space and rerun\n")
     assert not (chan / "linux-64/repodata.json").exists()
