@@ -251,7 +251,7 @@ class MirrorTree:
             return Response(304, out[1:])
         byte_range = headers.get("range")
         if byte_range is not None and if_range_allows(headers.get("if-range"), etag,
-                                                       last_modified):
+                                                      last_modified):
             wanted = parse_range(byte_range, size)
             if wanted == UNSATISFIABLE:
                 os.close(fd)
