@@ -7,7 +7,8 @@ is never reopened. A `meta` table keeps what the last run published, so a run th
 nothing changed can stop after listing the folder.
 
 The cache is disposable: a damaged or outdated database is set aside and rebuilt by
-re-reading the packages.
+re-reading the packages. A full disk is not damage: the database is kept and the error
+goes up (`is_full`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ class SubdirCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._connect()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if is_full(exc):
+                raise
             # Not a database we can use (damaged, or from a future version): start afresh.
             self.path.unlink(missing_ok=True)
             self._db = self._connect()
@@ -126,3 +129,11 @@ class SubdirCache:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         (key, json.dumps(value, sort_keys=True)))
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    """Whether sqlite failed because the disk (or quota) is full: SQLITE_FULL."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "database or disk is full" in str(exc)

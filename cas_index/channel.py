@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .atomic import write_atomic, write_if_changed
-from .cache import CACHE_DIR, CACHE_FILE, SubdirCache
-from .errors import EXIT_NO_SPACE, CasIndexError
+from .cache import CACHE_DIR, CACHE_FILE, SubdirCache, is_full
+from .errors import CasIndexError, DiskFull
 from .layout import (
     CHANNEL_OUTPUTS,
     CHANNEL_STATE,
@@ -65,13 +65,15 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
         with ChannelLock(root, options.lock_timeout, on_wait):
             _index_locked(root, subdirs, options, report)
     except OSError as exc:
-        raise _os_error(exc) from None
+        raise _os_error(exc, root) from None
     except sqlite3.Error as exc:
-        error = CasIndexError(f"{root}: a cache database failed ({exc}); the caches "
-                              f"(<platform>/{CACHE_DIR}/) are disposable: delete them and rerun")
-        if "full" in str(exc):
-            error.exit_code = EXIT_NO_SPACE
-        raise error from None
+        if is_full(exc):
+            raise DiskFull(f"{root}: the disk is full (sqlite could not write the index "
+                           f"cache, <platform>/{CACHE_DIR}/{CACHE_FILE}); {DiskFull.advice}"
+                           ) from None
+        raise CasIndexError(f"{root}: a cache database failed ({exc}); the caches "
+                            f"(<platform>/{CACHE_DIR}/) are disposable: delete them and "
+                            "rerun") from None
     report.seconds = time.perf_counter() - started
     return report
 
@@ -184,9 +186,10 @@ def _stat_outputs(folder: Path, names: Iterable[str]) -> dict[str, list[int] | N
     return out
 
 
-def _os_error(exc: OSError) -> CasIndexError:
-    where = exc.filename or ""
-    error = CasIndexError(f"{where}: {exc.strerror or exc}" if where else str(exc))
+def _os_error(exc: OSError, root: Path) -> CasIndexError:
+    where = exc.filename or root
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        error.exit_code = EXIT_NO_SPACE
-    return error
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+        return DiskFull(f"{where}: {exc.strerror or 'no space left on device'} ({what}); "
+                        f"{DiskFull.advice}")
+    return CasIndexError(f"{where}: {exc.strerror or exc}")

@@ -77,6 +77,8 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
         from .patch import PatchSource
 
         patch = PatchSource(patch_file)
+        if patch.warning:
+            click.echo(f"{PROG}: warning: {patch.warning}", err=True)
     options = Options(bz2=not no_bz2, zst=not no_zst, current_repodata=current_repodata,
                       patch=patch, force=force, threads=threads, lock_timeout=lock_timeout)
 
@@ -87,6 +89,8 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
     for root, wanted in targets:
         report = index_channel(root, wanted, options, on_wait=on_wait)
         reports.append(report)
+        for warning in report.all_warnings:
+            click.echo(f"{PROG}: warning: {warning}", err=True)
         for skipped in report.all_skipped:
             click.echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
         if not quiet and not as_json:
@@ -107,7 +111,7 @@ def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"--subdir {name!r}: not a platform name{hint}; known: "
                              f"{', '.join(sorted(known))}")
-    merged: dict[Path, set[str] | None] = {}
+    merged: dict[Path, tuple[Path, set[str] | None]] = {}  # by real path
     for text in paths:
         path = Path(text)
         if not path.exists():
@@ -116,20 +120,45 @@ def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
             raise UsageError(f"{text}: not a folder (give a channel root or a platform folder)")
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{text}: cannot read the folder (permission denied)")
-        path = path.resolve()
+        # the name as given, not as resolved: chan/linux-64 may be a symlink to any name
+        path = Path(os.path.abspath(path))
         if path.name in known:
             if subdirs and set(subdirs) != {path.name}:
                 raise UsageError(f"{text} is the platform folder {path.name!r}; --subdir "
                                  "applies to channel roots (give the channel root instead)")
             root, wanted = path.parent, {path.name}
         else:
+            check_channel_root(text, path, known)
             root, wanted = path, set(subdirs) or None
-        if root in merged:
-            held = merged[root]
-            merged[root] = None if held is None or wanted is None else held | wanted
+        key = root.resolve()
+        if key in merged:
+            held = merged[key][1]
+            merged[key] = (merged[key][0],
+                           None if held is None or wanted is None else held | wanted)
         else:
-            merged[root] = wanted
-    return [(root, sorted(w) if w is not None else None) for root, w in merged.items()]
+            merged[key] = (root, wanted)
+    return [(root, sorted(w) if w is not None else None) for root, w in merged.values()]
+
+
+def check_channel_root(text: str, path: Path, known: frozenset[str]) -> None:
+    """Refuse a folder that is a platform folder under another name (it holds repodata.json,
+    or packages and no platform folder): indexing it as a channel would create
+    `<it>/noarch/`, channeldata.json and index.html inside it."""
+    from .layout import REPODATA, is_package_name
+
+    names = os.listdir(path)
+    if REPODATA in names and os.path.isfile(path / REPODATA):
+        raise UsageError(
+            f"{text} holds {REPODATA}, so it is a platform folder, not a channel: give its "
+            f"channel (the parent folder, {path.parent}) and name the folder after its "
+            "platform (linux-64, noarch, ...); nothing was indexed")
+    if any(is_package_name(n) for n in names) and not any(
+            n in known and os.path.isdir(path / n) for n in names):
+        raise UsageError(
+            f"{text} holds package files but no platform folder: for a channel, move them "
+            "into <platform>/ folders (noarch/, linux-64/, ...); for a platform folder, "
+            f"give its channel (the parent folder, {path.parent}) and name the folder after "
+            "its platform; nothing was indexed")
 
 
 def render_report(report: ChannelReport) -> str:
@@ -174,6 +203,7 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
             "subdirs": [{
                 "subdir": s.subdir, "indexed": s.indexed, "added": s.added,
                 "replaced": s.replaced, "removed": s.removed, "skipped": skipped(s.skipped),
+                "warnings": s.warnings,
                 "read": s.read, "written": s.written, "deleted": s.deleted,
                 "unchanged": s.unchanged, "seconds": round(s.seconds, 3),
             } for s in r.subdirs],

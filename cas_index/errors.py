@@ -30,3 +30,10 @@ class LockHeldError(CasIndexError):
     """Another cas-index run holds the lock on the channel."""
 
     exit_code = EXIT_LOCKED
+
+
+class DiskFull(CasIndexError):
+    """The disk (or quota) filled up during the run."""
+
+    exit_code = EXIT_NO_SPACE
+    advice = "the published files are consistent: free some space and rerun"

@@ -11,6 +11,7 @@ lock a different file under the same name.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -38,6 +39,8 @@ class ChannelLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the caller says the disk is full
             raise UsageError(f"{self.path.parent}: cannot create the lock file "
                              f"{LOCK_FILE} ({exc.strerror})") from None
         deadline = time.monotonic() + self.timeout
@@ -60,8 +63,12 @@ class ChannelLock:
                                  f"{self.path.parent} (up to {self.timeout:g} s)")
                     announced = True
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk: name the file, let go of the lock
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         self._fd = fd
         return self
 

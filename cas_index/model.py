@@ -43,6 +43,7 @@ class SubdirReport:
     replaced: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # applied anyway (unknown patch keys)
     written: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     read: int = 0  # files opened this run
@@ -61,6 +62,10 @@ class ChannelReport:
     @property
     def all_skipped(self) -> list[Skipped]:
         return self.skipped + [s for r in self.subdirs for s in r.skipped]
+
+    @property
+    def all_warnings(self) -> list[str]:
+        return [w for r in self.subdirs for w in r.warnings]
 
     @property
     def exit_code(self) -> int:

@@ -230,10 +230,30 @@ def parse_index(raw: bytes | None) -> dict[str, Any]:
     return index
 
 
+# conda's names for the machine types whose subdir suffix is the bit width
+_ARCH_BITS = {"x86_64": "64", "x86": "32"}
+
+
 def check_subdir(index: dict[str, Any], subdir: str | None) -> None:
+    """Refuse a package whose index.json names another platform than its folder: by
+    `subdir`, or, in old packages without one, by `platform` and `arch`."""
+    if subdir is None:
+        return
     said = index.get("subdir")
-    if subdir is not None and said is not None and said != subdir:
-        raise PackageError(f"{INDEX_JSON} says subdir {said!r}, but the file is in {subdir!r}")
+    if said is not None:
+        if said != subdir:
+            raise PackageError(f"{INDEX_JSON} says subdir {said!r}, but the file is in "
+                               f"{subdir!r}")
+        return
+    platform, arch = index.get("platform"), index.get("arch")
+    if platform is None:  # noarch, or too old to tell
+        return
+    implied = f"{platform}-{_ARCH_BITS.get(arch, arch)}" if arch is not None else None
+    folder_platform = subdir.split("-", 1)[0]
+    if platform != folder_platform or (implied is not None and implied != subdir):
+        said = f"platform {platform!r}" + (f", arch {arch!r}" if arch is not None else "")
+        raise PackageError(f"{INDEX_JSON} says {said} (no subdir), but the file is in "
+                           f"{subdir!r}")
 
 
 def make_record(index: dict[str, Any], md5: str, sha256: str, size: int) -> dict[str, Any]:

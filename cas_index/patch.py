@@ -3,12 +3,17 @@
 Instructions for one platform folder are a JSON object:
 
 - `packages` / `packages.conda`: file name -> keys to set in that record (values replace;
-  nested mappings are merged). Instructions for `x.tar.bz2` also apply to `x.conda`, so
-  one entry fixes both formats; `packages.conda` entries apply last.
+  nested mappings are merged; `null` removes the key, as conda-index does: a record
+  holding `"features": null` breaks conda and rattler). Instructions for `x.tar.bz2`
+  also apply to `x.conda`, so one entry fixes both formats; `packages.conda` entries
+  apply last.
 - `remove`: file names dropped from the index and listed under `removed`.
 - `revoke`: file names kept but marked `revoked` and made uninstallable with a
   `package_has_been_revoked` dependency.
 - `patch_instructions_version`: 1 (newer versions are refused).
+
+Other keys (real channels carry some) are left out with a warning naming them; the known
+parts still apply.
 
 A `--patch` source is either such a JSON file (applied to every platform folder indexed)
 or a repodata-patches package (`.conda`/`.tar.bz2`) carrying
@@ -28,6 +33,7 @@ from .errors import UsageError
 
 PATCH_FILE = "patch_instructions.json"
 SUPPORTED_VERSION = 1
+KNOWN_KEYS = ("packages", "packages.conda", "remove", "revoke", "patch_instructions_version")
 
 
 class PatchSource:
@@ -39,13 +45,16 @@ class PatchSource:
         if not self.path.is_file():
             raise UsageError(f"--patch {self.path}: no such file")
         self._json: dict[str, Any] | None = None
+        self.warning: str | None = None  # about the JSON file, said once per run
         if not self.is_package:
-            self._json = parse_instructions(self.path.read_bytes(), str(self.path))
+            self._json, self.warning = parse_instructions(self.path.read_bytes(),
+                                                          str(self.path))
 
-    def for_subdir(self, subdir: str) -> dict[str, Any]:
-        """The instructions for `subdir` ({} when the patches package has none for it)."""
+    def for_subdir(self, subdir: str) -> tuple[dict[str, Any], str | None]:
+        """The instructions for `subdir` ({} when the patches package has none for it) and
+        a warning about them (a JSON file's warning is `self.warning`, not repeated)."""
         if self._json is not None:
-            return self._json
+            return self._json, None
         from .package import PackageError, read_patch_member
 
         member = f"{subdir}/{PATCH_FILE}"
@@ -53,11 +62,14 @@ class PatchSource:
             raw = read_patch_member(self.path, member)
         except PackageError as exc:
             raise UsageError(f"--patch {self.path}: {exc}") from None
-        return {} if raw is None else parse_instructions(raw, f"{self.path}!{member}")
+        if raw is None:
+            return {}, None
+        return parse_instructions(raw, f"{self.path}!{member}")
 
 
-def parse_instructions(raw: bytes, where: str) -> dict[str, Any]:
-    """Validated instructions from JSON bytes; `where` names the source in messages."""
+def parse_instructions(raw: bytes, where: str) -> tuple[dict[str, Any], str | None]:
+    """Validated instructions from JSON bytes, without the keys cas-index does not know,
+    and a warning naming those (None when there are none); `where` names the source."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -76,12 +88,12 @@ def parse_instructions(raw: bytes, where: str) -> dict[str, Any]:
         value = doc.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"{where}: {key!r} must be a list of file names")
-    unknown = set(doc) - {"packages", "packages.conda", "remove", "revoke",
-                          "patch_instructions_version"}
-    if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                         "packages, packages.conda, remove, revoke, patch_instructions_version")
-    return doc
+    unknown = sorted(set(doc) - set(KNOWN_KEYS))
+    if not unknown:
+        return doc, None
+    warning = (f"{where}: unknown key(s) {', '.join(unknown)} ignored (cas-index applies "
+               f"{', '.join(KNOWN_KEYS)}); the rest applies")
+    return {key: value for key, value in doc.items() if key in KNOWN_KEYS}, warning
 
 
 def _conda_name(fn: str) -> str:
@@ -126,7 +138,9 @@ def apply_instructions(doc: dict[str, Any], instructions: dict[str, Any]) -> dic
 def _merged(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = dict(record)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merged(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

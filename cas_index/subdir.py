@@ -80,7 +80,9 @@ class SubdirIndex:
         from .patch import parse_instructions
 
         if self.options.patch is not None:
-            instructions = self.options.patch.for_subdir(self.subdir)
+            instructions, warning = self.options.patch.for_subdir(self.subdir)
+            if warning:
+                self.report.warnings.append(warning)
             return instructions, digest(instructions)
         path = self.folder / PATCH_FILE
         try:
@@ -89,7 +91,10 @@ class SubdirIndex:
             return {}, None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
-        return parse_instructions(raw, str(path)), hashlib.sha256(raw).hexdigest()
+        instructions, warning = parse_instructions(raw, str(path))
+        if warning:
+            self.report.warnings.append(warning)
+        return instructions, hashlib.sha256(raw).hexdigest()
 
     def _outputs_stat(self) -> dict[str, list[int] | None]:
         out: dict[str, list[int] | None] = {}

@@ -242,6 +242,9 @@ def _bad_files(folder):
         "corrupt-1.0-0.conda": corrupt_conda_info(built("corrupt")),
         "elsewhere-1.0-0.conda": build_package(PkgSpec("elsewhere", subdir="osx-64"), folder),
         "nover-1.0-0.conda": built("nover", extra_index={"version": None}),
+        # an old package (no subdir) whose platform/arch say osx-64
+        "oldmac-1.0-0.tar.bz2": build_package(PkgSpec(
+            "oldmac", subdir="osx-64", fmt=".tar.bz2", drop_index=("subdir",)), folder),
     }
     (folder / "notes-1.0-0.conda").write_text("not a package at all\n")
     bad["notes-1.0-0.conda"] = folder / "notes-1.0-0.conda"
@@ -256,6 +259,8 @@ REASONS = {
     "notes-1.0-0.conda": "not a valid .conda archive",
     "elsewhere-1.0-0.conda": "says subdir 'osx-64', but the file is in 'linux-64'",
     "nover-1.0-0.conda": "lacks required field(s): version",
+    "oldmac-1.0-0.tar.bz2": "says platform 'osx', arch 'x86_64' (no subdir), but the file is "
+                            "in 'linux-64'",
 }
 
 

@@ -246,3 +246,53 @@ def test_cache_database_errors_are_reported_not_bugs(channel, run_cli, monkeypat
     assert result.code == 2
     assert "a cache database failed (database is locked)" in result.err
     assert "are disposable: delete them and rerun" in result.err
+
+
+def test_a_platform_folder_under_another_name_is_refused(channel, tmp_path, run_cli):
+    # a platform folder by mistake (it holds repodata.json and packages directly): one
+    # line naming the parent, exit 2, and nothing created inside it
+    import shutil
+
+    from tests.support.trees import snapshot
+
+    odd = tmp_path / "elsewhere" / "pkgs-for-linux"
+    shutil.copytree(channel.root / "linux-64", odd)
+    before = snapshot(odd.parent)
+    result = run_cli(main, [odd])
+    assert result.code == 2, result
+    assert result.err == (
+        f"cas-index: error: {odd} holds repodata.json, so it is a platform folder, not a "
+        f"channel: give its channel (the parent folder, {odd.parent}) and name the folder "
+        "after its platform (linux-64, noarch, ...); nothing was indexed\n")
+    assert snapshot(odd.parent) == before and sorted(os.listdir(odd.parent)) == [odd.name]
+    assert not (odd / "noarch").exists()
+
+
+def test_a_folder_of_packages_without_platform_folders_is_refused(tmp_path, run_cli):
+    from tests.support.conda_packages import build_package
+
+    folder = tmp_path / "dropped-here"
+    build_package(PkgSpec("alpha", subdir="linux-64"), folder)
+    result = run_cli(main, [folder])
+    assert result.code == 2, result
+    assert result.err.startswith(f"cas-index: error: {folder} holds package files but no "
+                                 "platform folder: ")
+    assert f"the parent folder, {tmp_path}" in result.err
+    assert len(result.err.splitlines()) == 1
+    assert os.listdir(folder) == ["alpha-1.0-0.conda"]
+
+
+def test_a_symlinked_platform_folder_is_indexed_in_its_channel(tmp_path, run_cli):
+    # chan/linux-64 -> /data/linux-pkgs: the name given says the platform, not the target's
+    from tests.support.conda_packages import build_package
+
+    data = tmp_path / "data" / "linux-pkgs"
+    build_package(PkgSpec("alpha", subdir="linux-64"), data)
+    chan = tmp_path / "chan"
+    chan.mkdir()
+    (chan / "linux-64").symlink_to(data)
+    result = run_cli(main, [chan / "linux-64"])
+    assert result.code == 0, result
+    assert "alpha-1.0-0.conda" in records(chan / "linux-64")
+    assert (chan / "noarch/repodata.json").is_file() and (chan / "channeldata.json").is_file()
+    assert not (data / "noarch").exists() and not (data / "channeldata.json").exists()

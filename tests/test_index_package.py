@@ -166,6 +166,33 @@ def test_package_for_another_platform_is_refused(tmp_path):
     assert read_package(path, "linux-64").record["subdir"] == "linux-64"
 
 
+@pytest.mark.parametrize("platform, arch, folder, refused", [
+    ("osx", "x86_64", "linux-64", ("says platform 'osx', arch 'x86_64' (no subdir), but the "
+                                   "file is in 'linux-64'")),
+    ("linux", "x86", "linux-64", "says platform 'linux', arch 'x86' (no subdir)"),
+    ("linux", "x86_64", "noarch", ("says platform 'linux', arch 'x86_64' (no subdir), but the "
+                                   "file is in 'noarch'")),
+    ("win", None, "linux-64", "says platform 'win' (no subdir), but the file is in 'linux-64'"),
+    ("linux", "x86_64", "linux-64", None),
+    ("linux", "aarch64", "linux-aarch64", None),
+    ("osx", "arm64", "osx-arm64", None),
+    ("win", "x86", "win-32", None),
+    (None, None, "noarch", None),
+])
+def test_old_package_without_subdir_is_checked_by_platform_and_arch(tmp_path, platform, arch,
+                                                                    folder, refused):
+    # packages from before conda-build wrote `subdir` say where they belong with
+    # platform/arch: a contradiction is refused like a wrong subdir
+    spec = PkgSpec("old", subdir="linux-64", fmt=".tar.bz2", drop_index=("subdir",),
+                   extra_index={"platform": platform, "arch": arch})
+    path = build_package(spec, tmp_path)
+    if refused:
+        with pytest.raises(PackageError, match=re.escape(refused)):
+            read_package(path, folder)
+    else:
+        assert read_package(path, folder).record["name"] == "old"
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"version": None}, "lacks required field.*version"),
     ({"build_number": None, "build": ""}, "lacks required field.*build, build_number"),

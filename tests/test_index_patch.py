@@ -81,15 +81,52 @@ def test_saved_instructions_apply_again_until_replaced(channel, run_cli, tmp_pat
     assert read_json(folder / "repodata.json") == read_json(folder / "repodata_from_packages.json")
 
 
-def test_nested_values_merge_and_null_sets_null():
-    doc = {"packages": {"a-1-0.tar.bz2": {"name": "a", "depends": ["x"],
-                                          "extra": {"keep": 1, "change": 1}}},
+def test_nested_values_merge_and_null_removes_the_key():
+    doc = {"packages": {"a-1-0.tar.bz2": {"name": "a", "depends": ["x"], "features": "old",
+                                          "extra": {"keep": 1, "change": 1, "drop": 1}}},
            "packages.conda": {}, "removed": []}
     patched = apply_instructions(doc, {"packages": {"a-1-0.tar.bz2": {
-        "extra": {"change": 2}, "features": None, "depends": []}}})
+        "extra": {"change": 2, "drop": None}, "features": None, "track_features": None,
+        "depends": []}}})
+    # null removes the key, as conda-index does (a null value breaks conda and rattler);
+    # a key the record does not have is not added
     assert patched["packages"]["a-1-0.tar.bz2"] == {
-        "name": "a", "depends": [], "extra": {"keep": 1, "change": 2}, "features": None}
+        "name": "a", "depends": [], "extra": {"keep": 1, "change": 2}}
     assert doc["packages"]["a-1-0.tar.bz2"]["depends"] == ["x"]  # the input is untouched
+    assert doc["packages"]["a-1-0.tar.bz2"]["features"] == "old"
+
+
+def test_rattler_solves_a_subdir_patched_with_nulls(make_channel, run_cli, tmp_path):
+    # conda-forge style instructions that clear features: the record must not carry nulls,
+    # or conda fails on the whole subdir and rattler refuses to solve
+    import asyncio
+
+    import rattler
+
+    channel = make_channel([
+        PkgSpec("tool", "1.0", subdir="linux-64", fmt=".tar.bz2", depends=["lib"],
+                extra_index={"track_features": "old_feature", "features": "old_feature"}),
+        PkgSpec("tool", "1.0", subdir="linux-64", fmt=".conda", depends=["lib"],
+                extra_index={"track_features": "old_feature", "features": "old_feature"}),
+        PkgSpec("lib", "2.0", subdir="linux-64", fmt=".conda"),
+    ], name="internal-pkgs")
+    nulls = {"packages": {"tool-1.0-0.tar.bz2": {"features": None, "track_features": None},
+                          "lib-2.0-0.tar.bz2": {"features": None}},  # no such .tar.bz2
+             "packages.conda": {"lib-2.0-0.conda": {"track_features": None}}}
+    result = run_cli(main, [channel.root, "--patch", _write(tmp_path, nulls)])
+    assert result.code == 0, result
+    doc = read_json(channel.root / "linux-64/repodata.json")
+    records = [*doc["packages"].values(), *doc["packages.conda"].values()]
+    assert len(records) == 3 and all(None not in r.values() for r in records)
+    assert not any("features" in r or "track_features" in r for r in records)
+
+    async def solve():
+        gateway = rattler.Gateway(cache_dir=tmp_path / "rattler-cache")
+        return await rattler.solve([channel.root.as_uri()], ["tool"], gateway=gateway,
+                                   platforms=["linux-64", "noarch"], virtual_packages=[])
+
+    solved = asyncio.run(solve())
+    assert sorted(r.file_name for r in solved) == ["lib-2.0-0.conda", "tool-1.0-0.conda"]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -98,7 +135,6 @@ def test_nested_values_merge_and_null_sets_null():
     ('{"patch_instructions_version": 2}', "patch_instructions_version 2 is not supported"),
     ('{"remove": "a-1-0.conda"}', "'remove' must be a list of file names"),
     ('{"packages": {"a-1-0.conda": ["x"]}}', "'packages' must map file names to objects"),
-    ('{"packages_conda": {}}', "unknown key(s) packages_conda"),
 ])
 def test_bad_patch_files_are_usage_errors(channel, run_cli, tmp_path, content, message):
     path = tmp_path / "patch.json"
@@ -108,6 +144,43 @@ def test_bad_patch_files_are_usage_errors(channel, run_cli, tmp_path, content, m
     assert result.err.startswith(f"cas-index: error: {path}: ")
     assert message in result.err and len(result.err.splitlines()) == 1
     assert not (channel.root / "linux-64/patch_instructions.json").exists()
+
+
+def test_unknown_keys_in_a_platforms_file_are_a_warning(make_channel, run_cli):
+    # a real channel's saved instructions carry keys cas-index does not know: the known
+    # parts apply, the other platforms are indexed, the run succeeds
+    channel = make_channel([PkgSpec("alpha", subdir="linux-64"), PkgSpec("beta", subdir="osx-64"),
+                            PkgSpec("gamma", subdir="linux-64")])
+    linux = channel.root / "linux-64"
+    saved = {"patch_instructions_version": 1, "remove": ["gamma-1.0-0.conda"],
+             "packages.conda": {"alpha-1.0-0.conda": {"license": "BSD"}},
+             "later_feature": {"x": 1}, "channel_notes": []}
+    (linux / "patch_instructions.json").write_text(json.dumps(saved))
+    result = run_cli(main, [channel.root])
+    assert result.code == 0, result
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert warnings == [(
+        f"cas-index: warning: {linux / 'patch_instructions.json'}: unknown key(s) "
+        "channel_notes, later_feature ignored (cas-index applies packages, packages.conda, "
+        "remove, revoke, patch_instructions_version); the rest applies")]
+    doc = read_json(linux / "repodata.json")
+    assert doc["packages.conda"]["alpha-1.0-0.conda"]["license"] == "BSD"
+    assert doc["removed"] == ["gamma-1.0-0.conda"]
+    assert "beta-1.0-0.conda" in read_json(channel.root / "osx-64/repodata.json")["packages.conda"]
+    assert "alpha" in read_json(channel.root / "channeldata.json")["packages"]
+    summary = json.loads(run_cli(main, [channel.root, "--json"]).out)
+    by_subdir = {s["subdir"]: s["warnings"] for s in summary["channels"][0]["subdirs"]}
+    assert "later_feature" in by_subdir["linux-64"][0] and by_subdir["osx-64"] == []
+
+
+def test_unknown_keys_in_a_patch_file_are_a_warning_too(channel, run_cli, tmp_path):
+    path = _write(tmp_path, {**INSTRUCTIONS, "packages_conda": {}})
+    result = run_cli(main, [channel.root, "--patch", path])
+    assert result.code == 0, result
+    assert result.err.count("unknown key(s) packages_conda ignored") == 1  # said once
+    folder = channel.root / "linux-64"
+    assert read_json(folder / "patch_instructions.json") == INSTRUCTIONS  # the known parts
+    assert "gamma-0.1-0.conda" not in read_json(folder / "repodata.json")["packages.conda"]
 
 
 def test_missing_patch_file(channel, run_cli, tmp_path):

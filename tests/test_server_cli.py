@@ -100,3 +100,49 @@ def _wait(url: str, process: subprocess.Popen) -> None:
         except requests.ConnectionError:
             time.sleep(0.05)  # poll interval, bounded by the deadline
     raise AssertionError("cas-server did not start")
+
+
+def test_start_up_line_advertises_pip_only_with_a_pypi_tree(tmp_path):
+    from tests.support.cas_server import CasServer
+
+    root = tmp_path / "mirror"
+    (root / "internal" / "noarch").mkdir(parents=True)
+    (root / "internal" / "noarch" / "repodata.json").write_text("{}")
+    (root / "pypi").mkdir()  # a folder of that name is not a PyPI tree yet
+    server = CasServer(root, tmp_path / "conda-only", workers=1)
+    try:
+        first = server.log().splitlines()[0]
+    finally:
+        server.stop()
+    assert first == (f"cas-server: serving {root} at {server.url}/ with 1 worker; "
+                     "Ctrl-C stops")
+
+    (root / "pypi" / "web" / "simple").mkdir(parents=True)
+    server = CasServer(root, tmp_path / "with-pypi", workers=1)
+    try:
+        first = server.log().splitlines()[0]
+    finally:
+        server.stop()
+    assert first == (f"cas-server: serving {root} at {server.url}/ with 1 worker "
+                     f"(pip index: {server.url}/pypi/simple/); Ctrl-C stops")
+
+
+def test_warns_when_its_own_venv_is_inside_the_root(run_cli, tmp_path, monkeypatch):
+    # the old layout: mirror_dir /opt/cas-mirror holding the program in /opt/cas-mirror/venv
+    # (serve() is replaced: this is about the start-up lines; tests/test_server_http.py
+    # checks through the real server that a venv under the root is never served)
+    from cas_mirror.server import cli as server_cli
+
+    root = tmp_path / "opt-cas-mirror"
+    (root / "venv").mkdir(parents=True)
+    served = []
+    monkeypatch.setattr(server_cli, "serve", lambda *args: served.append(args))
+    monkeypatch.setattr(sys, "prefix", str(root / "venv"))
+    result = run_cli(main, ["--root", root, "--host", "127.0.0.1", "--port", str(free_port())])
+    assert result.code == 0 and len(served) == 1
+    assert result.err.splitlines()[1] == (
+        f"cas-server: warning: the program's virtual environment {root / 'venv'} is inside "
+        "the served folder; it is not served, but move it out (README, \"Production install\")")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "elsewhere"))
+    result = run_cli(main, ["--root", root, "--host", "127.0.0.1", "--port", str(free_port())])
+    assert "warning" not in result.err

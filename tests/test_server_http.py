@@ -78,6 +78,15 @@ def build_tree(base: Path) -> Path:
     (root / "hidden-link").symlink_to(root / ".cache")
     (root / "inside-link").symlink_to(Path("pkgs") / "main")
     os.mkfifo(root / "fifo")
+    # Python virtual environments (a folder holding pyvenv.cfg) inside the root: the
+    # program's own venv put there by mistake, a hidden .venv, one deeper in a channel
+    for venv in (root / "venv", root / ".venv", root / "pkgs" / "main" / "tools-venv"):
+        (venv / "bin").mkdir(parents=True)
+        (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\n# {HIDDEN}\n")
+        (venv / "bin" / "activate").write_text(HIDDEN)
+        (venv / "lib").mkdir()
+        (venv / "lib" / "x.py").write_text(HIDDEN)
+    (root / "venv-link").symlink_to(Path("venv") / "bin")
     return root
 
 
@@ -267,11 +276,12 @@ def test_root_listing_hides_hidden_names_and_links_that_leave_the_root(server):
     for shown in ("pkgs/", "pypi/", "internal-pkgs/", "inside-link/"):
         assert f">{shown}<" in page
     for hidden in (".cache", ".cas-sync", "escape-dir", "escape-file", "escape-relative",
-                   "hidden-link", "fifo"):
+                   "hidden-link", "fifo", "venv"):
         assert hidden not in page
     assert '<a href="../">' not in page
     channel = requests.get(server.url + "/pkgs/main/").text
     assert ".cas-sync.lock" not in channel and "escape-up" not in channel
+    assert "tools-venv" not in channel
 
 
 def test_folder_with_index_html_serves_it(server):
@@ -390,6 +400,16 @@ def test_simple_api_304_keeps_vary_and_is_per_representation(server):
     "/pkgs/main/.cas-sync.lock",
     "/pkgs/main/linux-64/.tmp-repodata.json.1234",
     "/fifo",
+    "/venv/bin/activate",
+    "/venv/pyvenv.cfg",
+    "/venv/",
+    "/venv",
+    "/venv/lib/",
+    "/.venv/bin/activate",
+    "/pkgs/main/tools-venv/lib/x.py",
+    "/pkgs/main/tools-venv/",
+    "/venv-link/activate",
+    "/venv-link/",
 ])
 def test_nothing_outside_the_root_or_hidden_is_served(server, target):
     status, _, body = raw_get(server, target)

@@ -96,6 +96,13 @@ def test_pep691_negotiation_matches_cas_server(both, path, accept):
     "/pkgs/main/linux-64/.tmp-repodata.json.1234",
     "/pypi/pypi/.hidden/json",
     "/nope.conda",
+    "/venv/bin/activate",
+    "/venv/pyvenv.cfg",
+    "/venv/",
+    "/venv",
+    "/.venv/bin/activate",
+    "/pkgs/main/tools-venv/lib/x.py",
+    "/pkgs/main/tools-venv",
 ])
 def test_files_redirects_and_refusals_match_cas_server(both, path):
     cas, nginx = both
@@ -124,3 +131,11 @@ def test_nginx_is_read_only_and_lists_without_dotfiles(both):
     assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
     page = requests.get(nginx.url + "/pkgs/main/").text
     assert "linux-64/" in page and ".cas-sync.lock" not in page
+
+
+@pytest.mark.parametrize("path", ["/venv/bin/activate", "/venv/pyvenv.cfg", "/venv/lib/x.py",
+                                  "/.venv/bin/activate", "/pkgs/main/tools-venv/bin/activate"])
+def test_nginx_never_serves_a_venv(both, path):
+    _, nginx = both
+    response = requests.get(nginx.url + path)
+    assert response.status_code == 404 and HIDDEN not in response.text

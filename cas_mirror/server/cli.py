@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 
 import click
 
@@ -66,14 +67,27 @@ def cli(host: str, port: int, root: str | None, config_file: str | None,
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
+    # the pip index is advertised only when there is a PyPI tree to serve
+    has_pypi = os.path.isdir(os.path.join(root_path, pypi_folder, "web", "simple"))
+    pip = f" (pip index: {url}/{pypi_folder}/simple/)" if has_pypi else ""
     click.echo(
         f"cas-server: serving {root_path} at {url}/ with {workers} worker"
-        f"{'s' if workers != 1 else ''} (pip index: {url}/{pypi_folder}/simple/); "
-        "Ctrl-C stops",
+        f"{'s' if workers != 1 else ''}{pip}; Ctrl-C stops",
         err=True,
     )
+    warn_about_own_venv(root_path)
     serve(host, port, workers)
     return EXIT_OK
+
+
+def warn_about_own_venv(root: str) -> None:
+    """Say so when the program's own virtual environment is inside the served folder: it is
+    never served (files.py refuses venvs), but it belongs outside the tree."""
+    prefix = os.path.realpath(sys.prefix)
+    if prefix.startswith(os.path.realpath(root).rstrip("/") + "/"):
+        click.echo(f"cas-server: warning: the program's virtual environment {prefix} is "
+                   "inside the served folder; it is not served, but move it out (README, "
+                   "\"Production install\")", err=True)
 
 
 def check_address(host: str, port: int) -> None:

@@ -2,9 +2,10 @@
 
 Owns the mapping from URL path to file (``/<pypi folder>/...`` is ``<root>/<pypi
 folder>/web/...``, everything else is ``<root>/...``), the refusals (hidden names, ``..``,
-backslashes, NUL, symlinks that lead outside the root or to hidden names), content types,
-validators (``ETag``, ``Last-Modified``) and conditional requests (``304``), single byte
-ranges (``206``, ``416``), PEP 691 negotiation in the PyPI ``simple/`` folders, redirects of
+backslashes, NUL, symlinks that lead outside the root or to hidden names, anything inside
+a Python virtual environment: a folder holding ``pyvenv.cfg``), content types,
+validators (``ETag``, ``Last-Modified``) with conditional and range requests
+(conditional.py), PEP 691 negotiation in the PyPI ``simple/`` folders, redirects of
 folders to their slash form, and HTML listings. No networking: `MirrorTree.respond` turns a
 method, a decoded path and the request headers into a `Response`; the server sends it.
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from . import negotiate
+from .conditional import UNSATISFIABLE, if_range_allows, not_modified, parse_range
 
 ALLOWED_METHODS = "GET, HEAD"
 
@@ -62,6 +64,9 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY"
 # A FIFO planted in the tree must not block the worker in open(); it is refused after fstat.
 _OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
 _PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else None
+# What marks a folder as a Python virtual environment (PEP 405): the program's own venv
+# belongs outside the served tree, and is never served should it be put inside.
+VENV_MARKER = "pyvenv.cfg"
 
 
 def content_type_for(name: str) -> str:
@@ -210,6 +215,8 @@ class MirrorTree:
             real = self._real_path(fd, path, dir_fd)
             if real != self.root and not self._served(real):
                 raise Refused(404)
+            if self._in_venv(real, stat.S_ISDIR(st.st_mode)):
+                raise Refused(404)
         except BaseException:
             os.close(fd)
             raise
@@ -239,12 +246,12 @@ class MirrorTree:
             ("accept-ranges", "bytes"),
             *(extra or ()),
         ]
-        if _not_modified(headers, etag, st.st_mtime):
+        if not_modified(headers, etag, st.st_mtime):
             os.close(fd)
             return Response(304, out[1:])
         byte_range = headers.get("range")
-        if byte_range is not None and _if_range_allows(headers.get("if-range"), etag,
-                                                       last_modified):
+        if byte_range is not None and if_range_allows(headers.get("if-range"), etag,
+                                                      last_modified):
             wanted = parse_range(byte_range, size)
             if wanted == UNSATISFIABLE:
                 os.close(fd)
@@ -299,7 +306,8 @@ class MirrorTree:
                 except OSError:
                     continue
                 if stat.S_ISDIR(info.st_mode):
-                    folders.append((name + "/", info))
+                    if not _exists(VENV_MARKER, os.path.join(real, name)):
+                        folders.append((name + "/", info))
                 elif stat.S_ISREG(info.st_mode):
                     files.append((name, info))
         title = html.escape(path)
@@ -320,86 +328,34 @@ class MirrorTree:
         ).encode("utf-8", "surrogateescape")
         return Response(200, [("content-type", "text/html; charset=utf-8")], body)
 
+    def _in_venv(self, real: str, is_dir: bool) -> bool:
+        """Whether `real` (a served real path) is a virtual environment or inside one: a
+        folder between the root (excluded) and it holds pyvenv.cfg."""
+        rest = real[len(self._prefix):] if real != self.root else ""
+        folders = rest.split("/") if rest else []
+        if not is_dir:
+            folders = folders[:-1]
+        folder = self.root
+        for name in folders:
+            folder = os.path.join(folder, name)
+            if _exists(VENV_MARKER, folder):
+                return True
+        return False
+
     def _inside(self, path: str) -> bool:
-        return self._served(os.path.realpath(path))
+        real = os.path.realpath(path)
+        return self._served(real) and not self._in_venv(real, os.path.isdir(real))
 
     def _served(self, real: str) -> bool:
         """A real path below the root with no hidden name after it."""
         return real.startswith(self._prefix) and "/." not in real[len(self._prefix) - 1:]
 
 
-def _exists(name: str, dir_fd: int) -> bool:
+def _exists(name: str, folder: int | str) -> bool:
+    """Whether `folder` (a descriptor or a path) holds a regular file `name`."""
     try:
-        return stat.S_ISREG(os.stat(name, dir_fd=dir_fd).st_mode)
+        if isinstance(folder, int):
+            return stat.S_ISREG(os.stat(name, dir_fd=folder).st_mode)
+        return stat.S_ISREG(os.stat(os.path.join(folder, name)).st_mode)
     except OSError:
         return False
-
-
-# ---------------------------------------------------------------------- conditionals
-
-
-def _not_modified(headers: dict[str, str], etag: str, mtime: float) -> bool:
-    """RFC 9110 13.1.2/13.1.3: If-None-Match (weak comparison) decides when present."""
-    if_none_match = headers.get("if-none-match")
-    if if_none_match is not None:
-        for raw_tag in if_none_match.split(","):
-            tag = raw_tag.strip()
-            if tag == "*" or tag.removeprefix("W/") == etag:
-                return True
-        return False
-    since = headers.get("if-modified-since")
-    if since is None:
-        return False
-    try:
-        when = email.utils.parsedate_to_datetime(since)
-    except (TypeError, ValueError, IndexError):
-        return False
-    if when is None or when.tzinfo is None:
-        return False
-    return int(mtime) <= when.timestamp()
-
-
-def _if_range_allows(if_range: str | None, etag: str, last_modified: str) -> bool:
-    """If-Range: honour Range only while the client's copy is still current."""
-    if if_range is None:
-        return True
-    if_range = if_range.strip()
-    if if_range.startswith('"'):
-        return if_range == etag  # strong comparison
-    return if_range == last_modified
-
-
-UNSATISFIABLE = "unsatisfiable"
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """(first, last) byte of a single ``bytes=`` range, UNSATISFIABLE, or None to ignore it.
-
-    Several ranges and malformed values are ignored (the whole file is sent, which RFC 9110
-    allows); a range that starts past the end is unsatisfiable (416).
-    """
-    unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    first, last = first.strip(), last.strip()
-    if not dash or not _digits_or_empty(first) or not _digits_or_empty(last):
-        return None
-    if first:
-        start = int(first)
-        end = int(last) if last else size - 1
-        if last and end < start:
-            return None
-        if start >= size:
-            return UNSATISFIABLE
-        return start, min(end, size - 1)
-    if not last:
-        return None
-    suffix = int(last)
-    if suffix == 0 or size == 0:
-        return UNSATISFIABLE
-    return max(0, size - suffix), size - 1
-
-
-def _digits_or_empty(text: str) -> bool:
-    return text == "" or (text.isascii() and text.isdigit())

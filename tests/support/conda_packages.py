@@ -36,6 +36,7 @@ class PkgSpec:
     license_family: str | None = "MIT"
     payload_size: int = 256  # bytes of incompressible payload
     extra_index: dict[str, Any] = field(default_factory=dict)  # merged into index.json
+    drop_index: tuple[str, ...] = ()  # keys left out of index.json (old packages: "subdir")
     about: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None  # payload randomness; default derives from the file name
 
@@ -64,6 +65,8 @@ class PkgSpec:
         if self.license_family is not None:
             index["license_family"] = self.license_family
         index.update(self.extra_index)
+        for key in self.drop_index:
+            index.pop(key, None)
         return index
 
 
