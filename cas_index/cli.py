@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 PROG = "cas-index"
 
 
+def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """--debug as parsed (not a scan of argv: `cas-index -- --debug` names a folder)."""
+    if value and isinstance(ctx.obj, dict):
+        ctx.obj["debug"] = True
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--subdir", "subdirs", multiple=True, metavar="PLATFORM",
@@ -55,7 +62,8 @@ PROG = "cas-index"
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems (skipped files).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as JSON on stdout.")
-@click.option("--debug", is_flag=True, help="Show a traceback on internal errors.")
+@click.option("--debug", is_flag=True, callback=_remember_debug,
+              help="Show a traceback on internal errors.")
 @click.version_option(package_name="cas-mirror", prog_name=PROG)
 def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, force: bool,
         no_bz2: bool, no_zst: bool, current_repodata: bool, patch_file: str | None,
@@ -215,8 +223,9 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
     argv = sys.argv[1:] if argv is None else argv
+    run: dict[str, bool] = {"debug": False}
     try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=run)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"{PROG}: error: {exc}", err=True)
         return exc.exit_code
     except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
-        if "--debug" in argv:
+        if run["debug"]:
             traceback.print_exc()
         else:
             click.echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "

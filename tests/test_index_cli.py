@@ -72,7 +72,20 @@ def test_internal_errors_exit_70_without_traceback(channel, run_cli, monkeypatch
     result = run_cli(main, [channel.root])
     assert result.code == 70
     assert "internal error: KeyError('boom')" in result.err and "Traceback" not in result.err
-    assert run_cli(main, [channel.root, "--debug"]).code == 70
+    debug = run_cli(main, [channel.root, "--debug"])
+    assert debug.code == 70 and "Traceback" in debug.err
+
+
+def test_debug_is_an_option_not_a_word_of_the_command_line(channel, run_cli, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr("cas_index.channeldata.subdir_entries", broken)
+    (channel.root.parent / "--debug").mkdir()
+    monkeypatch.chdir(channel.root.parent)
+    result = run_cli(main, [str(channel.root), "--", "--debug"])  # a folder named --debug
+    assert result.code == 70 and "internal error" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_summary_quiet_and_json(channel, run_cli):
