@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from ..config import KNOWN_PLATFORMS
 from ..download import Downloader, HttpError
 from ..errors import ConfigError
+from ..text import safe
 from .repodata import RepodataError, decompress
 from .state import PlatformState, load_cached_document
 
@@ -96,29 +97,63 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
     raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
 
 
+def html_answer(url: str, response) -> RepodataError | None:
+    """An error saying so when upstream answered an HTML page (a login page, captive portal
+    or proxy error) where JSON or compressed JSON was expected; else None."""
+    content_type = response.headers.get("content-type", "")
+    if "html" in content_type.lower() or response.data[:512].lstrip()[:1] == b"<":
+        what = content_type.split(";")[0].strip() or "a page starting with '<'"
+        return RepodataError(f"upstream answered HTML ({safe(what)}) for {url}; expected "
+                             "conda metadata (a login page, captive portal or proxy error?)")
+    return None
+
+
 def _fetched(url: str, response, max_size: int) -> Fetched:
+    if (problem := html_answer(url, response)) is not None:
+        raise problem
     document = decompress(response.data, url, max_size)
     state = PlatformState(url=url, etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"))
     return Fetched(document, True, state)
 
 
-def discover_platforms(downloader: Downloader, source: ChannelSource,
-                       max_size: int) -> tuple[list[str], bool]:
-    """(platforms, probed). From channeldata.json's `subdirs` when the channel has one;
-    else every known platform name, to be probed (probed=True: absent ones are skipped)."""
+def fetch_channeldata(downloader: Downloader, source: ChannelSource,
+                      max_size: int) -> dict | None:
+    """The channel's upstream channeldata.json, or None when it has none."""
     url = f"{source.url}/channeldata.json"
     try:
         response = downloader.get(url, max_bytes=max_size)
     except HttpError as exc:
         if exc.status in NOT_THERE:
-            return list(KNOWN_PLATFORMS), True
+            return None
         raise
+    if (problem := html_answer(url, response)) is not None:
+        raise problem
     try:
-        subdirs = json.loads(response.data).get("subdirs")
-    except (ValueError, AttributeError):
+        document = json.loads(response.data)
+    except ValueError:
         raise RepodataError(f"{url}: malformed channeldata.json") from None
+    if not isinstance(document, dict):
+        raise RepodataError(f"{url}: malformed channeldata.json")
+    return document
+
+
+def discover_platforms(downloader: Downloader, source: ChannelSource,
+                       max_size: int) -> tuple[list[str], bool]:
+    """(platforms, probed). From channeldata.json's `subdirs` when the channel has one;
+    else every known platform name, to be probed (probed=True: absent ones are skipped)."""
+    document = fetch_channeldata(downloader, source, max_size)
+    if document is None:
+        return list(KNOWN_PLATFORMS), True
+    subdirs = document.get("subdirs")
     if not isinstance(subdirs, list):
-        raise RepodataError(f"{url}: channeldata.json has no list of subdirs")
-    platforms = [s for s in subdirs if isinstance(s, str) and _SUBDIR_NAME.match(s)]
-    return list(dict.fromkeys(["noarch", *sorted(platforms)])), False
+        raise RepodataError(f"{source.url}/channeldata.json: channeldata.json has no list "
+                            "of subdirs")
+    return list(dict.fromkeys(["noarch", *sorted(valid_subdirs(subdirs))])), False
+
+
+def valid_subdirs(values: object) -> list[str]:
+    """The platform names in an upstream list, ignoring anything that is not one."""
+    if not isinstance(values, list):
+        return []
+    return [s for s in values if isinstance(s, str) and _SUBDIR_NAME.match(s)]

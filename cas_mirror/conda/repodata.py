@@ -44,6 +44,7 @@ class RecordView(msgspec.Struct):
     size: Any = None
     sha256: Any = None
     md5: Any = None
+    depends: Any = None
     fn: str = ""
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -54,6 +55,7 @@ class RecordView(msgspec.Struct):
 class PublishedRecord(msgspec.Struct):
     """What our own published repodata says about a file we verified when we fetched it."""
 
+    name: Any = None
     sha256: Any = None
     md5: Any = None
 
