@@ -353,20 +353,32 @@ def test_decompression_is_bounded(mirror, upstream):
     assert result.code == 1 and "max_repodata_size" in result.err
 
 
-@pytest.mark.parametrize("evil", ["../../evil-1.0-0.conda", "/tmp/evil-1.0-0.conda",
-                                  "sub/evil-1.0-0.conda", "evil\n-1.0-0.conda",
-                                  ".hidden-1.0-0.conda", "evil-1.0-0..conda"])
-def test_hostile_file_names_are_refused(mirror, upstream, tmp_path, evil):
+# Each hostile key comes with a record that agrees with it (name-version-build.conda), and
+# upstream serves valid bytes wherever its URL leads: only the safe-name guard can refuse it.
+HOSTILE = [("../../evil", "1.0", "0"), ("/tmp/evil", "1.0", "0"), ("sub/evil", "1.0", "0"),
+           ("evil\n", "1.0", "0"), (".hidden", "1.0", "0"), ("evil", "1.0", "0.")]
+
+
+@pytest.mark.parametrize(("name", "version", "build"), HOSTILE)
+def test_hostile_file_names_are_refused(mirror, upstream, tmp_path, name, version, build):
+    from tests.support.http_server import Response
+
     folder = upstream.root / "pkgs/main/linux-64"
+    good = (folder / "alpha-1.0-0.conda").read_bytes()
+    upstream.server.route("*evil*", lambda request: Response(200, good))
+    upstream.server.route("*hidden*", lambda request: Response(200, good))
     doc = json.loads((folder / "repodata.json").read_text())
-    record = dict(doc["packages.conda"]["alpha-1.0-0.conda"])
-    doc["packages.conda"][evil] = record
+    evil = f"{name}-{version}-{build}.conda"
+    doc["packages.conda"][evil] = {**doc["packages.conda"]["alpha-1.0-0.conda"],
+                                   "name": name, "version": version, "build": build}
     (folder / "repodata.json").write_text(json.dumps(doc))
-    result = mirror.sync()
-    assert result.code == 1
-    assert "refused" in result.out
+    result = mirror.sync("--json")
+    assert result.code == 1, result
+    failures = json.loads(result.out)["platforms"][0]["failures"]
+    assert failures == [{"item": evil, "error": "refused: file name is not a plain package "
+                                                "file name; refusing it"}]
     assert evil not in mirror.records("linux-64")
-    assert not (tmp_path / "evil-1.0-0.conda").exists()
+    assert not [p for p in tmp_path.rglob("*") if "evil" in p.name or "hidden" in p.name]
     assert not Path("/tmp/evil-1.0-0.conda").exists()
     assert "alpha-1.0-0.conda" in mirror.files("linux-64")  # the rest is mirrored
 

@@ -100,12 +100,15 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
 def html_answer(url: str, response) -> RepodataError | None:
     """An error saying so when upstream answered an HTML page (a login page, captive portal
     or proxy error) where JSON or compressed JSON was expected; else None."""
-    content_type = response.headers.get("content-type", "")
-    if "html" in content_type.lower() or response.data[:512].lstrip()[:1] == b"<":
-        what = content_type.split(";")[0].strip() or "a page starting with '<'"
-        return RepodataError(f"upstream answered HTML ({safe(what)}) for {url}; expected "
-                             "conda metadata (a login page, captive portal or proxy error?)")
-    return None
+    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    if "html" in content_type.lower():
+        what = content_type
+    elif response.data[:512].lstrip()[:1] == b"<":
+        what = "a body starting with '<'"
+    else:
+        return None
+    return RepodataError(f"upstream answered HTML ({safe(what)}) for {url}; expected "
+                         "conda metadata (a login page, captive portal or proxy error?)")
 
 
 def _fetched(url: str, response, max_size: int) -> Fetched:
