@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cas_index.atomic import write_atomic
 
-from .errors import CasError
+from .errors import CasError, DiskFullError, is_disk_full
 
 
 def write_diff_file(diff_file: str, append_epoch: bool, changed: Iterable[Path],
@@ -26,5 +26,8 @@ def write_diff_file(diff_file: str, append_epoch: bool, changed: Iterable[Path],
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, lines.encode())
     except OSError as exc:
+        if is_disk_full(exc):  # the run stops with exit 4 and its summary, like any write
+            raise DiskFullError(f"key '{key}': cannot write {target} (no space left on "
+                                "device)") from None
         raise CasError(f"key '{key}': cannot write {target} ({exc.strerror})") from None
     return target

@@ -20,9 +20,8 @@ def render_summary(report: SyncReport, stream: TextIO) -> None:
     rows = []
     for p in report.platforms:
         status = (p.error and "error") or (f"{len(p.failed)}" if p.failed else "0")
-        if p.unconfigured:
-            status = f"{status} ({p.unconfigured}: not configured)"
-        rows.append([p.channel, p.platform, str(p.selected), str(p.downloaded),
+        selected = f"not configured: {p.unconfigured}" if p.unconfigured else str(p.selected)
+        rows.append([p.channel, p.platform, selected, str(p.downloaded),
                      human_bytes(p.bytes), str(p.deleted), status, f"{p.seconds:.2f}"])
     plain_table("cas-sync summary", ["channel", "platform", "selected", "downloaded", "bytes",
                                 "deleted", "failed", "seconds"], rows, stream)
@@ -81,8 +80,9 @@ def dependency_warning(p: PlatformReport) -> str:
              for fn, names in list(p.unsatisfied.items())[:NAMED]]
     more = len(p.unsatisfied) - len(named)
     tail = f"; and {more} more (--json has all)" if more > 0 else ""
-    return (f"{p.channel}/{p.platform}: {plural(len(p.unsatisfied), 'kept record')} "
-            f"depend on packages nothing mirrored provides: {'; '.join(named)}{tail}")
+    verb = "depends" if len(p.unsatisfied) == 1 else "depend"
+    return (f"{p.channel}/{p.platform}: {plural(len(p.unsatisfied), 'kept record')} {verb} "
+            f"on packages nothing mirrored provides: {'; '.join(named)}{tail}")
 
 
 def render_warnings(report: SyncReport, stream: TextIO) -> None:
