@@ -1,42 +1,37 @@
-"""conda.closure and conda.plan on their own: dependency names nothing kept provides, and
-stale partial downloads."""
+"""conda.closure and conda.plan on their own: dependencies on packages the filters
+dropped, and stale partial downloads."""
 
 from __future__ import annotations
 
-from cas_mirror.conda.closure import dependency_names, unsatisfied, unsatisfied_by_platform
+from cas_mirror.conda.closure import dependency_name, missing_names, unsatisfied
 from cas_mirror.conda.plan import plan_platform
 
 
-def rec(name: str, *depends: str) -> dict:
-    return {"name": name, "depends": list(depends)}
-
-
-def test_dependency_names_are_the_first_word_without_virtual_packages():
-    assert dependency_names(["zlib >=1.2,<2", "python 3.11.* *_cpython", "libgcc-ng>=11",
-                             "__glibc >=2.17", "Openssl", "", 3, "numpy[version='>=1']"]) == \
-        {"zlib", "python", "libgcc-ng", "openssl", "numpy"}
-    assert dependency_names(None) == set()
+def test_dependency_name_is_the_first_word_and_virtual_packages_are_none():
+    assert [dependency_name(e) for e in ["zlib >=1.2,<2", "python 3.11.* *_cpython",
+                                         "libgcc-ng>=11", "Openssl", "numpy[version='>=1']",
+                                         "__glibc >=2.17", ""]] == \
+        ["zlib", "python", "libgcc-ng", "openssl", "numpy", None, None]
 
 
 def test_unsatisfied_names_each_record_and_what_it_misses():
-    kept = {"numpy-1.0-0.conda": rec("numpy", "zlib", "python >=3"),
-            "python-3.11-0.conda": rec("python", "__unix")}
-    assert unsatisfied(kept, {"numpy", "python"}) == {"numpy-1.0-0.conda": ["zlib"]}
+    depends = {"numpy-1.0-0.conda": ["zlib 1.2.*", "python >=3", "__unix"],
+               "scipy-1.0-0.conda": ["numpy", {"not": "a string"}, "zlib", "libzip"],
+               "python-3.11-0.conda": [], "odd-1.0-0.conda": None}
+    assert unsatisfied(depends, {"zlib", "libzip"}) == {
+        "numpy-1.0-0.conda": ["zlib"], "scipy-1.0-0.conda": ["libzip", "zlib"]}
+    assert unsatisfied(depends, set()) == {}
 
 
-def test_platform_records_are_satisfied_by_noarch_and_noarch_by_any_platform():
-    kept = {
-        "linux-64": {"numpy-1.0-0.conda": rec("numpy", "python", "six", "zlib"),
-                     "python-3.11-0.conda": rec("python")},
-        "osx-64": {"numpy-1.0-0.conda": rec("numpy", "python")},
-        "noarch": {"six-1.0-0.conda": rec("six", "python"),
-                   "tool-1.0-0.conda": rec("tool", "missing")},
+def test_platforms_are_satisfied_by_noarch_and_noarch_by_any_platform():
+    kept = {"linux-64": {"numpy", "python"}, "osx-64": {"numpy"}, "noarch": {"six"}}
+    dropped = {"linux-64": {"zlib", "python"}, "osx-64": {"python"}, "noarch": {"tool"}}
+    assert missing_names(kept, dropped) == {
+        "linux-64": {"zlib", "tool"},  # python: another build of it is kept
+        "osx-64": {"python", "tool"},  # linux-64's python does not help osx-64
+        "noarch": {"zlib", "tool"},  # any platform's python satisfies a noarch record
     }
-    assert unsatisfied_by_platform(kept) == {
-        "linux-64": {"numpy-1.0-0.conda": ["zlib"]},
-        "osx-64": {"numpy-1.0-0.conda": ["python"]},  # linux-64's python does not help
-        "noarch": {"tool-1.0-0.conda": ["missing"]},
-    }
+    assert missing_names({"linux-64": {"a"}}, {"linux-64": set()}) == {}
 
 
 def test_partials_of_unplanned_files_are_stale_and_planned_ones_resume():

@@ -20,7 +20,7 @@ from ..download import Downloader, HttpError, NetworkSettings
 from ..errors import ConfigError, os_problem
 from ..output import Output
 from ..text import safe
-from .closure import unsatisfied_by_platform
+from .closure import missing_names, unsatisfied
 from .fetch import (
     ChannelSource,
     Fetched,
@@ -32,7 +32,13 @@ from .fetch import (
 from .filter import Decision, FilterSpec, select
 from .local import LocalFolder, bad_hashes, scan_folder
 from .plan import PlatformPlan, plan_platform
-from .repodata import RepodataError, UpstreamRepodata, parse_repodata, published_records
+from .repodata import (
+    RepodataError,
+    UpstreamRepodata,
+    depends_of,
+    parse_repodata,
+    published_records,
+)
 from .results import PlannedFile, PlatformReport, SyncReport
 from .state import STATE_ROOT, load_state, state_dir
 
@@ -106,14 +112,25 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
 
 
 def _check_dependencies(work: list[Work]) -> None:
+    """Per channel: kept records depending on a package the filters dropped entirely."""
     by_channel: dict[str, dict[str, Work]] = {}
     for w in work:
         if w.usable:
             by_channel.setdefault(w.source.path, {})[w.platform] = w
     for platforms in by_channel.values():
-        missing = unsatisfied_by_platform({p: w.kept() for p, w in platforms.items()})
-        for platform, records in missing.items():
-            platforms[platform].report.unsatisfied = records
+        kept: dict[str, set[str]] = {}
+        dropped: dict[str, set[str]] = {}
+        if all(d.kept for w in platforms.values() for d in w.decisions.values()):
+            continue  # nothing filtered out: nothing can be missing because of it
+        for platform, w in platforms.items():
+            records = w.upstream.records if w.upstream else {}
+            kept[platform], dropped[platform] = set(), set()
+            for fn, decision in w.decisions.items():
+                (kept if decision.kept else dropped)[platform].add(records[fn].name.lower())
+        for platform, missing in missing_names(kept, dropped).items():
+            w = platforms[platform]
+            selected = {fn for fn, d in w.decisions.items() if d.kept}
+            w.report.unsatisfied = unsatisfied(depends_of(w.upstream, selected), missing)
 
 
 def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,
