@@ -10,6 +10,7 @@ upstream costs one 304. Platforms, when not configured, come from the channel's
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ VARIANTS = ("repodata.json.zst", "repodata.json.bz2", "repodata.json")
 NOT_THERE = (404, 403, 410)
 _SUBDIR_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 headers["If-None-Match"] = previous.etag
             if previous.last_modified:
                 headers["If-Modified-Since"] = previous.last_modified
+        log.debug("GET %s (conditional: %s)", previous.url, ", ".join(headers) or "no cached copy")
         try:
             response = downloader.get(previous.url, headers, max_bytes=max_size)
         except HttpError as exc:
@@ -82,6 +85,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 raise
         else:
             if response.status == 304 and cached is not None:
+                log.debug("%s: 304 not modified, using the cached copy", previous.url)
                 return Fetched(cached, False, previous)
             if response.status == 200:
                 return _fetched(previous.url, response, max_size)
@@ -91,8 +95,10 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
             response = downloader.get(url, max_bytes=max_size)
         except HttpError as exc:
             if exc.status in NOT_THERE:
+                log.debug("%s: HTTP %s, trying the next variant", url, exc.status)
                 continue
             raise
+        log.debug("%s: %d bytes", url, len(response.data))
         return _fetched(url, response, max_size)
     raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
 
