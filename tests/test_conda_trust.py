@@ -246,6 +246,9 @@ def test_dry_run_lists_each_file_to_download_and_delete(mirror, upstream):
                                               "size": sizes["beta-2.0-0.conda"]}]
     text = mirror.sync("--dry-run").out
     assert "would delete (1 file):" in text and "pkgs/main/linux-64/beta-2.0-0.conda" in text
+    mirror.configure(keep_removed=True)  # then nothing would be deleted, and nothing is
+    linux = json.loads(mirror.sync("--dry-run", "--json").out)["platforms"][0]
+    assert linux["plan"]["delete_files"] == [] and linux["plan"]["delete"] == 0
 
 
 def test_verify_names_each_bad_file_and_what_it_did(mirror, upstream):
@@ -257,6 +260,7 @@ def test_verify_names_each_bad_file_and_what_it_did(mirror, upstream):
             "downloaded again") in result.out
     result = mirror.sync("--verify")
     assert result.code == 0
+    assert "1 file (" in result.out  # not "1 files"
     assert ("pkgs/main/linux-64/alpha-1.0-0.conda: hash does not match upstream; downloaded "
             "again") in result.out
     victim.write_bytes(bytes(victim.stat().st_size))

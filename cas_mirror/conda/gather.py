@@ -194,7 +194,8 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         to_hash = selected if verify else {fn: r for fn, r in selected.items()
                                            if fn in local and fn not in published}
         bad = bad_hashes(w.folder, to_hash, local, config.workers) if to_hash else frozenset()
-        w.plan = plan_platform(selected, local, bad, published, w.local.partials)
+        w.plan = plan_platform(selected, local, bad, published, w.local.partials,
+                               config.keep_removed)
         _fill_plan(w, selected, bad if verify else frozenset())
     except (HttpError, RepodataError) as exc:
         w.report.error = str(exc)

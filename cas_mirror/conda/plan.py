@@ -34,12 +34,14 @@ def is_package_file(name: str) -> bool:
 def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
                   bad_hashes: frozenset[str] = frozenset(),
                   published: Mapping[str, Any] | None = None,
-                  partials: Mapping[str, int] | None = None) -> PlatformPlan:
+                  partials: Mapping[str, int] | None = None,
+                  keep_removed: bool = False) -> PlatformPlan:
     """`selected`: file name -> record (with `.get("size")`, `.get("sha256")`...); `local`:
     file name -> size of the package files present; `bad_hashes`: local files whose hash
     was checked and did not match; `published`: file name -> record of what we published
     last time (the hashes of the files we verified then); `partials`: target file name ->
-    size of its `.part` file (a download a killed run left behind).
+    size of its `.part` file (a download a killed run left behind); `keep_removed`: package
+    files no longer selected stay (nothing in `delete`).
 
     A local file is up to date when its size matches and nothing says its content differs:
     upstream may rebuild a file under the same name and size, so a record whose hash is
@@ -56,7 +58,7 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
         else:
             plan.up_to_date.append(fn)
     for fn in sorted(local):
-        if fn not in selected and is_package_file(fn):
+        if not keep_removed and fn not in selected and is_package_file(fn):
             plan.delete.append(fn)
             plan.delete_bytes += local[fn]
     planned = set(plan.download)

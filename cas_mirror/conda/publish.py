@@ -20,7 +20,6 @@ import msgspec
 from cas_index.atomic import write_if_changed
 from cas_index.repodata import write_repodata
 
-from ..config import Config
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..text import safe
 from .gather import Work
@@ -52,13 +51,13 @@ def check_writable(w: Work) -> None:
         w.report.error = f"cannot write {w.folder}: {problem}"
 
 
-def publish_platform(w: Work, config: Config, report: SyncReport) -> None:
+def publish_platform(w: Work, report: SyncReport) -> None:
     """Publish the platform's repodata, then delete what it no longer names."""
     if not w.usable:
         return
     started = time.monotonic()
     try:
-        _publish(w, config, report)
+        _publish(w, report)
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full(exc, w.folder / "repodata.json") from None
@@ -67,20 +66,19 @@ def publish_platform(w: Work, config: Config, report: SyncReport) -> None:
         w.report.seconds += time.monotonic() - started
 
 
-def _publish(w: Work, config: Config, report: SyncReport) -> None:
+def _publish(w: Work, report: SyncReport) -> None:
     w.folder.mkdir(parents=True, exist_ok=True)
     if w.upstream is None:
         document = empty_document(w.platform)
     else:
         document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
     report.changed_files.extend(write_repodata(w.folder, document))
-    if not config.keep_removed:
-        for fn in w.plan.delete:
-            try:
-                (w.folder / fn).unlink()
-                w.report.deleted += 1
-            except FileNotFoundError:
-                pass
+    for fn in w.plan.delete:  # empty with keep_removed
+        try:
+            (w.folder / fn).unlink()
+            w.report.deleted += 1
+        except FileNotFoundError:
+            pass
     for fn in w.plan.stale_partials:  # a killed run's downloads of files no longer wanted
         part_path(w.folder, fn).unlink(missing_ok=True)
         log.info("%s/%s: removed the stale partial download of %s", w.source.path,

@@ -27,7 +27,7 @@ def render_summary(report: SyncReport, stream: TextIO) -> None:
                                 "deleted", "failed", "seconds"], rows, stream)
     downloaded = sum(p.downloaded for p in report.platforms)
     received = sum(p.bytes for p in report.platforms)
-    print(f"{downloaded} files ({human_bytes(received)}) downloaded in "
+    print(f"{plural(downloaded, 'file')} ({human_bytes(received)}) downloaded in "
           f"{report.seconds:.2f} s; exit status {report.exit_code}", file=stream)
     _render_verified(report, stream)
     render_warnings(report, stream)

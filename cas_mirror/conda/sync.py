@@ -93,7 +93,7 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
                     output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
         _download(work, downloader, output, report)
     for w in work:  # also after a stop for disk space: what is in place is published
-        publish_platform(w, config, report)
+        publish_platform(w, report)
     remove, _ = removal_allowed(config)
     written = publish_channeldata(work, [] if remove else retired, mirror_dir, report)
     if remove and not report.stopped:
