@@ -9,7 +9,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -142,6 +146,56 @@ def test_read_only_platform_folder_fails_that_platform_alone(mirror, upstream, m
     assert noarch["error"] is None and noarch["downloaded"] == 1
     assert "gamma-2.0-0.conda" in mirror.records("noarch")
     assert (mirror.folder("linux-64") / "repodata.json").read_bytes() == before
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder other users can reach (pytest's tmp_path is root's alone), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="cas-sync-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def sync_as_nobody(config: Path, *args: str) -> subprocess.CompletedProcess:
+    """cas-sync run as the unprivileged user `nobody`, for whom permission bits count."""
+    env = {**os.environ, "HOME": str(config.parent),
+           "CAS_MIRROR_SYSTEM_CONFIG": str(config.parent / "absent"),
+           "CAS_MIRROR_USER_CONFIG": str(config.parent / "absent")}
+    command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+               sys.executable, "-m", "cas_mirror", "-f", str(config), *args]
+    return subprocess.run(command, env=env, cwd=config.parent, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_platform_folder_the_sync_user_cannot_write_fails_alone(mirror, upstream, shared_dir):
+    mirror.dir = shared_dir / "mirror"
+    mirror.configure()
+    assert mirror.sync().code == 0
+    nobody = pwd.getpwnam("nobody")
+    for path in [mirror.dir, *mirror.dir.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    linux = mirror.folder("linux-64")
+    os.chown(linux, 0, 0)  # the sync user may read it, not write it
+    linux.chmod(0o755)
+    config = shared_dir / "cas-mirror.yaml"
+    config.write_text(mirror.config_path.read_text())
+    config.chmod(0o644)
+    upstream.channel.add([PkgSpec("alpha", "2.0", subdir="linux-64"),
+                          PkgSpec("gamma", "2.0", subdir="noarch")])
+    result = sync_as_nobody(config)
+    assert result.returncode == 1, result
+    assert f"cannot write {linux}: permission denied" in result.stderr
+    assert "cas-sync summary" in result.stdout and "internal error" not in result.stderr
+    assert "gamma-2.0-0.conda" in mirror.records("noarch")
+    assert "alpha-2.0-0.conda" not in mirror.records("linux-64")
+    for path in [mirror.dir, *mirror.dir.rglob("*")]:  # a tree first synced by root
+        os.chown(path, 0, 0, follow_symlinks=False)
+    for args in ((), ("--dry-run",)):
+        result = sync_as_nobody(config, *args)
+        assert result.returncode == 2, result
+        assert f"{config}, line" in result.stderr and "key 'mirror_dir'" in result.stderr
+        assert f"cannot write {mirror.dir}: permission denied" in result.stderr
 
 
 # --------------------------------------------------------------------------- item 6: disk full
