@@ -249,6 +249,11 @@ def test_disk_full_on_any_metadata_write_stops_with_exit_4(mirror, upstream, mon
     assert result.code == 4, result
     summary = json.loads(result.out)
     assert "no space left on device" in summary["stopped"]
+    named = {"repodata.json.zst": "pkgs/main/linux-64/repodata.json",
+             "channeldata.json": "pkgs/main/channeldata.json",
+             "upstream.json.zst": ".cas-sync/channels/pkgs/main/linux-64/state.json",
+             "changed": str(tmp_path / "changed")}[target]
+    assert named in summary["stopped"]  # the metadata that could not be written
     assert summary["exit_status"] == 4 and "internal error" not in result.err
     assert no_hidden_leftovers(mirror.dir)
     assert not list(mirror.dir.rglob(".tmp-*"))  # not even in .cas-sync

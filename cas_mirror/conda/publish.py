@@ -72,7 +72,8 @@ def _publish(w: Work, report: SyncReport) -> None:
         document = empty_document(w.platform)
     else:
         document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
-    report.changed_files.extend(write_repodata(w.folder, document))
+    report.changed_files.extend(_naming(w.folder / "repodata.json", write_repodata,
+                                        w.folder, document))
     for fn in w.plan.delete:  # empty with keep_removed
         try:
             (w.folder / fn).unlink()
@@ -87,7 +88,19 @@ def _publish(w: Work, report: SyncReport) -> None:
         w.report.verified_bad[fn] = "downloaded again" if fn in w.got else \
             "download failed; left out of the published repodata"
     if w.fetched is not None and w.fetched.changed:
-        save_state(w.state_folder, w.fetched.state, w.fetched.document)
+        _naming(w.state_folder / "state.json", save_state, w.state_folder, w.fetched.state,
+                w.fetched.document)
+
+
+def _naming(path: Path, write, *args):
+    """`write(*args)`, with an OSError that names no file (a failed write() or flush())
+    made to name `path`, so the message says which metadata could not be written."""
+    try:
+        return write(*args)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,

@@ -94,9 +94,11 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
         _download(work, downloader, output, report)
     for w in work:  # also after a stop for disk space: what is in place is published
         publish_platform(w, report)
-    remove, _ = removal_allowed(config)
+    # Retired platforms are removed only by a run that finished: otherwise they stay
+    # listed in channeldata.json, since they are still served.
+    remove = removal_allowed(config)[0] and not report.stopped
     written = publish_channeldata(work, [] if remove else retired, mirror_dir, report)
-    if remove and not report.stopped:
+    if remove:
         for r in retired:
             if r.source.path in written:
                 retire(r, report)
