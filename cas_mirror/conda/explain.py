@@ -19,6 +19,7 @@ from pathlib import Path
 from ..config import Config
 from ..download import Downloader, HttpError
 from ..errors import EXIT_PARTIAL, ConfigError
+from ..output import Output
 from .entries import EntryError, parse_entry
 from .fetch import ChannelSource, fetch_channeldata, valid_subdirs
 from .filter import PLATFORMS, Decision, matched_steps
@@ -47,7 +48,8 @@ class ExplainResult:
         return EXIT_PARTIAL if not self.rows else self.report.exit_code
 
 
-def explain(config: Config, name: str, output) -> tuple[list[ExplainRow], ExplainResult]:
+def explain(config: Config, name: str, output: Output
+            ) -> tuple[list[ExplainRow], ExplainResult]:
     try:
         wanted = parse_entry(name)
     except EntryError as exc:
