@@ -11,70 +11,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import yaml
 import zstandard
 
-from cas_mirror.cli import main
 from cas_mirror.lock import TreeLock
 from tests.support.clients import rattler_install
-from tests.support.conda_packages import PkgSpec, build_channel, write_repodata
-from tests.support.trees import no_hidden_leftovers, snapshot
-
-SPECS = [
-    PkgSpec("alpha", "1.0", subdir="linux-64"),
-    PkgSpec("alpha", "1.0", subdir="linux-64", fmt=".tar.bz2"),
-    PkgSpec("beta", "2.0", subdir="linux-64", license="GPL-3.0-only", license_family="GPL3"),
-    PkgSpec("delta", "1.0", subdir="linux-64", depends=["alpha >=1", "gamma"]),
-    PkgSpec("gamma", "1.0", subdir="noarch"),
-    PkgSpec("omega", "1.0", subdir="win-64"),
-]
+from tests.support.conda_mirror import Mirror, make_upstream
+from tests.support.conda_packages import PkgSpec, write_repodata
+from tests.support.trees import no_hidden_leftovers
 
 
 @pytest.fixture
 def upstream(tmp_path, http_server):
-    root = tmp_path / "upstream"
-    channel = build_channel(root / "pkgs/main", SPECS)
-    server = http_server(root)
-    return SimpleNamespace(root=root, channel=channel, server=server, url=server.url)
-
-
-class Mirror:
-    def __init__(self, root: Path, config_path: Path, run_cli, upstream):
-        self.dir = root
-        self.config_path = config_path
-        self.run_cli = run_cli
-        self.upstream = upstream
-        self.configure()
-
-    def configure(self, **keys):
-        settings = {"remote_url": self.upstream.url, "mirror_dir": str(self.dir),
-                    "platforms": ["linux-64"], "retries": 2, "retry_backoff": 0.01,
-                    "timeout": 5, "minimum_free_space": 0, "workers": 4}
-        settings.update(keys)
-        self.config_path.write_text(yaml.safe_dump(settings))
-
-    def sync(self, *args):
-        return self.run_cli(main, list(args))
-
-    def folder(self, platform: str, channel: str = "pkgs/main") -> Path:
-        return self.dir / channel / platform
-
-    def repodata(self, platform: str, channel: str = "pkgs/main") -> dict:
-        return json.loads((self.folder(platform, channel) / "repodata.json").read_bytes())
-
-    def records(self, platform: str, channel: str = "pkgs/main") -> dict:
-        doc = self.repodata(platform, channel)
-        return {**doc["packages"], **doc["packages.conda"]}
-
-    def files(self, platform: str, channel: str = "pkgs/main") -> set[str]:
-        folder = self.folder(platform, channel)
-        return {p.name for p in folder.iterdir() if p.name.endswith((".conda", ".tar.bz2"))}
-
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        return snapshot(self.dir)
+    return make_upstream(tmp_path, http_server)
 
 
 @pytest.fixture
@@ -353,20 +303,32 @@ def test_decompression_is_bounded(mirror, upstream):
     assert result.code == 1 and "max_repodata_size" in result.err
 
 
-@pytest.mark.parametrize("evil", ["../../evil-1.0-0.conda", "/tmp/evil-1.0-0.conda",
-                                  "sub/evil-1.0-0.conda", "evil\n-1.0-0.conda",
-                                  ".hidden-1.0-0.conda", "evil-1.0-0..conda"])
-def test_hostile_file_names_are_refused(mirror, upstream, tmp_path, evil):
+# Each hostile key comes with a record that agrees with it (name-version-build.conda), and
+# upstream serves valid bytes wherever its URL leads: only the safe-name guard can refuse it.
+HOSTILE = [("../../evil", "1.0", "0"), ("/tmp/evil", "1.0", "0"), ("sub/evil", "1.0", "0"),
+           ("evil\n", "1.0", "0"), (".hidden", "1.0", "0"), ("evil", "1.0", "0.")]
+
+
+@pytest.mark.parametrize(("name", "version", "build"), HOSTILE)
+def test_hostile_file_names_are_refused(mirror, upstream, tmp_path, name, version, build):
+    from tests.support.http_server import Response
+
     folder = upstream.root / "pkgs/main/linux-64"
+    good = (folder / "alpha-1.0-0.conda").read_bytes()
+    upstream.server.route("*evil*", lambda request: Response(200, good))
+    upstream.server.route("*hidden*", lambda request: Response(200, good))
     doc = json.loads((folder / "repodata.json").read_text())
-    record = dict(doc["packages.conda"]["alpha-1.0-0.conda"])
-    doc["packages.conda"][evil] = record
+    evil = f"{name}-{version}-{build}.conda"
+    doc["packages.conda"][evil] = {**doc["packages.conda"]["alpha-1.0-0.conda"],
+                                   "name": name, "version": version, "build": build}
     (folder / "repodata.json").write_text(json.dumps(doc))
-    result = mirror.sync()
-    assert result.code == 1
-    assert "refused" in result.out
+    result = mirror.sync("--json")
+    assert result.code == 1, result
+    failures = json.loads(result.out)["platforms"][0]["failures"]
+    assert failures == [{"item": evil, "error": "refused: file name is not a plain package "
+                                                "file name; refusing it"}]
     assert evil not in mirror.records("linux-64")
-    assert not (tmp_path / "evil-1.0-0.conda").exists()
+    assert not [p for p in tmp_path.rglob("*") if "evil" in p.name or "hidden" in p.name]
     assert not Path("/tmp/evil-1.0-0.conda").exists()
     assert "alpha-1.0-0.conda" in mirror.files("linux-64")  # the rest is mirrored
 

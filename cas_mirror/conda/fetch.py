@@ -10,6 +10,7 @@ upstream costs one 304. Platforms, when not configured, come from the channel's
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from ..config import KNOWN_PLATFORMS
 from ..download import Downloader, HttpError
 from ..errors import ConfigError
+from ..text import safe
 from .repodata import RepodataError, decompress
 from .state import PlatformState, load_cached_document
 
@@ -25,6 +27,7 @@ VARIANTS = ("repodata.json.zst", "repodata.json.bz2", "repodata.json")
 NOT_THERE = (404, 403, 410)
 _SUBDIR_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 headers["If-None-Match"] = previous.etag
             if previous.last_modified:
                 headers["If-Modified-Since"] = previous.last_modified
+        log.debug("GET %s (conditional: %s)", previous.url, ", ".join(headers) or "no cached copy")
         try:
             response = downloader.get(previous.url, headers, max_bytes=max_size)
         except HttpError as exc:
@@ -81,6 +85,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 raise
         else:
             if response.status == 304 and cached is not None:
+                log.debug("%s: 304 not modified, using the cached copy", previous.url)
                 return Fetched(cached, False, previous)
             if response.status == 200:
                 return _fetched(previous.url, response, max_size)
@@ -90,35 +95,74 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
             response = downloader.get(url, max_bytes=max_size)
         except HttpError as exc:
             if exc.status in NOT_THERE:
+                log.debug("%s: HTTP %s, trying the next variant", url, exc.status)
                 continue
             raise
+        log.debug("%s: %d bytes", url, len(response.data))
         return _fetched(url, response, max_size)
     raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
 
 
+def html_answer(url: str, response) -> RepodataError | None:
+    """An error saying so when upstream answered an HTML page (a login page, captive portal
+    or proxy error) where JSON or compressed JSON was expected; else None."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    if "html" in content_type.lower():
+        what = content_type
+    elif response.data[:512].lstrip()[:1] == b"<":
+        what = "a body starting with '<'"
+    else:
+        return None
+    return RepodataError(f"upstream answered HTML ({safe(what)}) for {url}; expected "
+                         "conda metadata (a login page, captive portal or proxy error?)")
+
+
 def _fetched(url: str, response, max_size: int) -> Fetched:
+    if (problem := html_answer(url, response)) is not None:
+        raise problem
     document = decompress(response.data, url, max_size)
     state = PlatformState(url=url, etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"))
     return Fetched(document, True, state)
 
 
-def discover_platforms(downloader: Downloader, source: ChannelSource,
-                       max_size: int) -> tuple[list[str], bool]:
-    """(platforms, probed). From channeldata.json's `subdirs` when the channel has one;
-    else every known platform name, to be probed (probed=True: absent ones are skipped)."""
+def fetch_channeldata(downloader: Downloader, source: ChannelSource,
+                      max_size: int) -> dict | None:
+    """The channel's upstream channeldata.json, or None when it has none."""
     url = f"{source.url}/channeldata.json"
     try:
         response = downloader.get(url, max_bytes=max_size)
     except HttpError as exc:
         if exc.status in NOT_THERE:
-            return list(KNOWN_PLATFORMS), True
+            return None
         raise
+    if (problem := html_answer(url, response)) is not None:
+        raise problem
     try:
-        subdirs = json.loads(response.data).get("subdirs")
-    except (ValueError, AttributeError):
+        document = json.loads(response.data)
+    except ValueError:
         raise RepodataError(f"{url}: malformed channeldata.json") from None
+    if not isinstance(document, dict):
+        raise RepodataError(f"{url}: malformed channeldata.json")
+    return document
+
+
+def discover_platforms(downloader: Downloader, source: ChannelSource,
+                       max_size: int) -> tuple[list[str], bool]:
+    """(platforms, probed). From channeldata.json's `subdirs` when the channel has one;
+    else every known platform name, to be probed (probed=True: absent ones are skipped)."""
+    document = fetch_channeldata(downloader, source, max_size)
+    if document is None:
+        return list(KNOWN_PLATFORMS), True
+    subdirs = document.get("subdirs")
     if not isinstance(subdirs, list):
-        raise RepodataError(f"{url}: channeldata.json has no list of subdirs")
-    platforms = [s for s in subdirs if isinstance(s, str) and _SUBDIR_NAME.match(s)]
-    return list(dict.fromkeys(["noarch", *sorted(platforms)])), False
+        raise RepodataError(f"{source.url}/channeldata.json: channeldata.json has no list "
+                            "of subdirs")
+    return list(dict.fromkeys(["noarch", *sorted(valid_subdirs(subdirs))])), False
+
+
+def valid_subdirs(values: object) -> list[str]:
+    """The platform names in an upstream list, ignoring anything that is not one."""
+    if not isinstance(values, list):
+        return []
+    return [s for s in values if isinstance(s, str) and _SUBDIR_NAME.match(s)]

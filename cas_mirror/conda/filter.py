@@ -103,6 +103,25 @@ def decide(record: Any, platform: str, spec: FilterSpec) -> Decision:
     return select({"_": record}, platform, spec)["_"]
 
 
+def matched_steps(record: Any, platform: str, spec: FilterSpec) -> list[tuple[str, str]]:
+    """Every (step, why) of the pipeline that matches `record`, in pipeline order, whether
+    or not it decided (for `--explain`: a record both license- and name-blacklisted shows
+    both; `select` stops at the first)."""
+    steps: list[tuple[str, str]] = []
+    if spec.platforms is not None and platform not in spec.platforms:
+        steps.append((PLATFORMS, f"{platform} is not a configured platform"))
+    subdir = record.get("subdir")
+    if subdir is not None and subdir != platform:
+        steps.append((PLATFORMS, f"record says subdir {subdir}, not {platform}"))
+    hit = license_match(record.get("license"), record.get("license_family"),
+                        spec.license_blacklist)
+    if hit:
+        steps.append((LICENSE, f"license matches {hit!r}"))
+    steps.extend((BLACKLIST, f"matches {e.text!r}") for e in spec.blacklist if e.matches(record))
+    steps.extend((WHITELIST, f"matches {e.text!r}") for e in spec.whitelist if e.matches(record))
+    return steps
+
+
 def _entries_by_name(records: Mapping[str, Any], entries: tuple[Entry, ...]
                      ) -> dict[str, tuple[Entry, ...]]:
     """For each distinct name, the entries whose name glob matches it."""

@@ -1,9 +1,10 @@
 """Planning: what one platform folder needs, from the selected records and what is on disk.
 
 A pure function: `plan_platform(selected, local, bad_hashes)` says which files to
-download (missing, wrong size, or failing `--verify`), which are up to date, and which to
-delete (package files in the folder that are no longer selected or no longer upstream).
-Gathering the local inventory and hashing are I/O, done by the caller.
+download (missing, wrong size, or failing `--verify`), which are up to date, which to
+delete (package files in the folder that are no longer selected or no longer upstream),
+and which interrupted downloads (`.NAME.part`) belong to no planned download and are
+stale. Gathering the local inventory and hashing are I/O, done by the caller.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class PlatformPlan:
     download: list[str] = field(default_factory=list)  # file names
     up_to_date: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
+    stale_partials: list[str] = field(default_factory=list)  # targets of useless .part files
     download_bytes: int = 0
     delete_bytes: int = 0
 
@@ -31,11 +33,15 @@ def is_package_file(name: str) -> bool:
 
 def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
                   bad_hashes: frozenset[str] = frozenset(),
-                  published: Mapping[str, Any] | None = None) -> PlatformPlan:
+                  published: Mapping[str, Any] | None = None,
+                  partials: Mapping[str, int] | None = None,
+                  keep_removed: bool = False) -> PlatformPlan:
     """`selected`: file name -> record (with `.get("size")`, `.get("sha256")`...); `local`:
     file name -> size of the package files present; `bad_hashes`: local files whose hash
     was checked and did not match; `published`: file name -> record of what we published
-    last time (the hashes of the files we verified then).
+    last time (the hashes of the files we verified then); `partials`: target file name ->
+    size of its `.part` file (a download a killed run left behind); `keep_removed`: package
+    files no longer selected stay (nothing in `delete`).
 
     A local file is up to date when its size matches and nothing says its content differs:
     upstream may rebuild a file under the same name and size, so a record whose hash is
@@ -52,9 +58,14 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
         else:
             plan.up_to_date.append(fn)
     for fn in sorted(local):
-        if fn not in selected and is_package_file(fn):
+        if not keep_removed and fn not in selected and is_package_file(fn):
             plan.delete.append(fn)
             plan.delete_bytes += local[fn]
+    planned = set(plan.download)
+    for fn in sorted(partials or {}):
+        if fn not in planned:  # a planned download resumes its .part; others never will
+            plan.stale_partials.append(fn)
+            plan.delete_bytes += partials[fn]
     return plan
 
 

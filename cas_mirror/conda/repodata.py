@@ -54,6 +54,7 @@ class RecordView(msgspec.Struct):
 class PublishedRecord(msgspec.Struct):
     """What our own published repodata says about a file we verified when we fetched it."""
 
+    name: Any = None
     sha256: Any = None
     md5: Any = None
 
@@ -63,7 +64,12 @@ class _PublishedDoc(msgspec.Struct, rename={"conda": "packages.conda"}):
     conda: dict[str, PublishedRecord] = {}
 
 
+class _Depends(msgspec.Struct):
+    depends: Any = None
+
+
 _RAW_MAP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_DEPENDS_MAP = msgspec.json.Decoder(dict[str, _Depends])
 _PUBLISHED = msgspec.json.Decoder(_PublishedDoc)
 _VIEW_MAP = msgspec.json.Decoder(dict[str, RecordView])
 _INFO = msgspec.json.Decoder(dict[str, Any])
@@ -196,6 +202,20 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
         if key in upstream.top:
             out[key] = upstream.top[key]
     return msgspec.json.encode(out)
+
+
+def depends_of(upstream: UpstreamRepodata, keep: set[str]) -> dict[str, Any]:
+    """File name -> `depends` of the records in `keep`. Decoded only when asked: thousands
+    of dependency strings per platform cost more than the rest of a record."""
+    out: dict[str, Any] = {}
+    for key in PACKAGE_KEYS:
+        if key in upstream.top:
+            try:
+                decoded = _DEPENDS_MAP.decode(upstream.top[key])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # `depends` of another type than expected: nothing to compare
+            out.update((fn, v.depends) for fn, v in decoded.items() if fn in keep)
+    return out
 
 
 def published_records(path) -> dict[str, PublishedRecord]:

@@ -1,0 +1,220 @@
+"""The first half of a conda sync, shared by a sync, a dry run and `--explain`: for every
+configured channel and platform, fetch upstream repodata, filter it, look at the local
+folder and plan what to download, keep and delete. Changes nothing on disk.
+
+Errors stay with their platform (its report says what went wrong); the other platforms
+go on. After planning, each channel's kept records are checked for dependencies nothing
+kept provides (a warning in the report).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config
+from ..download import Downloader, HttpError, NetworkSettings
+from ..errors import ConfigError, os_problem
+from ..output import Output
+from ..text import safe
+from .closure import missing_names, unsatisfied
+from .fetch import (
+    ChannelSource,
+    Fetched,
+    NotOffered,
+    discover_platforms,
+    fetch_platform,
+    resolve_channel,
+)
+from .filter import Decision, FilterSpec, select
+from .local import LocalFolder, bad_hashes, scan_folder
+from .plan import PlatformPlan, plan_platform
+from .repodata import (
+    RepodataError,
+    UpstreamRepodata,
+    depends_of,
+    parse_repodata,
+    published_records,
+)
+from .results import PlannedFile, PlatformReport, SyncReport
+from .state import STATE_ROOT, load_state, state_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Work:
+    """One channel/platform as it moves through the pipeline."""
+
+    source: ChannelSource
+    platform: str
+    folder: Path
+    state_folder: Path
+    report: PlatformReport
+    probed: bool = False
+    fetched: Fetched | None = None
+    upstream: UpstreamRepodata | None = None
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    local: LocalFolder = field(default_factory=LocalFolder)
+    plan: PlatformPlan | None = None
+    got: set[str] = field(default_factory=set)  # files downloaded in this run
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def usable(self) -> bool:
+        return self.report.error is None and self.plan is not None
+
+    def kept(self) -> dict:
+        if self.upstream is None:
+            return {}
+        return {fn: self.upstream.records[fn] for fn, d in self.decisions.items() if d.kept}
+
+
+def network_settings(config: Config) -> NetworkSettings:
+    return NetworkSettings(workers=config.workers, timeout=config.timeout,
+                           retries=config.retries, backoff=config.retry_backoff,
+                           proxy=config.proxy, ssl_verify=config.ssl_verify)
+
+
+def filter_spec(config: Config) -> FilterSpec:
+    return FilterSpec.from_config(config.platforms, config.license_blacklist,
+                                  config.blacklist, config.whitelist)
+
+
+def channel_sources(config: Config) -> list[ChannelSource]:
+    sources = [resolve_channel(c, config.remote_url) for c in config.channels]
+    seen: dict[str, str] = {}
+    for source in sources:
+        if source.path in seen or source.path.split("/")[0] == STATE_ROOT:
+            raise ConfigError(f"key 'channels': {source.name!r} and {seen.get(source.path)!r} "
+                              f"would both be mirrored to {source.path!r}")
+        seen[source.path] = source.name
+    return sources
+
+
+def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
+           downloader: Downloader, output: Output, report: SyncReport,
+           verify: bool = False) -> list[Work]:
+    """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
+    work = _platform_work(config, sources, mirror_dir, downloader, output, report)
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify), work))
+    work = [w for w in work if not (w.probed and w.report.error == "not offered")]
+    report.platforms.extend(w.report for w in work)
+    for w in work:
+        if w.report.error:
+            output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
+    _check_dependencies(work)
+    return work
+
+
+def _check_dependencies(work: list[Work]) -> None:
+    """Per channel: kept records depending on a package the filters dropped entirely."""
+    by_channel: dict[str, dict[str, Work]] = {}
+    for w in work:
+        if w.usable:
+            by_channel.setdefault(w.source.path, {})[w.platform] = w
+    for platforms in by_channel.values():
+        kept: dict[str, set[str]] = {}
+        dropped: dict[str, set[str]] = {}
+        if all(d.kept for w in platforms.values() for d in w.decisions.values()):
+            continue  # nothing filtered out: nothing can be missing because of it
+        for platform, w in platforms.items():
+            records = w.upstream.records if w.upstream else {}
+            kept[platform], dropped[platform] = set(), set()
+            for fn, decision in w.decisions.items():
+                (kept if decision.kept else dropped)[platform].add(records[fn].name.lower())
+        for platform, missing in missing_names(kept, dropped).items():
+            w = platforms[platform]
+            selected = {fn for fn, d in w.decisions.items() if d.kept}
+            w.report.unsatisfied = unsatisfied(depends_of(w.upstream, selected), missing)
+
+
+def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,
+                   downloader: Downloader, output: Output, report: SyncReport) -> list[Work]:
+    work = []
+    for source in sources:
+        probed = False
+        if config.platforms is not None:
+            platforms = list(config.platforms)
+        else:
+            try:
+                platforms, probed = discover_platforms(downloader, source,
+                                                       config.max_repodata_size)
+            except (HttpError, RepodataError) as exc:
+                failed = PlatformReport(source.path, "*", error=f"cannot list platforms: {exc}")
+                report.platforms.append(failed)
+                output.error(f"{source.path}: {failed.error}")
+                continue
+        for platform in platforms:
+            work.append(Work(
+                source, platform, source.local_dir(mirror_dir) / platform,
+                state_dir(mirror_dir, source.path, platform),
+                PlatformReport(source.path, platform), probed=probed and platform != "noarch"))
+    return work
+
+
+def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
+             verify: bool) -> None:
+    """Fetch, parse, filter and plan one platform; errors stay with the platform."""
+    try:
+        previous = load_state(w.state_folder)
+        try:
+            w.fetched = fetch_platform(downloader, w.source, w.platform, previous,
+                                       w.state_folder, config.max_repodata_size)
+        except NotOffered as exc:
+            if w.probed:
+                w.report.error = "not offered"
+                return
+            if w.platform != "noarch":
+                raise RepodataError(str(exc)) from None
+            w.fetched = None  # conda needs noarch: publish an empty one
+        if w.fetched is not None:
+            w.report.upstream_changed = w.fetched.changed
+            log.debug("%s/%s: upstream %s", w.source.path, w.platform,
+                      "changed" if w.fetched.changed else "unchanged (cached copy)")
+            w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
+                                        w.platform)
+            for fn, why in w.upstream.refused.items():
+                w.report.failed.append((fn, f"refused: {why}"))
+            w.decisions = select(w.upstream.records, w.platform, spec)
+        selected = w.kept()
+        try:
+            w.local = scan_folder(w.folder)
+        except OSError as exc:
+            w.report.error = f"cannot use {w.folder}: {os_problem(exc)}"
+            return
+        local = w.local.packages
+        published = published_records(w.folder / "repodata.json")
+        # Files present but not in what we published (a run killed before publishing, or
+        # files put there by hand) are hashed once; --verify hashes everything.
+        to_hash = selected if verify else {fn: r for fn, r in selected.items()
+                                           if fn in local and fn not in published}
+        bad = bad_hashes(w.folder, to_hash, local, config.workers) if to_hash else frozenset()
+        w.plan = plan_platform(selected, local, bad, published, w.local.partials,
+                               config.keep_removed)
+        _fill_plan(w, selected, bad if verify else frozenset())
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+    finally:
+        w.report.seconds += time.monotonic() - w.started
+
+
+def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:
+    r, plan = w.report, w.plan
+    r.selected, r.dropped = len(selected), len(w.decisions) - len(selected)
+    r.to_download, r.to_download_bytes = len(plan.download), plan.download_bytes
+    r.up_to_date = len(plan.up_to_date)
+    r.to_delete = len(plan.delete) + len(plan.stale_partials)
+    r.to_delete_bytes = plan.delete_bytes
+    r.planned_download = [PlannedFile(fn, selected[fn].size) for fn in plan.download]
+    r.planned_delete = [PlannedFile(fn, w.local.packages[fn]) for fn in plan.delete]
+    r.planned_delete += [PlannedFile(f"{fn} (partial download)", w.local.partials[fn])
+                         for fn in plan.stale_partials]
+    r.verified_bad = dict.fromkeys(sorted(verified_bad), "to be downloaded again")
+    for fn in verified_bad:
+        log.info("%s/%s: %s does not match upstream's hash", w.source.path, w.platform,
+                 safe(fn))

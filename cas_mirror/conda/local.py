@@ -1,0 +1,116 @@
+"""The local side of a platform folder: which package files and interrupted downloads
+(`.NAME.part`) it holds, whether their content matches upstream's hashes, and whether the
+sync user can write the folder (and `mirror_dir`) at all.
+
+Checking writability up front turns a folder the sync cannot write (a read-only
+filesystem, wrong ownership, a file where a folder should be) into one line naming it,
+before anything is downloaded for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..download import _part_path
+from .plan import is_package_file
+
+
+@dataclass
+class LocalFolder:
+    packages: dict[str, int] = field(default_factory=dict)  # package file name -> size
+    partials: dict[str, int] = field(default_factory=dict)  # target name -> size of its .part
+
+
+def scan_folder(folder: Path) -> LocalFolder:
+    """The package files and partial downloads in `folder` (none when it does not exist).
+    An OSError other than "not there" (a file in its place, no permission) is raised."""
+    local = LocalFolder()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if is_package_file(name):
+                    if entry.is_file(follow_symlinks=False):
+                        local.packages[name] = entry.stat().st_size
+                elif name.startswith(".") and (target := partial_target(name)) is not None \
+                        and entry.is_file(follow_symlinks=False):
+                    local.partials[target] = entry.stat().st_size
+    except FileNotFoundError:
+        pass
+    return local
+
+
+def partial_target(name: str) -> str | None:
+    """The package file a `.part` file name belongs to, or None when it is not one."""
+    candidate = name[1:].rsplit(".", 1)[0]
+    if is_package_file(candidate) and _part_path(Path(candidate)).name == name:
+        return candidate
+    return None
+
+
+def part_path(folder: Path, target: str) -> Path:
+    return _part_path(folder / target)
+
+
+def bad_hashes(folder: Path, records: dict[str, Any], present: dict[str, int],
+               workers: int) -> frozenset[str]:
+    """Local files (of `records`, present) whose sha256 (else md5) does not match."""
+
+    def bad(fn: str) -> bool:
+        record = records[fn]
+        expected, algorithm = record.get("sha256"), "sha256"
+        if not expected:
+            expected, algorithm = record.get("md5"), "md5"
+        if not expected:
+            return False
+        digest = hashlib.new(algorithm)
+        with open(folder / fn, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest() != expected.lower()
+
+    candidates = [fn for fn in records if fn in present]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        verdicts = zip(candidates, pool.map(bad, candidates), strict=True)
+        return frozenset(fn for fn, is_bad in verdicts if is_bad)
+
+
+def not_writable(folder: Path) -> str | None:
+    """Why the sync user cannot create files in the existing folder `folder`, or None."""
+    if not folder.is_dir():
+        return "a path component is a file, not a folder"
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "permission denied"
+
+
+def mirror_dir_status(mirror_dir: Path) -> tuple[str | None, str]:
+    """(problem, status) of `mirror_dir`, creating nothing: a problem ("... is a file, not
+    a folder", "read-only file system"...) when the sync cannot use it, else None and what
+    the sync will find ("exists, writable" / "does not exist; will be created")."""
+    if mirror_dir.exists():
+        if not mirror_dir.is_dir():
+            return f"{mirror_dir} is a file, not a folder", ""
+        problem = not_writable(mirror_dir)
+        if problem:
+            return f"cannot write {mirror_dir}: {problem}", ""
+        return None, "exists, writable"
+    parent = mirror_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create {mirror_dir}: {parent} is a file, not a folder", ""
+    problem = not_writable(parent)
+    if problem:
+        return f"cannot create {mirror_dir} in {parent}: {problem}", ""
+    return None, "does not exist; will be created"

@@ -1,0 +1,171 @@
+"""The second half of a conda sync: publish each platform's repodata atomically, then
+delete what it no longer names; publish each channel's `channeldata.json`; retire
+platforms no longer configured.
+
+Environment problems become results, never crashes: a platform folder the sync cannot
+write fails that platform alone (its previous repodata stays published), and a full disk
+raises `DiskFullError` (the run stops with exit 4; every file is written to a temporary
+name and renamed, so the metadata published before stays intact).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cas_index.atomic import write_if_changed
+from cas_index.repodata import write_repodata
+
+from ..errors import DiskFullError, is_disk_full, os_problem
+from ..text import safe
+from .gather import Work
+from .local import not_writable, part_path
+from .repodata import empty_document, published_records, restricted_document
+from .results import PlatformReport, SyncReport
+from .retired import Retired, remove_platform
+from .state import save_state
+
+log = logging.getLogger(__name__)
+
+
+def disk_full(exc: OSError, writing: Path) -> DiskFullError:
+    return DiskFullError(f"{os_problem(exc)} writing {exc.filename or writing}; what was "
+                         "published before stays as it was")
+
+
+def check_writable(w: Work) -> None:
+    """Before downloading: can the platform folder be created and written? If not, the
+    platform fails here, with one line naming the folder."""
+    try:
+        w.folder.mkdir(parents=True, exist_ok=True)
+        problem = not_writable(w.folder)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, w.folder) from None
+        problem = os_problem(exc)
+    if problem:
+        w.report.error = f"cannot write {w.folder}: {problem}"
+
+
+def publish_platform(w: Work, report: SyncReport) -> None:
+    """Publish the platform's repodata, then delete what it no longer names."""
+    if not w.usable:
+        return
+    started = time.monotonic()
+    try:
+        _publish(w, report)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, w.folder / "repodata.json") from None
+        w.report.error = f"cannot write {exc.filename or w.folder}: {os_problem(exc)}"
+    finally:
+        w.report.seconds += time.monotonic() - started
+
+
+def _publish(w: Work, report: SyncReport) -> None:
+    w.folder.mkdir(parents=True, exist_ok=True)
+    if w.upstream is None:
+        document = empty_document(w.platform)
+    else:
+        document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
+    report.changed_files.extend(_naming(w.folder / "repodata.json", write_repodata,
+                                        w.folder, document))
+    for fn in w.plan.delete:  # empty with keep_removed
+        try:
+            (w.folder / fn).unlink()
+            w.report.deleted += 1
+        except FileNotFoundError:
+            pass
+    for fn in w.plan.stale_partials:  # a killed run's downloads of files no longer wanted
+        part_path(w.folder, fn).unlink(missing_ok=True)
+        log.info("%s/%s: removed the stale partial download of %s", w.source.path,
+                 w.platform, safe(fn))
+    for fn in w.report.verified_bad:
+        w.report.verified_bad[fn] = "downloaded again" if fn in w.got else \
+            "download failed; left out of the published repodata"
+    if w.fetched is not None and w.fetched.changed:
+        _naming(w.state_folder / "state.json", save_state, w.state_folder, w.fetched.state,
+                w.fetched.document)
+
+
+def _naming(path: Path, write, *args):
+    """`write(*args)`, with an OSError that names no file (a failed write() or flush())
+    made to name `path`, so the message says which metadata could not be written."""
+    try:
+        return write(*args)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
+                        report: SyncReport) -> set[str]:
+    """channeldata.json per channel: its platforms and, per package, where it is mirrored,
+    so another mirror (or a client) can discover the channel's platforms. Retired platforms
+    that are kept are listed too: they are still served. A channel with a platform that
+    failed keeps its previous channeldata.json. Returns the channels written."""
+    channels: dict[str, dict[str, Any]] = {}
+    broken = broken_channels(work)
+    for w in work:
+        if w.source.path in broken:
+            continue
+        doc = channels.setdefault(w.source.path, _new_channeldata())
+        _add_platform(doc, w.platform, (w.upstream.records[fn].name
+                                        for fn in (*w.plan.up_to_date, *sorted(w.got))))
+    for retired in kept:
+        if retired.source.path in channels:
+            names = (r.name for r in published_records(retired.folder / "repodata.json")
+                     .values() if isinstance(r.name, str))
+            _add_platform(channels[retired.source.path], retired.platform, names)
+    for path, doc in channels.items():
+        doc["subdirs"].sort()
+        for package in doc["packages"].values():
+            package["subdirs"].sort()
+        doc["packages"] = dict(sorted(doc["packages"].items()))
+        target = mirror_dir / path / "channeldata.json"
+        data = msgspec.json.format(msgspec.json.encode(doc), indent=2)
+        try:
+            if write_if_changed(target, data):
+                report.changed_files.append(target)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(exc, target) from None
+            report.platforms.append(PlatformReport(
+                path, "*", error=f"cannot write {target}: {os_problem(exc)}"))
+    return set(channels)
+
+
+def broken_channels(work: list[Work]) -> set[str]:
+    return {w.source.path for w in work if not w.usable}
+
+
+def _new_channeldata() -> dict[str, Any]:
+    return {"channeldata_version": 1, "packages": {}, "subdirs": []}
+
+
+def _add_platform(doc: dict[str, Any], platform: str, names) -> None:
+    doc["subdirs"].append(platform)
+    for name in names:
+        subdirs = doc["packages"].setdefault(name, {"subdirs": []})["subdirs"]
+        if platform not in subdirs:
+            subdirs.append(platform)
+
+
+def retire(retired: Retired, report: SyncReport) -> None:
+    """Remove a platform no longer configured (after its channel's channeldata.json, which
+    no longer lists it, is published)."""
+    row = PlatformReport(retired.source.path, retired.platform, unconfigured="removed")
+    report.platforms.append(row)
+    try:
+        row.deleted = remove_platform(retired)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, retired.folder) from None
+        row.error = f"cannot remove {exc.filename or retired.folder}: {os_problem(exc)}"
+    log.info("%s/%s: no longer configured; removed %d files", retired.source.path,
+             retired.platform, row.deleted)
