@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TextIO
 
-from .download import DownloadResult, ProgressReporter, human_bytes
+from .net import DownloadResult, ProgressReporter, human_bytes
 
 PROGRESS_INTERVAL = 10.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cas_mirror.download import (
+from cas_mirror.net import (
     Downloader,
     DownloadJob,
     FreeSpaceGuard,
@@ -265,7 +265,7 @@ def test_disk_full_while_writing_stops_everything_cleanly(upstream, tmp_path, mo
         handle = real_open(path, mode, *args, **kwargs)
         return FullDisk(handle) if str(path).endswith(".part") else handle
 
-    monkeypatch.setattr("cas_mirror.download.open", open_full, raising=False)
+    monkeypatch.setattr("cas_mirror.net.transfer.open", open_full, raising=False)
     downloader, _ = make(workers=1)
     results = downloader.download([job_for(upstream, n, tmp_path) for n in upstream.files])
     assert not any(r.ok for r in results)

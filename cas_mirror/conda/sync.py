@@ -26,9 +26,9 @@ from cas_index.atomic import write_if_changed
 from cas_index.repodata import write_repodata
 
 from ..config import Config
-from ..download import Downloader, DownloadJob, FreeSpaceGuard, HttpError, NetworkSettings
 from ..errors import ConfigError
 from ..lock import TreeLock
+from ..net import Downloader, DownloadJob, FreeSpaceGuard, HttpError, NetworkSettings
 from ..output import Output
 from .fetch import (
     ChannelSource,

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import msgspec
 
-from ..download import Downloader, HttpError
+from ..net import Downloader, HttpError
 from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_name, normalize
 
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"

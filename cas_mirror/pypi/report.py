@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from ..download import human_bytes
+from ..net import human_bytes
 from ..output import plain_table
 from .sync import SyncReport
 

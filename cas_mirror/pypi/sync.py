@@ -25,7 +25,9 @@ from pathlib import Path
 from cas_index.atomic import write_if_changed
 
 from ..config import Config
-from ..download import (
+from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL, ConfigError
+from ..lock import TreeLock
+from ..net import (
     Downloader,
     DownloadJob,
     DownloadResult,
@@ -33,8 +35,6 @@ from ..download import (
     HttpError,
     ProgressReporter,
 )
-from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL, ConfigError
-from ..lock import TreeLock
 from ..output import Output
 from . import pages
 from .client import (

@@ -1,0 +1,292 @@
+"""The `Downloader`: metadata requests (`get`) and parallel file downloads (`download`)
+over libcurl, with connection set-up (proxies, TLS, timeouts) decided in one place."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pycurl
+
+from .multi import MultiRun
+from .processes import run_in_processes
+from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
+from .space import FreeSpaceGuard
+from .transfer import Headers, JobState
+from .types import (
+    DiskFull,
+    DownloadJob,
+    DownloadResult,
+    Fatal,
+    HttpError,
+    HttpResponse,
+    NetworkSettings,
+    ProgressReporter,
+    Retryable,
+)
+
+PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
+
+
+def user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"cas-mirror/{version('cas-mirror')}"
+    except PackageNotFoundError:
+        return "cas-mirror"
+
+
+
+def default_ca_bundle() -> str | None:
+    """The CA bundle the system's OpenSSL uses (the wheel's libcurl has no path of its own
+    that is sure to exist here); the usual variables win, as they do for curl."""
+    import ssl
+
+    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+        if os.environ.get(name) and os.path.isfile(os.environ[name]):
+            return os.environ[name]
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return None
+
+
+class Downloader:
+    def __init__(self, settings: NetworkSettings, *, free_space: FreeSpaceGuard | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.policy = RetryPolicy(settings.retries, settings.backoff)
+        self.free_space = free_space
+        # How waits happen. With the default, download() schedules retries without blocking
+        # other transfers; a substitute (tests) is called with each delay instead.
+        self._sleep = sleep
+        self._local = threading.local()  # each thread's handle for get()
+        self._handles: list[pycurl.Curl] = []
+        self._handles_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
+        self._folders: set[Path] = set()  # folders known to exist
+        self._env_proxies: dict[tuple[str, str], str] = {}  # (scheme, host) -> proxy or ""
+        self._ca_bundle = (settings.ssl_verify if isinstance(settings.ssl_verify, str)
+                           else default_ca_bundle() if settings.ssl_verify else None)
+        self._agent = user_agent()
+
+    # ------------------------------------------------------------------ connections
+    def _new_handle(self) -> pycurl.Curl:
+        c = pycurl.Curl()
+        with self._handles_lock:
+            self._handles.append(c)
+        return c
+
+    def _prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None) -> None:
+        """Options common to every transfer (set again per request: reset() clears them,
+        while the handle keeps its connections)."""
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise Fatal(f"refusing a {scheme or 'relative'} URL (only http and https)")
+        s = self.settings
+        c.setopt(pycurl.URL, url)
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.USERAGENT, self._agent)
+        c.setopt(pycurl.CONNECTTIMEOUT_MS, int(s.timeout * 1000))
+        # "timeout" means no data for that long: libcurl's low-speed limit of 1 byte/s.
+        c.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+        c.setopt(pycurl.LOW_SPEED_TIME, max(1, round(s.timeout)))
+        # The low-speed window counts whole seconds: a shorter timeout bounds the transfer.
+        limits = [t for t in (s.total_timeout, s.timeout if s.timeout < 1 else None) if t]
+        if limits:
+            c.setopt(pycurl.TIMEOUT_MS, int(min(limits) * 1000))
+        c.setopt(pycurl.FOLLOWLOCATION, 1)
+        c.setopt(pycurl.MAXREDIRS, 10)
+        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        c.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        c.setopt(pycurl.PROXY, self._proxy_for(url))  # "" also disables libcurl's own
+        if s.ssl_verify is False:
+            c.setopt(pycurl.SSL_VERIFYPEER, 0)
+            c.setopt(pycurl.SSL_VERIFYHOST, 0)
+        elif self._ca_bundle:
+            c.setopt(pycurl.CAINFO, self._ca_bundle)
+        if headers:
+            c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
+
+    def _proxy_for(self, url: str) -> str:
+        if self.settings.proxy:
+            return self.settings.proxy
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._env_proxies:  # reading the environment costs more than a request
+            bypass = urllib.request.proxy_bypass(key[1])
+            proxy = None if bypass else urllib.request.getproxies().get(key[0])
+            self._env_proxies[key] = proxy or ""
+        return self._env_proxies[key]
+
+    def close(self) -> None:
+        with self._handles_lock:
+            for c in self._handles:
+                c.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+    def get(self, url: str, headers: Mapping[str, str] | None = None, *,
+            max_bytes: int | None = None, accept_statuses: Iterable[int] = (200,),
+            method: str = "GET", body: bytes | None = None) -> HttpResponse:
+        """GET (or POST) `url` with retries. Statuses in `accept_statuses` (and 304 when
+        conditional headers were sent) are returned; others raise HttpError after retries."""
+        accepted = set(accept_statuses)
+        last = "no attempt made"
+        for attempt in range(1, self.policy.retries + 2):
+            try:
+                return self._get_once(url, headers, max_bytes, accepted, method, body)
+            except Fatal as exc:
+                raise HttpError(url, str(exc), exc.status) from None
+            except Retryable as exc:
+                last = str(exc)
+                if attempt <= self.policy.retries:
+                    self._sleep(self.policy.delay(attempt, exc.retry_after))
+        raise HttpError(url, f"{last} (after {self.policy.retries + 1} attempts)")
+
+    def _get_once(self, url, headers, max_bytes, accepted, method, body) -> HttpResponse:
+        c = getattr(self._local, "handle", None)
+        if c is None:
+            c = self._local.handle = self._new_handle()
+        c.reset()
+        self._prepare(c, url, headers)
+        c.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode
+        if method == "POST":
+            c.setopt(pycurl.POSTFIELDS, body or b"")
+        elif method != "GET":
+            raise ValueError(f"get() sends GET or POST, not {method}")
+        chunks: list[bytes] = []
+        size = 0
+        too_big = False
+
+        def write(data: bytes) -> int | None:
+            nonlocal size, too_big
+            size += len(data)
+            if max_bytes is not None and size > max_bytes:
+                too_big = True
+                return -1  # stop the transfer
+            chunks.append(data)
+            return None
+
+        response_headers = Headers()
+        c.setopt(pycurl.WRITEFUNCTION, write)
+        c.setopt(pycurl.HEADERFUNCTION, response_headers)
+        try:
+            c.perform()
+        except pycurl.error as exc:
+            if too_big:
+                raise Fatal(f"response exceeds the limit of {max_bytes} bytes") from None
+            raise classify(exc.args[0], exc.args[1]) from None
+        status = c.getinfo(pycurl.RESPONSE_CODE)
+        values = response_headers.values
+        if status == 304 or (status in accepted and status not in RETRY_STATUSES):
+            return HttpResponse(c.getinfo(pycurl.EFFECTIVE_URL) or url, status, values,
+                                b"" if status == 304 else b"".join(chunks))
+        raise_for_status(status, values)
+        raise Fatal(f"unexpected HTTP {status}", status)
+
+    # ------------------------------------------------------------------ files
+    def download(self, jobs: Sequence[DownloadJob],
+                 progress: ProgressReporter | None = None) -> list[DownloadResult]:
+        """Download every job; returns one result per job, in the order given.
+
+        A failed file does not stop the others. Not enough free space stops everything:
+        `stop_reason` says why and the remaining jobs fail with that reason.
+        """
+        progress = progress or ProgressReporter()
+        total = sum(job.size or 0 for job in jobs)
+        if self.free_space is not None and jobs:
+            try:
+                self.free_space.check(total)
+            except DiskFull as exc:
+                self._stop_all(str(exc))
+        states = [JobState(job, self.policy.retries + 1) for job in jobs]
+        self._make_folders({job.dest.parent for job in jobs})
+        groups = self._process_groups(states)
+        if len(groups) > 1:
+            return run_in_processes(self, groups, states, progress, total)
+        progress.start(len(jobs), total)
+        try:
+            MultiRun(self, states, progress).run()
+        finally:
+            progress.finish()
+        return [state.result for state in states]
+
+    def _process_groups(self, states: list[JobState]) -> list[list[JobState]]:
+        """How to share the jobs among processes: by destination folder when there are
+        enough folders (two processes creating files in one folder contend for its lock),
+        else round robin. One group: do it here."""
+        wanted = self.settings.processes
+        if wanted is None:
+            wanted = (os.cpu_count() or 1) if len(states) >= PARALLEL_MIN_JOBS else 1
+        wanted = min(wanted, len(states))
+        if wanted <= 1 or self._stop.is_set():
+            return [states]
+        folders: dict[Path, list[JobState]] = {}
+        for state in states:
+            folders.setdefault(state.job.dest.parent, []).append(state)
+        groups: list[list[JobState]] = [[] for _ in range(wanted)]
+        biggest = max(len(v) for v in folders.values())
+        if len(folders) < wanted or biggest * wanted > len(states) * 1.5:
+            for index, state in enumerate(states):
+                groups[index % wanted].append(state)
+        else:
+            for members in sorted(folders.values(), key=len, reverse=True):
+                min(groups, key=len).extend(members)
+        return [g for g in groups if g]
+
+    def backoff(self, attempt: int) -> None:
+        """Wait as the retry policy says before attempt `attempt + 1` (for callers that
+        retry on what a body says, such as a stale page)."""
+        self._sleep(self.policy.delay(attempt))
+
+    def stop(self, reason: str) -> None:
+        """Start no further attempts; running ones finish. Remaining jobs fail with
+        `reason` (the PyPI sync's stop_on_error)."""
+        self._stop_all(reason)
+
+    def _stop_all(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    def _make_folders(self, folders: set[Path]) -> None:
+        """Create the destination folders before the transfers start, several at a time:
+        a PyPI tree has a folder per file, and creating one inside the transfer loop would
+        hold up every transfer for as long as the filesystem takes."""
+        new = [f for f in folders if f not in self._folders]
+        if len(new) < 16:
+            return  # created as needed
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
+        self._folders.update(new)
+
+    def _ensure_folder(self, folder: Path) -> None:
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+
+

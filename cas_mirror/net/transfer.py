@@ -1,0 +1,199 @@
+"""One file transfer: its way through URLs and attempts, and one attempt on a curl handle
+(streaming into the hidden .part file while hashing, resuming, verifying, renaming)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from .retry import classify, raise_for_status
+from .types import (
+    PART_SUFFIX,
+    DiskFull,
+    DownloadJob,
+    DownloadResult,
+    Fatal,
+    ProgressReporter,
+    Retryable,
+)
+
+
+class Headers:
+    """Collects the status and headers of the last response (after redirects); the write
+    callback needs the status, and libcurl cannot be asked for it during a transfer."""
+
+    __slots__ = ("status", "values")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.values: dict[str, str] = {}
+
+    def __call__(self, line: bytes) -> None:
+        text = line.decode("iso-8859-1").strip()
+        if text.startswith("HTTP/"):
+            self.values = {}
+            fields = text.split()
+            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+        elif ":" in text:
+            name, _, value = text.partition(":")
+            self.values[name.strip().lower()] = value.strip()
+
+
+
+class JobState:
+    """A job's way through its URLs and attempts."""
+
+    __slots__ = ("attempts_allowed", "errors", "job", "result", "url_attempts", "url_index",
+                 "urls")
+
+    def __init__(self, job: DownloadJob, attempts_allowed: int):
+        self.job = job
+        self.result = DownloadResult(job, ok=False)
+        self.urls = (job.url, *job.fallback_urls)
+        self.url_index = 0
+        self.url_attempts = 0
+        self.attempts_allowed = attempts_allowed
+        self.errors: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.url_index]
+
+    @property
+    def budget(self) -> int:
+        """Attempts allowed at the current URL: only the last URL gets the retries."""
+        return self.attempts_allowed if self.url_index == len(self.urls) - 1 else 1
+
+
+class Attempt:
+    """One transfer of one job on one curl handle: the write callback streams into the
+    .part file while hashing; `finish` verifies and renames."""
+
+    __slots__ = ("error", "file", "headers", "job", "md5", "offset", "part", "progress",
+                 "result", "sha256", "state", "status_checked", "written")
+
+    def __init__(self, state: JobState, progress: ProgressReporter):
+        self.state = state
+        self.job = state.job
+        self.result = state.result
+        self.progress = progress
+        self.part = part_path(self.job.dest)
+        self.offset = usable_partial(self.part, self.job.size)
+        self.written = self.offset
+        self.file = None
+        self.error: BaseException | None = None
+        self.headers = Headers()
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5() if (self.job.md5 and not self.job.sha256) else None
+        self.status_checked = False
+
+    def request_headers(self) -> dict[str, str]:
+        return {"Range": f"bytes={self.offset}-"} if self.offset else {}
+
+    def write(self, data: bytes) -> int | None:
+        try:
+            if not self.status_checked:
+                self.status_checked = True
+                self._open()
+            if self.file is None:
+                return None  # an error page: read and dropped, the status tells
+            self.written += len(data)
+            if self.job.size is not None and self.written > self.job.size:
+                raise Retryable(f"received more than the expected {self.job.size} bytes")
+            self.file.write(data)
+            self.sha256.update(data)
+            if self.md5 is not None:
+                self.md5.update(data)
+            self.result.received += len(data)
+            self.progress.advance(len(data))
+            return None
+        except OSError as exc:
+            self.error = (DiskFull(f"the disk is full writing {self.job.dest}")
+                          if exc.errno == errno.ENOSPC
+                          else Fatal(f"cannot write {self.part}: {exc.strerror}"))
+        except (Retryable, Fatal) as exc:
+            self.error = exc
+        return -1  # stop this transfer; finish() reports self.error
+
+    def _open(self) -> None:
+        status = self.headers.status
+        if status == 206 and self.offset:
+            match = RANGE_RE.match(self.headers.values.get("content-range", ""))
+            if not match or int(match.group(1)) != self.offset:
+                self.offset = self.written = 0
+                raise Retryable("server answered an unexpected range")
+            self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
+            hash_prefix(self.file, self.offset, self.sha256, self.md5)
+            self.file.seek(self.offset)
+            self.file.truncate()
+            self.progress.advance(self.offset)  # the bar counts what is on disk
+        elif status == 200:
+            self.offset = self.written = 0  # a full answer (the server ignored our Range)
+            self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
+
+    def finish(self, curl_error: tuple[int, str] | None, status: int) -> None:
+        """Raise what went wrong, or verify and rename the file into place."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.error is not None:
+            if isinstance(self.error, (Fatal, DiskFull)) or "more than" in str(self.error):
+                self.part.unlink(missing_ok=True)
+            raise self.error
+        if curl_error is not None:
+            raise classify(*curl_error)
+        if status == 416 and self.offset:
+            self.part.unlink(missing_ok=True)  # our partial is not a prefix of theirs
+            raise Retryable("server refused to resume the partial file (HTTP 416)")
+        if status not in (200, 206):
+            raise_for_status(status, self.headers.values)
+            raise Fatal(f"unexpected HTTP {status}", status)
+        if not self.status_checked:  # an empty body: the file is empty
+            self.part.write_bytes(b"")
+        if self.job.size is not None and self.written != self.job.size:
+            raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes")
+        if self.job.sha256 and self.sha256.hexdigest() != self.job.sha256.lower():
+            self.part.unlink(missing_ok=True)
+            raise Retryable(f"sha256 mismatch: expected {self.job.sha256}, "
+                             f"got {self.sha256.hexdigest()}")
+        if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
+            self.part.unlink(missing_ok=True)
+            raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}")
+        os.replace(self.part, self.job.dest)  # open() created it with the umask's permissions
+
+
+def part_path(dest: Path) -> Path:
+    """Where a download in progress lives: hidden, beside its target, never its final name."""
+    return dest.with_name(f".{dest.name}{PART_SUFFIX}")
+
+
+def usable_partial(part: Path, size: int | None) -> int:
+    """Bytes of an earlier partial download worth resuming (0 when none or useless)."""
+    try:
+        have = part.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if have == 0 or (size is not None and have >= size):
+        part.unlink(missing_ok=True)
+        return 0
+    return have
+
+
+def hash_prefix(handle, length: int, *hashes) -> None:
+    handle.seek(0)
+    remaining = length
+    while remaining:
+        chunk = handle.read(min(1 << 20, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        for h in hashes:
+            if h is not None:
+                h.update(chunk)
+
+
+RANGE_RE = re.compile(r"bytes\s+(\d+)-")
+
