@@ -361,3 +361,37 @@ def test_processes_start_safely_while_other_threads_run(many, tmp_path):
     finally:
         done.set()
     assert all(r.ok for r in results)
+
+
+# --------------------------------------------------------------------------- timeout
+
+
+def test_timeout_limits_given_to_libcurl_are_derived_from_the_settings():
+    import pycurl
+
+    from cas_mirror.net.curl import limit_options, stalled
+
+    assert limit_options(NetworkSettings(timeout=0.5)) == {pycurl.CONNECTTIMEOUT_MS: 500}
+    assert limit_options(NetworkSettings(timeout=30, total_timeout=1800)) == {
+        pycurl.CONNECTTIMEOUT_MS: 30_000, pycurl.TIMEOUT_MS: 1_800_000}
+    # No low-speed options: libcurl averages the speed over ~5 s, so "1 byte/s for
+    # `timeout` seconds" gave up 5-7 s after `timeout`. The wait is watched by us.
+    assert stalled(last_read=10.0, timeout=1.0, now=11.0)
+    assert not stalled(last_read=10.0, timeout=1.0, now=10.9)
+
+
+def test_a_transfer_that_stalls_mid_body_is_abandoned_after_timeout(upstream, tmp_path):
+    # The server would send the rest after 4 s; a 1 s timeout must give up long before
+    # (libcurl's low-speed check alone waited 7 s, and the download then succeeded).
+    upstream.add_fault("/f8.bin", stall=4.0, stall_after=20_000)
+    downloader, _ = make(retries=0, timeout=1.0)
+    [result] = downloader.download([job_for(upstream, "f8.bin", tmp_path)])
+    assert not result.ok and "timed out: no data for 1 s" in result.error
+    assert not (tmp_path / "f8.bin").exists()
+
+
+def test_a_metadata_request_that_stalls_is_abandoned_after_timeout(upstream):
+    upstream.add_fault("/f9.bin", stall=4.0, stall_after=20_000)
+    downloader, _ = make(retries=0, timeout=1.0)
+    with pytest.raises(HttpError, match="timed out: no data for 1 s"):
+        downloader.get(f"{upstream.url}/f9.bin")

@@ -22,7 +22,8 @@ here (the `proxy` setting, else HTTP(S)_PROXY / NO_PROXY as Python reads them) a
 uses the system's CA bundle unless `ssl_verify` names another.
 """
 
-from .downloader import Downloader, default_ca_bundle, user_agent
+from .curl import default_ca_bundle, user_agent
+from .downloader import Downloader
 from .retry import RetryPolicy
 from .space import FreeSpaceGuard, human_bytes
 from .types import (

@@ -6,18 +6,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pycurl
 
+from .curl import STALLED, CurlSetup, Headers, perform_watched, stall_message
 from .multi import MultiRun
 from .processes import run_in_processes
 from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
 from .space import FreeSpaceGuard
-from .transfer import Headers, JobState
+from .transfer import JobState
 from .types import (
     DiskFull,
     DownloadJob,
@@ -33,37 +32,6 @@ from .types import (
 PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
 
 
-def user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"cas-mirror/{version('cas-mirror')}"
-    except PackageNotFoundError:
-        return "cas-mirror"
-
-
-
-def default_ca_bundle() -> str | None:
-    """The CA bundle the system's OpenSSL uses (the wheel's libcurl has no path of its own
-    that is sure to exist here); the usual variables win, as they do for curl."""
-    import ssl
-
-    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
-        if os.environ.get(name) and os.path.isfile(os.environ[name]):
-            return os.environ[name]
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
-                      "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    try:
-        import certifi
-
-        return certifi.where()
-    except ImportError:
-        return None
-
-
 class Downloader:
     def __init__(self, settings: NetworkSettings, *, free_space: FreeSpaceGuard | None = None,
                  sleep: Callable[[float], None] = time.sleep):
@@ -73,16 +41,13 @@ class Downloader:
         # How waits happen. With the default, download() schedules retries without blocking
         # other transfers; a substitute (tests) is called with each delay instead.
         self._sleep = sleep
-        self._local = threading.local()  # each thread's handle for get()
-        self._handles: list[pycurl.Curl] = []
+        self._local = threading.local()  # each thread's handle and multi for get()
+        self._handles: list[pycurl.Curl | pycurl.CurlMulti] = []
         self._handles_lock = threading.Lock()
         self._stop = threading.Event()
         self.stop_reason: str | None = None
         self._folders: set[Path] = set()  # folders known to exist
-        self._env_proxies: dict[tuple[str, str], str] = {}  # (scheme, host) -> proxy or ""
-        self._ca_bundle = (settings.ssl_verify if isinstance(settings.ssl_verify, str)
-                           else default_ca_bundle() if settings.ssl_verify else None)
-        self._agent = user_agent()
+        self.curl = CurlSetup(settings)
 
     # ------------------------------------------------------------------ connections
     def _new_handle(self) -> pycurl.Curl:
@@ -91,47 +56,13 @@ class Downloader:
             self._handles.append(c)
         return c
 
-    def _prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None) -> None:
-        """Options common to every transfer (set again per request: reset() clears them,
-        while the handle keeps its connections)."""
-        scheme = urlsplit(url).scheme
-        if scheme not in ("http", "https"):
-            raise Fatal(f"refusing a {scheme or 'relative'} URL (only http and https)")
-        s = self.settings
-        c.setopt(pycurl.URL, url)
-        c.setopt(pycurl.NOSIGNAL, 1)
-        c.setopt(pycurl.USERAGENT, self._agent)
-        c.setopt(pycurl.CONNECTTIMEOUT_MS, int(s.timeout * 1000))
-        # "timeout" means no data for that long: libcurl's low-speed limit of 1 byte/s.
-        c.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-        c.setopt(pycurl.LOW_SPEED_TIME, max(1, round(s.timeout)))
-        # The low-speed window counts whole seconds: a shorter timeout bounds the transfer.
-        limits = [t for t in (s.total_timeout, s.timeout if s.timeout < 1 else None) if t]
-        if limits:
-            c.setopt(pycurl.TIMEOUT_MS, int(min(limits) * 1000))
-        c.setopt(pycurl.FOLLOWLOCATION, 1)
-        c.setopt(pycurl.MAXREDIRS, 10)
-        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        c.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        c.setopt(pycurl.PROXY, self._proxy_for(url))  # "" also disables libcurl's own
-        if s.ssl_verify is False:
-            c.setopt(pycurl.SSL_VERIFYPEER, 0)
-            c.setopt(pycurl.SSL_VERIFYHOST, 0)
-        elif self._ca_bundle:
-            c.setopt(pycurl.CAINFO, self._ca_bundle)
-        if headers:
-            c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
-
-    def _proxy_for(self, url: str) -> str:
-        if self.settings.proxy:
-            return self.settings.proxy
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "")
-        if key not in self._env_proxies:  # reading the environment costs more than a request
-            bypass = urllib.request.proxy_bypass(key[1])
-            proxy = None if bypass else urllib.request.getproxies().get(key[0])
-            self._env_proxies[key] = proxy or ""
-        return self._env_proxies[key]
+    def _thread_handle(self) -> tuple[pycurl.Curl, pycurl.CurlMulti]:
+        local = self._local
+        if getattr(local, "handle", None) is None:
+            local.handle, local.multi = self._new_handle(), pycurl.CurlMulti()
+            with self._handles_lock:
+                self._handles.insert(0, local.multi)  # closed before the handles
+        return local.handle, local.multi
 
     def close(self) -> None:
         with self._handles_lock:
@@ -166,11 +97,9 @@ class Downloader:
         raise HttpError(url, f"{last} (after {self.policy.retries + 1} attempts)")
 
     def _get_once(self, url, headers, max_bytes, accepted, method, body) -> HttpResponse:
-        c = getattr(self._local, "handle", None)
-        if c is None:
-            c = self._local.handle = self._new_handle()
+        c, multi = self._thread_handle()
         c.reset()
-        self._prepare(c, url, headers)
+        self.curl.prepare(c, url, headers)
         c.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode
         if method == "POST":
             c.setopt(pycurl.POSTFIELDS, body or b"")
@@ -182,6 +111,7 @@ class Downloader:
 
         def write(data: bytes) -> int | None:
             nonlocal size, too_big
+            response_headers.last_read = time.monotonic()
             size += len(data)
             if max_bytes is not None and size > max_bytes:
                 too_big = True
@@ -192,12 +122,13 @@ class Downloader:
         response_headers = Headers()
         c.setopt(pycurl.WRITEFUNCTION, write)
         c.setopt(pycurl.HEADERFUNCTION, response_headers)
-        try:
-            c.perform()
-        except pycurl.error as exc:
+        curl_error = perform_watched(multi, c, response_headers, self.settings.timeout)
+        if curl_error is STALLED:
+            raise Retryable(stall_message(self.settings.timeout))
+        if curl_error is not None:
             if too_big:
-                raise Fatal(f"response exceeds the limit of {max_bytes} bytes") from None
-            raise classify(exc.args[0], exc.args[1]) from None
+                raise Fatal(f"response exceeds the limit of {max_bytes} bytes")
+            raise classify(*curl_error)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         values = response_headers.values
         if status == 304 or (status in accepted and status not in RETRY_STATUSES):

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import pycurl
 
+from .curl import WATCH_INTERVAL, stall_message, stalled
 from .transfer import Attempt, JobState, part_path
 from .types import DiskFull, Fatal, ProgressReporter, Retryable
 
 if TYPE_CHECKING:
     from .downloader import Downloader
 
-SELECT_TIMEOUT = 1.0  # seconds one wait for network activity may last
 STOPPED = "the run was stopped"  # the reason, for a process that only saw the stop signal
 
 
@@ -45,6 +45,7 @@ class MultiRun:
                 self._start_ready()
                 if self.running:
                     self._perform()
+                    self._abandon_stalled()
                     if self.running:
                         self.multi.select(self._select_time())
                 elif self.waiting:
@@ -62,12 +63,26 @@ class MultiRun:
         yet), nor than the next retry due."""
         wanted = self.multi.timeout()  # milliseconds; -1: no timer set
         limit = self._wait_time()
+        if self.running:  # nor than the first transfer may wait for data (the stall watch)
+            last = min(attempt.headers.last_read for attempt in self.running.values())
+            limit = min(limit, max(0.0, last + self.d.settings.timeout - time.monotonic()))
         return limit if wanted < 0 else min(limit, wanted / 1000)
+
+    def _abandon_stalled(self) -> None:
+        """End the transfers that received nothing for `timeout` seconds (libcurl's own
+        low-speed check would wait 5 to 7 seconds longer, see curl.py)."""
+        timeout = self.d.settings.timeout
+        now = time.monotonic()
+        for c, attempt in list(self.running.items()):
+            if stalled(attempt.headers.last_read, timeout, now):
+                if attempt.error is None:
+                    attempt.error = Retryable(stall_message(timeout))
+                self._complete(c, None)
 
     def _wait_time(self) -> float:
         if not self.waiting:
-            return SELECT_TIMEOUT
-        return min(SELECT_TIMEOUT, max(0.0, self.waiting[0][0] - time.monotonic()))
+            return WATCH_INTERVAL
+        return min(WATCH_INTERVAL, max(0.0, self.waiting[0][0] - time.monotonic()))
 
     def _start_ready(self) -> None:
         while self.idle:
@@ -96,7 +111,7 @@ class MultiRun:
         d._ensure_folder(state.job.dest.parent)
         attempt = Attempt(state, self.progress)
         c.reset()
-        d._prepare(c, state.url, attempt.request_headers())
+        d.curl.prepare(c, state.url, attempt.request_headers())
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
         c.setopt(pycurl.HEADERFUNCTION, attempt.headers)
         self.running[c] = attempt

@@ -7,8 +7,10 @@ import errno
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 
+from .curl import Headers
 from .retry import classify, raise_for_status
 from .types import (
     PART_SUFFIX,
@@ -19,28 +21,6 @@ from .types import (
     ProgressReporter,
     Retryable,
 )
-
-
-class Headers:
-    """Collects the status and headers of the last response (after redirects); the write
-    callback needs the status, and libcurl cannot be asked for it during a transfer."""
-
-    __slots__ = ("status", "values")
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.values: dict[str, str] = {}
-
-    def __call__(self, line: bytes) -> None:
-        text = line.decode("iso-8859-1").strip()
-        if text.startswith("HTTP/"):
-            self.values = {}
-            fields = text.split()
-            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.values[name.strip().lower()] = value.strip()
-
 
 
 class JobState:
@@ -94,6 +74,7 @@ class Attempt:
         return {"Range": f"bytes={self.offset}-"} if self.offset else {}
 
     def write(self, data: bytes) -> int | None:
+        self.headers.last_read = time.monotonic()
         try:
             if not self.status_checked:
                 self.status_checked = True

@@ -2,8 +2,9 @@
 
 Threaded, HTTP/1.1 keep-alive, HEAD, single-range `Range` requests (206/416), ETag and
 Last-Modified with conditional requests (304). Tests add `Fault`s to make matching paths
-answer with a status code, wait, cut the body short, corrupt it, or drop the connection,
-and `route()`s for dynamic answers (JSON APIs, XML-RPC). Every request is logged.
+answer with a status code, wait, stall mid-body, cut the body short, corrupt it, or drop
+the connection, and `route()`s for dynamic answers (JSON APIs, XML-RPC). Every request is
+logged.
 
 This is test infrastructure, so it is built on the standard library's `http.server`.
 """
@@ -39,6 +40,8 @@ class Fault:
     truncate: int | None = None  # send only this many body bytes, then close
     corrupt: bool = False  # flip bytes in the body (same length)
     reset: bool = False  # close the connection without an answer
+    stall: float = 0.0  # after `stall_after` body bytes, send nothing for this long
+    stall_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)  # extra headers (Retry-After, ...)
     body: bytes | None = None  # replace the body entirely
     methods: tuple[str, ...] = ("GET", "HEAD", "POST")
@@ -186,6 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.corrupt and body:
             body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]
+        if fault and fault.stall:
+            self.wfile.write(body[: fault.stall_after])
+            self.wfile.flush()
+            self.server.owner.stopping.wait(fault.stall)  # the rest comes late, if at all
+            body = body[fault.stall_after:]
         if fault and fault.truncate is not None:
             self.wfile.write(body[: fault.truncate])
             self.wfile.flush()
@@ -231,6 +239,7 @@ class TestHTTPServer:
         self._faults: list[Fault] = []
         self._routes: list[tuple[str, RouteHandler]] = []
         self._lock = threading.Lock()
+        self.stopping = threading.Event()  # ends stalls early when the server stops
         self._server = _Server(self)
         self.scheme = "http"
         if ssl_context is not None:  # HTTPS: wrap the listening socket
@@ -252,6 +261,7 @@ class TestHTTPServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
