@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pycurl
 
 from .curl import WATCH_INTERVAL, stall_message, stalled
-from .transfer import Attempt, JobState, part_path
+from .partial import part_path
+from .transfer import Attempt, JobState
 from .types import DiskFull, Fatal, ProgressReporter, Retryable
 
 if TYPE_CHECKING:

@@ -8,12 +8,19 @@ import hashlib
 import os
 import re
 import time
-from pathlib import Path
 
 from .curl import Headers
+from .partial import (
+    forget_validator,
+    part_path,
+    read_validator,
+    remember_validator,
+    response_validator,
+    same_validator,
+    usable_partial,
+)
 from .retry import classify, raise_for_status
 from .types import (
-    PART_SUFFIX,
     DiskFull,
     DownloadJob,
     DownloadResult,
@@ -27,7 +34,7 @@ class JobState:
     """A job's way through its URLs and attempts."""
 
     __slots__ = ("attempts_allowed", "errors", "job", "result", "url_attempts", "url_index",
-                 "urls")
+                 "urls", "validator")
 
     def __init__(self, job: DownloadJob, attempts_allowed: int):
         self.job = job
@@ -37,6 +44,7 @@ class JobState:
         self.url_attempts = 0
         self.attempts_allowed = attempts_allowed
         self.errors: list[str] = []
+        self.validator: str | None = None  # of the response that wrote the .part (this run)
 
     @property
     def url(self) -> str:
@@ -53,7 +61,7 @@ class Attempt:
     .part file while hashing; `finish` verifies and renames."""
 
     __slots__ = ("error", "file", "headers", "job", "md5", "offset", "part", "progress",
-                 "result", "sha256", "state", "status_checked", "written")
+                 "result", "sha256", "state", "status_checked", "validator", "written")
 
     def __init__(self, state: JobState, progress: ProgressReporter):
         self.state = state
@@ -61,7 +69,13 @@ class Attempt:
         self.result = state.result
         self.progress = progress
         self.part = part_path(self.job.dest)
-        self.offset = usable_partial(self.part, self.job.size)
+        # The validator of the response that wrote the partial file: from the file itself
+        # (an earlier run), else from this run's earlier attempt.
+        self.validator = read_validator(self.part) or state.validator
+        verifiable = bool(self.job.sha256 or self.job.md5)
+        self.offset = usable_partial(self.part, self.job.size, self.validator, verifiable)
+        if not self.offset:
+            self.validator = None
         self.written = self.offset
         self.file = None
         self.error: BaseException | None = None
@@ -71,7 +85,12 @@ class Attempt:
         self.status_checked = False
 
     def request_headers(self) -> dict[str, str]:
-        return {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        if not self.offset:
+            return {}
+        headers = {"Range": f"bytes={self.offset}-"}
+        if self.validator:  # else a hash checks the result
+            headers["If-Range"] = self.validator
+        return headers
 
     def write(self, data: bytes) -> int | None:
         self.headers.last_read = time.monotonic()
@@ -106,14 +125,23 @@ class Attempt:
             if not match or int(match.group(1)) != self.offset:
                 self.offset = self.written = 0
                 raise Retryable("server answered an unexpected range")
+            if self.validator and not same_validator(self.validator, self.headers.values):
+                self.offset = self.written = 0  # it ignored If-Range: the file changed
+                self.state.validator = None
+                self.part.unlink(missing_ok=True)
+                raise Retryable("upstream file changed during the resume; starting over")
             self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
             hash_prefix(self.file, self.offset, self.sha256, self.md5)
             self.file.seek(self.offset)
             self.file.truncate()
             self.progress.advance(self.offset)  # the bar counts what is on disk
         elif status == 200:
-            self.offset = self.written = 0  # a full answer (the server ignored our Range)
+            # A full answer: the file changed since the partial one (If-Range), or the
+            # server ignores Range. The validator is recorded before any byte is written.
+            self.offset = self.written = 0
             self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
+            self.validator = self.state.validator = response_validator(self.headers.values)
+            remember_validator(self.file.fileno(), self.validator)
 
     def finish(self, curl_error: tuple[int, str] | None, status: int) -> None:
         """Raise what went wrong, or verify and rename the file into place."""
@@ -143,24 +171,9 @@ class Attempt:
         if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
             self.part.unlink(missing_ok=True)
             raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}")
+        if self.validator:
+            forget_validator(self.part)  # the published file carries no download state
         os.replace(self.part, self.job.dest)  # open() created it with the umask's permissions
-
-
-def part_path(dest: Path) -> Path:
-    """Where a download in progress lives: hidden, beside its target, never its final name."""
-    return dest.with_name(f".{dest.name}{PART_SUFFIX}")
-
-
-def usable_partial(part: Path, size: int | None) -> int:
-    """Bytes of an earlier partial download worth resuming (0 when none or useless)."""
-    try:
-        have = part.stat().st_size
-    except FileNotFoundError:
-        return 0
-    if have == 0 or (size is not None and have >= size):
-        part.unlink(missing_ok=True)
-        return 0
-    return have
 
 
 def hash_prefix(handle, length: int, *hashes) -> None:

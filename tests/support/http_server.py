@@ -1,10 +1,11 @@
 """A real HTTP server on 127.0.0.1 for tests: serves a folder, and misbehaves on request.
 
-Threaded, HTTP/1.1 keep-alive, HEAD, single-range `Range` requests (206/416), ETag and
-Last-Modified with conditional requests (304). Tests add `Fault`s to make matching paths
-answer with a status code, wait, stall mid-body, cut the body short, corrupt it, or drop
-the connection, and `route()`s for dynamic answers (JSON APIs, XML-RPC). Every request is
-logged.
+Threaded, HTTP/1.1 keep-alive, HEAD, single-range `Range` requests (206/416) with
+`If-Range`, ETag and Last-Modified with conditional requests (304). Tests add `Fault`s to
+make matching paths answer with a status code, wait, stall mid-body, cut the body short,
+corrupt it, or drop the connection, and `route()`s for dynamic answers (JSON APIs,
+XML-RPC). Every request is logged; `replace_file` changes a file as a new upstream
+version does.
 
 This is test infrastructure, so it is built on the standard library's `http.server`.
 """
@@ -143,11 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return Response(404, b"not found\n")
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        headers = {
-            "ETag": etag,
-            "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
-            "Content-Type": _content_type(target),
-        }
+        modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        owner = self.server.owner
+        headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": _content_type(target)}
+        headers = {k: v for k, v in headers.items() if k not in owner.hide_headers}
         if self.server.owner.range_support:
             headers["Accept-Ranges"] = "bytes"
         inm = self.headers.get("If-None-Match")
@@ -158,7 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(304, b"", headers)
         data = target.read_bytes()
         rng = self.headers.get("Range")
-        if rng and self.server.owner.range_support:
+        if_range = self.headers.get("If-Range")
+        if if_range and if_range.strip() not in (etag, modified) and owner.honour_if_range:
+            rng = None  # the file changed since the client's copy: send it whole
+        if rng and owner.range_support:
             match = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
             if match and (match.group(1) or match.group(2)):
                 start_s, end_s = match.groups()
@@ -232,9 +235,12 @@ class TestHTTPServer:
     __test__ = False  # not a test class, despite the name
 
     def __init__(self, root: str | os.PathLike, range_support: bool = True,
+                 honour_if_range: bool = True, hide_headers: tuple[str, ...] = (),
                  ssl_context: ssl.SSLContext | None = None):
         self.root = Path(root)
         self.range_support = range_support
+        self.honour_if_range = honour_if_range
+        self.hide_headers = hide_headers  # e.g. ("ETag",): a server without that validator
         self.requests: list[LoggedRequest] = []
         self._faults: list[Fault] = []
         self._routes: list[tuple[str, RouteHandler]] = []
@@ -277,6 +283,14 @@ class TestHTTPServer:
         with self._lock:
             self._faults.append(fault)
         return fault
+
+    def replace_file(self, relpath: str, data: bytes) -> None:
+        """Change a served file, with a new ETag and a Last-Modified 2 s later (dates have
+        whole seconds), as an upstream that publishes a new version does."""
+        path = self.root / relpath
+        before = path.stat().st_mtime_ns if path.exists() else time.time_ns()
+        path.write_bytes(data)
+        os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
 
     def clear_faults(self) -> None:
         with self._lock:
