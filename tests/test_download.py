@@ -395,3 +395,28 @@ def test_a_metadata_request_that_stalls_is_abandoned_after_timeout(upstream):
     downloader, _ = make(retries=0, timeout=1.0)
     with pytest.raises(HttpError, match="timed out: no data for 1 s"):
         downloader.get(f"{upstream.url}/f9.bin")
+
+
+# --------------------------------------------------------------------------- size mismatch
+
+
+def test_a_resume_refused_because_upstream_is_shorter_says_the_sizes(upstream, tmp_path):
+    data = upstream.files["f11.bin"]
+    promised = len(data) + 1000  # the index promises more than upstream has
+    (tmp_path / ".f11.bin.part").write_bytes(data + b"\0" * 10)  # upstream answers 416
+    downloader, _ = make(retries=2)
+    [result] = downloader.download([job_for(upstream, "f11.bin", tmp_path, size=promised)])
+    assert not result.ok
+    assert result.error == (f"size mismatch: upstream file is {len(data)} bytes, "
+                            f"the index says {promised}")
+    assert result.attempts == 1  # retrying cannot change it
+    assert [r.status for r in upstream.requests] == [416]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_full_answer_of_the_wrong_size_says_the_sizes(upstream, tmp_path):
+    data = upstream.files["f11.bin"]
+    downloader, _ = make(retries=2)
+    [result] = downloader.download([job_for(upstream, "f11.bin", tmp_path, size=len(data) - 5)])
+    assert not result.ok and result.attempts == 1
+    assert f"upstream file is {len(data)} bytes, the index says {len(data) - 5}" in result.error

@@ -120,6 +120,8 @@ class Attempt:
 
     def _open(self) -> None:
         status = self.headers.status
+        if status in (200, 206):
+            self._check_size(upstream_size(status, self.headers.values))
         if status == 206 and self.offset:
             match = RANGE_RE.match(self.headers.values.get("content-range", ""))
             if not match or int(match.group(1)) != self.offset:
@@ -143,6 +145,14 @@ class Attempt:
             self.validator = self.state.validator = response_validator(self.headers.values)
             remember_validator(self.file.fileno(), self.validator)
 
+    def _check_size(self, upstream: int | None) -> None:
+        """A file whose size upstream is not the one the index gives is not worth
+        retrying, and is not a refused resume: say what is true."""
+        if upstream is not None and self.job.size is not None and upstream != self.job.size:
+            self.part.unlink(missing_ok=True)
+            raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
+                        f"the index says {self.job.size}")
+
     def finish(self, curl_error: tuple[int, str] | None, status: int) -> None:
         """Raise what went wrong, or verify and rename the file into place."""
         if self.file is not None:
@@ -156,6 +166,7 @@ class Attempt:
             raise classify(*curl_error)
         if status == 416 and self.offset:
             self.part.unlink(missing_ok=True)  # our partial is not a prefix of theirs
+            self._check_size(upstream_size(status, self.headers.values))
             raise Retryable("server refused to resume the partial file (HTTP 416)")
         if status not in (200, 206):
             raise_for_status(status, self.headers.values)
@@ -190,4 +201,15 @@ def hash_prefix(handle, length: int, *hashes) -> None:
 
 
 RANGE_RE = re.compile(r"bytes\s+(\d+)-")
+_TOTAL_RE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+)")
+
+
+def upstream_size(status: int, headers: dict[str, str]) -> int | None:
+    """The whole file's size as an answer states it: Content-Length of a 200, the total in
+    Content-Range of a 206 or 416 ("bytes 0-9/1234", "bytes */1234"); None if unstated."""
+    if status == 200:
+        value = headers.get("content-length", "")
+        return int(value) if value.isdigit() else None
+    match = _TOTAL_RE.match(headers.get("content-range", ""))
+    return int(match.group(1)) if match else None
 
