@@ -341,12 +341,13 @@ def test_a_stop_reaches_every_process(many, tmp_path):
         def file_done(self, result):
             super().file_done(result)
             if not result.ok:
-                downloader.stop("stop_on_error: first failure")
+                downloader.stop(f"stopped after {result.job.url} failed", "stop_on_error")
 
     results = downloader.download(jobs, StopOnFailure())
-    stopped = [r for r in results if r.error == "not downloaded: stop_on_error: first failure"]
+    stopped = [r for r in results if r.error == "not downloaded: run stopped (stop_on_error)"]
     assert stopped and all(r.attempts == 0 for r in stopped)
-    assert downloader.stop_reason == "stop_on_error: first failure"
+    assert all(r.cause == "run stopped (stop_on_error)" for r in stopped)  # the children's too
+    assert downloader.stop_reason == f"stopped after {many.url}/missing.bin failed"
 
 
 def test_processes_start_safely_while_other_threads_run(many, tmp_path):

@@ -24,7 +24,7 @@ uses the system's CA bundle unless `ssl_verify` names another.
 
 from .curl import default_ca_bundle, user_agent
 from .downloader import Downloader
-from .retry import RetryPolicy
+from .retry import HostCondition, RetryPolicy, host_conditions
 from .space import FreeSpaceGuard, human_bytes
 from .types import (
     PART_SUFFIX,
@@ -44,12 +44,14 @@ __all__ = [
     "DownloadResult",
     "Downloader",
     "FreeSpaceGuard",
+    "HostCondition",
     "HttpError",
     "HttpResponse",
     "NetworkSettings",
     "ProgressReporter",
     "RetryPolicy",
     "default_ca_bundle",
+    "host_conditions",
     "human_bytes",
     "user_agent",
 ]

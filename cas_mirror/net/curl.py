@@ -143,13 +143,14 @@ class CurlSetup:
         return self._env_proxies[key]
 
 
-STALLED = (pycurl.E_OPERATION_TIMEDOUT, "")  # perform_watched's answer for a stall
+STALLED = (pycurl.E_OPERATION_TIMEDOUT, "", 0)  # perform_watched's answer for a stall
 
 
 def perform_watched(multi: pycurl.CurlMulti, c: pycurl.Curl, headers: Headers,
-                    timeout: float) -> tuple[int, str] | None:
+                    timeout: float) -> tuple[int, str, int] | None:
     """Run the transfer prepared on `c` to its end on `multi` (which has no other handle):
-    None when libcurl finished it, its error as (code, message) when it failed, STALLED
+    None when libcurl finished it, its error as (code, message, OS errno) when it failed,
+    STALLED
     when nothing arrived for `timeout` seconds."""
     multi.add_handle(c)
     try:
@@ -160,7 +161,7 @@ def perform_watched(multi: pycurl.CurlMulti, c: pycurl.Curl, headers: Headers,
             if done:
                 return None
             if failed:
-                return failed[0][1], failed[0][2]
+                return failed[0][1], failed[0][2], c.getinfo(pycurl.OS_ERRNO)
             now = time.monotonic()
             if stalled(headers.last_read, timeout, now):
                 return STALLED

@@ -45,7 +45,8 @@ class Downloader:
         self._handles: list[pycurl.Curl | pycurl.CurlMulti] = []
         self._handles_lock = threading.Lock()
         self._stop = threading.Event()
-        self.stop_reason: str | None = None
+        self.stop_reason: str | None = None  # why the run stopped, told once
+        self.stop_cause: str | None = None  # the same, short, for each job left undone
         self._folders: set[Path] = set()  # folders known to exist
         self.curl = CurlSetup(settings)
 
@@ -84,17 +85,17 @@ class Downloader:
         """GET (or POST) `url` with retries. Statuses in `accept_statuses` (and 304 when
         conditional headers were sent) are returned; others raise HttpError after retries."""
         accepted = set(accept_statuses)
-        last = "no attempt made"
+        last = cause = "no attempt made"
         for attempt in range(1, self.policy.retries + 2):
             try:
                 return self._get_once(url, headers, max_bytes, accepted, method, body)
             except Fatal as exc:
-                raise HttpError(url, str(exc), exc.status) from None
+                raise HttpError(url, str(exc), exc.status, exc.cause) from None
             except Retryable as exc:
-                last = str(exc)
+                last, cause = str(exc), exc.cause
                 if attempt <= self.policy.retries:
                     self._sleep(self.policy.delay(attempt, exc.retry_after))
-        raise HttpError(url, f"{last} (after {self.policy.retries + 1} attempts)")
+        raise HttpError(url, f"{last} (after {self.policy.retries + 1} attempts)", cause=cause)
 
     def _get_once(self, url, headers, max_bytes, accepted, method, body) -> HttpResponse:
         c, multi = self._thread_handle()
@@ -143,7 +144,8 @@ class Downloader:
         """Download every job; returns one result per job, in the order given.
 
         A failed file does not stop the others. Not enough free space stops everything:
-        `stop_reason` says why and the remaining jobs fail with that reason.
+        `stop_reason` says why (once), and each remaining job fails with "not downloaded:
+        run stopped (CAUSE)" naming no other file (cause "run stopped (CAUSE)").
         """
         progress = progress or ProgressReporter()
         total = sum(job.size or 0 for job in jobs)
@@ -151,7 +153,7 @@ class Downloader:
             try:
                 self.free_space.check(total)
             except DiskFull as exc:
-                self._stop_all(str(exc))
+                self._stop_all(str(exc), exc.cause)
         states = [JobState(job, self.policy.retries + 1) for job in jobs]
         self._make_folders({job.dest.parent for job in jobs})
         groups = self._process_groups(states)
@@ -192,14 +194,15 @@ class Downloader:
         retry on what a body says, such as a stale page)."""
         self._sleep(self.policy.delay(attempt))
 
-    def stop(self, reason: str) -> None:
-        """Start no further attempts; running ones finish. Remaining jobs fail with
-        `reason` (the PyPI sync's stop_on_error)."""
-        self._stop_all(reason)
+    def stop(self, reason: str, cause: str | None = None) -> None:
+        """Start no further attempts; running ones finish. `stop_reason` is `reason`;
+        remaining jobs fail with "not downloaded: run stopped (CAUSE)", where `cause` is a
+        short text naming no file (the PyPI sync's "stop_on_error"); default: `reason`."""
+        self._stop_all(reason, cause or reason)
 
-    def _stop_all(self, reason: str) -> None:
+    def _stop_all(self, reason: str, cause: str) -> None:
         if not self._stop.is_set():
-            self.stop_reason = reason
+            self.stop_reason, self.stop_cause = reason, cause
             self._stop.set()
 
     def _make_folders(self, folders: set[Path]) -> None:

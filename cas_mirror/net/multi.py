@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import pycurl
 
+from ..text import plural
 from .curl import WATCH_INTERVAL, stall_message, stalled
 from .partial import part_path
 from .transfer import Attempt, JobState
-from .types import DiskFull, Fatal, ProgressReporter, Retryable
+from .types import DiskFull, Fatal, ProgressReporter, Retryable, stopped_cause
 
 if TYPE_CHECKING:
     from .downloader import Downloader
 
-STOPPED = "the run was stopped"  # the reason, for a process that only saw the stop signal
 
 
 class MultiRun:
@@ -94,7 +94,7 @@ class MultiRun:
             else:
                 return
             if self.d._stop.is_set():
-                self._fail(state, f"not downloaded: {self.d.stop_reason or STOPPED}")
+                self._fail_stopped(state)
                 continue
             c = self.idle.pop()
             try:
@@ -126,11 +126,11 @@ class MultiRun:
             for c in done:
                 self._complete(c, None)
             for c, code, message in failed:
-                self._complete(c, (code, message))
+                self._complete(c, (code, message, c.getinfo(pycurl.OS_ERRNO)))
             if not queued:
                 break
 
-    def _complete(self, c: pycurl.Curl, curl_error: tuple[int, str] | None) -> None:
+    def _complete(self, c: pycurl.Curl, curl_error: tuple[int, str, int] | None) -> None:
         attempt = self.running.pop(c)
         self.multi.remove_handle(c)
         self.idle.append(c)
@@ -145,8 +145,8 @@ class MultiRun:
 
     def _failed_attempt(self, state: JobState, exc: BaseException) -> None:
         if isinstance(exc, DiskFull):
-            self.d._stop_all(str(exc))
-            self._fail(state, f"not downloaded: {exc}")
+            self.d._stop_all(str(exc), exc.cause)
+            self._fail(state, f"not downloaded: {exc}", exc.cause)  # names its own file
             return
         if isinstance(exc, Retryable) and state.url_attempts < state.budget:
             delay = self.d.policy.delay(state.url_attempts, exc.retry_after)
@@ -156,17 +156,23 @@ class MultiRun:
             heapq.heappush(self.waiting, (time.monotonic() + delay, next(self.tie), state))
             return
         message = str(exc) if isinstance(exc, Fatal) else \
-            f"{exc} (after {state.url_attempts} attempts)"
+            f"{exc} (after {plural(state.url_attempts, 'attempt')})"
         state.errors.append(message if len(state.urls) == 1 else f"{state.url}: {message}")
         if state.url_index < len(state.urls) - 1 and not self.d._stop.is_set():
             state.url_index += 1
             state.url_attempts = 0
             self.pending.appendleft(state)
             return
-        self._fail(state, "; ".join(state.errors))
+        self._fail(state, "; ".join(state.errors), exc.cause)
 
-    def _fail(self, state: JobState, error: str) -> None:
-        state.result.error = error
+    def _fail_stopped(self, state: JobState) -> None:
+        """A job the run's stop left undone. A child process that only saw the shared stop
+        signal does not know the cause; its parent fills it in."""
+        cause = stopped_cause(self.d.stop_cause)
+        self._fail(state, f"not downloaded: {cause}", cause)
+
+    def _fail(self, state: JobState, error: str, cause: str) -> None:
+        state.result.error, state.result.cause = error, cause
         # A failed file leaves nothing behind; only a killed run leaves a .part to resume.
         part_path(state.job.dest).unlink(missing_ok=True)
         self.progress.file_done(state.result)

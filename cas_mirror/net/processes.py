@@ -6,10 +6,16 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from .multi import STOPPED, MultiRun
+from .multi import MultiRun
 from .space import FreeSpaceGuard
 from .transfer import JobState
-from .types import DownloadJob, DownloadResult, NetworkSettings, ProgressReporter
+from .types import (
+    DownloadJob,
+    DownloadResult,
+    NetworkSettings,
+    ProgressReporter,
+    stopped_cause,
+)
 
 if TYPE_CHECKING:
     from .downloader import Downloader
@@ -53,16 +59,16 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                 if kind == "advance":
                     progress.advance(message[1])
                 elif kind == "done":
-                    _, index, ok, received, attempts, error = message
+                    _, index, ok, received, attempts, error, cause = message
                     result = states[index].result
-                    result.ok, result.received, result.attempts, result.error = \
-                        ok, received, attempts, error
+                    result.ok, result.received, result.attempts, result.error, result.cause = \
+                        ok, received, attempts, error, cause
                     pending.discard(index)
                     progress.file_done(result)
                     if downloader._stop.is_set():
                         stop_event.set()  # a caller stopped us from a progress callback
                 elif kind == "stop":
-                    downloader._stop_all(message[1])
+                    downloader._stop_all(message[1], message[2])
                     stop_event.set()
                 elif kind == "crash":
                     raise RuntimeError(f"download worker failed:\n{message[1]}")
@@ -70,7 +76,9 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                     del open_readers[reader]
                     child.join(timeout=10)
                     for index in pending:  # jobs a dead child never reported
-                        states[index].result.error = "not downloaded: the worker process died"
+                        result = states[index].result
+                        result.error = "not downloaded: the worker process died"
+                        result.cause = "the worker process died"
                         progress.file_done(states[index].result)
                     reader.close()
     finally:
@@ -79,10 +87,11 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                 child.terminate()
                 child.join(timeout=10)
         progress.finish()
-    if downloader.stop_reason:  # children stopped by the signal did not know why
+    if downloader.stop_cause:  # children stopped by the signal did not know why
+        unknown, known = stopped_cause(None), stopped_cause(downloader.stop_cause)
         for state in states:
-            if state.result.error == f"not downloaded: {STOPPED}":
-                state.result.error = f"not downloaded: {downloader.stop_reason}"
+            if state.result.cause == unknown:
+                state.result.error, state.result.cause = f"not downloaded: {known}", known
     return [state.result for state in states]
 
 
@@ -105,7 +114,7 @@ class PipeProgress(ProgressReporter):
             self.writer.send(("advance", self.pending))
             self.pending = 0
         self.writer.send(("done", self.indexes[id(result)], result.ok, result.received,
-                          result.attempts, result.error))
+                          result.attempts, result.error, result.cause))
 
 
 class SharedStop:
@@ -139,7 +148,7 @@ def child_main(factory: type[Downloader], settings: NetworkSettings, workers: in
             states, jobs, strict=True)})
         MultiRun(downloader, states, progress).run()
         if downloader.stop_reason:
-            writer.send(("stop", downloader.stop_reason))
+            writer.send(("stop", downloader.stop_reason, downloader.stop_cause))
         writer.send(("end", None))
     except Exception:  # noqa: BLE001 - reported to the parent, which raises it
         writer.send(("crash", traceback.format_exc()))

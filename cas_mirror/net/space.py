@@ -38,8 +38,7 @@ class FreeSpaceGuard:
                 raise DiskFull(
                     f"not enough free space in {self.folder}: {human_bytes(free)} free, "
                     f"{human_bytes(incoming)} to download, minimum_free_space is "
-                    f"{human_bytes(self.minimum)}"
-                )
+                    f"{human_bytes(self.minimum)}", "not enough free space")
             # Look again after a tenth of the spare room (others may write here too).
             self._margin = (free - incoming - self.minimum) // 10
 

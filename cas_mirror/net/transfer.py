@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
 import time
 
+from ..errors import is_disk_full, os_problem
 from .curl import Headers
 from .partial import (
     forget_validator,
@@ -102,7 +102,8 @@ class Attempt:
                 return None  # an error page: read and dropped, the status tells
             self.written += len(data)
             if self.job.size is not None and self.written > self.job.size:
-                raise Retryable(f"received more than the expected {self.job.size} bytes")
+                raise Retryable(f"received more than the expected {self.job.size} bytes",
+                                cause="received more than expected")
             self.file.write(data)
             self.sha256.update(data)
             if self.md5 is not None:
@@ -111,9 +112,11 @@ class Attempt:
             self.progress.advance(len(data))
             return None
         except OSError as exc:
-            self.error = (DiskFull(f"the disk is full writing {self.job.dest}")
-                          if exc.errno == errno.ENOSPC
-                          else Fatal(f"cannot write {self.part}: {exc.strerror}"))
+            problem = os_problem(exc)
+            self.error = (DiskFull(f"the disk is full: {problem} writing {self.job.dest}",
+                                   problem) if is_disk_full(exc)
+                          else Fatal(f"cannot write {self.part}: {problem}",
+                                     cause=f"cannot write: {problem}"))
         except (Retryable, Fatal) as exc:
             self.error = exc
         return -1  # stop this transfer; finish() reports self.error
@@ -151,9 +154,9 @@ class Attempt:
         if upstream is not None and self.job.size is not None and upstream != self.job.size:
             self.part.unlink(missing_ok=True)
             raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
-                        f"the index says {self.job.size}")
+                        f"the index says {self.job.size}", cause="size mismatch")
 
-    def finish(self, curl_error: tuple[int, str] | None, status: int) -> None:
+    def finish(self, curl_error: tuple[int, str, int] | None, status: int) -> None:
         """Raise what went wrong, or verify and rename the file into place."""
         if self.file is not None:
             self.file.close()
@@ -174,14 +177,16 @@ class Attempt:
         if not self.status_checked:  # an empty body: the file is empty
             self.part.write_bytes(b"")
         if self.job.size is not None and self.written != self.job.size:
-            raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes")
+            raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes",
+                            cause="truncated")
         if self.job.sha256 and self.sha256.hexdigest() != self.job.sha256.lower():
             self.part.unlink(missing_ok=True)
             raise Retryable(f"sha256 mismatch: expected {self.job.sha256}, "
-                             f"got {self.sha256.hexdigest()}")
+                            f"got {self.sha256.hexdigest()}", cause="sha256 mismatch")
         if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
             self.part.unlink(missing_ok=True)
-            raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}")
+            raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}",
+                            cause="md5 mismatch")
         if self.validator:
             forget_validator(self.part)  # the published file carries no download state
         os.replace(self.part, self.job.dest)  # open() created it with the umask's permissions

@@ -47,7 +47,12 @@ class DownloadResult:
     ok: bool
     received: int = 0  # bytes received in this run (resumed bytes are not counted again)
     attempts: int = 0
-    error: str | None = None
+    error: str | None = None  # the whole story, for people and --json (may name URLs)
+    # Why it failed, short and without URL or file name: the same text for every file that
+    # failed the same way ("cannot connect (connection refused)", "HTTP 404", "run stopped
+    # (no space left on device)"), so a report can group them; `host_conditions` finds the
+    # hosts where every file failed with one connection-level cause.
+    cause: str | None = None
 
 
 @dataclass
@@ -61,30 +66,45 @@ class HttpResponse:
 class HttpError(CasError):
     """A request that failed for good (after retries); the message names the URL."""
 
-    def __init__(self, url: str, message: str, status: int | None = None):
+    def __init__(self, url: str, message: str, status: int | None = None,
+                 cause: str | None = None):
         super().__init__(f"{url}: {message}")
         self.url = url
         self.status = status
+        self.cause = cause or message  # as DownloadResult.cause: without the URL
 
 
 class Retryable(Exception):
-    """One attempt failed in a way worth retrying."""
+    """One attempt failed in a way worth retrying; `cause` as in DownloadResult."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None,
+                 cause: str | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.cause = cause or message
 
 
 class Fatal(Exception):
     """One attempt failed in a way that retrying cannot fix (404, refused URL...)."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, cause: str | None = None):
         super().__init__(message)
         self.status = status
+        self.cause = cause or message
 
 
 class DiskFull(CasError):
-    """Not enough free space to go on; raised to stop the whole download."""
+    """Not enough free space to go on; raised to stop the whole download. The message may
+    name a file; `cause` is the condition alone ("no space left on device")."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
+
+
+def stopped_cause(cause: str | None) -> str:
+    """The cause of a job the run's stop left undone: no other file's name in it."""
+    return f"run stopped ({cause})" if cause else "run stopped"
 
 
 
