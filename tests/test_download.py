@@ -421,3 +421,40 @@ def test_a_full_answer_of_the_wrong_size_says_the_sizes(upstream, tmp_path):
     [result] = downloader.download([job_for(upstream, "f11.bin", tmp_path, size=len(data) - 5)])
     assert not result.ok and result.attempts == 1
     assert f"upstream file is {len(data)} bytes, the index says {len(data) - 5}" in result.error
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_requests_retries_resumes_and_cache_hits_are_logged(upstream, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    upstream.add_fault("/f6.bin", truncate=20_000, times=1)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f6.bin", tmp_path)])
+    assert result.ok
+    etag = upstream.requests[-1].headers["If-Range"]
+    first = downloader.get(f"{upstream.url}/f0.bin")
+    downloader.get(f"{upstream.url}/f0.bin", {"If-None-Match": first.headers["etag"]})
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    url = f"{upstream.url}/f6.bin"
+    assert ("DEBUG", f"GET {url}") in messages
+    assert any(level == "INFO" and m.startswith(f"retrying {url} (attempt 2 of 4) after: "
+                                                 "truncated")
+               and ("; waiting " in m) for level, m in messages)
+    assert ("INFO", f"resuming {url} from byte 20000 (If-Range: {etag})") in messages
+    assert ("DEBUG", f"GET {url} (Range: bytes=20000-, If-Range: {etag})") in messages
+    assert ("DEBUG", f'GET {upstream.url}/f0.bin (If-None-Match: {first.headers["etag"]})') \
+        in messages
+    assert ("INFO", f"not modified (304), the copy we have is current: {upstream.url}/f0.bin") \
+        in messages
+
+
+def test_logged_urls_are_escaped(upstream, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    downloader, _ = make(retries=0)
+    downloader.download([DownloadJob(f"{upstream.url}/x%1b[2J\x1b[2J.bin", tmp_path / "x")])
+    assert caplog.records and not any("\x1b" in r.getMessage() for r in caplog.records)

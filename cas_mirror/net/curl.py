@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
+from ..text import safe
 from .types import Fatal, NetworkSettings
 
 WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
@@ -61,6 +62,17 @@ def limit_options(settings: NetworkSettings) -> dict[int, int]:
     if settings.total_timeout:
         options[pycurl.TIMEOUT_MS] = max(1, round(settings.total_timeout * 1000))
     return options
+
+
+_LOGGED_HEADERS = ("If-None-Match", "If-Modified-Since", "Range", "If-Range")
+
+
+def describe_request(method: str, url: str, headers: Mapping[str, str] | None) -> str:
+    """'GET URL (If-None-Match: "x")': a request and the validators it sends, for logs
+    (escaped: URLs and ETags come from upstream)."""
+    sent = {k.lower(): v for k, v in (headers or {}).items()}
+    shown = [f"{name}: {sent[name.lower()]}" for name in _LOGGED_HEADERS if name.lower() in sent]
+    return safe(f"{method} {url}" + (f" ({', '.join(shown)})" if shown else ""))
 
 
 def stalled(last_read: float, timeout: float, now: float) -> bool:

@@ -3,6 +3,7 @@ over libcurl, with connection set-up (proxies, TLS, timeouts) decided in one pla
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pycurl
 
-from .curl import STALLED, CurlSetup, Headers, perform_watched, stall_message
+from ..text import plural, safe
+from .curl import (
+    STALLED,
+    CurlSetup,
+    Headers,
+    describe_request,
+    perform_watched,
+    stall_message,
+)
 from .multi import MultiRun
 from .processes import run_in_processes
 from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
@@ -29,6 +38,7 @@ from .types import (
     Retryable,
 )
 
+log = logging.getLogger(__name__)
 PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
 
 
@@ -94,13 +104,18 @@ class Downloader:
             except Retryable as exc:
                 last, cause = str(exc), exc.cause
                 if attempt <= self.policy.retries:
-                    self._sleep(self.policy.delay(attempt, exc.retry_after))
-        raise HttpError(url, f"{last} (after {self.policy.retries + 1} attempts)", cause=cause)
+                    delay = self.policy.delay(attempt, exc.retry_after)
+                    log.info("retrying %s (attempt %d of %d) after: %s; waiting %.1f s",
+                             safe(url), attempt + 1, self.policy.retries + 1, safe(last), delay)
+                    self._sleep(delay)
+        raise HttpError(url, f"{last} (after {plural(self.policy.retries + 1, 'attempt')})",
+                        cause=cause)
 
     def _get_once(self, url, headers, max_bytes, accepted, method, body) -> HttpResponse:
         c, multi = self._thread_handle()
         c.reset()
         self.curl.prepare(c, url, headers)
+        log.debug("%s", describe_request(method, url, headers))
         c.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode
         if method == "POST":
             c.setopt(pycurl.POSTFIELDS, body or b"")
@@ -132,6 +147,8 @@ class Downloader:
             raise classify(*curl_error)
         status = c.getinfo(pycurl.RESPONSE_CODE)
         values = response_headers.values
+        if status == 304:
+            log.info("not modified (304), the copy we have is current: %s", safe(url))
         if status == 304 or (status in accepted and status not in RETRY_STATUSES):
             return HttpResponse(c.getinfo(pycurl.EFFECTIVE_URL) or url, status, values,
                                 b"" if status == 304 else b"".join(chunks))

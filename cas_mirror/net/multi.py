@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
 import pycurl
 
-from ..text import plural
-from .curl import WATCH_INTERVAL, stall_message, stalled
+from ..text import plural, safe
+from .curl import WATCH_INTERVAL, describe_request, stall_message, stalled
 from .partial import part_path
 from .transfer import Attempt, JobState
 from .types import DiskFull, Fatal, ProgressReporter, Retryable, stopped_cause
 
 if TYPE_CHECKING:
     from .downloader import Downloader
+
+log = logging.getLogger(__name__)
 
 
 
@@ -112,7 +115,9 @@ class MultiRun:
         d._ensure_folder(state.job.dest.parent)
         attempt = Attempt(state, self.progress)
         c.reset()
-        d.curl.prepare(c, state.url, attempt.request_headers())
+        headers = attempt.request_headers()
+        d.curl.prepare(c, state.url, headers)
+        log.debug("%s", describe_request("GET", state.url, headers))
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
         c.setopt(pycurl.HEADERFUNCTION, attempt.headers)
         self.running[c] = attempt
@@ -150,6 +155,8 @@ class MultiRun:
             return
         if isinstance(exc, Retryable) and state.url_attempts < state.budget:
             delay = self.d.policy.delay(state.url_attempts, exc.retry_after)
+            log.info("retrying %s (attempt %d of %d) after: %s; waiting %.1f s", safe(state.url),
+                     state.url_attempts + 1, state.budget, safe(exc), delay)
             if not self.real_waits:
                 self.d._sleep(delay)
                 delay = 0.0

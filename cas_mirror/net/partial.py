@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..text import safe
 from .types import PART_SUFFIX
+
+log = logging.getLogger(__name__)
 
 VALIDATOR_XATTR = "user.cas-mirror.validator"
 _UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.E2BIG, errno.ENOSYS}
@@ -90,8 +94,11 @@ def usable_partial(part: Path, size: int | None, validator: str | None,
         have = part.stat().st_size
     except FileNotFoundError:
         return 0
-    if have == 0 or (size is not None and have >= size) or (validator is None
-                                                             and not verifiable):
+    blind = validator is None and not verifiable
+    if have == 0 or (size is not None and have >= size) or blind:
+        if blind:
+            log.info("not resuming %s: no validator and no hash to check the result",
+                     safe(part))
         part.unlink(missing_ok=True)
         return 0
     return have

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import time
 
 from ..errors import is_disk_full, os_problem
+from ..text import safe
 from .curl import Headers
 from .partial import (
     forget_validator,
@@ -28,6 +30,8 @@ from .types import (
     ProgressReporter,
     Retryable,
 )
+
+log = logging.getLogger(__name__)
 
 
 class JobState:
@@ -76,6 +80,10 @@ class Attempt:
         self.offset = usable_partial(self.part, self.job.size, self.validator, verifiable)
         if not self.offset:
             self.validator = None
+        else:
+            log.info("resuming %s from byte %d (%s)", safe(state.url), self.offset,
+                     f"If-Range: {safe(self.validator)}" if self.validator
+                     else "no validator known; the hash will check the result")
         self.written = self.offset
         self.file = None
         self.error: BaseException | None = None
@@ -143,6 +151,9 @@ class Attempt:
         elif status == 200:
             # A full answer: the file changed since the partial one (If-Range), or the
             # server ignores Range. The validator is recorded before any byte is written.
+            if self.offset:
+                log.info("%s answered the whole file to a resume (changed upstream, or no "
+                         "Range support); starting over", safe(self.state.url))
             self.offset = self.written = 0
             self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
             self.validator = self.state.validator = response_validator(self.headers.values)
