@@ -9,7 +9,10 @@ One object with a small surface, used by the conda sync and the PyPI sync:
   keep-alive connections, each streamed to a hidden `.name.part` file beside its target
   while hashing, checked for size and sha256 (md5 when that is all upstream gives), and
   renamed into place only when verified. An interrupted `.part` is resumed with a Range
-  request.
+  request carrying If-Range (partial.py), or started over when nothing can check it.
+- Failures come back as `DownloadResult.error` (the whole story) and `.cause` (short,
+  without URL, for grouping); `host_conditions` finds hosts where every file failed with
+  one connection-level cause; a stop (full disk) is `stop_reason`, told once.
 
 Retry policy lives in one place (`RetryPolicy`): connection errors, timeouts, 408/429/5xx
 (Retry-After honoured) and checksum mismatches are retried with exponential backoff and
@@ -19,7 +22,13 @@ We drive libcurl (pycurl) rather than urllib3: one CurlMulti runs every transfer
 single thread, so thousands of small packages cost ~0.2 ms of CPU each instead of ~1 ms
 with a urllib3 thread pool, where threads mostly contend for the GIL. Proxies are decided
 here (the `proxy` setting, else HTTP(S)_PROXY / NO_PROXY as Python reads them) and TLS
-uses the system's CA bundle unless `ssl_verify` names another.
+uses the system's CA bundle unless `ssl_verify` names another (curl.py).
+
+Modules: types (data in and out), retry (policy, classification, host conditions), space
+(free-space guard), curl (handle set-up, timeouts, stall watch), partial (.part files and
+their validators), transfer (one job, one attempt), multi (the CurlMulti loop), processes
+(worker processes), downloader (the `Downloader`). Nothing here prints: modules log to
+`logging.getLogger(__name__)`.
 """
 
 from .curl import default_ca_bundle, user_agent
