@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from .download import DownloadResult, ProgressReporter, human_bytes
+from .net import DownloadResult, ProgressReporter, human_bytes
 from .text import plural, safe
 
 log = logging.getLogger(__name__)

@@ -133,7 +133,7 @@ def test_failure_lines_are_capped_and_counted():
 
 
 def test_live_failure_lines_are_capped(capsys):
-    from cas_mirror.download import DownloadJob, DownloadResult
+    from cas_mirror.net import DownloadJob, DownloadResult
 
     output = Output(stream=None, interactive=False)
     progress = output.progress("conda")

@@ -290,7 +290,7 @@ def test_dry_run_lists_each_file_to_download_and_delete(mirror, upstream):
     result = mirror.sync("--dry-run")
     sizes = {fn: r["size"] for fn, r in upstream.channel.records("linux-64").items()}
     assert "would download (5 files):" in result.out
-    from cas_mirror.download import human_bytes
+    from cas_mirror.net import human_bytes
 
     assert f"  pkgs/main/linux-64/delta-1.0-0.conda  {human_bytes(sizes['delta-1.0-0.conda'])}" \
         in result.out.splitlines()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cas_mirror.download import (
+from cas_mirror.net import (
     Downloader,
     DownloadJob,
     FreeSpaceGuard,
@@ -265,7 +265,7 @@ def test_disk_full_while_writing_stops_everything_cleanly(upstream, tmp_path, mo
         handle = real_open(path, mode, *args, **kwargs)
         return FullDisk(handle) if str(path).endswith(".part") else handle
 
-    monkeypatch.setattr("cas_mirror.download.open", open_full, raising=False)
+    monkeypatch.setattr("cas_mirror.net.transfer.open", open_full, raising=False)
     downloader, _ = make(workers=1)
     results = downloader.download([job_for(upstream, n, tmp_path) for n in upstream.files])
     assert not any(r.ok for r in results)
@@ -341,12 +341,13 @@ def test_a_stop_reaches_every_process(many, tmp_path):
         def file_done(self, result):
             super().file_done(result)
             if not result.ok:
-                downloader.stop("stop_on_error: first failure")
+                downloader.stop(f"stopped after {result.job.url} failed", "stop_on_error")
 
     results = downloader.download(jobs, StopOnFailure())
-    stopped = [r for r in results if r.error == "not downloaded: stop_on_error: first failure"]
+    stopped = [r for r in results if r.error == "not downloaded: run stopped (stop_on_error)"]
     assert stopped and all(r.attempts == 0 for r in stopped)
-    assert downloader.stop_reason == "stop_on_error: first failure"
+    assert all(r.cause == "run stopped (stop_on_error)" for r in stopped)  # the children's too
+    assert downloader.stop_reason == f"stopped after {many.url}/missing.bin failed"
 
 
 def test_processes_start_safely_while_other_threads_run(many, tmp_path):
@@ -361,3 +362,99 @@ def test_processes_start_safely_while_other_threads_run(many, tmp_path):
     finally:
         done.set()
     assert all(r.ok for r in results)
+
+
+# --------------------------------------------------------------------------- timeout
+
+
+def test_timeout_limits_given_to_libcurl_are_derived_from_the_settings():
+    import pycurl
+
+    from cas_mirror.net.curl import limit_options, stalled
+
+    assert limit_options(NetworkSettings(timeout=0.5)) == {pycurl.CONNECTTIMEOUT_MS: 500}
+    assert limit_options(NetworkSettings(timeout=30, total_timeout=1800)) == {
+        pycurl.CONNECTTIMEOUT_MS: 30_000, pycurl.TIMEOUT_MS: 1_800_000}
+    # No low-speed options: libcurl averages the speed over ~5 s, so "1 byte/s for
+    # `timeout` seconds" gave up 5-7 s after `timeout`. The wait is watched by us.
+    assert stalled(last_read=10.0, timeout=1.0, now=11.0)
+    assert not stalled(last_read=10.0, timeout=1.0, now=10.9)
+
+
+def test_a_transfer_that_stalls_mid_body_is_abandoned_after_timeout(upstream, tmp_path):
+    # The server would send the rest after 4 s; a 1 s timeout must give up long before
+    # (libcurl's low-speed check alone waited 7 s, and the download then succeeded).
+    upstream.add_fault("/f8.bin", stall=4.0, stall_after=20_000)
+    downloader, _ = make(retries=0, timeout=1.0)
+    [result] = downloader.download([job_for(upstream, "f8.bin", tmp_path)])
+    assert not result.ok and "timed out: no data for 1 s" in result.error
+    assert not (tmp_path / "f8.bin").exists()
+
+
+def test_a_metadata_request_that_stalls_is_abandoned_after_timeout(upstream):
+    upstream.add_fault("/f9.bin", stall=4.0, stall_after=20_000)
+    downloader, _ = make(retries=0, timeout=1.0)
+    with pytest.raises(HttpError, match="timed out: no data for 1 s"):
+        downloader.get(f"{upstream.url}/f9.bin")
+
+
+# --------------------------------------------------------------------------- size mismatch
+
+
+def test_a_resume_refused_because_upstream_is_shorter_says_the_sizes(upstream, tmp_path):
+    data = upstream.files["f11.bin"]
+    promised = len(data) + 1000  # the index promises more than upstream has
+    (tmp_path / ".f11.bin.part").write_bytes(data + b"\0" * 10)  # upstream answers 416
+    downloader, _ = make(retries=2)
+    [result] = downloader.download([job_for(upstream, "f11.bin", tmp_path, size=promised)])
+    assert not result.ok
+    assert result.error == (f"size mismatch: upstream file is {len(data)} bytes, "
+                            f"the index says {promised}")
+    assert result.attempts == 1  # retrying cannot change it
+    assert [r.status for r in upstream.requests] == [416]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_full_answer_of_the_wrong_size_says_the_sizes(upstream, tmp_path):
+    data = upstream.files["f11.bin"]
+    downloader, _ = make(retries=2)
+    [result] = downloader.download([job_for(upstream, "f11.bin", tmp_path, size=len(data) - 5)])
+    assert not result.ok and result.attempts == 1
+    assert f"upstream file is {len(data)} bytes, the index says {len(data) - 5}" in result.error
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_requests_retries_resumes_and_cache_hits_are_logged(upstream, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    upstream.add_fault("/f6.bin", truncate=20_000, times=1)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f6.bin", tmp_path)])
+    assert result.ok
+    etag = upstream.requests[-1].headers["If-Range"]
+    first = downloader.get(f"{upstream.url}/f0.bin")
+    downloader.get(f"{upstream.url}/f0.bin", {"If-None-Match": first.headers["etag"]})
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    url = f"{upstream.url}/f6.bin"
+    assert ("DEBUG", f"GET {url}") in messages
+    assert any(level == "INFO" and m.startswith(f"retrying {url} (attempt 2 of 4) after: "
+                                                 "truncated")
+               and ("; waiting " in m) for level, m in messages)
+    assert ("INFO", f"resuming {url} from byte 20000 (If-Range: {etag})") in messages
+    assert ("DEBUG", f"GET {url} (Range: bytes=20000-, If-Range: {etag})") in messages
+    assert ("DEBUG", f'GET {upstream.url}/f0.bin (If-None-Match: {first.headers["etag"]})') \
+        in messages
+    assert ("INFO", f"not modified (304), the copy we have is current: {upstream.url}/f0.bin") \
+        in messages
+
+
+def test_logged_urls_are_escaped(upstream, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    downloader, _ = make(retries=0)
+    downloader.download([DownloadJob(f"{upstream.url}/x%1b[2J\x1b[2J.bin", tmp_path / "x")])
+    assert caplog.records and not any("\x1b" in r.getMessage() for r in caplog.records)

@@ -8,7 +8,7 @@ import io
 import threading
 
 from cas_mirror import config as cfg
-from cas_mirror.download import ProgressReporter
+from cas_mirror.net import ProgressReporter
 from cas_mirror.output import Output
 from cas_mirror.pypi.sync import run_sync
 from tests.support.pypi_mirror import PypiMirror, make_upstream

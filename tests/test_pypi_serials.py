@@ -8,7 +8,7 @@ import xmlrpc.client
 
 import pytest
 
-from cas_mirror.download import Downloader, NetworkSettings
+from cas_mirror.net import Downloader, NetworkSettings
 from cas_mirror.pypi.client import fetch_listing_xmlrpc
 from tests.support.pypi_mirror import PypiMirror, make_upstream, saved_state
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cas_mirror.download import human_bytes
 from cas_mirror.lock import TreeLock
+from cas_mirror.net import human_bytes
 from tests.support.pypi_mirror import PypiMirror, make_upstream, requests_of, upstream_size
 from tests.support.pypi_packages import normalize
 from tests.support.trees import no_hidden_leftovers as no_leftovers

@@ -17,8 +17,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..config import Config
-from ..download import Downloader, HttpError
 from ..errors import EXIT_PARTIAL, ConfigError
+from ..net import Downloader, HttpError
 from ..output import Output
 from .entries import EntryError, parse_entry
 from .fetch import ChannelSource, fetch_channeldata, valid_subdirs

@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..config import KNOWN_PLATFORMS
-from ..download import Downloader, HttpError
 from ..errors import ConfigError
+from ..net import Downloader, HttpError
 from ..text import safe
 from .repodata import RepodataError, decompress
 from .state import PlatformState, load_cached_document

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
-from ..download import Downloader, HttpError, NetworkSettings
 from ..errors import ConfigError, os_problem
+from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
 from .closure import missing_names, unsatisfied

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..download import _part_path
+from ..net import part_path
 from .plan import is_package_file
 
 
@@ -48,13 +48,9 @@ def scan_folder(folder: Path) -> LocalFolder:
 def partial_target(name: str) -> str | None:
     """The package file a `.part` file name belongs to, or None when it is not one."""
     candidate = name[1:].rsplit(".", 1)[0]
-    if is_package_file(candidate) and _part_path(Path(candidate)).name == name:
+    if is_package_file(candidate) and part_path(Path(candidate)).name == name:
         return candidate
     return None
-
-
-def part_path(folder: Path, target: str) -> Path:
-    return _part_path(folder / target)
 
 
 def bad_hashes(folder: Path, records: dict[str, Any], present: dict[str, int],

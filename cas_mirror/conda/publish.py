@@ -21,9 +21,10 @@ from cas_index.atomic import write_if_changed
 from cas_index.repodata import write_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
+from ..net import part_path
 from ..text import safe
 from .gather import Work
-from .local import not_writable, part_path
+from .local import not_writable
 from .repodata import empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
 from .retired import Retired, remove_platform
@@ -81,7 +82,7 @@ def _publish(w: Work, report: SyncReport) -> None:
         except FileNotFoundError:
             pass
     for fn in w.plan.stale_partials:  # a killed run's downloads of files no longer wanted
-        part_path(w.folder, fn).unlink(missing_ok=True)
+        part_path(w.folder / fn).unlink(missing_ok=True)
         log.info("%s/%s: removed the stale partial download of %s", w.source.path,
                  w.platform, safe(fn))
     for fn in w.report.verified_bad:

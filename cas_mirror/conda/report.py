@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from ..download import human_bytes
+from ..net import human_bytes
 from ..output import failure_lines, plain_table
 from ..text import plural, safe
 from .explain import ExplainRow

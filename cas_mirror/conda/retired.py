@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..net import part_path
 from .fetch import ChannelSource, valid_subdirs
-from .local import part_path, scan_folder
+from .local import scan_folder
 from .state import state_dir
 
 REPODATA_FILES = ("repodata.json", "repodata.json.zst", "repodata.json.bz2")
@@ -80,7 +81,7 @@ def remove_platform(retired: Retired) -> int:
         (retired.folder / fn).unlink(missing_ok=True)
         deleted += 1
     for fn in local.partials:
-        part_path(retired.folder, fn).unlink(missing_ok=True)
+        part_path(retired.folder / fn).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # something that is not ours is left in it
         retired.folder.rmdir()
     shutil.rmtree(retired.state_folder, ignore_errors=True)

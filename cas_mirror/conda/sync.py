@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..download import Downloader, DownloadJob, FreeSpaceGuard
 from ..errors import ConfigError, DiskFullError, os_problem
 from ..lock import TreeLock
+from ..net import Downloader, DownloadJob, FreeSpaceGuard
 from ..output import Output
 from .explain import explain  # noqa: F401  (the CLI's entry point for --explain)
 from .gather import Work, channel_sources, filter_spec, gather, network_settings

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import msgspec
 
-from ..download import Downloader, HttpError
+from ..net import Downloader, HttpError
 from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_name, normalize
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..download import Downloader, HttpError
+from ..net import Downloader, HttpError
 from ..output import Output
 from ..text import safe
 from .client import UpstreamError, fetch_json_api, fetch_project

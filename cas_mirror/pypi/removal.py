@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cas_index.atomic import TEMP_PREFIX
 
-from ..download import PART_SUFFIX, _part_path
 from ..errors import os_problem
+from ..net import PART_SUFFIX, part_path
 from .results import ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
 
@@ -83,7 +83,7 @@ def remove_stale_parts(s: PypiSettings, relpaths: Iterable[str]) -> int:
     root = s.web / "packages"
     removed = 0
     for relpath in relpaths:
-        part = _part_path(root / relpath)
+        part = part_path(root / relpath)
         try:
             part.unlink()
         except FileNotFoundError:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT, PYPI_INHERITED, PYPI_SETTINGS, Config
-from ..download import NetworkSettings
+from ..net import NetworkSettings
 
 STATE_DIR = ".cas-sync"
 # Keys whose change alters what the pages say or which files are selected.

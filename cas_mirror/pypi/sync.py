@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..download import (
+from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
+from ..lock import TreeLock
+from ..net import (
     Downloader,
     DownloadJob,
     DownloadResult,
@@ -30,8 +32,6 @@ from ..download import (
     HttpError,
     ProgressReporter,
 )
-from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
-from ..lock import TreeLock
 from ..output import Output
 from ..text import plural, safe
 from .client import UpstreamError, XmlRpcUnavailable, fetch_listing, fetch_listing_xmlrpc

@@ -1,9 +1,11 @@
 """A real HTTP server on 127.0.0.1 for tests: serves a folder, and misbehaves on request.
 
-Threaded, HTTP/1.1 keep-alive, HEAD, single-range `Range` requests (206/416), ETag and
-Last-Modified with conditional requests (304). Tests add `Fault`s to make matching paths
-answer with a status code, wait, cut the body short, corrupt it, or drop the connection,
-and `route()`s for dynamic answers (JSON APIs, XML-RPC). Every request is logged.
+Threaded, HTTP/1.1 keep-alive, HEAD, single-range `Range` requests (206/416) with
+`If-Range`, ETag and Last-Modified with conditional requests (304). Tests add `Fault`s to
+make matching paths answer with a status code, wait, stall mid-body, cut the body short,
+corrupt it, or drop the connection, and `route()`s for dynamic answers (JSON APIs,
+XML-RPC). Every request is logged; `replace_file` changes a file as a new upstream
+version does.
 
 This is test infrastructure, so it is built on the standard library's `http.server`.
 """
@@ -39,6 +41,8 @@ class Fault:
     truncate: int | None = None  # send only this many body bytes, then close
     corrupt: bool = False  # flip bytes in the body (same length)
     reset: bool = False  # close the connection without an answer
+    stall: float = 0.0  # after `stall_after` body bytes, send nothing for this long
+    stall_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)  # extra headers (Retry-After, ...)
     body: bytes | None = None  # replace the body entirely
     methods: tuple[str, ...] = ("GET", "HEAD", "POST")
@@ -140,11 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return Response(404, b"not found\n")
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
-        headers = {
-            "ETag": etag,
-            "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
-            "Content-Type": _content_type(target),
-        }
+        modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        owner = self.server.owner
+        headers = {"ETag": etag, "Last-Modified": modified, "Content-Type": _content_type(target)}
+        headers = {k: v for k, v in headers.items() if k not in owner.hide_headers}
         if self.server.owner.range_support:
             headers["Accept-Ranges"] = "bytes"
         inm = self.headers.get("If-None-Match")
@@ -155,7 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(304, b"", headers)
         data = target.read_bytes()
         rng = self.headers.get("Range")
-        if rng and self.server.owner.range_support:
+        if_range = self.headers.get("If-Range")
+        if if_range and if_range.strip() not in (etag, modified) and owner.honour_if_range:
+            rng = None  # the file changed since the client's copy: send it whole
+        if rng and owner.range_support:
             match = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
             if match and (match.group(1) or match.group(2)):
                 start_s, end_s = match.groups()
@@ -186,6 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault and fault.corrupt and body:
             body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]
+        if fault and fault.stall:
+            self.wfile.write(body[: fault.stall_after])
+            self.wfile.flush()
+            self.server.owner.stopping.wait(fault.stall)  # the rest comes late, if at all
+            body = body[fault.stall_after:]
         if fault and fault.truncate is not None:
             self.wfile.write(body[: fault.truncate])
             self.wfile.flush()
@@ -224,13 +235,17 @@ class TestHTTPServer:
     __test__ = False  # not a test class, despite the name
 
     def __init__(self, root: str | os.PathLike, range_support: bool = True,
+                 honour_if_range: bool = True, hide_headers: tuple[str, ...] = (),
                  ssl_context: ssl.SSLContext | None = None):
         self.root = Path(root)
         self.range_support = range_support
+        self.honour_if_range = honour_if_range
+        self.hide_headers = hide_headers  # e.g. ("ETag",): a server without that validator
         self.requests: list[LoggedRequest] = []
         self._faults: list[Fault] = []
         self._routes: list[tuple[str, RouteHandler]] = []
         self._lock = threading.Lock()
+        self.stopping = threading.Event()  # ends stalls early when the server stops
         self._server = _Server(self)
         self.scheme = "http"
         if ssl_context is not None:  # HTTPS: wrap the listening socket
@@ -252,6 +267,7 @@ class TestHTTPServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -267,6 +283,14 @@ class TestHTTPServer:
         with self._lock:
             self._faults.append(fault)
         return fault
+
+    def replace_file(self, relpath: str, data: bytes) -> None:
+        """Change a served file, with a new ETag and a Last-Modified 2 s later (dates have
+        whole seconds), as an upstream that publishes a new version does."""
+        path = self.root / relpath
+        before = path.stat().st_mtime_ns if path.exists() else time.time_ns()
+        path.write_bytes(data)
+        os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
 
     def clear_faults(self) -> None:
         with self._lock:

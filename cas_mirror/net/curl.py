@@ -1,0 +1,184 @@
+"""libcurl set-up, decided in one place: the options every request gets (proxy, TLS, the
+limits derived from the settings), the collector of response headers, and the stall watch.
+
+`timeout` is the longest wait between two reads. libcurl's own low-speed check cannot say
+that: it averages the speed over a window of about 5 seconds, so with a limit of 1 byte/s
+it gave up `timeout` + 5 to 7 seconds after the last byte (7 to 8 s for a 1 s timeout,
+12 s for 5 s). So libcurl is only given the connect and total limits, and the time of the last
+read is kept here (`Headers.last_read`) and watched by the loops that drive libcurl.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import pycurl
+
+from ..text import safe
+from .types import Fatal, NetworkSettings
+
+WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
+
+
+def user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"cas-mirror/{version('cas-mirror')}"
+    except PackageNotFoundError:
+        return "cas-mirror"
+
+
+def default_ca_bundle() -> str | None:
+    """The CA bundle the system's OpenSSL uses (the wheel's libcurl has no path of its own
+    that is sure to exist here); the usual variables win, as they do for curl."""
+    import ssl
+
+    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
+        if os.environ.get(name) and os.path.isfile(os.environ[name]):
+            return os.environ[name]
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return None
+
+
+def limit_options(settings: NetworkSettings) -> dict[int, int]:
+    """The time limits libcurl enforces itself: connecting (`timeout`) and, when set, the
+    whole request (`total_timeout`). No low-speed options: the wait between two reads is
+    watched by `stalled` instead (see the module's docstring)."""
+    options = {pycurl.CONNECTTIMEOUT_MS: max(1, round(settings.timeout * 1000))}
+    if settings.total_timeout:
+        options[pycurl.TIMEOUT_MS] = max(1, round(settings.total_timeout * 1000))
+    return options
+
+
+_LOGGED_HEADERS = ("If-None-Match", "If-Modified-Since", "Range", "If-Range")
+
+
+def describe_request(method: str, url: str, headers: Mapping[str, str] | None) -> str:
+    """'GET URL (If-None-Match: "x")': a request and the validators it sends, for logs
+    (escaped: URLs and ETags come from upstream)."""
+    sent = {k.lower(): v for k, v in (headers or {}).items()}
+    shown = [f"{name}: {sent[name.lower()]}" for name in _LOGGED_HEADERS if name.lower() in sent]
+    return safe(f"{method} {url}" + (f" ({', '.join(shown)})" if shown else ""))
+
+
+def stalled(last_read: float, timeout: float, now: float) -> bool:
+    """Whether a transfer whose last bytes arrived at `last_read` has waited too long."""
+    return now - last_read >= timeout
+
+
+def stall_message(timeout: float) -> str:
+    return f"timed out: no data for {timeout:g} s"
+
+
+class Headers:
+    """Collects the status and headers of the last response (after redirects); the write
+    callback needs the status, and libcurl cannot be asked for it during a transfer.
+    `last_read` is when the transfer last received anything (headers or body) or started."""
+
+    __slots__ = ("last_read", "status", "values")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.values: dict[str, str] = {}
+        self.last_read = time.monotonic()
+
+    def __call__(self, line: bytes) -> None:
+        self.last_read = time.monotonic()
+        text = line.decode("iso-8859-1").strip()
+        if text.startswith("HTTP/"):
+            self.values = {}
+            fields = text.split()
+            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+        elif ":" in text:
+            name, _, value = text.partition(":")
+            self.values[name.strip().lower()] = value.strip()
+
+
+class CurlSetup:
+    """The options common to every transfer of one Downloader (set again per request:
+    reset() clears them, while the handle keeps its connections)."""
+
+    def __init__(self, settings: NetworkSettings):
+        self.settings = settings
+        self.limits = limit_options(settings)
+        self.agent = user_agent()
+        self.ca_bundle = (settings.ssl_verify if isinstance(settings.ssl_verify, str)
+                          else default_ca_bundle() if settings.ssl_verify else None)
+        self._env_proxies: dict[tuple[str, str], str] = {}  # (scheme, host) -> proxy or ""
+
+    def prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise Fatal(f"refusing a {scheme or 'relative'} URL (only http and https)")
+        s = self.settings
+        c.setopt(pycurl.URL, url)
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.USERAGENT, self.agent)
+        for option, value in self.limits.items():
+            c.setopt(option, value)
+        c.setopt(pycurl.FOLLOWLOCATION, 1)
+        c.setopt(pycurl.MAXREDIRS, 10)
+        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        c.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        c.setopt(pycurl.PROXY, self.proxy_for(url))  # "" also disables libcurl's own
+        if s.ssl_verify is False:
+            c.setopt(pycurl.SSL_VERIFYPEER, 0)
+            c.setopt(pycurl.SSL_VERIFYHOST, 0)
+        elif self.ca_bundle:
+            c.setopt(pycurl.CAINFO, self.ca_bundle)
+        if headers:
+            c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
+
+    def proxy_for(self, url: str) -> str:
+        if self.settings.proxy:
+            return self.settings.proxy
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._env_proxies:  # reading the environment costs more than a request
+            bypass = urllib.request.proxy_bypass(key[1])
+            proxy = None if bypass else urllib.request.getproxies().get(key[0])
+            self._env_proxies[key] = proxy or ""
+        return self._env_proxies[key]
+
+
+STALLED = (pycurl.E_OPERATION_TIMEDOUT, "", 0)  # perform_watched's answer for a stall
+
+
+def perform_watched(multi: pycurl.CurlMulti, c: pycurl.Curl, headers: Headers,
+                    timeout: float) -> tuple[int, str, int] | None:
+    """Run the transfer prepared on `c` to its end on `multi` (which has no other handle):
+    None when libcurl finished it, its error as (code, message, OS errno) when it failed,
+    STALLED
+    when nothing arrived for `timeout` seconds."""
+    multi.add_handle(c)
+    try:
+        while True:
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            _, done, failed = multi.info_read()
+            if done:
+                return None
+            if failed:
+                return failed[0][1], failed[0][2], c.getinfo(pycurl.OS_ERRNO)
+            now = time.monotonic()
+            if stalled(headers.last_read, timeout, now):
+                return STALLED
+            wanted = multi.timeout()  # milliseconds; -1: no timer set
+            wait = min(WATCH_INTERVAL, headers.last_read + timeout - now)
+            multi.select(wait if wanted < 0 else min(wait, wanted / 1000))
+    finally:
+        multi.remove_handle(c)

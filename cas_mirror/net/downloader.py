@@ -1,0 +1,243 @@
+"""The `Downloader`: metadata requests (`get`) and parallel file downloads (`download`)
+over libcurl, with connection set-up (proxies, TLS, timeouts) decided in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pycurl
+
+from ..text import plural, safe
+from .curl import (
+    STALLED,
+    CurlSetup,
+    Headers,
+    describe_request,
+    perform_watched,
+    stall_message,
+)
+from .multi import MultiRun
+from .processes import run_in_processes
+from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
+from .space import FreeSpaceGuard
+from .transfer import JobState
+from .types import (
+    DiskFull,
+    DownloadJob,
+    DownloadResult,
+    Fatal,
+    HttpError,
+    HttpResponse,
+    NetworkSettings,
+    ProgressReporter,
+    Retryable,
+)
+
+log = logging.getLogger(__name__)
+PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
+
+
+class Downloader:
+    def __init__(self, settings: NetworkSettings, *, free_space: FreeSpaceGuard | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.policy = RetryPolicy(settings.retries, settings.backoff)
+        self.free_space = free_space
+        # How waits happen. With the default, download() schedules retries without blocking
+        # other transfers; a substitute (tests) is called with each delay instead.
+        self._sleep = sleep
+        self._local = threading.local()  # each thread's handle and multi for get()
+        self._handles: list[pycurl.Curl | pycurl.CurlMulti] = []
+        self._handles_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None  # why the run stopped, told once
+        self.stop_cause: str | None = None  # the same, short, for each job left undone
+        self._folders: set[Path] = set()  # folders known to exist
+        self.curl = CurlSetup(settings)
+
+    # ------------------------------------------------------------------ connections
+    def _new_handle(self) -> pycurl.Curl:
+        c = pycurl.Curl()
+        with self._handles_lock:
+            self._handles.append(c)
+        return c
+
+    def _thread_handle(self) -> tuple[pycurl.Curl, pycurl.CurlMulti]:
+        local = self._local
+        if getattr(local, "handle", None) is None:
+            local.handle, local.multi = self._new_handle(), pycurl.CurlMulti()
+            with self._handles_lock:
+                self._handles.insert(0, local.multi)  # closed before the handles
+        return local.handle, local.multi
+
+    def close(self) -> None:
+        with self._handles_lock:
+            for c in self._handles:
+                c.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+    def get(self, url: str, headers: Mapping[str, str] | None = None, *,
+            max_bytes: int | None = None, accept_statuses: Iterable[int] = (200,),
+            method: str = "GET", body: bytes | None = None) -> HttpResponse:
+        """GET (or POST) `url` with retries. Statuses in `accept_statuses` (and 304 when
+        conditional headers were sent) are returned; others raise HttpError after retries."""
+        accepted = set(accept_statuses)
+        last = cause = "no attempt made"
+        for attempt in range(1, self.policy.retries + 2):
+            try:
+                return self._get_once(url, headers, max_bytes, accepted, method, body)
+            except Fatal as exc:
+                raise HttpError(url, str(exc), exc.status, exc.cause) from None
+            except Retryable as exc:
+                last, cause = str(exc), exc.cause
+                if attempt <= self.policy.retries:
+                    delay = self.policy.delay(attempt, exc.retry_after)
+                    log.info("retrying %s (attempt %d of %d) after: %s; waiting %.1f s",
+                             safe(url), attempt + 1, self.policy.retries + 1, safe(last), delay)
+                    self._sleep(delay)
+        raise HttpError(url, f"{last} (after {plural(self.policy.retries + 1, 'attempt')})",
+                        cause=cause)
+
+    def _get_once(self, url, headers, max_bytes, accepted, method, body) -> HttpResponse:
+        c, multi = self._thread_handle()
+        c.reset()
+        self.curl.prepare(c, url, headers)
+        log.debug("%s", describe_request(method, url, headers))
+        c.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode
+        if method == "POST":
+            c.setopt(pycurl.POSTFIELDS, body or b"")
+        elif method != "GET":
+            raise ValueError(f"get() sends GET or POST, not {method}")
+        chunks: list[bytes] = []
+        size = 0
+        too_big = False
+
+        def write(data: bytes) -> int | None:
+            nonlocal size, too_big
+            response_headers.last_read = time.monotonic()
+            size += len(data)
+            if max_bytes is not None and size > max_bytes:
+                too_big = True
+                return -1  # stop the transfer
+            chunks.append(data)
+            return None
+
+        response_headers = Headers()
+        c.setopt(pycurl.WRITEFUNCTION, write)
+        c.setopt(pycurl.HEADERFUNCTION, response_headers)
+        curl_error = perform_watched(multi, c, response_headers, self.settings.timeout)
+        if curl_error is STALLED:
+            raise Retryable(stall_message(self.settings.timeout))
+        if curl_error is not None:
+            if too_big:
+                raise Fatal(f"response exceeds the limit of {max_bytes} bytes")
+            raise classify(*curl_error)
+        status = c.getinfo(pycurl.RESPONSE_CODE)
+        values = response_headers.values
+        if status == 304:
+            log.info("not modified (304), the copy we have is current: %s", safe(url))
+        if status == 304 or (status in accepted and status not in RETRY_STATUSES):
+            return HttpResponse(c.getinfo(pycurl.EFFECTIVE_URL) or url, status, values,
+                                b"" if status == 304 else b"".join(chunks))
+        raise_for_status(status, values)
+        raise Fatal(f"unexpected HTTP {status}", status)
+
+    # ------------------------------------------------------------------ files
+    def download(self, jobs: Sequence[DownloadJob],
+                 progress: ProgressReporter | None = None) -> list[DownloadResult]:
+        """Download every job; returns one result per job, in the order given.
+
+        A failed file does not stop the others. Not enough free space stops everything:
+        `stop_reason` says why (once), and each remaining job fails with "not downloaded:
+        run stopped (CAUSE)" naming no other file (cause "run stopped (CAUSE)").
+        """
+        progress = progress or ProgressReporter()
+        total = sum(job.size or 0 for job in jobs)
+        if self.free_space is not None and jobs:
+            try:
+                self.free_space.check(total)
+            except DiskFull as exc:
+                self._stop_all(str(exc), exc.cause)
+        states = [JobState(job, self.policy.retries + 1) for job in jobs]
+        self._make_folders({job.dest.parent for job in jobs})
+        groups = self._process_groups(states)
+        if len(groups) > 1:
+            return run_in_processes(self, groups, states, progress, total)
+        progress.start(len(jobs), total)
+        try:
+            MultiRun(self, states, progress).run()
+        finally:
+            progress.finish()
+        return [state.result for state in states]
+
+    def _process_groups(self, states: list[JobState]) -> list[list[JobState]]:
+        """How to share the jobs among processes: by destination folder when there are
+        enough folders (two processes creating files in one folder contend for its lock),
+        else round robin. One group: do it here."""
+        wanted = self.settings.processes
+        if wanted is None:
+            wanted = (os.cpu_count() or 1) if len(states) >= PARALLEL_MIN_JOBS else 1
+        wanted = min(wanted, len(states))
+        if wanted <= 1 or self._stop.is_set():
+            return [states]
+        folders: dict[Path, list[JobState]] = {}
+        for state in states:
+            folders.setdefault(state.job.dest.parent, []).append(state)
+        groups: list[list[JobState]] = [[] for _ in range(wanted)]
+        biggest = max(len(v) for v in folders.values())
+        if len(folders) < wanted or biggest * wanted > len(states) * 1.5:
+            for index, state in enumerate(states):
+                groups[index % wanted].append(state)
+        else:
+            for members in sorted(folders.values(), key=len, reverse=True):
+                min(groups, key=len).extend(members)
+        return [g for g in groups if g]
+
+    def backoff(self, attempt: int) -> None:
+        """Wait as the retry policy says before attempt `attempt + 1` (for callers that
+        retry on what a body says, such as a stale page)."""
+        self._sleep(self.policy.delay(attempt))
+
+    def stop(self, reason: str, cause: str | None = None) -> None:
+        """Start no further attempts; running ones finish. `stop_reason` is `reason`;
+        remaining jobs fail with "not downloaded: run stopped (CAUSE)", where `cause` is a
+        short text naming no file (the PyPI sync's "stop_on_error"); default: `reason`."""
+        self._stop_all(reason, cause or reason)
+
+    def _stop_all(self, reason: str, cause: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason, self.stop_cause = reason, cause
+            self._stop.set()
+
+    def _make_folders(self, folders: set[Path]) -> None:
+        """Create the destination folders before the transfers start, several at a time:
+        a PyPI tree has a folder per file, and creating one inside the transfer loop would
+        hold up every transfer for as long as the filesystem takes."""
+        new = [f for f in folders if f not in self._folders]
+        if len(new) < 16:
+            return  # created as needed
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
+        self._folders.update(new)
+
+    def _ensure_folder(self, folder: Path) -> None:
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+
+

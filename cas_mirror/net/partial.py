@@ -1,0 +1,104 @@
+"""The `.part` file of a download in progress, and what it remembers across runs.
+
+A partial file is resumed only when the result can be trusted: the Range request carries
+`If-Range` with the validator (strong ETag, else Last-Modified) of the response that
+produced the partial file, so an upstream file that changed meanwhile comes back whole
+(200) instead of being spliced onto old bytes. Without a known validator a partial file
+is resumed only when a hash (sha256 or md5) will check the result; else it is restarted.
+
+The validator is kept in an extended attribute of the `.part` itself (`user.cas-mirror.
+validator`), not in a sidecar file: it is written on the open file in one call, it goes
+where the part goes (rename, kill, crash) and vanishes with it, so no other code that
+cleans up `.part` files has to know about it, and a PyPI tree (one folder per file) gets
+no extra file per download. On a filesystem without user xattrs (old tmpfs, NFSv3) nothing
+is remembered, which costs a restart of unhashed files, never a wrong file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..text import safe
+from .types import PART_SUFFIX
+
+log = logging.getLogger(__name__)
+
+VALIDATOR_XATTR = "user.cas-mirror.validator"
+_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.E2BIG, errno.ENOSYS}
+_XATTRS = hasattr(os, "setxattr")  # Linux; elsewhere nothing is remembered
+
+
+def part_path(dest: Path) -> Path:
+    """Where a download in progress lives: hidden, beside its target, never its final name."""
+    return dest.with_name(f".{dest.name}{PART_SUFFIX}")
+
+
+def response_validator(headers: Mapping[str, str]) -> str | None:
+    """What `If-Range` may carry for this response: its ETag if strong (a weak one never
+    matches in If-Range), else its Last-Modified date; None when it has neither."""
+    etag = headers.get("etag", "").strip()
+    if etag.startswith('"'):
+        return etag
+    return headers.get("last-modified", "").strip() or None
+
+
+def same_validator(sent: str, headers: Mapping[str, str]) -> bool:
+    """Whether a 206 answer is for the version `sent` in If-Range names (a server that
+    ignores If-Range would send the range of the new version, with its new validator)."""
+    now = headers.get("etag" if sent.startswith('"') else "last-modified", "").strip()
+    return not now or now == sent
+
+
+def remember_validator(fd: int, validator: str | None) -> None:
+    """Record (or, for None, forget) the validator of the response now written to the
+    open .part `fd`; a filesystem without user xattrs remembers nothing."""
+    if not _XATTRS:
+        return
+    try:
+        if validator is None:
+            with contextlib.suppress(OSError):
+                os.removexattr(fd, VALIDATOR_XATTR)
+        else:
+            os.setxattr(fd, VALIDATOR_XATTR, validator.encode("utf-8", "surrogateescape"))
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+
+
+def forget_validator(path: Path) -> None:
+    if _XATTRS:
+        with contextlib.suppress(OSError):
+            os.removexattr(path, VALIDATOR_XATTR)
+
+
+def read_validator(part: Path) -> str | None:
+    if not _XATTRS:
+        return None
+    try:
+        return os.getxattr(part, VALIDATOR_XATTR).decode("utf-8", "surrogateescape") or None
+    except OSError:  # no attribute, no file, or no xattrs on this filesystem
+        return None
+
+
+def usable_partial(part: Path, size: int | None, validator: str | None,
+                   verifiable: bool) -> int:
+    """Bytes of an earlier partial download worth resuming (0 when none or useless).
+
+    A partial file with no validator is kept only when a hash will check the result."""
+    try:
+        have = part.stat().st_size
+    except FileNotFoundError:
+        return 0
+    blind = validator is None and not verifiable
+    if have == 0 or (size is not None and have >= size) or blind:
+        if blind:
+            log.info("not resuming %s: no validator and no hash to check the result",
+                     safe(part))
+        part.unlink(missing_ok=True)
+        return 0
+    return have

@@ -1,0 +1,156 @@
+"""A large download shared among worker processes (files and hashing cost CPU on our
+side): each child runs its own CurlMulti loop and reports over a pipe."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from .multi import MultiRun
+from .space import FreeSpaceGuard
+from .transfer import JobState
+from .types import (
+    DownloadJob,
+    DownloadResult,
+    NetworkSettings,
+    ProgressReporter,
+    stopped_cause,
+)
+
+if TYPE_CHECKING:
+    from .downloader import Downloader
+
+
+def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
+                     states: list[JobState], progress: ProgressReporter,
+                     total: int) -> list[DownloadResult]:
+    """Run each group's downloads in a child process; results and progress come back over
+    a pipe, and one shared event stops them all (disk full, stop_on_error)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    # fork is cheap and needs no pickling, but only safe while we have a single thread.
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    context = multiprocessing.get_context(method)
+    stop_event = context.Event()
+    index_of = {id(state): i for i, state in enumerate(states)}
+    share = -(-downloader.settings.workers // len(groups))  # the total stays `workers`
+    children = []
+    for group in groups:
+        reader, writer = context.Pipe(duplex=False)
+        jobs = [(index_of[id(state)], state.job) for state in group]
+        child = context.Process(target=child_main, daemon=True, args=(
+            type(downloader), downloader.settings, share, downloader.free_space, jobs, writer,
+            stop_event))
+        child.start()
+        writer.close()
+        children.append((child, reader, {i for i, _ in jobs}))
+    progress.start(len(states), total)
+    open_readers = {reader: (child, pending) for child, reader, pending in children}
+    try:
+        while open_readers:
+            for reader in wait(list(open_readers)):
+                child, pending = open_readers[reader]
+                try:
+                    message = reader.recv()
+                except EOFError:
+                    message = ("end", None)
+                kind = message[0]
+                if kind == "advance":
+                    progress.advance(message[1])
+                elif kind == "done":
+                    _, index, ok, received, attempts, error, cause = message
+                    result = states[index].result
+                    result.ok, result.received, result.attempts, result.error, result.cause = \
+                        ok, received, attempts, error, cause
+                    pending.discard(index)
+                    progress.file_done(result)
+                    if downloader._stop.is_set():
+                        stop_event.set()  # a caller stopped us from a progress callback
+                elif kind == "stop":
+                    downloader._stop_all(message[1], message[2])
+                    stop_event.set()
+                elif kind == "crash":
+                    raise RuntimeError(f"download worker failed:\n{message[1]}")
+                else:  # "end", or the child is gone
+                    del open_readers[reader]
+                    child.join(timeout=10)
+                    for index in pending:  # jobs a dead child never reported
+                        result = states[index].result
+                        result.error = "not downloaded: the worker process died"
+                        result.cause = "the worker process died"
+                        progress.file_done(states[index].result)
+                    reader.close()
+    finally:
+        for child, _, _ in children:
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=10)
+        progress.finish()
+    if downloader.stop_cause:  # children stopped by the signal did not know why
+        unknown, known = stopped_cause(None), stopped_cause(downloader.stop_cause)
+        for state in states:
+            if state.result.cause == unknown:
+                state.result.error, state.result.cause = f"not downloaded: {known}", known
+    return [state.result for state in states]
+
+
+class PipeProgress(ProgressReporter):
+    """A child's progress, sent to the parent (bytes batched, so the pipe stays quiet)."""
+
+    def __init__(self, writer, indexes: dict[int, int]):
+        self.writer = writer
+        self.indexes = indexes  # id(result) -> job index in the parent
+        self.pending = 0
+
+    def advance(self, nbytes: int) -> None:
+        self.pending += nbytes
+        if self.pending >= 1 << 20:
+            self.writer.send(("advance", self.pending))
+            self.pending = 0
+
+    def file_done(self, result: DownloadResult) -> None:
+        if self.pending:
+            self.writer.send(("advance", self.pending))
+            self.pending = 0
+        self.writer.send(("done", self.indexes[id(result)], result.ok, result.received,
+                          result.attempts, result.error, result.cause))
+
+
+class SharedStop:
+    """The parts of threading.Event the run uses, over a multiprocessing Event."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+
+
+def child_main(factory: type[Downloader], settings: NetworkSettings, workers: int,
+               free_space: FreeSpaceGuard | None, jobs: list[tuple[int, DownloadJob]],
+               writer, stop_event) -> None:
+    import signal
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles Ctrl-C
+    try:
+        from dataclasses import replace
+
+        downloader = factory(replace(settings, workers=workers, processes=1),
+                                free_space=free_space)
+        downloader._stop = SharedStop(stop_event)
+        states = [JobState(job, downloader.policy.retries + 1) for _, job in jobs]
+        progress = PipeProgress(writer, {id(s.result): i for s, (i, _) in zip(
+            states, jobs, strict=True)})
+        MultiRun(downloader, states, progress).run()
+        if downloader.stop_reason:
+            writer.send(("stop", downloader.stop_reason, downloader.stop_cause))
+        writer.send(("end", None))
+    except Exception:  # noqa: BLE001 - reported to the parent, which raises it
+        writer.send(("crash", traceback.format_exc()))
+    finally:
+        writer.close()

@@ -1,0 +1,231 @@
+"""One file transfer: its way through URLs and attempts, and one attempt on a curl handle
+(streaming into the hidden .part file while hashing, resuming, verifying, renaming)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+
+from ..errors import is_disk_full, os_problem
+from ..text import safe
+from .curl import Headers
+from .partial import (
+    forget_validator,
+    part_path,
+    read_validator,
+    remember_validator,
+    response_validator,
+    same_validator,
+    usable_partial,
+)
+from .retry import classify, raise_for_status
+from .types import (
+    DiskFull,
+    DownloadJob,
+    DownloadResult,
+    Fatal,
+    ProgressReporter,
+    Retryable,
+)
+
+log = logging.getLogger(__name__)
+
+
+class JobState:
+    """A job's way through its URLs and attempts."""
+
+    __slots__ = ("attempts_allowed", "errors", "job", "result", "url_attempts", "url_index",
+                 "urls", "validator")
+
+    def __init__(self, job: DownloadJob, attempts_allowed: int):
+        self.job = job
+        self.result = DownloadResult(job, ok=False)
+        self.urls = (job.url, *job.fallback_urls)
+        self.url_index = 0
+        self.url_attempts = 0
+        self.attempts_allowed = attempts_allowed
+        self.errors: list[str] = []
+        self.validator: str | None = None  # of the response that wrote the .part (this run)
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.url_index]
+
+    @property
+    def budget(self) -> int:
+        """Attempts allowed at the current URL: only the last URL gets the retries."""
+        return self.attempts_allowed if self.url_index == len(self.urls) - 1 else 1
+
+
+class Attempt:
+    """One transfer of one job on one curl handle: the write callback streams into the
+    .part file while hashing; `finish` verifies and renames."""
+
+    __slots__ = ("error", "file", "headers", "job", "md5", "offset", "part", "progress",
+                 "result", "sha256", "state", "status_checked", "validator", "written")
+
+    def __init__(self, state: JobState, progress: ProgressReporter):
+        self.state = state
+        self.job = state.job
+        self.result = state.result
+        self.progress = progress
+        self.part = part_path(self.job.dest)
+        # The validator of the response that wrote the partial file: from the file itself
+        # (an earlier run), else from this run's earlier attempt.
+        self.validator = read_validator(self.part) or state.validator
+        verifiable = bool(self.job.sha256 or self.job.md5)
+        self.offset = usable_partial(self.part, self.job.size, self.validator, verifiable)
+        if not self.offset:
+            self.validator = None
+        else:
+            log.info("resuming %s from byte %d (%s)", safe(state.url), self.offset,
+                     f"If-Range: {safe(self.validator)}" if self.validator
+                     else "no validator known; the hash will check the result")
+        self.written = self.offset
+        self.file = None
+        self.error: BaseException | None = None
+        self.headers = Headers()
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5() if (self.job.md5 and not self.job.sha256) else None
+        self.status_checked = False
+
+    def request_headers(self) -> dict[str, str]:
+        if not self.offset:
+            return {}
+        headers = {"Range": f"bytes={self.offset}-"}
+        if self.validator:  # else a hash checks the result
+            headers["If-Range"] = self.validator
+        return headers
+
+    def write(self, data: bytes) -> int | None:
+        self.headers.last_read = time.monotonic()
+        try:
+            if not self.status_checked:
+                self.status_checked = True
+                self._open()
+            if self.file is None:
+                return None  # an error page: read and dropped, the status tells
+            self.written += len(data)
+            if self.job.size is not None and self.written > self.job.size:
+                raise Retryable(f"received more than the expected {self.job.size} bytes",
+                                cause="received more than expected")
+            self.file.write(data)
+            self.sha256.update(data)
+            if self.md5 is not None:
+                self.md5.update(data)
+            self.result.received += len(data)
+            self.progress.advance(len(data))
+            return None
+        except OSError as exc:
+            problem = os_problem(exc)
+            self.error = (DiskFull(f"the disk is full: {problem} writing {self.job.dest}",
+                                   problem) if is_disk_full(exc)
+                          else Fatal(f"cannot write {self.part}: {problem}",
+                                     cause=f"cannot write: {problem}"))
+        except (Retryable, Fatal) as exc:
+            self.error = exc
+        return -1  # stop this transfer; finish() reports self.error
+
+    def _open(self) -> None:
+        status = self.headers.status
+        if status in (200, 206):
+            self._check_size(upstream_size(status, self.headers.values))
+        if status == 206 and self.offset:
+            match = RANGE_RE.match(self.headers.values.get("content-range", ""))
+            if not match or int(match.group(1)) != self.offset:
+                self.offset = self.written = 0
+                raise Retryable("server answered an unexpected range")
+            if self.validator and not same_validator(self.validator, self.headers.values):
+                self.offset = self.written = 0  # it ignored If-Range: the file changed
+                self.state.validator = None
+                self.part.unlink(missing_ok=True)
+                raise Retryable("upstream file changed during the resume; starting over")
+            self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
+            hash_prefix(self.file, self.offset, self.sha256, self.md5)
+            self.file.seek(self.offset)
+            self.file.truncate()
+            self.progress.advance(self.offset)  # the bar counts what is on disk
+        elif status == 200:
+            # A full answer: the file changed since the partial one (If-Range), or the
+            # server ignores Range. The validator is recorded before any byte is written.
+            if self.offset:
+                log.info("%s answered the whole file to a resume (changed upstream, or no "
+                         "Range support); starting over", safe(self.state.url))
+            self.offset = self.written = 0
+            self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
+            self.validator = self.state.validator = response_validator(self.headers.values)
+            remember_validator(self.file.fileno(), self.validator)
+
+    def _check_size(self, upstream: int | None) -> None:
+        """A file whose size upstream is not the one the index gives is not worth
+        retrying, and is not a refused resume: say what is true."""
+        if upstream is not None and self.job.size is not None and upstream != self.job.size:
+            self.part.unlink(missing_ok=True)
+            raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
+                        f"the index says {self.job.size}", cause="size mismatch")
+
+    def finish(self, curl_error: tuple[int, str, int] | None, status: int) -> None:
+        """Raise what went wrong, or verify and rename the file into place."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.error is not None:
+            if isinstance(self.error, (Fatal, DiskFull)) or "more than" in str(self.error):
+                self.part.unlink(missing_ok=True)
+            raise self.error
+        if curl_error is not None:
+            raise classify(*curl_error)
+        if status == 416 and self.offset:
+            self.part.unlink(missing_ok=True)  # our partial is not a prefix of theirs
+            self._check_size(upstream_size(status, self.headers.values))
+            raise Retryable("server refused to resume the partial file (HTTP 416)")
+        if status not in (200, 206):
+            raise_for_status(status, self.headers.values)
+            raise Fatal(f"unexpected HTTP {status}", status)
+        if not self.status_checked:  # an empty body: the file is empty
+            self.part.write_bytes(b"")
+        if self.job.size is not None and self.written != self.job.size:
+            raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes",
+                            cause="truncated")
+        if self.job.sha256 and self.sha256.hexdigest() != self.job.sha256.lower():
+            self.part.unlink(missing_ok=True)
+            raise Retryable(f"sha256 mismatch: expected {self.job.sha256}, "
+                            f"got {self.sha256.hexdigest()}", cause="sha256 mismatch")
+        if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
+            self.part.unlink(missing_ok=True)
+            raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}",
+                            cause="md5 mismatch")
+        if self.validator:
+            forget_validator(self.part)  # the published file carries no download state
+        os.replace(self.part, self.job.dest)  # open() created it with the umask's permissions
+
+
+def hash_prefix(handle, length: int, *hashes) -> None:
+    handle.seek(0)
+    remaining = length
+    while remaining:
+        chunk = handle.read(min(1 << 20, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        for h in hashes:
+            if h is not None:
+                h.update(chunk)
+
+
+RANGE_RE = re.compile(r"bytes\s+(\d+)-")
+_TOTAL_RE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+)")
+
+
+def upstream_size(status: int, headers: dict[str, str]) -> int | None:
+    """The whole file's size as an answer states it: Content-Length of a 200, the total in
+    Content-Range of a 206 or 416 ("bytes 0-9/1234", "bytes */1234"); None if unstated."""
+    if status == 200:
+        value = headers.get("content-length", "")
+        return int(value) if value.isdigit() else None
+    match = _TOTAL_RE.match(headers.get("content-range", ""))
+    return int(match.group(1)) if match else None
+
