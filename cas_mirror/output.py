@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from .net import DownloadResult, ProgressReporter, human_bytes
+from .net import DownloadResult, ProgressReporter, human_bytes, left_by_stop
 from .text import plural, safe
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def failure_lines(failures: Iterable[tuple[str, str, str]], *, stopped: str | No
     groups: dict[str, list[tuple[str, str, str]]] = {}
     left = 0
     for where, item, error in failures:
-        if stopped and stopped in error:
+        if stopped and (left_by_stop(error) or stopped in error):
             left += 1
             continue
         groups.setdefault(_cause(item, error), []).append((where, item, error))

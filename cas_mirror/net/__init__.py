@@ -45,6 +45,7 @@ from .types import (
     HttpResponse,
     NetworkSettings,
     ProgressReporter,
+    left_by_stop,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "default_ca_bundle",
     "host_conditions",
     "human_bytes",
+    "left_by_stop",
     "part_path",
     "user_agent",
 ]

@@ -107,6 +107,9 @@ def stopped_cause(cause: str | None) -> str:
     return f"run stopped ({cause})" if cause else "run stopped"
 
 
+def left_by_stop(error: str | None) -> bool:
+    """Whether a job's error says only that the run's stop left it undone."""
+    return bool(error) and error.startswith(f"not downloaded: {stopped_cause(None)}")
 
 
 class ProgressReporter:
