@@ -85,8 +85,8 @@ class LiveFailures:
     """The failed-file lines printed during a run: the first failure of each cause, at most
     FAILURE_LINES of them; `closing_line` counts the rest for the end of the run."""
 
-    def __init__(self, limit: int = FAILURE_LINES):
-        self.limit = limit
+    def __init__(self, limit: int = FAILURE_LINES, what: str = "failed file"):
+        self.limit, self.what = limit, what
         self.causes: set[str] = set()
         self.shown = self.hidden = 0
         self.lock = threading.Lock()
@@ -105,7 +105,7 @@ class LiveFailures:
     def closing_line(self) -> str | None:
         if not self.hidden:
             return None
-        return (f"and {plural(self.hidden, 'more failed file')} (same causes as above or past "
+        return (f"and {plural(self.hidden, 'more ' + self.what)} (same causes as above or past "
                 f"the first {self.limit}); the summary lists them, --json has all")
 
 
@@ -115,6 +115,7 @@ class Output:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
+        self._failures = LiveFailures(what="failure")
 
     def _line(self, text: str) -> None:
         text = safe(text)
@@ -133,6 +134,19 @@ class Output:
 
     def error(self, text: str) -> None:
         self._line(f"error: {text}")
+
+    def failure(self, item: str, error: str) -> None:
+        """A platform or project that failed, as it happens: the first of each cause is
+        printed (upstream unreachable is one line, not one per platform or project), at
+        most FAILURE_LINES; `end_failures` counts the rest."""
+        if line := self._failures.line(item, error):
+            self.error(line)
+
+    def end_failures(self) -> None:
+        """The line counting the failures `failure` did not print, once a phase is over."""
+        if line := self._failures.closing_line():
+            self.error(line)
+        self._failures = LiveFailures(what="failure")
 
     def progress(self, label: str) -> ProgressReporter:
         if self.quiet:

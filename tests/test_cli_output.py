@@ -19,6 +19,7 @@ from cas_mirror.console import run_command
 from cas_mirror.logs import logging_to_stderr
 from cas_mirror.output import FAILURE_LINES, Output, failure_lines, plain_table
 from tests.support.conda_packages import PkgSpec, build_channel
+from tests.support.http_server import free_port
 from tests.support.pypi_packages import SimpleUpstream
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -261,3 +262,42 @@ def test_a_network_oserror_is_still_a_bug(capsys):
 
     assert run_command(command, "cas-sync", []) == 70
     assert "internal error" in capsys.readouterr().err
+
+
+def _error_lines(err: str, needle: str) -> list[str]:
+    return [line for line in err.splitlines() if " error: " in line and needle in line]
+
+
+def test_an_unreachable_conda_upstream_is_one_line_for_all_platforms(run_cli, tmp_path,
+                                                                      isolated_config):
+    isolated_config.write_user(yaml.safe_dump({
+        "remote_url": f"http://127.0.0.1:{free_port()}", "mirror_dir": str(tmp_path / "m"),
+        "platforms": ["linux-64", "osx-64", "win-64"], "retries": 0, "timeout": 5,
+        "minimum_free_space": 0}))
+    result = run_cli(main, [])
+    assert result.code == 1, result
+    live = _error_lines(result.err, "cannot connect")
+    assert len(live) == 1, result.err  # not one per platform (4 with noarch)
+    assert any("and 3 more failures (same causes as above" in line
+               for line in result.err.splitlines()), result.err
+    failures = result.out.split("failures:\n", 1)[1].splitlines()
+    assert len(failures) == 1 and "(and 3 more with the same error" in failures[0], result.out
+
+
+def test_an_unreachable_pypi_upstream_is_one_line_for_all_projects(run_cli, tmp_path,
+                                                                    isolated_config,
+                                                                    http_server):
+    up = SimpleUpstream(tmp_path / "upstream")
+    up.server = http_server(tmp_path / "upstream")
+    up.serve(up.server)
+    for name in ("alpha", "beta", "gamma", "delta"):
+        up.add(name, "1.0")
+    up.server.add_fault("/simple/?*/", status=503)  # the listing works, every page fails
+    isolated_config.write_user(yaml.safe_dump({
+        "mirror_dir": str(tmp_path / "mirror"), "minimum_free_space": 0,
+        "pypi": {"remote_url": up.url, "retries": 0, "timeout": 5}}))
+    result = run_cli(main, ["pypi"])
+    assert result.code == 1, result
+    live = _error_lines(result.err, "503")
+    assert len(live) == 1, result.err  # not one per project
+    assert any("and 3 more failures" in line for line in result.err.splitlines()), result.err

@@ -106,7 +106,8 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
     report.platforms.extend(w.report for w in work)
     for w in work:
         if w.report.error:
-            output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
+            output.failure(f"{w.source.path}/{w.platform}", w.report.error)
+    output.end_failures()
     _check_dependencies(work)
     return work
 

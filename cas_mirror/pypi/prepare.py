@@ -63,7 +63,7 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
             w.report.error = str(exc)
         finally:
             if w.report.error and not stop.stopped:
-                output.error(f"{w.name}: {safe(w.report.error)}")
+                output.failure(w.name, w.report.error)
             if w.report.error or w.report.failed:
                 stop.error(w.name)
             w.report.seconds += time.monotonic() - w.started
@@ -74,6 +74,7 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
         with ThreadPoolExecutor(max_workers=min(s.workers, len(work)),
                                 thread_name_prefix="pypi-page") as pool:
             list(pool.map(prepare, work))
+    output.end_failures()
 
 
 def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Downloader,
