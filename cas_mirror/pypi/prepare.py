@@ -41,7 +41,7 @@ class StopFlag:
             if self.report.stopped_on_error is None:
                 self.report.stopped_on_error = (f"stopped after the first error "
                                                 f"({safe(what)}): stop_on_error is true")
-                self.downloader.stop(self.report.stopped_on_error)
+                self.downloader.stop(self.report.stopped_on_error, cause="stop_on_error")
 
     @property
     def stopped(self) -> bool:
