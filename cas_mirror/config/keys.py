@@ -1,0 +1,249 @@
+"""The key tables: every configuration key of cas-sync and of its `pypi:` section, with
+its default and its check (the domain checks of channels, platforms, filter entries and
+PyPI lists live here; the generic ones in `checks`). `etc/cas-mirror.yaml` documents the
+same keys, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import did_you_mean, parse_items
+from .checks import (
+    BadValue,
+    check_bool,
+    check_choice,
+    check_int,
+    check_mapping,
+    check_optional_path,
+    check_optional_url,
+    check_path,
+    check_proxy,
+    check_seconds,
+    check_size,
+    check_ssl_verify,
+    check_str_list,
+    check_url,
+    describe,
+    optional,
+)
+
+KNOWN_PLATFORMS = (
+    "noarch",
+    "linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-32",
+    "linux-armv6l", "linux-armv7l", "linux-ppc64", "linux-riscv64", "linux-riscv32",
+    "osx-64", "osx-arm64",
+    "win-64", "win-32", "win-arm64",
+    "freebsd-64", "zos-z", "emscripten-wasm32", "wasi-wasm32",
+)  # fmt: skip
+
+
+_CHANNEL_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_channels(value: Any, base: Path) -> list[str]:
+    channels = check_str_list(value, "channels")
+    if not channels:
+        raise BadValue("expected at least one channel, e.g. [pkgs/main]")
+    seen = set()
+    for index, channel in enumerate(channels):
+        if "://" in channel:
+            try:
+                check_url(channel, base)
+            except BadValue as exc:
+                raise BadValue(f"item {index + 1}: {exc}") from None
+        elif not all(_CHANNEL_SEGMENT.match(s) for s in channel.strip("/").split("/")):
+            raise BadValue(
+                f"item {index + 1}: {channel!r} is not a channel path such as pkgs/main "
+                "(letters, digits, '.', '_', '+', '-' separated by '/') nor a URL"
+            )
+        if channel in seen:
+            raise BadValue(f"item {index + 1}: channel {channel!r} is listed twice")
+        seen.add(channel)
+    return [c if "://" in c else c.strip("/") for c in channels]
+
+
+def check_platforms(value: Any, base: Path) -> list[str] | None:
+    if value is None:
+        return None
+    platforms = check_str_list(value, "platforms")
+    for index, platform in enumerate(platforms):
+        if platform not in KNOWN_PLATFORMS:
+            raise BadValue(
+                f"item {index + 1}: unknown platform {platform!r}"
+                f"{did_you_mean(platform, KNOWN_PLATFORMS)}; known platforms: "
+                + ", ".join(KNOWN_PLATFORMS)
+            )
+    # noarch is always mirrored: conda clients refuse a channel without noarch/repodata.json.
+    return list(dict.fromkeys([*platforms, "noarch"]))
+
+
+def check_license_blacklist(value: Any, base: Path) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    return check_str_list(value, "license names")
+
+
+def check_entries(value: Any, base: Path) -> list[Any]:
+    from ..conda.entries import EntryError, parse_entries
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadValue("expected a list of package names, globs, specs or mappings, "
+                       f"got {describe(value)}")
+    try:
+        parse_entries(value)
+    except EntryError as exc:
+        raise BadValue(str(exc)) from None
+    return value
+
+
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_user(value: Any, base: Path) -> str:
+    if not isinstance(value, str) or not _SEGMENT.match(value.strip()) \
+            or value.strip() in (".cas-sync",):
+        raise BadValue(f"expected a folder name such as pypi (letters, digits, '.', '_', '+', "
+                       f"'-'), got {describe(value)}")
+    return value.strip()
+
+
+def _pypi_list(parse_item: Callable[[Any], Any], what: str) -> Callable[[Any, Path], list]:
+    def check(value: Any, base: Path) -> list:
+        from ..pypi.filters import EntryError
+
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise BadValue(f"expected a list of {what}, got {describe(value)}")
+        try:
+            return parse_items(value, parse_item, EntryError)
+        except EntryError as exc:
+            raise BadValue(str(exc)) from None
+
+    return check
+
+
+def _pypi_entry(item: Any) -> str:
+    from ..pypi.filters import parse_entry
+
+    parse_entry(item)
+    return item.strip()
+
+
+def _pypi_platform(item: Any) -> str:
+    from ..pypi.filters import EntryError, check_platform
+
+    if not isinstance(item, str) or not item.strip():
+        raise EntryError(f"expected a platform name or wheel platform tag, got {item!r}")
+    return check_platform(item.strip())
+
+
+def _pypi_python(item: Any) -> str:
+    from ..pypi.filters import check_python_version
+
+    return check_python_version(item)
+
+
+def _pypi_packagetype(item: Any) -> str:
+    from ..pypi.filters import PACKAGETYPES, EntryError
+
+    if isinstance(item, str) and item.strip().lower() in PACKAGETYPES:
+        return item.strip().lower()
+    raise EntryError(f"unknown package type {item!r}{did_you_mean(str(item), PACKAGETYPES)}; "
+                     f"known types: {', '.join(PACKAGETYPES)}")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    check: Callable[[Any, Path], Any]
+    # A section (the `pypi:` mapping) merges key by key across layers; `sub` holds its keys.
+    section: bool = False
+    sub: dict[str, Setting] | None = None
+
+
+# The keys of the `pypi:` section (and of a --mirror-config file). A default of None on a
+# key in PYPI_INHERITED means: use the top-level key of the same name.
+PYPI_SETTINGS: dict[str, Setting] = {
+    # from the Anaconda Repository PyPI mirror
+    "user": Setting("pypi", check_user),
+    "remote_url": Setting("https://pypi.org", check_url),
+    "simple_index_url": Setting(None, check_optional_url),
+    "xml_rpc_api_url": Setting(None, check_optional_url),
+    "use_xml_rpc": Setting(False, check_bool),
+    "use_serial": Setting(True, check_bool),
+    "create_org": Setting(False, check_bool),
+    "whitelist": Setting([], _pypi_list(_pypi_entry, "project names, globs or specs")),
+    "blacklist": Setting([], _pypi_list(_pypi_entry, "project names, globs or specs")),
+    "latest_only": Setting(False, check_bool),
+    # filters users ask for
+    "keep_latest": Setting(0, check_int(0)),
+    "exclude_prereleases": Setting(False, check_bool),
+    "platforms": Setting([], _pypi_list(_pypi_platform, "platforms")),
+    "python_versions": Setting([], _pypi_list(_pypi_python, "Python versions")),
+    "packagetypes": Setting([], _pypi_list(_pypi_packagetype, "package types")),
+    # from bandersnatch
+    "simple_format": Setting("ALL", check_choice("ALL", "HTML", "JSON")),
+    "release_files": Setting(True, check_bool),
+    "root_uri": Setting(None, check_optional_url),
+    "json": Setting(False, check_bool),
+    "download_mirror": Setting(None, check_optional_url),
+    "download_mirror_no_fallback": Setting(False, check_bool),
+    "compare_method": Setting("hash", check_choice("hash", "stat")),
+    "digest_name": Setting("sha256", check_choice("sha256", "md5")),
+    "stop_on_error": Setting(False, check_bool),
+    "global_timeout": Setting(1800.0, check_seconds),
+    # null: the top-level value
+    "workers": Setting(None, optional(check_int(1))),
+    "timeout": Setting(None, optional(check_seconds)),
+    "retries": Setting(None, optional(check_int(0))),
+    "retry_backoff": Setting(None, optional(check_seconds)),
+    "proxy": Setting(None, check_proxy),
+    "ssl_verify": Setting(None, optional(check_ssl_verify)),
+    "minimum_free_space": Setting(None, optional(check_size)),
+    "keep_removed": Setting(None, optional(check_bool)),
+    "diff_file": Setting(None, check_optional_path),
+    "diff_append_epoch": Setting(None, optional(check_bool)),
+}
+PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
+                  "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
+
+
+SETTINGS: dict[str, Setting] = {
+    "remote_url": Setting("https://repo.anaconda.com", check_url),
+    "channels": Setting(["pkgs/main"], check_channels),
+    "mirror_dir": Setting("/opt/cas-mirror", check_path),
+    "platforms": Setting(None, check_platforms),
+    "license_blacklist": Setting([], check_license_blacklist),
+    "blacklist": Setting([], check_entries),
+    "whitelist": Setting([], check_entries),
+    "workers": Setting(8, check_int(1)),
+    "timeout": Setting(30.0, check_seconds),
+    "retries": Setting(5, check_int(0)),
+    "retry_backoff": Setting(1.0, check_seconds),
+    "proxy": Setting(None, check_proxy),
+    "ssl_verify": Setting(True, check_ssl_verify),
+    "minimum_free_space": Setting(1_000_000_000, check_size),
+    "max_repodata_size": Setting(2_000_000_000, check_size),
+    "keep_removed": Setting(False, check_bool),
+    "diff_file": Setting(None, check_optional_path),
+    "diff_append_epoch": Setting(False, check_bool),
+    "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
+                    section=True, sub=PYPI_SETTINGS),
+}
+
