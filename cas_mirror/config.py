@@ -79,6 +79,25 @@ def check_seconds(value: Any, base: Path) -> float:
     return float(value)
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
+                   "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600,
+                   "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800,
+                   "weeks": 604800}
+
+
+def check_duration(value: Any, base: Path) -> float:
+    """Seconds (>= 0), or a string with a unit: '7 days', '12 hours', '30 min', '1 week'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION_RE.match(value) if isinstance(value, str) else None
+    unit = match.group(2).lower() if match else None
+    if unit not in _DURATION_UNITS:
+        raise BadValue(f"expected a duration such as 7 days, 12 hours, 30 min or a number of "
+                       f"seconds, got {_describe(value)}")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
 def check_url(value: Any, base: Path, schemes: tuple[str, ...] = ("http", "https")) -> str:
     if not isinstance(value, str):
         raise BadValue(f"expected a URL such as https://repo.anaconda.com, got {_describe(value)}")
@@ -378,6 +397,8 @@ SETTINGS: dict[str, Setting] = {
     "keep_removed": Setting(False, check_bool),
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(False, check_bool),
+    "shards": Setting(True, check_bool),
+    "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
 }

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from cas_index.atomic import write_if_changed
-from cas_index.repodata import write_repodata
+from cas_index.repodata import publish_repodata
 
 from ..config import Config
 from ..download import Downloader, DownloadJob, FreeSpaceGuard, HttpError, NetworkSettings
@@ -361,7 +361,9 @@ def _publish(w: _Work, config: Config, report: SyncReport) -> None:
         document = empty_document(w.platform)
     else:
         document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
-    report.changed_files.extend(write_repodata(w.folder, document))
+    report.changed_files.extend(publish_repodata(
+        w.folder, document, shards=config.shards, shard_grace_seconds=config.shard_grace_period,
+        shard_state_dir=w.state_folder).paths)
     if not config.keep_removed:
         for fn in w.plan.delete:
             try:
