@@ -414,3 +414,23 @@ def test_no_run_exports_removes_it(channel, run_cli):
     index(channel)
     assert run_cli(main, [str(channel), "--no-run-exports", "-q"]).code == 0
     assert not list(channel.glob("*/run_exports.json*"))
+
+
+def test_a_run_with_the_same_document_derives_nothing_until_a_shard_goes_missing(
+        channel, monkeypatch):
+    index(channel)
+    folder = channel / "linux-64"
+    data = (folder / "repodata.json").read_bytes()
+
+    def no_deriving(parsed):
+        raise AssertionError("shards derived again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shards_module, "_shards", no_deriving)
+        counts = write_shards(folder, data, state_dir=folder / ".cache")
+        assert (counts.written, counts.kept, counts.index_written) == (0, 3, False)
+    victim = next((folder / SHARDS_DIR).iterdir())
+    victim.unlink()  # shards/ no longer as recorded: derive, and repair
+    counts = write_shards(folder, data, state_dir=folder / ".cache")
+    assert (counts.written, counts.kept) == (1, 2) and victim.is_file()
+    assert_shards_match_repodata(folder)
