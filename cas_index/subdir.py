@@ -5,8 +5,10 @@ publish its files.
 instructions and the outputs exactly as the previous run left them means nothing to
 do); `apply()` takes the results of reading the new and changed files; `publish()` writes
 repodata_from_packages.json, repodata.json (+ .zst, .bz2; patched when there are
-instructions), current_repodata.json on request and index.html, each only when its bytes
-change, and records what it published for the next run and for channeldata.
+instructions) and its shards, run_exports.json, current_repodata.json on request and
+index.html, each only when its bytes change, and records what it published for the next
+run and for channeldata. A folder whose outputs are unchanged is still published again once
+a dropped shard's grace period has passed, so that the shard is deleted.
 """
 
 from __future__ import annotations
