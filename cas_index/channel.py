@@ -14,8 +14,9 @@ The orchestration of one run, under the channel lock (lock.py):
 4. Publish each changed folder (subdir.py; folders in parallel threads, since compression
    releases the GIL), each file through a temporary name and only when its bytes change:
    `repodata_from_packages.json` (what the packages say), `repodata.json` (+ `.zst`,
-   `.bz2`; patched when there are instructions, see patch.py), `current_repodata.json`
-   on request (current.py) and `index.html` (html.py).
+   `.bz2`; patched when there are instructions, see patch.py) with its CEP-16 shards
+   (shards.py), `run_exports.json`, `current_repodata.json` on request (current.py) and
+   `index.html` (html.py).
 5. `channeldata.json` and the channel's `index.html` (channeldata.py), from every platform
    folder's entries, again only when they change.
 """

@@ -49,6 +49,16 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
 @click.option("--current-repodata", is_flag=True,
               help="Also publish current_repodata.json (newest version of each package and "
                    "what it depends on). Without this flag an old one is removed.")
+@click.option("--no-shards", is_flag=True,
+              help="Do not publish sharded repodata (CEP-16: repodata_shards.msgpack.zst and "
+                   "shards/); an existing shard index is removed, its shards after the "
+                   "grace period.")
+@click.option("--shard-grace-days", type=click.FloatRange(min=0), default=7.0,
+              show_default=True, metavar="DAYS",
+              help="Keep a shard the index no longer names this long, for clients holding "
+                   "an older index.")
+@click.option("--no-run-exports", is_flag=True,
+              help="Do not publish run_exports.json (CEP-12; an existing one is removed).")
 @click.option("--patch", "patch_file", metavar="FILE",
               help="Apply repodata patch instructions: a patch_instructions.json file (for "
                    "every platform folder) or a repodata-patches package (.conda/.tar.bz2 "
@@ -66,7 +76,8 @@ def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) ->
               help="Show a traceback on internal errors.")
 @click.version_option(package_name="cas-mirror", prog_name=PROG)
 def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, force: bool,
-        no_bz2: bool, no_zst: bool, current_repodata: bool, patch_file: str | None,
+        no_bz2: bool, no_zst: bool, current_repodata: bool, no_shards: bool,
+        shard_grace_days: float, no_run_exports: bool, patch_file: str | None,
         lock_timeout: float, quiet: bool, as_json: bool, debug: bool) -> int:
     """Rebuild repodata.json and friends for conda channel folders after package files
     were added, replaced or removed. Safe while the folder is being served.
@@ -88,7 +99,9 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
         if patch.warning:
             click.echo(f"{PROG}: warning: {patch.warning}", err=True)
     options = Options(bz2=not no_bz2, zst=not no_zst, current_repodata=current_repodata,
-                      patch=patch, force=force, threads=threads, lock_timeout=lock_timeout)
+                      patch=patch, force=force, threads=threads, lock_timeout=lock_timeout,
+                      shards=not no_shards, shard_grace_seconds=shard_grace_days * 86400,
+                      run_exports=not no_run_exports)
 
     def on_wait(message: str) -> None:
         click.echo(f"{PROG}: {message}", err=True)
@@ -192,6 +205,10 @@ def render_report(report: ChannelReport) -> str:
                     f", removed {len(sub.deleted)}" if sub.deleted else "")
             else:
                 note = "  same output"
+            if sub.shards:
+                note += (f"; shards: {sub.shards['written']} written, {sub.shards['kept']} "
+                         f"kept" + (f", {sub.shards['deleted']} deleted"
+                                    if sub.shards["deleted"] else ""))
         lines.append("  " + "  ".join(cells) + note)
     channel = ("wrote " + ", ".join(report.written)) if report.written else "unchanged"
     lines.append(f"  channel files: {channel}; {report.seconds:.2f} s in all")
@@ -213,7 +230,7 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
                 "replaced": s.replaced, "removed": s.removed, "skipped": skipped(s.skipped),
                 "warnings": s.warnings,
                 "read": s.read, "written": s.written, "deleted": s.deleted,
-                "unchanged": s.unchanged, "seconds": round(s.seconds, 3),
+                "unchanged": s.unchanged, "shards": s.shards, "seconds": round(s.seconds, 3),
             } for s in r.subdirs],
         } for r in reports],
         "exit_status": max((r.exit_code for r in reports), default=EXIT_OK),

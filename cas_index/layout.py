@@ -14,6 +14,7 @@ from pathlib import Path
 from .atomic import TEMP_PREFIX
 from .model import Skipped
 from .patch import PATCH_FILE
+from .shards import SHARD_INDEX, SHARDS_DIR
 
 # The platform folders conda clients know (conda's and rattler's lists).
 KNOWN_SUBDIRS = frozenset({
@@ -26,14 +27,18 @@ PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
 REPODATA = "repodata.json"
 FROM_PACKAGES = "repodata_from_packages.json"
 CURRENT = "current_repodata.json"
+RUN_EXPORTS = "run_exports.json"  # CEP-12
 CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
 # Every file cas-index writes in a platform folder; their sizes and mtimes are part of the
-# "nothing changed" check, so a deleted or hand-edited output is rebuilt.
+# "nothing changed" check, so a deleted or hand-edited output is rebuilt. The shards
+# folder's mtime changes when a shard in it is added, deleted or replaced.
 SUBDIR_OUTPUTS = (
-    *(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT)
+    *(f"{base}{suffix}" for base in (REPODATA, FROM_PACKAGES, CURRENT, RUN_EXPORTS)
       for suffix in ("", ".zst", ".bz2")),
     "index.html",
     PATCH_FILE,
+    SHARD_INDEX,
+    SHARDS_DIR,
 )
 CHANNEL_OUTPUTS = ("channeldata.json", "index.html")
 # Temporary files of ours that a killed run can leave behind (hidden, so never served or

@@ -24,9 +24,13 @@ class Options:
     force: bool = False
     threads: int | None = None  # worker processes reading packages; None: one per CPU
     lock_timeout: float = 600.0
+    shards: bool = True  # CEP-16 sharded repodata beside repodata.json
+    shard_grace_seconds: float = 7 * 24 * 3600.0  # how long an unnamed shard stays
+    run_exports: bool = True  # CEP-12 run_exports.json
+    now: float | None = None  # the time the run counts grace periods from; None: the clock
 
     def signature(self) -> list:
-        return [self.bz2, self.zst, self.current_repodata]
+        return [self.bz2, self.zst, self.current_repodata, self.shards, self.run_exports]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class SubdirReport:
     read: int = 0  # files opened this run
     seconds: float = 0.0
     unchanged: bool = False
+    shards: dict[str, int | bool] | None = None  # ShardCounts.as_dict(); None: shards off
 
 
 @dataclass

@@ -1,19 +1,24 @@
-"""Publishing repodata documents: `repodata.json` and its `.zst` / `.bz2` twins.
+"""Publishing repodata documents: `repodata.json`, its `.zst` / `.bz2` twins and its
+shards.
 
-Both the indexer and the mirror's publisher end here. A document is published as bytes
-(the caller chooses the JSON encoding); each variant is written to a temporary name and
-renamed into place. When `repodata.json` already holds exactly these bytes and the wanted
-variants exist, nothing is rewritten, so mtimes (and HTTP caches) stay valid.
+Both the indexer and the mirror's publisher end here (`publish_repodata`). A document is
+published as bytes (the caller chooses the JSON encoding); each variant is written to a
+temporary name and renamed into place. When `repodata.json` already holds exactly these
+bytes and the wanted variants exist, nothing is rewritten, so mtimes (and HTTP caches) stay
+valid. The shards (CEP-16, shards.py) are derived from the same bytes, so they say exactly
+what `repodata.json` says.
 """
 
 from __future__ import annotations
 
 import bz2
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_atomic
+from .shards import DEFAULT_GRACE_SECONDS, ShardCounts, remove_shards, write_shards
 
 # zstd level 16 is what conda-index publishes with; multithreaded compression keeps large
 # documents (hundreds of MB) affordable. Below a few MB zstd cannot split the work and its
@@ -67,6 +72,39 @@ def write_repodata(
         if not want:
             path.unlink(missing_ok=True)
     return written
+
+
+@dataclass
+class Published:
+    paths: list[Path]  # files created or replaced
+    shards: ShardCounts
+
+
+def publish_repodata(
+    folder: str | Path,
+    data: bytes,
+    *,
+    shards: bool = True,
+    shard_grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    now: float | None = None,
+    force: bool = False,
+    shard_state_dir: str | Path | None = None,
+    bz2_variant: bool = True,
+    zst_variant: bool = True,
+) -> Published:
+    """Publish the platform document `data` as `repodata.json` (+ variants) and, when
+    `shards`, its shards and shard index beside it. With `shards=False` an old shard index
+    is removed at once and its shards after the grace period, so no stale shard index can
+    contradict the new `repodata.json`. The shards' state file goes in `shard_state_dir`
+    (default `<folder>/.cache`)."""
+    paths = write_repodata(folder, data, bz2_variant=bz2_variant, zst_variant=zst_variant)
+    if shards:
+        counts = write_shards(folder, data, grace_seconds=shard_grace_seconds, now=now,
+                              force=force, state_dir=shard_state_dir)
+    else:
+        counts = remove_shards(folder, grace_seconds=shard_grace_seconds, now=now,
+                               state_dir=shard_state_dir)
+    return Published(paths + counts.paths, counts)
 
 
 def _compress_all(paths: list[Path], data: bytes) -> list[bytes]:

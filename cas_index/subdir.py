@@ -5,8 +5,10 @@ publish its files.
 instructions and the outputs exactly as the previous run left them means nothing to
 do); `apply()` takes the results of reading the new and changed files; `publish()` writes
 repodata_from_packages.json, repodata.json (+ .zst, .bz2; patched when there are
-instructions), current_repodata.json on request and index.html, each only when its bytes
-change, and records what it published for the next run and for channeldata.
+instructions) and its shards, run_exports.json, current_repodata.json on request and
+index.html, each only when its bytes change, and records what it published for the next
+run and for channeldata. A folder whose outputs are unchanged is still published again once
+a dropped shard's grace period has passed, so that the shard is deleted.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_if_changed
-from .cache import SubdirCache
+from .cache import CACHE_DIR, SubdirCache
 from .errors import UsageError
-from .layout import CURRENT, FROM_PACKAGES, SUBDIR_OUTPUTS, list_packages
+from .layout import CURRENT, FROM_PACKAGES, RUN_EXPORTS, SUBDIR_OUTPUTS, list_packages
 from .model import Options, Skipped, SubdirReport
 from .patch import PATCH_FILE
-from .repodata import dumps_repodata, write_repodata
+from .repodata import dumps_repodata, publish_repodata, write_repodata
+from .shards import SHARD_INDEX, SHARDS_DIR
 
 # Bump when the bytes we publish for the same input change, so old states do not match.
 STATE_VERSION = 1
@@ -62,9 +65,14 @@ class SubdirIndex:
         self.cache.open()
         state = self.cache.get_meta("published")
         if (not self.options.force and state and state.get("token") == self.token
-                and state.get("outputs") == self._outputs_stat()):
+                and state.get("outputs") == self._outputs_stat()
+                and not self._shards_due(state.get("shards"))):
             self.report.unchanged = True
             self.report.indexed = state["indexed"]
+            shards = state.get("shards")
+            if self.options.shards and shards:
+                self.report.shards = {"written": 0, "kept": shards["named"], "deleted": 0,
+                                      "waiting": shards["waiting"], "index_written": False}
             self.report.skipped = [Skipped(f"{self.subdir}/{fn}", reason)
                                    for fn, reason in state["skipped"]]
             self.published_sha256 = state["sha256"]
@@ -75,6 +83,13 @@ class SubdirIndex:
                 if self.options.force or fn not in self.cached
                 or (self.cached[fn].size, self.cached[fn].mtime_ns) != st)
         self.report.seconds += time.perf_counter() - started
+
+    def _shards_due(self, shards: dict | None) -> bool:
+        """True when an unnamed shard's grace period has passed: publish again (the output
+        is the same), which deletes it."""
+        since = (shards or {}).get("unnamed_since")
+        now = time.time() if self.options.now is None else self.options.now
+        return since is not None and now - since >= self.options.shard_grace_seconds
 
     def _instructions(self) -> tuple[dict[str, Any], str | None]:
         from .patch import parse_instructions
@@ -166,7 +181,16 @@ class SubdirIndex:
 
             patched = apply_instructions(doc, self.instructions)
         data = dumps_repodata(patched)
-        written = write_repodata(folder, data, bz2_variant=options.bz2, zst_variant=options.zst)
+        published = publish_repodata(folder, data, shards=options.shards,
+                                     shard_grace_seconds=options.shard_grace_seconds,
+                                     now=options.now, force=options.force,
+                                     shard_state_dir=folder / CACHE_DIR, bz2_variant=options.bz2,
+                                     zst_variant=options.zst)
+        # shard files are counted, not listed (there can be thousands)
+        written = [path for path in published.paths if path.parent == folder]
+        report.shards = published.shards.as_dict() if options.shards else None
+        if published.shards.index_deleted:
+            report.deleted.append(SHARD_INDEX)
         raw = dumps_repodata(doc) if patched is not doc else data
         written += write_repodata(folder, raw, name=FROM_PACKAGES, bz2_variant=False,
                                   zst_variant=False)
@@ -177,11 +201,14 @@ class SubdirIndex:
                                       name=CURRENT, bz2_variant=options.bz2,
                                       zst_variant=options.zst)
         else:  # a stale current_repodata.json would mislead conda, which reads it first
-            for suffix in ("", ".zst", ".bz2"):
-                stale = folder / (CURRENT + suffix)
-                if stale.exists():
-                    stale.unlink()
-                    report.deleted.append(stale.name)
+            self._remove(CURRENT)
+        facts = {fn: json.loads(self.facts[fn]) for fn in self.records}
+        if options.run_exports:
+            written += write_repodata(folder, dumps_repodata(self._run_exports(facts)),
+                                      name=RUN_EXPORTS, bz2_variant=options.bz2,
+                                      zst_variant=options.zst)
+        else:
+            self._remove(RUN_EXPORTS)
         if options.patch is not None:
             from .patch import dumps_instructions
 
@@ -191,7 +218,7 @@ class SubdirIndex:
         from .html import subdir_index_html
 
         listed = [(name, st[0], st[1] / 1e9) for name, st in self._outputs_stat().items()
-                  if st is not None and name not in ("index.html", PATCH_FILE)]
+                  if st is not None and name not in ("index.html", PATCH_FILE, SHARDS_DIR)]
         page = subdir_index_html(channel_name, self.subdir,
                                  {**patched["packages"], **patched["packages.conda"]}, listed)
         if write_if_changed(folder / "index.html", page):
@@ -199,7 +226,6 @@ class SubdirIndex:
 
         from .channeldata import subdir_entries
 
-        facts = {fn: json.loads(self.facts[fn]) for fn in self.records}
         self.entries = subdir_entries(patched, facts)
         self.published_sha256 = hashlib.sha256(data).hexdigest()
         self.cache.set_meta("channeldata", self.entries)
@@ -209,9 +235,29 @@ class SubdirIndex:
             "indexed": report.indexed,
             "skipped": [[s.file.split("/", 1)[1], s.reason] for s in report.skipped],
             "sha256": self.published_sha256,
+            "shards": {"named": published.shards.named, "waiting": published.shards.waiting,
+                       "unnamed_since": published.shards.oldest_unnamed},
         })
         report.written = [Path(p).name for p in written]
         report.seconds += time.perf_counter() - started
+
+    def _remove(self, name: str) -> None:
+        """Remove the output `name` and its compressed twins."""
+        for suffix in ("", ".zst", ".bz2"):
+            stale = self.folder / (name + suffix)
+            if stale.exists():
+                stale.unlink()
+                self.report.deleted.append(stale.name)
+
+    def _run_exports(self, facts: dict[str, dict]) -> dict[str, Any]:
+        """run_exports.json (CEP-12), as conda-index writes it: every package file indexed
+        (unpatched: the file says what its archive says), with its info/run_exports.json,
+        or {} when it has none."""
+        sections: dict[str, dict] = {"packages": {}, "packages.conda": {}}
+        for fn in self.records:
+            key = "packages" if fn.endswith(".tar.bz2") else "packages.conda"
+            sections[key][fn] = {"run_exports": facts[fn].get("run_exports") or {}}
+        return {"info": {"subdir": self.subdir, "version": 1}, **sections}
 
     def channel_entries(self) -> list[dict]:
         if self.entries is None:

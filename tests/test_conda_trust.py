@@ -211,13 +211,14 @@ def test_disk_filling_while_publishing_repodata_stops_with_exit_4(mirror, upstre
     mirror.configure()
     assert mirror.sync().code == 0
     upstream.channel.remove("linux-64", "beta-2.0-0.conda")  # new repodata, nothing to fetch
-    before = {p.name: p.read_bytes() for p in mirror.folder("linux-64").iterdir()}
+    folder = mirror.folder("linux-64")
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     filler = fill(volume)
     result = mirror.sync()
     assert result.code == 4, result
     assert "no space left on device" in result.err and "stopped" in result.err
     assert "cas-sync summary" in result.out and "internal error" not in result.err
-    after = {p.name: p.read_bytes() for p in mirror.folder("linux-64").iterdir()}
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before  # old repodata intact, nothing deleted, no temporary file
     assert no_hidden_leftovers(mirror.dir)
     filler.unlink()

@@ -10,6 +10,7 @@ name and renamed, so the metadata published before stays intact).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 
 from cas_index.atomic import write_if_changed
-from cas_index.repodata import write_repodata
+from cas_index.repodata import publish_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..net import part_path
@@ -52,13 +53,15 @@ def check_writable(w: Work) -> None:
         w.report.error = f"cannot write {w.folder}: {problem}"
 
 
-def publish_platform(w: Work, report: SyncReport) -> None:
-    """Publish the platform's repodata, then delete what it no longer names."""
+def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
+                     shard_grace_seconds: float = 7 * 86400.0) -> None:
+    """Publish the platform's repodata (and its shards, CEP-16), then delete what it no
+    longer names."""
     if not w.usable:
         return
     started = time.monotonic()
     try:
-        _publish(w, report)
+        _publish(w, report, shards, shard_grace_seconds)
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full(exc, w.folder / "repodata.json") from None
@@ -67,14 +70,18 @@ def publish_platform(w: Work, report: SyncReport) -> None:
         w.report.seconds += time.monotonic() - started
 
 
-def _publish(w: Work, report: SyncReport) -> None:
+def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: float) -> None:
     w.folder.mkdir(parents=True, exist_ok=True)
     if w.upstream is None:
         document = empty_document(w.platform)
     else:
         document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
-    report.changed_files.extend(_naming(w.folder / "repodata.json", write_repodata,
-                                        w.folder, document))
+    publish = functools.partial(publish_repodata, shards=shards,
+                                shard_grace_seconds=shard_grace_seconds,
+                                shard_state_dir=w.state_folder)
+    published = _naming(w.folder / "repodata.json", publish, w.folder, document)
+    report.changed_files.extend(published.paths)
+    w.report.shards = published.shards.as_dict() if shards else None
     for fn in w.plan.delete:  # empty with keep_removed
         try:
             (w.folder / fn).unlink()

@@ -122,6 +122,7 @@ def as_json(report: SyncReport) -> str:
             "unsatisfied": [{"file": fn, "missing": names}
                             for fn, names in p.unsatisfied.items()],
             "unconfigured": p.unconfigured,
+            "shards": p.shards,
             "failures": [{"item": what, "error": why} for what, why in p.failed],
         })
     return json.dumps({

@@ -39,6 +39,7 @@ class PlatformReport:
     # set for a platform folder that is no longer configured: "removed", "kept", or what a
     # dry run would do ("would be removed")
     unconfigured: str | None = None
+    shards: dict | None = None  # what publishing the shards did (written, kept, ...)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file or URL, why)
     seconds: float = 0.0
     upstream_changed: bool = True

@@ -16,9 +16,12 @@ under `<mirror_dir>/.cas-sync/`, so folders made by hand are never touched.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from cas_index.shards import SHARD_INDEX, SHARDS_DIR, is_shard_file
 
 from ..config import Config
 from ..net import part_path
@@ -26,7 +29,7 @@ from .fetch import ChannelSource, valid_subdirs
 from .local import scan_folder
 from .state import state_dir
 
-REPODATA_FILES = ("repodata.json", "repodata.json.zst", "repodata.json.bz2")
+REPODATA_FILES = ("repodata.json", "repodata.json.zst", "repodata.json.bz2", SHARD_INDEX)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,19 @@ def removal_allowed(config: Config) -> tuple[bool, str]:
     return True, ""
 
 
+def _remove_shards(folder: Path) -> int:
+    """The shards of a retired platform go with it (its shard index went first)."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if is_shard_file(entry.name)]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return len(names)
+
+
 def remove_platform(retired: Retired) -> int:
     """Remove a retired platform folder (repodata first); the number of files deleted.
     Files the sync does not own (made by hand) stay, and so does the folder then."""
@@ -76,6 +92,7 @@ def remove_platform(retired: Retired) -> int:
             deleted += 1
         except FileNotFoundError:
             pass
+    deleted += _remove_shards(retired.folder / SHARDS_DIR)
     local = scan_folder(retired.folder)
     for fn in sorted(local.packages):
         (retired.folder / fn).unlink(missing_ok=True)

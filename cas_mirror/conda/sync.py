@@ -93,7 +93,8 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
                     output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
         _download(work, downloader, output, report)
     for w in work:  # also after a stop for disk space: what is in place is published
-        publish_platform(w, report)
+        publish_platform(w, report, shards=config.shards,
+                         shard_grace_seconds=config.shard_grace_period)
     # Retired platforms are removed only by a run that finished: otherwise they stay
     # listed in channeldata.json, since they are still served.
     remove = removal_allowed(config)[0] and not report.stopped

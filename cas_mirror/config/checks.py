@@ -53,6 +53,25 @@ def check_seconds(value: Any, base: Path) -> float:
     return float(value)
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
+                   "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600,
+                   "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800,
+                   "weeks": 604800}
+
+
+def check_duration(value: Any, base: Path) -> float:
+    """Seconds (>= 0), or a string with a unit: '7 days', '12 hours', '30 min', '1 week'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION_RE.match(value) if isinstance(value, str) else None
+    unit = match.group(2).lower() if match else None
+    if unit not in _DURATION_UNITS:
+        raise BadValue(f"expected a duration such as 7 days, 12 hours, 30 min or a number of "
+                       f"seconds, got {describe(value)}")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
 def check_url(value: Any, base: Path, schemes: tuple[str, ...] = ("http", "https")) -> str:
     if not isinstance(value, str):
         raise BadValue(f"expected a URL such as https://repo.anaconda.com, got {describe(value)}")

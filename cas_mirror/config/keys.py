@@ -17,6 +17,7 @@ from .checks import (
     BadValue,
     check_bool,
     check_choice,
+    check_duration,
     check_int,
     check_mapping,
     check_optional_path,
@@ -243,6 +244,8 @@ SETTINGS: dict[str, Setting] = {
     "keep_removed": Setting(False, check_bool),
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(False, check_bool),
+    "shards": Setting(True, check_bool),
+    "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
 }

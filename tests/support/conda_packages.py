@@ -38,6 +38,7 @@ class PkgSpec:
     extra_index: dict[str, Any] = field(default_factory=dict)  # merged into index.json
     drop_index: tuple[str, ...] = ()  # keys left out of index.json (old packages: "subdir")
     about: dict[str, Any] = field(default_factory=dict)
+    run_exports: dict[str, list[str]] | None = None  # info/run_exports.json when given
     seed: int | None = None  # payload randomness; default derives from the file name
 
     @property
@@ -97,6 +98,9 @@ def build_package(spec: PkgSpec, out_dir: str | os.PathLike) -> Path:
         }
         (root / "info/paths.json").write_text(json.dumps(paths, indent=2))
         files = ["info/index.json", "info/about.json", "info/paths.json", payload_rel]
+        if spec.run_exports is not None:
+            (root / "info/run_exports.json").write_text(json.dumps(spec.run_exports))
+            files.append("info/run_exports.json")
         target = out_dir / spec.filename
         target.unlink(missing_ok=True)
         cph.create(str(root), files, spec.filename, out_folder=str(out_dir))
