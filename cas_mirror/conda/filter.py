@@ -98,6 +98,29 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
     return decisions
 
 
+def names_that_may_pass(names: Iterable[str], platform: str, spec: FilterSpec) -> set[str]:
+    """The names among `names` of which some record could be kept, decided without any
+    record (a sharded upstream then needs only their shards). Exact and conservative: a
+    name is left out only when every record of it is certainly dropped, i.e. the platform
+    is not configured, or a blacklist entry that tests the name alone (no version, build
+    or other field) matches it and no whitelist entry's name glob does. License filters
+    and entries with versions or other fields need the records, so their names stay in."""
+    if spec.platforms is not None and platform not in spec.platforms:
+        return set()
+    by_name = [e.name_glob for e in spec.blacklist
+               if e.version_spec is None and not e.field_globs]
+    if not by_name:
+        return set(names)
+    white = [e.name_glob for e in spec.whitelist]
+    out = set()
+    for name in names:
+        lower = name.lower()
+        if any(fnmatchcase(lower, glob) for glob in white) or \
+                not any(fnmatchcase(lower, glob) for glob in by_name):
+            out.add(name)
+    return out
+
+
 def decide(record: Any, platform: str, spec: FilterSpec) -> Decision:
     """The decision for one record (the pipeline on a single record)."""
     return select({"_": record}, platform, spec)["_"]

@@ -1,6 +1,8 @@
 """The first half of a conda sync, shared by a sync, a dry run and `--explain`: for every
-configured channel and platform, fetch upstream repodata, filter it, look at the local
-folder and plan what to download, keep and delete. Changes nothing on disk.
+configured channel and platform, fetch upstream repodata (from its shards when upstream
+offers them and `upstream_shards` is on: upstream_shards.py), filter it, look at the local
+folder and plan what to download, keep and delete. Changes nothing on disk but the shard
+cache, and that only when `writable` (a sync, not a dry run or `--explain`).
 
 Errors stay with their platform (its report says what went wrong); the other platforms
 go on. After planning, each channel's kept records are checked for dependencies nothing
@@ -22,11 +24,13 @@ from ..output import Output
 from ..text import safe
 from .closure import missing_names, unsatisfied
 from .fetch import (
+    VARIANTS,
     ChannelSource,
     Fetched,
     NotOffered,
     discover_platforms,
     fetch_platform,
+    platform_url,
     resolve_channel,
 )
 from .filter import Decision, FilterSpec, select
@@ -41,6 +45,7 @@ from .repodata import (
 )
 from .results import PlannedFile, PlatformReport, SyncReport
 from .state import STATE_ROOT, load_state, state_dir
+from .upstream_shards import fetch_sharded
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +102,12 @@ def channel_sources(config: Config) -> list[ChannelSource]:
 
 def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
            downloader: Downloader, output: Output, report: SyncReport,
-           verify: bool = False) -> list[Work]:
+           verify: bool = False, writable: bool = False) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify), work))
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable),
+                      work))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -113,7 +119,8 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
 
 
 def _check_dependencies(work: list[Work]) -> None:
-    """Per channel: kept records depending on a package the filters dropped entirely."""
+    """Per channel: kept records depending on a package the filters dropped entirely
+    (for a sharded upstream, the names whose shards were not read are dropped too)."""
     by_channel: dict[str, dict[str, Work]] = {}
     for w in work:
         if w.usable:
@@ -121,11 +128,14 @@ def _check_dependencies(work: list[Work]) -> None:
     for platforms in by_channel.values():
         kept: dict[str, set[str]] = {}
         dropped: dict[str, set[str]] = {}
-        if all(d.kept for w in platforms.values() for d in w.decisions.values()):
+        unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
+                  if w.fetched is not None and w.fetched.sharded is not None}
+        if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
+                not any(unread.values()):
             continue  # nothing filtered out: nothing can be missing because of it
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            kept[platform], dropped[platform] = set(), set()
+            kept[platform], dropped[platform] = set(), set(unread.get(platform, ()))
             for fn, decision in w.decisions.items():
                 (kept if decision.kept else dropped)[platform].add(records[fn].name.lower())
         for platform, missing in missing_names(kept, dropped).items():
@@ -159,13 +169,12 @@ def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Pat
 
 
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             verify: bool) -> None:
+             verify: bool, writable: bool) -> None:
     """Fetch, parse, filter and plan one platform; errors stay with the platform."""
     try:
         previous = load_state(w.state_folder)
         try:
-            w.fetched = fetch_platform(downloader, w.source, w.platform, previous,
-                                       w.state_folder, config.max_repodata_size)
+            w.fetched = _fetch(w, downloader, previous, spec, config, writable)
         except NotOffered as exc:
             if w.probed:
                 w.report.error = "not offered"
@@ -179,6 +188,8 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
                       "changed" if w.fetched.changed else "unchanged (cached copy)")
             w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
                                         w.platform)
+            if w.fetched.sharded is not None:
+                w.upstream.refused.update(w.fetched.sharded.refused)
             for fn, why in w.upstream.refused.items():
                 w.report.failed.append((fn, f"refused: {why}"))
             w.decisions = select(w.upstream.records, w.platform, spec)
@@ -202,6 +213,35 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.report.error = str(exc)
     finally:
         w.report.seconds += time.monotonic() - w.started
+
+
+def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
+           writable: bool) -> Fetched:
+    """The platform's upstream metadata: from its shards when upstream offers them (and
+    `upstream_shards`), else its whole repodata.json. A platform read whole last time is
+    asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
+    a shard index only when that changed."""
+    base = platform_url(w.source, w.platform)
+
+    def sharded() -> Fetched | None:
+        return fetch_sharded(downloader, base, w.platform, previous, w.state_folder,
+                             config.max_repodata_size, spec, writable=writable)
+
+    def whole() -> Fetched:
+        return fetch_platform(downloader, w.source, w.platform, previous, w.state_folder,
+                              config.max_repodata_size)
+
+    if not config.upstream_shards:
+        return whole()
+    if previous.url and previous.url.startswith(base) and previous.url[len(base):] in VARIANTS:
+        try:
+            fetched = whole()
+        except NotOffered:  # repodata.json gone: perhaps shards only now
+            if (found := sharded()) is None:
+                raise
+            return found
+        return (sharded() or fetched) if fetched.changed else fetched
+    return sharded() or whole()
 
 
 def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:

@@ -30,6 +30,7 @@ from .repodata import empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
 from .retired import Retired, remove_platform
 from .state import save_state
+from .upstream_shards import prune_shard_cache
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,16 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     for fn in w.report.verified_bad:
         w.report.verified_bad[fn] = "downloaded again" if fn in w.got else \
             "download failed; left out of the published repodata"
+    sharded = w.fetched.sharded if w.fetched is not None else None
     if w.fetched is not None and w.fetched.changed:
-        _naming(w.state_folder / "state.json", save_state, w.state_folder, w.fetched.state,
-                w.fetched.document)
+        if sharded is None:
+            _naming(w.state_folder / "state.json", save_state, w.state_folder,
+                    w.fetched.state, w.fetched.document)
+        else:
+            _naming(w.state_folder / "state.json", save_state, w.state_folder,
+                    w.fetched.state, None, sharded.index)
+    # The shard cache keeps what this run read (nothing once upstream is read whole).
+    prune_shard_cache(w.state_folder, set(sharded.needed.values()) if sharded else set())
 
 
 def _naming(path: Path, write, *args):
