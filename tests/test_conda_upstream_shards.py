@@ -66,9 +66,11 @@ def shard_path(upstream, subdir: str, name: str) -> str:
     return f"/pkgs/main/{subdir}/{SHARDS_DIR}/{index['shards'][name].hex()}.msgpack.zst"
 
 
-def gets(upstream) -> list[tuple[str, int]]:
+def gets(upstream, run_exports: bool = False) -> list[tuple[str, int]]:
+    """The metadata requests upstream answered (run_exports.json's only when asked)."""
     return sorted((r.path, r.status) for r in upstream.server.requests if r.method == "GET"
-                  and not r.path.endswith((".conda", ".tar.bz2")))
+                  and not r.path.endswith((".conda", ".tar.bz2"))
+                  and (run_exports or "/run_exports.json" not in r.path))
 
 
 def test_a_whitelist_reads_the_index_and_only_its_names_shards(mirror, upstream):
@@ -88,7 +90,7 @@ def test_a_whitelist_reads_the_index_and_only_its_names_shards(mirror, upstream)
 
     upstream.server.clear_log()  # nothing changed: one 304 per platform, no shard
     assert mirror.sync().code == 0
-    assert gets(upstream) == [("/pkgs/main/linux-64/" + SHARD_INDEX, 304),
+    assert gets(upstream, run_exports=True) == [("/pkgs/main/linux-64/" + SHARD_INDEX, 304),
                               ("/pkgs/main/noarch/" + SHARD_INDEX, 304)]
 
     upstream.channel.add([PkgSpec("alpha", "2.0", subdir="linux-64"),
@@ -197,7 +199,7 @@ def test_a_platform_read_whole_looks_for_shards_when_its_repodata_changes(
     upstream.server.clear_faults()
     upstream.server.clear_log()
     assert mirror.sync().code == 0  # unchanged: one 304, no probing
-    assert gets(upstream) == [("/pkgs/main/linux-64/repodata.json", 304),
+    assert gets(upstream, run_exports=True) == [("/pkgs/main/linux-64/repodata.json", 304),
                               ("/pkgs/main/noarch/repodata.json", 304)]
     upstream.channel.add([PkgSpec("alpha", "2.0", subdir="linux-64")])
     shard_channel(upstream.channel.root, ["linux-64"])

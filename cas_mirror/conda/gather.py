@@ -44,6 +44,7 @@ from .repodata import (
     published_records,
 )
 from .results import PlannedFile, PlatformReport, SyncReport
+from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
 from .upstream_shards import fetch_sharded
 
@@ -66,6 +67,9 @@ class Work:
     local: LocalFolder = field(default_factory=LocalFolder)
     plan: PlatformPlan | None = None
     got: set[str] = field(default_factory=set)  # files downloaded in this run
+    run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
+    run_exports_fetched: bool = False  # from upstream in this run (else the cached copy)
+    run_exports_error: str | None = None  # could not be read: the published one stays
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -193,6 +197,8 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
             for fn, why in w.upstream.refused.items():
                 w.report.failed.append((fn, f"refused: {why}"))
             w.decisions = select(w.upstream.records, w.platform, spec)
+        if writable and w.fetched is not None:
+            _read_run_exports(w, downloader, config)
         selected = w.kept()
         try:
             w.local = scan_folder(w.folder)
@@ -242,6 +248,17 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
             return found
         return (sharded() or fetched) if fetched.changed else fetched
     return sharded() or whole()
+
+
+def _read_run_exports(w: Work, downloader: Downloader, config: Config) -> None:
+    """Upstream's run_exports.json, to publish beside the repodata; a problem with it is
+    a warning (the published one stays), never the platform's failure."""
+    try:
+        w.run_exports, w.run_exports_fetched = upstream_run_exports(
+            downloader, platform_url(w.source, w.platform), w.fetched.state, w.state_folder,
+            w.fetched.changed, config.max_repodata_size)
+    except (HttpError, RepodataError) as exc:
+        w.run_exports_error = str(exc)
 
 
 def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:

@@ -31,6 +31,9 @@ class PlatformState:
     last_modified: str | None = None
     cache_sha256: str | None = None  # of the cached upstream document (.zst bytes)
     shard_index_sha256: str | None = None  # of the cached upstream shard index
+    # run_exports.py: sha256 of the cached upstream run_exports.json, "absent", or None
+    # (not looked for yet)
+    run_exports: str | None = None
 
 
 UPSTREAM_DOCUMENT = "upstream.json.zst"
