@@ -363,3 +363,20 @@ def test_a_shard_index_of_another_platform_is_refused(mirror, upstream, synced):
     (upstream.channel.root / "linux-64" / SHARD_INDEX).write_bytes(encode_index(content, 0))
     result = mirror.sync()
     assert_platform_failed(mirror, result, synced, "info.subdir is 'osx-64'", INDEX_PATH)
+
+
+def test_packages_come_from_the_shard_index_base_url(mirror, upstream):
+    folder = upstream.channel.root / "linux-64"
+    pool = upstream.root / "pool"
+    pool.mkdir()
+    for fn in ("alpha-1.0-0.conda", "alpha-1.0-0.tar.bz2"):
+        (folder / fn).rename(pool / fn)
+    hashes = {n: h.hex() for n, h in read_sharded(folder)[0]["shards"].items()}
+    content = index_content(hashes, subdir="linux-64", base_url="../../../pool/")
+    (folder / SHARD_INDEX).write_bytes(encode_index(content, 0))
+    mirror.configure(blacklist=["*"], whitelist=["alpha"])
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert mirror.files("linux-64") == {"alpha-1.0-0.conda", "alpha-1.0-0.tar.bz2"}
+    assert "/pool/alpha-1.0-0.conda" in upstream.server.paths()
+    assert "base_url" not in mirror.repodata("linux-64")["info"]  # the files are here now
