@@ -19,9 +19,9 @@ pass over the records plus one glob test per (name, entry).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from functools import lru_cache
 from typing import Any
 
@@ -111,14 +111,20 @@ def names_that_may_pass(names: Iterable[str], platform: str, spec: FilterSpec) -
                if e.version_spec is None and not e.field_globs]
     if not by_name:
         return set(names)
-    white = [e.name_glob for e in spec.whitelist]
-    out = set()
-    for name in names:
-        lower = name.lower()
-        if any(fnmatchcase(lower, glob) for glob in white) or \
-                not any(fnmatchcase(lower, glob) for glob in by_name):
-            out.add(name)
-    return out
+    white, black = _any_glob([e.name_glob for e in spec.whitelist]), _any_glob(by_name)
+    return {name for name in names
+            if white(lower := name.lower()) or not black(lower)}
+
+
+def _any_glob(globs: list[str]) -> Callable[[str], bool]:
+    """A test of whether a name matches any of `globs` (fnmatchcase's meaning), as one
+    regular expression: thousands of names times dozens of globs stay cheap."""
+    if not globs:
+        return lambda name: False
+    if "*" in globs:
+        return lambda name: True
+    pattern = re.compile("|".join(f"(?:{translate(glob)})" for glob in globs))
+    return lambda name: pattern.match(name) is not None
 
 
 def decide(record: Any, platform: str, spec: FilterSpec) -> Decision:
