@@ -146,6 +146,17 @@ def _packed(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def unpack_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A record read from a shard as `repodata.json` holds it: raw-bytes `sha256`/`md5`
+    back to hex (the inverse of how shards store them; other values stay as they are)."""
+    out = dict(record)
+    for key in _HASH_LENGTHS:
+        value = out.get(key)
+        if isinstance(value, bytes):
+            out[key] = value.hex()
+    return out
+
+
 @dataclass
 class _Parsed:
     info: dict[str, Any]

@@ -167,3 +167,38 @@ def test_many_records_are_filtered_per_name():
                 if (r["name"] == "pkg1" and int(r["version"]) >= 100)
                 or (r["name"].startswith("pkg2") and r["name"] != "pkg21")}
     assert dropped == expected
+
+
+# ------------------------------------------------------- names a sharded upstream must read
+
+NAMED_RECORDS = {
+    f"{r['name']}-{r['version']}-{r['build']}.conda": r for r in [
+        rec("numpy", "1.19"), rec("numpy", "1.26"), rec("r-base", "4.3", license="GPL-3.0"),
+        rec("r-x", "1.0", license="MIT"), rec("flask", "2.0"), rec("Zlib", "1.3"),
+        rec("x-y", "1.0", build="py_0"), rec("gpl-tool", "1.0", license="GPL2")]}
+
+
+@pytest.mark.parametrize(("license_blacklist", "blacklist", "whitelist", "exact"), [
+    ([], [], [], True),
+    ([], ["*"], ["numpy", "r-*"], True),
+    ([], ["r-*", "zlib"], [], True),
+    ([], [{"name": "r-*"}], ["r-x"], True),
+    ([], ["*"], ["numpy >=1.20"], True),  # the whitelist's name decides what may be added
+    ([], ["numpy >=1.20", "flask"], [], False),  # numpy's records are needed
+    ([], [{"name": "r-*", "license": "*GPL*"}], [], False),
+    (["GPL"], ["flask"], [], False),
+    ([], ["x-?", "*-y 1.*"], ["x-[yz]"], False),
+])
+def test_names_that_may_pass_never_leave_out_a_kept_record(license_blacklist, blacklist,
+                                                           whitelist, exact):
+    from cas_mirror.conda.filter import names_that_may_pass
+
+    spec = FilterSpec.from_config(["linux-64"], license_blacklist, blacklist, whitelist)
+    names = {r["name"] for r in NAMED_RECORDS.values()}
+    may_pass = names_that_may_pass(names, "linux-64", spec)
+    kept = {NAMED_RECORDS[fn]["name"]
+            for fn, d in select(NAMED_RECORDS, "linux-64", spec).items() if d.kept}
+    assert kept <= may_pass
+    if exact:  # names alone decide: every name read has a record kept
+        assert may_pass == kept
+    assert names_that_may_pass(names, "osx-64", spec) == set()  # platform not configured

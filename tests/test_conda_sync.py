@@ -86,13 +86,13 @@ def test_repodata_preference_zst_then_bz2_then_json(mirror, upstream):
     data = (folder / "repodata.json").read_bytes()
     (folder / "repodata.json.bz2").write_bytes(bz2.compress(data))
     assert mirror.sync().code == 0
-    first = [p for p in upstream.server.paths() if "linux-64/repodata" in p]
+    first = [p for p in upstream.server.paths() if "linux-64/repodata.json" in p]
     assert first == ["/pkgs/main/linux-64/repodata.json.zst",
                      "/pkgs/main/linux-64/repodata.json.bz2"]
     (folder / "repodata.json.zst").write_bytes(zstandard.ZstdCompressor().compress(data))
     upstream.server.clear_log()
     mirror.sync()  # the remembered .bz2 is still asked for (conditionally)
-    assert [p for p in upstream.server.paths() if "linux-64/repodata" in p] == [
+    assert [p for p in upstream.server.paths() if "linux-64/repodata.json" in p] == [
         "/pkgs/main/linux-64/repodata.json.bz2"]
 
 

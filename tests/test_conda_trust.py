@@ -275,7 +275,7 @@ def test_upstream_answering_html_says_so(mirror, upstream, content_type):
     result = mirror.sync()
     assert result.code == 1, result
     what = "text/html" if "html" in content_type else "a body starting with '<'"
-    url = f"{upstream.url}/pkgs/main/linux-64/repodata.json.zst"
+    url = f"{upstream.url}/pkgs/main/linux-64/repodata_shards.msgpack.zst"  # asked first
     assert f"upstream answered HTML ({what}) for {url}" in result.err
     assert "decompress" not in result.err and "malformed" not in result.err
     mirror.configure(platforms=None)  # discovering platforms reads channeldata.json

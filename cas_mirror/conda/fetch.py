@@ -1,5 +1,5 @@
 """Upstream channel metadata: where a channel lives, which platforms it offers, and its
-`repodata.json` per platform.
+`repodata.json` per platform (or its shards: upstream_shards.py).
 
 Prefers `repodata.json.zst`, then `.bz2`, then plain `.json`; once a variant answered,
 the next run asks for it conditionally (If-None-Match / If-Modified-Since) so an unchanged
@@ -14,6 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..config import KNOWN_PLATFORMS
@@ -63,13 +64,14 @@ class Fetched:
     document: bytes  # decompressed upstream JSON
     changed: bool  # False: upstream answered 304 and the cached copy is used
     state: PlatformState  # what to remember once the platform is published
+    sharded: Any = None  # upstream_shards.ShardedUpstream when read from shards
 
 
 def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                    previous: PlatformState, state_folder: Path, max_size: int) -> Fetched:
     """The upstream document of one platform, as cheaply as upstream allows."""
-    base = f"{source.url}/{platform}/"
-    if previous.url and previous.url.startswith(base):
+    base = platform_url(source, platform)
+    if previous.url and previous.url.startswith(base) and previous.url[len(base):] in VARIANTS:
         cached = load_cached_document(state_folder, previous)
         headers = {}
         if cached is not None:
@@ -101,6 +103,10 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
         log.debug("%s: %d bytes", url, len(response.data))
         return _fetched(url, response, max_size)
     raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
+
+
+def platform_url(source: ChannelSource, platform: str) -> str:
+    return f"{source.url}/{platform}/"
 
 
 def html_answer(url: str, response) -> RepodataError | None:

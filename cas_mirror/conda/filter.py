@@ -19,9 +19,9 @@ pass over the records plus one glob test per (name, entry).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from functools import lru_cache
 from typing import Any
 
@@ -96,6 +96,35 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
         decisions[fn] = dropped if entry is None else Decision(
             True, WHITELIST, f"matches {entry.text!r} (overrides {dropped.step}: {dropped.reason})")
     return decisions
+
+
+def names_that_may_pass(names: Iterable[str], platform: str, spec: FilterSpec) -> set[str]:
+    """The names among `names` of which some record could be kept, decided without any
+    record (a sharded upstream then needs only their shards). Exact and conservative: a
+    name is left out only when every record of it is certainly dropped, i.e. the platform
+    is not configured, or a blacklist entry that tests the name alone (no version, build
+    or other field) matches it and no whitelist entry's name glob does. License filters
+    and entries with versions or other fields need the records, so their names stay in."""
+    if spec.platforms is not None and platform not in spec.platforms:
+        return set()
+    by_name = [e.name_glob for e in spec.blacklist
+               if e.version_spec is None and not e.field_globs]
+    if not by_name:
+        return set(names)
+    white, black = _any_glob([e.name_glob for e in spec.whitelist]), _any_glob(by_name)
+    return {name for name in names
+            if white(lower := name.lower()) or not black(lower)}
+
+
+def _any_glob(globs: list[str]) -> Callable[[str], bool]:
+    """A test of whether a name matches any of `globs` (fnmatchcase's meaning), as one
+    regular expression: thousands of names times dozens of globs stay cheap."""
+    if not globs:
+        return lambda name: False
+    if "*" in globs:
+        return lambda name: True
+    pattern = re.compile("|".join(f"(?:{translate(glob)})" for glob in globs))
+    return lambda name: pattern.match(name) is not None
 
 
 def decide(record: Any, platform: str, spec: FilterSpec) -> Decision:

@@ -1,6 +1,8 @@
 """The first half of a conda sync, shared by a sync, a dry run and `--explain`: for every
-configured channel and platform, fetch upstream repodata, filter it, look at the local
-folder and plan what to download, keep and delete. Changes nothing on disk.
+configured channel and platform, fetch upstream repodata (from its shards when upstream
+offers them and `upstream_shards` is on: upstream_shards.py), filter it, look at the local
+folder and plan what to download, keep and delete. Changes nothing on disk but the shard
+cache, and that only when `writable` (a sync, not a dry run or `--explain`).
 
 Errors stay with their platform (its report says what went wrong); the other platforms
 go on. After planning, each channel's kept records are checked for dependencies nothing
@@ -22,11 +24,13 @@ from ..output import Output
 from ..text import safe
 from .closure import missing_names, unsatisfied
 from .fetch import (
+    VARIANTS,
     ChannelSource,
     Fetched,
     NotOffered,
     discover_platforms,
     fetch_platform,
+    platform_url,
     resolve_channel,
 )
 from .filter import Decision, FilterSpec, select
@@ -40,7 +44,9 @@ from .repodata import (
     published_records,
 )
 from .results import PlannedFile, PlatformReport, SyncReport
+from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
+from .upstream_shards import fetch_sharded
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,9 @@ class Work:
     local: LocalFolder = field(default_factory=LocalFolder)
     plan: PlatformPlan | None = None
     got: set[str] = field(default_factory=set)  # files downloaded in this run
+    run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
+    run_exports_fetched: bool = False  # from upstream in this run (else the cached copy)
+    run_exports_error: str | None = None  # could not be read: the published one stays
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -97,11 +106,12 @@ def channel_sources(config: Config) -> list[ChannelSource]:
 
 def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
            downloader: Downloader, output: Output, report: SyncReport,
-           verify: bool = False) -> list[Work]:
+           verify: bool = False, writable: bool = False) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify), work))
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable),
+                      work))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -113,7 +123,8 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
 
 
 def _check_dependencies(work: list[Work]) -> None:
-    """Per channel: kept records depending on a package the filters dropped entirely."""
+    """Per channel: kept records depending on a package the filters dropped entirely
+    (for a sharded upstream, the names whose shards were not read are dropped too)."""
     by_channel: dict[str, dict[str, Work]] = {}
     for w in work:
         if w.usable:
@@ -121,11 +132,14 @@ def _check_dependencies(work: list[Work]) -> None:
     for platforms in by_channel.values():
         kept: dict[str, set[str]] = {}
         dropped: dict[str, set[str]] = {}
-        if all(d.kept for w in platforms.values() for d in w.decisions.values()):
+        unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
+                  if w.fetched is not None and w.fetched.sharded is not None}
+        if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
+                not any(unread.values()):
             continue  # nothing filtered out: nothing can be missing because of it
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            kept[platform], dropped[platform] = set(), set()
+            kept[platform], dropped[platform] = set(), set(unread.get(platform, ()))
             for fn, decision in w.decisions.items():
                 (kept if decision.kept else dropped)[platform].add(records[fn].name.lower())
         for platform, missing in missing_names(kept, dropped).items():
@@ -159,13 +173,12 @@ def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Pat
 
 
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             verify: bool) -> None:
+             verify: bool, writable: bool) -> None:
     """Fetch, parse, filter and plan one platform; errors stay with the platform."""
     try:
         previous = load_state(w.state_folder)
         try:
-            w.fetched = fetch_platform(downloader, w.source, w.platform, previous,
-                                       w.state_folder, config.max_repodata_size)
+            w.fetched = _fetch(w, downloader, previous, spec, config, writable)
         except NotOffered as exc:
             if w.probed:
                 w.report.error = "not offered"
@@ -179,9 +192,13 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
                       "changed" if w.fetched.changed else "unchanged (cached copy)")
             w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
                                         w.platform)
+            if w.fetched.sharded is not None:
+                w.upstream.refused.update(w.fetched.sharded.refused)
             for fn, why in w.upstream.refused.items():
                 w.report.failed.append((fn, f"refused: {why}"))
             w.decisions = select(w.upstream.records, w.platform, spec)
+        if writable and w.fetched is not None:
+            _read_run_exports(w, downloader, config)
         selected = w.kept()
         try:
             w.local = scan_folder(w.folder)
@@ -202,6 +219,46 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.report.error = str(exc)
     finally:
         w.report.seconds += time.monotonic() - w.started
+
+
+def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
+           writable: bool) -> Fetched:
+    """The platform's upstream metadata: from its shards when upstream offers them (and
+    `upstream_shards`), else its whole repodata.json. A platform read whole last time is
+    asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
+    a shard index only when that changed."""
+    base = platform_url(w.source, w.platform)
+
+    def sharded() -> Fetched | None:
+        return fetch_sharded(downloader, base, w.platform, previous, w.state_folder,
+                             config.max_repodata_size, spec, writable=writable)
+
+    def whole() -> Fetched:
+        return fetch_platform(downloader, w.source, w.platform, previous, w.state_folder,
+                              config.max_repodata_size)
+
+    if not config.upstream_shards:
+        return whole()
+    if previous.url and previous.url.startswith(base) and previous.url[len(base):] in VARIANTS:
+        try:
+            fetched = whole()
+        except NotOffered:  # repodata.json gone: perhaps shards only now
+            if (found := sharded()) is None:
+                raise
+            return found
+        return (sharded() or fetched) if fetched.changed else fetched
+    return sharded() or whole()
+
+
+def _read_run_exports(w: Work, downloader: Downloader, config: Config) -> None:
+    """Upstream's run_exports.json, to publish beside the repodata; a problem with it is
+    a warning (the published one stays), never the platform's failure."""
+    try:
+        w.run_exports, w.run_exports_fetched = upstream_run_exports(
+            downloader, platform_url(w.source, w.platform), w.fetched.state, w.state_folder,
+            w.fetched.changed, config.max_repodata_size)
+    except (HttpError, RepodataError) as exc:
+        w.run_exports_error = str(exc)
 
 
 def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:

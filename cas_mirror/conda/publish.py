@@ -19,17 +19,21 @@ from typing import Any
 import msgspec
 
 from cas_index.atomic import write_if_changed
+from cas_index.layout import RUN_EXPORTS
 from cas_index.repodata import publish_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..net import part_path
 from ..text import safe
+from .fetch import platform_url
 from .gather import Work
 from .local import not_writable
-from .repodata import empty_document, published_records, restricted_document
+from .repodata import RepodataError, empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
 from .retired import Retired, remove_platform
+from .run_exports import publish_run_exports, remember
 from .state import save_state
+from .upstream_shards import prune_shard_cache
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +99,38 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     for fn in w.report.verified_bad:
         w.report.verified_bad[fn] = "downloaded again" if fn in w.got else \
             "download failed; left out of the published repodata"
-    if w.fetched is not None and w.fetched.changed:
-        _naming(w.state_folder / "state.json", save_state, w.state_folder, w.fetched.state,
-                w.fetched.document)
+    state_changed = _publish_run_exports(w, report, set(w.plan.up_to_date) | w.got)
+    sharded = w.fetched.sharded if w.fetched is not None else None
+    if w.fetched is not None and (w.fetched.changed or state_changed):
+        if sharded is None:
+            _naming(w.state_folder / "state.json", save_state, w.state_folder,
+                    w.fetched.state, w.fetched.document)
+        else:
+            _naming(w.state_folder / "state.json", save_state, w.state_folder,
+                    w.fetched.state, None, sharded.index)
+    # The shard cache keeps what this run read (nothing once upstream is read whole).
+    prune_shard_cache(w.state_folder, set(sharded.needed.values()) if sharded else set())
+
+
+def _publish_run_exports(w: Work, report: SyncReport, keep: set[str]) -> bool:
+    """Publish upstream's run_exports.json restricted to `keep` (or remove ours when
+    upstream has none); True when the platform's state must be saved to remember it."""
+    url = platform_url(w.source, w.platform) + RUN_EXPORTS
+    if w.run_exports_error is not None:
+        report.warnings.append(f"{w.source.path}/{w.platform}: {w.run_exports_error}; "
+                               f"{RUN_EXPORTS} left as it was")
+        return False
+    data = w.run_exports
+    try:
+        paths = _naming(w.folder / RUN_EXPORTS, publish_run_exports, w.folder, data, keep, url)
+    except RepodataError as exc:
+        report.warnings.append(f"{w.source.path}/{w.platform}: {exc}; none published")
+        paths = publish_run_exports(w.folder, None, keep, url)
+    report.changed_files.extend(paths)
+    if w.fetched is None or not w.run_exports_fetched:
+        return False
+    remember(w.state_folder, w.fetched.state, data)
+    return True
 
 
 def _naming(path: Path, write, *args):

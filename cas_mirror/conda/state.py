@@ -5,6 +5,11 @@ repodata variant upstream answered with, its ETag / Last-Modified, and a zstd co
 upstream document. With these an unchanged upstream costs one conditional request (304)
 and the filters can still be re-applied (a changed configuration needs no download).
 The folder is hidden, so servers and indexers leave it alone.
+
+For a sharded upstream (CEP-16, upstream_shards.py) the URL is the shard index's, the copy
+is of the shard index (`upstream_shards.msgpack.zst`) instead of a document, and `shards/`
+caches the shards the last run needed, each named by its sha256 (content-addressed: a
+file is either whole and right or detected as wrong, whenever a run was killed).
 """
 
 from __future__ import annotations
@@ -25,6 +30,15 @@ class PlatformState:
     etag: str | None = None
     last_modified: str | None = None
     cache_sha256: str | None = None  # of the cached upstream document (.zst bytes)
+    shard_index_sha256: str | None = None  # of the cached upstream shard index
+    # run_exports.py: sha256 of the cached upstream run_exports.json, "absent", or None
+    # (not looked for yet)
+    run_exports: str | None = None
+
+
+UPSTREAM_DOCUMENT = "upstream.json.zst"
+UPSTREAM_SHARD_INDEX = "upstream_shards.msgpack.zst"
+SHARD_CACHE = "shards"
 
 
 def state_dir(mirror_dir: str | Path, channel_path: str, platform: str) -> Path:
@@ -42,7 +56,7 @@ def load_state(folder: Path) -> PlatformState:
 def load_cached_document(folder: Path, state: PlatformState) -> bytes | None:
     """The cached upstream document, if present and the one `state` describes."""
     try:
-        packed = (folder / "upstream.json.zst").read_bytes()
+        packed = (folder / UPSTREAM_DOCUMENT).read_bytes()
     except OSError:
         return None
     if not state.cache_sha256 or hashlib.sha256(packed).hexdigest() != state.cache_sha256:
@@ -55,13 +69,35 @@ def load_cached_document(folder: Path, state: PlatformState) -> bytes | None:
         return None
 
 
-def save_state(folder: Path, state: PlatformState, document: bytes | None) -> None:
-    """Record `state`; with `document`, replace the cached upstream copy first."""
+def load_cached_shard_index(folder: Path, state: PlatformState) -> bytes | None:
+    """The cached upstream shard index (still compressed), if it is the one `state`
+    describes."""
+    try:
+        packed = (folder / UPSTREAM_SHARD_INDEX).read_bytes()
+    except OSError:
+        return None
+    if not state.shard_index_sha256 or \
+            hashlib.sha256(packed).hexdigest() != state.shard_index_sha256:
+        return None
+    return packed
+
+
+def save_state(folder: Path, state: PlatformState, document: bytes | None,
+               shard_index: bytes | None = None) -> None:
+    """Record `state`; with `document` (or, for a sharded upstream, `shard_index`),
+    replace the cached upstream copy first, and drop the copy of the other kind."""
     folder.mkdir(parents=True, exist_ok=True)
     if document is not None:
         import zstandard
 
         packed = zstandard.ZstdCompressor(level=3, threads=-1).compress(document)
-        write_atomic(folder / "upstream.json.zst", packed, fsync=False)
+        write_atomic(folder / UPSTREAM_DOCUMENT, packed, fsync=False)
         state.cache_sha256 = hashlib.sha256(packed).hexdigest()
+        state.shard_index_sha256 = None
+        (folder / UPSTREAM_SHARD_INDEX).unlink(missing_ok=True)
+    elif shard_index is not None:
+        write_atomic(folder / UPSTREAM_SHARD_INDEX, shard_index, fsync=False)
+        state.shard_index_sha256 = hashlib.sha256(shard_index).hexdigest()
+        state.cache_sha256 = None
+        (folder / UPSTREAM_DOCUMENT).unlink(missing_ok=True)
     write_atomic(folder / "state.json", json.dumps(asdict(state), indent=1).encode())

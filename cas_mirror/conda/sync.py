@@ -82,7 +82,8 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
     guard = FreeSpaceGuard(mirror_dir if mirror_dir.exists() else mirror_dir.parent,
                            config.minimum_free_space)
     with Downloader(network_settings(config), free_space=guard) as downloader:
-        work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify)
+        work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify,
+                      writable=not dry_run)
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return

@@ -245,6 +245,7 @@ SETTINGS: dict[str, Setting] = {
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(False, check_bool),
     "shards": Setting(True, check_bool),
+    "upstream_shards": Setting(True, check_bool),
     "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
