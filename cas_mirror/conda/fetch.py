@@ -73,12 +73,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
     base = platform_url(source, platform)
     if previous.url and previous.url.startswith(base) and previous.url[len(base):] in VARIANTS:
         cached = load_cached_document(state_folder, previous)
-        headers = {}
-        if cached is not None:
-            if previous.etag:
-                headers["If-None-Match"] = previous.etag
-            if previous.last_modified:
-                headers["If-Modified-Since"] = previous.last_modified
+        headers = previous.validators() if cached is not None else {}
         log.debug("GET %s (conditional: %s)", previous.url, ", ".join(headers) or "no cached copy")
         try:
             response = downloader.get(previous.url, headers, max_bytes=max_size)

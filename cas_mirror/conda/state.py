@@ -35,6 +35,15 @@ class PlatformState:
     # (not looked for yet)
     run_exports: str | None = None
 
+    def validators(self) -> dict[str, str]:
+        """The conditional-request headers that revalidate what this state remembers."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
 
 UPSTREAM_DOCUMENT = "upstream.json.zst"
 UPSTREAM_SHARD_INDEX = "upstream_shards.msgpack.zst"

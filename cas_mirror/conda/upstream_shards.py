@@ -124,12 +124,7 @@ def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
     when upstream has no shard index."""
     url = base + SHARD_INDEX
     cached = load_cached_shard_index(state_folder, previous) if previous.url == url else None
-    headers = {}
-    if cached is not None:
-        if previous.etag:
-            headers["If-None-Match"] = previous.etag
-        if previous.last_modified:
-            headers["If-Modified-Since"] = previous.last_modified
+    headers = previous.validators() if cached is not None else {}
     try:
         response = downloader.get(url, headers, max_bytes=max_size)
     except HttpError as exc:
