@@ -4,12 +4,11 @@ cas-server instead of repodata.json, and the `shards` / `shard_grace_period` key
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 from tests.support.cas_server import CasServer
+from tests.support.clients import rattler_install
 from tests.test_conda_sync import mirror, upstream  # noqa: F401 - fixtures
 from tests.test_index_shards import assert_shards_match_repodata, read_sharded
 
@@ -47,21 +46,9 @@ def test_rattler_installs_from_the_mirror_through_its_shards(mirror, tmp_path): 
     assert mirror.sync().code == 0
     server = CasServer(mirror.dir, tmp_path / "logs")
     try:
-        import rattler
-
-        async def run():
-            gateway = rattler.Gateway(
-                cache_dir=tmp_path / "repodata-cache",
-                default_config=rattler.SourceConfig(sharded_enabled=True))
-            records = await rattler.solve([f"{server.url}/pkgs/main"], ["delta"],
-                                          gateway=gateway, platforms=["linux-64", "noarch"],
-                                          virtual_packages=[])
-            await rattler.install(records, tmp_path / "prefix", cache_dir=tmp_path / "pkgs",
-                                  show_progress=False, platform=rattler.Subdir("linux-64"))
-            return sorted(r.file_name for r in records)
-
-        assert asyncio.run(run()) == ["alpha-1.0-0.conda", "delta-1.0-0.conda",
-                                      "gamma-1.0-0.conda"]
+        installed = rattler_install([f"{server.url}/pkgs/main"], ["delta"],
+                                    tmp_path / "prefix", sharded=True)
+        assert installed == ["alpha-1.0-0.conda", "delta-1.0-0.conda", "gamma-1.0-0.conda"]
         assert (tmp_path / "prefix/share/delta/data.bin").is_file()
         log = server.wait_for_log("delta-1.0-0.conda")
         assert "GET /pkgs/main/linux-64/repodata_shards.msgpack.zst " in log

@@ -6,7 +6,6 @@ platform with one line while its previous mirror stays published."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
@@ -22,6 +21,7 @@ from cas_index.shards import (
     write_shards,
 )
 from tests.support.cas_server import CasServer
+from tests.support.clients import rattler_install
 from tests.support.conda_mirror import SPECS, Mirror
 from tests.support.conda_packages import PkgSpec, build_channel
 from tests.test_index_shards import read_sharded
@@ -335,21 +335,9 @@ def test_rattler_installs_from_a_mirror_of_a_sharded_upstream(mirror, upstream, 
     assert not any("repodata.json" in p for p in upstream.server.paths())
     server = CasServer(mirror.dir, tmp_path / "logs")
     try:
-        import rattler
-
-        async def run():
-            gateway = rattler.Gateway(
-                cache_dir=tmp_path / "repodata-cache",
-                default_config=rattler.SourceConfig(sharded_enabled=True))
-            records = await rattler.solve([f"{server.url}/pkgs/main"], ["delta"],
-                                          gateway=gateway, platforms=["linux-64", "noarch"],
-                                          virtual_packages=[])
-            await rattler.install(records, tmp_path / "prefix", cache_dir=tmp_path / "pkgs",
-                                  show_progress=False, platform=rattler.Subdir("linux-64"))
-            return sorted(r.file_name for r in records)
-
-        assert asyncio.run(run()) == ["alpha-1.0-0.conda", "delta-1.0-0.conda",
-                                      "gamma-1.0-0.conda"]
+        installed = rattler_install([f"{server.url}/pkgs/main"], ["delta"],
+                                    tmp_path / "prefix", sharded=True)
+        assert installed == ["alpha-1.0-0.conda", "delta-1.0-0.conda", "gamma-1.0-0.conda"]
         assert (tmp_path / "prefix/share/delta/data.bin").is_file()
         log = server.wait_for_log("delta-1.0-0.conda")
         assert "GET /pkgs/main/linux-64/repodata_shards.msgpack.zst " in log
