@@ -206,12 +206,6 @@ def _shards(parsed: _Parsed) -> Iterator[Shard]:
         yield Shard(name, hashlib.sha256(packed).hexdigest(), packed)
 
 
-def iter_shards(data: bytes) -> Iterator[Shard]:
-    """The shards of the repodata document `data` (JSON bytes), one per package name, in
-    name order."""
-    return _shards(_parse(data))
-
-
 def index_content(hashes: dict[str, str], *, subdir: str,
                   base_url: str = "./") -> dict[str, Any]:
     """The shard index for package name -> hex sha256, without `created_at` (added when
