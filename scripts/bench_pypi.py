@@ -178,7 +178,8 @@ def main() -> int:
     parser.add_argument("--projects", type=int, default=30)
     parser.add_argument("--versions", type=int, default=2)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--repeat", dest="runs", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", dest="runs", type=int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the old spelling of --runs
     parser.add_argument("--skip-bandersnatch", action="store_true",
                         help="leave bandersnatch out (and do not install it)")
     protocol_args(parser, tmpfs="2g")
