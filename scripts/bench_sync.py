@@ -252,7 +252,8 @@ def main() -> int:
         note = protocol_note(args.runs, scratch, load_at_start)
 
     labels = {"curl": "curl --parallel (8)", "cold": "cas-sync cold",
-              "no-op": "cas-sync no-op re-sync", "conda-mirror": "conda-mirror 0.10 (4 runs)"}
+              "no-op": "cas-sync no-op re-sync",
+              "conda-mirror": "conda-mirror 0.10 (4 platform runs in one shell)"}
     targets = {"cold": cold_target(args.packages), "no-op": "<= 0.15 s",
                "conda-mirror": ">= 10x cas-sync cold"}
     report = table(stats, against={"cold": "curl", "conda-mirror": "curl"}, targets=targets,

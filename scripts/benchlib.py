@@ -51,10 +51,9 @@ class Sample:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def measure(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
-            logs: Path | None = None) -> Sample:
+def measure(cmd: list[str], logs: Path, env: dict | None = None,
+            cwd: Path | None = None) -> Sample:
     """Run `cmd` as a child; its output goes to files in `logs` (read after the timing)."""
-    logs = Path(logs or tempfile.mkdtemp(prefix="bench-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
         started = time.perf_counter()
@@ -146,8 +145,7 @@ def alternate(sides: dict[str, Side | Callable[[Path], list[str]]], runs: int,
                 folder = scratch / "runs" / f"{counter:04d}"
                 folder.mkdir(parents=True)
                 cmd = side.command(folder)
-                sample = measure([str(c) for c in cmd], env=side.env,
-                                 logs=scratch / "logs")
+                sample = measure([str(c) for c in cmd], scratch / "logs", env=side.env)
                 if sample.returncode >= 0 or attempt == side.signal_retries:
                     break
                 stats[name].crashes += 1
