@@ -159,7 +159,7 @@ def alternate(sides: dict[str, Side | Callable[[Path], list[str]]], runs: int,
             if side.check:
                 sample.extra = side.check(folder, sample) or {}
             shutil.rmtree(folder, ignore_errors=True)
-            label = "warm-up" if is_warmup else f"run {number}"
+            label = "warm-up" if is_warmup else f"run {number + (0 if warmup else 1)}"
             print(f"  {label:8} {name:40} wall {sample.wall:7.3f} s  cpu {sample.cpu:7.3f} s"
                   f"  {sample.peak_mb:6.0f} MB", file=sys.stderr, flush=True)
             if not is_warmup:
