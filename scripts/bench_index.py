@@ -3,76 +3,78 @@
 
 Builds (once, cached under bench-data/) a channel of 5,000 real package files (>= 100 MB:
 20 KB of incompressible payload each) over linux-64, osx-arm64, win-64 and noarch, half
-.conda and half .tar.bz2, with the test suite's package builder in a process pool. Then,
-on fresh hard-linked copies of it, times as subprocesses (start-up included):
+.conda and half .tar.bz2, with the test suite's package builder in a process pool; copies
+it onto a tmpfs, and measures there, on the shared protocol (benchlib.alternate: a
+warm-up each, then --runs rounds alternating all sides, every run a subprocess):
 
-- cas-index cold (default outputs: json + .zst + .bz2 + html + channeldata), and cold with
-  --no-bz2 --no-zst (what rattler writes: repodata.json only);
-- cas-index warm (nothing changed) and with one package added;
-- rattler.index.index_fs(..., write_zst=False, write_shards=False): cold, warm, one added.
+- cold, json + .zst + shards (issue 10): `cas-index --no-bz2` against
+  rattler.index.index_fs(write_zst=True, write_shards=True), each on a fresh hard-linked
+  copy of the channel (same tmpfs);
+- cold, json + .zst (issue 15): `cas-index --no-bz2 --no-shards` against
+  index_fs(write_zst=True, write_shards=False);
+- cold with every default output of ours (json, .zst, .bz2, shards, ...), no baseline;
+- warm (nothing changed) and one package added, both tools with .zst + shards, each on
+  its own channel indexed by its warm-up run.
 
-Each measurement is repeated (--repeat, median reported) and the peak RSS is that of the
-largest process of the run (getrusage RUSAGE_CHILDREN in a wrapper process). The
-machine is shared and has 2 cores, so figures are noisy: quote ratios from one run.
+py-rattler 0.28's indexer sometimes dies with SIGSEGV: such a run is noted and redone.
 
-    .venv/bin/python scripts/bench_index.py [--repeat 3] [--update-docs]
+    .venv/bin/python scripts/bench_index.py [--runs 5] [--names 125] [--write-docs]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import multiprocessing
 import os
-import platform
 import shutil
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchlib import update_docs  # noqa: E402
+from benchlib import (  # noqa: E402
+    Side,
+    alternate,
+    check_protocol_args,
+    crash_note,
+    machine_line,
+    protocol_args,
+    protocol_note,
+    scratch_space,
+    table,
+    update_docs,
+)
 
 from tests.support.conda_packages import PkgSpec, build_package  # noqa: E402
 
 DATA = ROOT / "bench-data"
 PLATFORMS = ("linux-64", "noarch", "osx-arm64", "win-64")
 NAMES, VERSIONS, PAYLOAD = 125, 5, 20_000  # x 2 formats x 4 platforms = 5,000 files
-CHANNEL_ID = f"channel-{NAMES}x{VERSIONS}x2x{len(PLATFORMS)}-{PAYLOAD}"
 CAS_INDEX = ROOT / ".venv/bin/cas-index"
-
-# Runs a command as a child and reports its wall time and the largest RSS of it and its
-# descendants, so the bench process's own memory never counts.
-WRAPPER = """
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-seconds = time.perf_counter() - start
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "code": code}))
-"""
 
 RATTLER = """
 import asyncio, sys
 from rattler.index import index_fs
-asyncio.run(index_fs(sys.argv[1], write_zst=False, write_shards=False))
+asyncio.run(index_fs(sys.argv[1], write_zst=sys.argv[2] == "zst",
+                     write_shards=sys.argv[3] == "shards"))
 """
 
 
-def specs() -> list[PkgSpec]:
+def channel_id(names: int) -> str:
+    return f"channel-{names}x{VERSIONS}x2x{len(PLATFORMS)}-{PAYLOAD}"
+
+
+def specs(names: int) -> list[PkgSpec]:
     out = []
     for subdir in PLATFORMS:
-        for k in range(NAMES):
+        for k in range(names):
             for v in range(VERSIONS):
                 for fmt in (".conda", ".tar.bz2"):
                     out.append(PkgSpec(
                         f"bench-{k:03d}", f"{1 + v}.{k % 10}.0", build=f"h{k:04x}_{v}",
                         build_number=v, subdir=subdir, fmt=fmt, payload_size=PAYLOAD,
-                        depends=[f"bench-{(k + 1) % NAMES:03d} >=1", "python >=3.9"],
+                        depends=[f"bench-{(k + 1) % names:03d} >=1", "python >=3.9"],
                         extra_index={"timestamp": 1700000000000 + k * 1000 + v},
                         about={"description": f"Benchmark package {k}, version {v}."}))
     return out
@@ -83,183 +85,138 @@ def _build_one(args: tuple[PkgSpec, str]) -> int:
     return build_package(spec, folder).stat().st_size
 
 
-def build_channel() -> Path:
+def build_channel(names: int) -> Path:
     """The benchmark channel, built once and reused (delete bench-data/ to rebuild)."""
-    final = DATA / CHANNEL_ID
+    final = DATA / channel_id(names)
     if final.is_dir():
         return final
-    partial = DATA / (CHANNEL_ID + ".partial")
+    partial = DATA / (channel_id(names) + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    jobs = [(spec, str(partial / spec.subdir)) for spec in specs()]
+    jobs = [(spec, str(partial / spec.subdir)) for spec in specs(names)]
     for subdir in PLATFORMS:
         (partial / subdir).mkdir(parents=True)
     print(f"building {len(jobs)} packages into {final} (once) ...", file=sys.stderr)
     with multiprocessing.Pool(os.cpu_count()) as pool:
         total = sum(pool.imap_unordered(_build_one, jobs, chunksize=16))
-    assert total >= 100 * 1000 * 1000, f"only {total} bytes"
+    if names == NAMES:
+        assert total >= 100 * 1000 * 1000, f"only {total} bytes"
     partial.rename(final)
     return final
 
 
-def fresh_copy(source: Path, name: str) -> Path:
+def link_copy(source: Path, target: Path) -> Path:
     """A copy of the channel whose package files are hard links (indexers only read them;
-    every output is a new file)."""
-    target = DATA / "runs" / name
-    shutil.rmtree(target, ignore_errors=True)
+    every output is a new file). Same file system: both on the tmpfs."""
     shutil.copytree(source, target, copy_function=os.link)
     return target
-
-
-CRASHES: list[str] = []
-
-
-def measure(prepare, tries: int = 3) -> dict:
-    """Time the command `prepare()` returns. A run killed by a signal (py-rattler 0.28's
-    indexer sometimes dies with SIGSEGV) is noted and redone from a fresh `prepare()`."""
-    for _ in range(tries):
-        cmd = prepare()
-        proc = subprocess.run([sys.executable, "-c", WRAPPER, *map(str, cmd)],
-                              capture_output=True, text=True, check=True)
-        result = json.loads(proc.stdout)
-        if result["code"] == 0:
-            return result
-        tool = "rattler" if cmd[0] == sys.executable else "cas-index"
-        CRASHES.append(f"{tool} (exit {result['code']})")
-        print(f"  !! {tool} exited {result['code']}; retrying", file=sys.stderr)
-        if result["code"] > 0:
-            break
-    raise SystemExit(f"{cmd} failed: exit {result['code']}")
 
 
 def ours(channel: Path, *flags: str) -> list[str]:
     return [str(CAS_INDEX), str(channel), "-q", *flags]
 
 
-def rattler(channel: Path) -> list[str]:
-    return [sys.executable, "-c", RATTLER, str(channel)]
+def rattler(channel: Path, zst: bool, shards: bool) -> list[str]:
+    return [sys.executable, "-c", RATTLER, str(channel), "zst" if zst else "-",
+            "shards" if shards else "-"]
 
 
-def add_package(channel: Path, tag: str) -> None:
-    build_package(PkgSpec(f"bench-added-{tag}", "1.0", subdir="linux-64",
-                          payload_size=PAYLOAD), channel / "linux-64")
+def sides(source: Path, scratch: Path) -> dict[str, Side]:
+    added = iter(range(1_000_000))
+
+    def cold(make):
+        return Side(lambda folder: make(link_copy(source, folder / "channel")))
+
+    def persistent(name: str, make, add: bool = False):
+        """A channel of its own, indexed first by the side's warm-up run."""
+        channel = scratch / name
+
+        def command(folder: Path) -> list[str]:
+            if not channel.exists():
+                link_copy(source, channel)
+            elif add:
+                build_package(PkgSpec(f"bench-added-{next(added)}", "1.0", subdir="linux-64",
+                                      payload_size=PAYLOAD), channel / "linux-64")
+            return make(channel)
+
+        return Side(command)
+
+    return {
+        "ours cold shards": cold(lambda ch: ours(ch, "--no-bz2")),
+        "rattler cold shards": cold(lambda ch: rattler(ch, True, True)),
+        "ours cold zst": cold(lambda ch: ours(ch, "--no-bz2", "--no-shards")),
+        "rattler cold zst": cold(lambda ch: rattler(ch, True, False)),
+        "ours cold default": cold(ours),
+        "ours warm": persistent("warm-ours", lambda ch: ours(ch, "--no-bz2")),
+        "rattler warm": persistent("warm-rattler", lambda ch: rattler(ch, True, True)),
+        "ours one added": persistent("added-ours", lambda ch: ours(ch, "--no-bz2"), add=True),
+        "rattler one added": persistent("added-rattler", lambda ch: rattler(ch, True, True),
+                                        add=True),
+    }
 
 
-def warm_page_cache(channel: Path) -> None:
-    for path in channel.rglob("*"):
-        if path.is_file():
-            path.read_bytes()
-
-
-LOAD_AT_START: list[float] = []
-
-
-def run(repeat: int) -> dict[str, dict[str, list[dict]]]:
-    source = build_channel()
-    warm_page_cache(source)
-    LOAD_AT_START.extend(os.getloadavg())
-    results: dict[str, dict[str, list[dict]]] = {"cas-index": {}, "rattler": {}}
-
-    def record(tool: str, what: str, result: dict) -> None:
-        results[tool].setdefault(what, []).append(result)
-        print(f"  {tool:9} {what:28} {result['seconds']:7.3f} s  "
-              f"{result['peak_mb']:6.0f} MB", file=sys.stderr)
-
-    for rep in range(repeat):
-        one_round(source, rep, record)
-    shutil.rmtree(DATA / "runs", ignore_errors=True)
-    return results
-
-
-def one_round(source: Path, rep: int, record) -> None:
-    added = iter(range(1000))
-    theirs = DATA / "runs/rattler"
-    record("rattler", "cold", measure(lambda: rattler(fresh_copy(source, "rattler"))))
-    record("rattler", "warm", measure(lambda: rattler(theirs)))
-
-    def rattler_added():
-        add_package(theirs, f"r{rep}-{next(added)}")
-        return rattler(theirs)
-
-    record("rattler", "one package added", measure(rattler_added))
-
-    record("cas-index", "cold, json only", measure(
-        lambda: ours(fresh_copy(source, "cas-index-json-only"), "--no-bz2", "--no-zst")))
-    channel = DATA / "runs/cas-index"
-    record("cas-index", "cold", measure(lambda: ours(fresh_copy(source, "cas-index"))))
-    for _ in range(3):
-        record("cas-index", "warm", measure(lambda: ours(channel)))
-
-    def ours_added():
-        add_package(channel, f"o{rep}-{next(added)}")
-        return ours(channel)
-
-    record("cas-index", "one package added", measure(ours_added))
-
-
-def table(results: dict[str, dict[str, list[dict]]]) -> str:
-    def median(tool: str, what: str, key: str) -> float | None:
-        runs = results[tool].get(what)
-        return statistics.median(r[key] for r in runs) if runs else None
-
-    rows = [
-        ("cold: json + .zst + .bz2 + html + channeldata", "cold", "cold", "<= 1.0x rattler"),
-        ("cold: repodata.json only (like-for-like)", "cold, json only", "cold",
-         "<= 1.0x rattler"),
-        ("warm: nothing changed", "warm", "warm", "<= 0.3 s"),
-        ("one package added (to 1,250 in linux-64)", "one package added",
-         "one package added", "<= 0.5 s"),
-    ]
-    lines = [("| run | cas-index | rattler index_fs | ratio | cas-index peak | rattler peak "
-              "| target |"), "|---|---:|---:|---:|---:|---:|---|"]
-    for label, ours_key, theirs_key, target in rows:
-        a, b = median("cas-index", ours_key, "seconds"), median("rattler", theirs_key,
-                                                                 "seconds")
-        ma, mb = median("cas-index", ours_key, "peak_mb"), median("rattler", theirs_key,
-                                                                   "peak_mb")
-        lines.append(f"| {label} | {a:.3f} s | {b:.3f} s | {a / b:.2f}x | {ma:.0f} MB "
-                     f"| {mb:.0f} MB | {target} |")
-    return "\n".join(lines)
-
-
-def describe(repeat: int) -> str:
-    from importlib.metadata import version
-
-    size = sum(p.stat().st_size for p in (DATA / CHANNEL_ID).rglob("*") if p.is_file())
-    count = sum(1 for p in (DATA / CHANNEL_ID).rglob("*") if p.is_file())
-    return (f"{datetime.date.today().isoformat()}, {platform.node() or 'this machine'}: "
-            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, py-rattler "
-            f"{version('py-rattler')}. Channel: {count} package files, {size / 1e6:.0f} MB, "
-            f"{len(PLATFORMS)} platform folders ({', '.join(PLATFORMS)}), half .conda and "
-            f"half .tar.bz2, {PAYLOAD // 1000} KB incompressible payload each. Median of "
-            f"{repeat} runs (warm: of {3 * repeat}); every run is a subprocess, start-up "
-            "included; peak = largest process's RSS.\n\n"
-            "Load average "
-            f"{', '.join(f'{x:.2f}' for x in LOAD_AT_START)} when the run began; this "
-            "virtual machine's disk is noisy, so compare ratios within this table. "
-            "rattler's indexer writes compact repodata.json only (with write_zst=False: "
-            "no .zst, no .bz2, no html, no channeldata), hence the json-only row as the "
-            "like-for-like cold figure; its warm and one-added figures are its own "
-            "incremental runs.")
+LABELS = {
+    "ours cold shards": "cas-index cold, json + .zst + shards (`--no-bz2`)",
+    "rattler cold shards": "rattler index_fs cold, write_zst + write_shards",
+    "ours cold zst": "cas-index cold, json + .zst (`--no-bz2 --no-shards`)",
+    "rattler cold zst": "rattler index_fs cold, write_zst",
+    "ours cold default": "cas-index cold, every default output (+ .bz2)",
+    "ours warm": "cas-index warm, nothing changed (`--no-bz2`)",
+    "rattler warm": "rattler index_fs warm, nothing changed",
+    "ours one added": "cas-index, one package added to linux-64 (`--no-bz2`)",
+    "rattler one added": "rattler index_fs, one package added to linux-64",
+}
+AGAINST = {"ours cold shards": "rattler cold shards", "ours cold zst": "rattler cold zst",
+           "ours warm": "rattler warm", "ours one added": "rattler one added"}
+TARGETS = {"ours cold shards": "<= 0.7x rattler (issue 10)",
+           "ours cold zst": "<= 0.6x rattler (issue 15)",
+           "ours warm": "<= 0.06 s (issue 15; issue 10: <= 0.15 s)",
+           "ours one added": "<= 0.5 s"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--update-docs", action="store_true",
-                        help="Replace the '## cas-index' section of docs/benchmarks.md.")
+    parser.add_argument("--names", type=int, default=NAMES,
+                        help=f"package names per platform (x {VERSIONS} versions x 2 formats "
+                             f"x {len(PLATFORMS)} platforms; default {NAMES}: 5,000 files)")
+    protocol_args(parser)
     args = parser.parse_args()
+    check_protocol_args(parser, args)
     if not CAS_INDEX.exists():
         raise SystemExit(f"{CAS_INDEX} not found: run scripts/test once to create .venv")
-    results = run(args.repeat)
-    report = table(results)
-    print(report)
-    crashes = (f"\n\nRuns killed by a signal and redone: {', '.join(CRASHES)}."
-               if CRASHES else "")
-    print(crashes.strip() or "no crashed runs")
-    if args.update_docs:
-        update_docs(f"## cas-index\n\n{describe(args.repeat)}\n\n{report}{crashes}\n\n"
-                    "Reproduce: `.venv/bin/python scripts/bench_index.py --update-docs` "
-                    "(the channel is built once into `bench-data/`).\n")
+    from importlib.metadata import version
+
+    built = build_channel(args.names)
+    files = [p for p in built.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    header = machine_line()
+    load_at_start = os.getloadavg()[0]
+    print(header, file=sys.stderr)
+    with scratch_space(args.tmpfs_size, prefix="bench-index-") as scratch:
+        source = scratch.path / "source"
+        shutil.copytree(built, source)
+        stats = alternate(sides(source, scratch.path), args.runs, scratch.path)
+        note = protocol_note(args.runs, scratch, load_at_start)
+    report = table(stats, against=AGAINST, targets=TARGETS, labels=LABELS)
+    verdicts = "\n".join(
+        f"- {LABELS[ours_key]}: {stats[ours_key].wall.median / stats[theirs].wall.median:.2f}x "
+        f"rattler wall, {stats[ours_key].cpu.median / stats[theirs].cpu.median:.2f}x CPU "
+        f"({stats[ours_key].wall.median:.3f} s; target {TARGETS[ours_key]})"
+        for ours_key, theirs in AGAINST.items())
+    crashes = crash_note(stats)
+    body = (f"`scripts/bench_index.py` ({header}, py-rattler {version('py-rattler')}): "
+            f"{len(files)} package files, {size / 1e6:.0f} MB, {len(PLATFORMS)} platform "
+            f"folders ({', '.join(PLATFORMS)}), half .conda and half .tar.bz2, "
+            f"{PAYLOAD // 1000} KB incompressible payload each; the channel is copied onto "
+            "the tmpfs and every cold run indexes a fresh hard-linked copy of it. Besides "
+            "what rattler writes (repodata.json, .zst, shard index and shards), ours also "
+            "writes index.html, channeldata.json, run_exports.json(.zst) and "
+            "repodata_from_packages.json in every row.\n\n"
+            f"{note}\n\n{report}\n\n{verdicts}" + (f"\n\n{crashes}" if crashes else "")
+            + "\n\nReproduce: `.venv/bin/python scripts/bench_index.py --write-docs` "
+            "(the channel is built once into `bench-data/`).")
+    print(body)
+    if args.write_docs:
+        update_docs(f"## cas-index\n\n{body}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 """Benchmark `cas-sync pypi` against bandersnatch on the same local upstream, in one run.
 
 Builds (and caches under bench-data/) a Simple-API upstream of real wheels and sdists,
-serves it on 127.0.0.1 (nginx when installed, else a threaded Python server), then times,
-each as a subprocess so interpreter start-up counts:
+serves it on 127.0.0.1 (nginx when installed, else a threaded Python server), then
+measures on the shared protocol (benchlib.alternate: a warm-up each, then --runs rounds
+alternating every side; mirrors on a tmpfs), each run a subprocess so start-up counts:
 
   cold            an empty mirror
   no-op           again, nothing changed upstream
@@ -15,6 +16,7 @@ over http with `allow-non-https = true`, `api-method = simple`), plus `curl --pa
 fetching the same files as the practical limit. Prints one markdown table.
 
     .venv/bin/python scripts/bench_pypi.py [--projects 30] [--versions 2] [--workers 8]
+        [--runs 5] [--skip-bandersnatch] [--write-docs]
 """
 
 from __future__ import annotations
@@ -28,13 +30,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench-data"
 sys.path.insert(0, str(ROOT))
-from benchlib import free_port, update_docs  # noqa: E402
+from benchlib import (  # noqa: E402
+    Side,
+    alternate,
+    check_protocol_args,
+    crash_note,
+    free_port,
+    machine_line,
+    protocol_args,
+    protocol_note,
+    scratch_space,
+    table,
+    update_docs,
+)
 
 from tests.support.http_server import TestHTTPServer  # noqa: E402
 from tests.support.pypi_packages import SimpleUpstream  # noqa: E402
@@ -142,21 +155,6 @@ class ThreadedServer:
         self.server.stop()
 
 
-def timed(cmd: list[str], env: dict | None = None,
-          cwd: Path | None = None) -> tuple[float, int, int]:
-    """(seconds, peak RSS in MB, exit status) of one subprocess."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        print(f"warning: {' '.join(cmd[:3])}... exited {code}: {err[-500:]}", file=sys.stderr)
-    return seconds, usage.ru_maxrss // 1024, code
-
-
 def bandersnatch_bin() -> Path | None:
     venv = DATA / "bandersnatch-venv"
     exe = venv / "bin" / "bandersnatch"
@@ -180,40 +178,62 @@ def main() -> int:
     parser.add_argument("--projects", type=int, default=30)
     parser.add_argument("--versions", type=int, default=2)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="repetitions of each scenario; the table shows medians")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="replace the cas-sync pypi section of docs/benchmarks.md")
+    parser.add_argument("--repeat", dest="runs", type=int, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)  # the old spelling of --runs
+    parser.add_argument("--skip-bandersnatch", action="store_true",
+                        help="leave bandersnatch out (and do not install it)")
+    protocol_args(parser, tmpfs="2g")
     args = parser.parse_args()
+    check_protocol_args(parser, args)
     DATA.mkdir(exist_ok=True)
     up, upstream_root = build_upstream(args.projects, args.versions)
     files = sum(len(p.files) for p in up.projects.values())
+    bs = None if args.skip_bandersnatch else bandersnatch_bin()
+    header = machine_line()
+    load_at_start = os.getloadavg()[0]
+    print(header, file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="bench-pypi-", dir=DATA))
-    if shutil.which("nginx"):
-        server = Nginx(up, upstream_root, free_port(), work)
-        server.start()
-        served_by = "nginx"
-    else:
-        server = ThreadedServer(up, upstream_root)
-        served_by = "threaded Python server"
     try:
-        return run(args, up, server, work, files, served_by)
+        with scratch_space(args.tmpfs_size, prefix="bench-pypi-") as scratch:
+            if shutil.which("nginx"):
+                server = Nginx(up, upstream_root, free_port(), work)
+                server.start()
+                served_by = "nginx"
+            else:
+                server = ThreadedServer(up, upstream_root)
+                served_by = "threaded Python server"
+            try:
+                stats = alternate(sides(args, up, server, scratch.path, bs), args.runs,
+                                  scratch.path)
+                ours_files = count_files(scratch.path / "ours-mirror" / "pypi" / "web" /
+                                         "packages")
+                theirs_files = count_files(scratch.path / "bs-mirror" / "web" / "packages")
+            finally:
+                server.stop()
+            note = protocol_note(args.runs, scratch, load_at_start)
     finally:
-        server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return report(args, stats, note, header, up, files, served_by, ours_files, theirs_files)
 
 
-def run(args, up: SimpleUpstream, server, work: Path, files: int, served_by: str) -> int:
-    ours_dir, theirs_dir = work / "ours", work / "bandersnatch"
-    config = work / "cas-mirror.yaml"
-    config.write_text(f"mirror_dir: {ours_dir}\nminimum_free_space: 0\nworkers: {args.workers}\n"
-                      f"pypi:\n  remote_url: {server.url}\n")
-    env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": str(work / "none"),
-           "CAS_MIRROR_USER_CONFIG": str(work / "none"), "NO_PROXY": "127.0.0.1"}
-    ours = [str(ROOT / ".venv" / "bin" / "cas-sync"), "pypi", "-f", str(config), "--quiet"]
-    bs_conf = work / "bandersnatch.conf"
-    bs_conf.write_text(f"""[mirror]
-directory = {theirs_dir}
+def sides(args, up: SimpleUpstream, server, scratch: Path, bs: Path | None) -> dict:
+    """Cold runs into fresh folders; no-op and one-changed runs on one persistent mirror
+    per tool (its first, warm-up run fills it). The one-changed pair: our side adds a
+    release upstream (outside the timing), then each tool syncs that same change."""
+    env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": str(scratch / "none"),
+           "CAS_MIRROR_USER_CONFIG": str(scratch / "none"), "NO_PROXY": "127.0.0.1"}
+    cas_sync = str(ROOT / ".venv" / "bin" / "cas-sync")
+
+    def ours(mirror: Path, folder: Path) -> list[str]:
+        config = folder / "cas-mirror.yaml"
+        config.write_text(f"mirror_dir: {mirror}\nminimum_free_space: 0\n"
+                          f"workers: {args.workers}\npypi:\n  remote_url: {server.url}\n")
+        return [cas_sync, "pypi", "-f", str(config), "--quiet"]
+
+    def theirs(mirror: Path, folder: Path) -> list[str]:
+        conf = folder / "bandersnatch.conf"
+        conf.write_text(f"""[mirror]
+directory = {mirror}
 master = {server.url}
 allow-non-https = true
 api-method = simple
@@ -226,81 +246,70 @@ json = false
 release-files = true
 simple-format = ALL
 """)
-    bs = bandersnatch_bin()
-    runs: dict[str, dict[str, list]] = {"ours": {}, "bandersnatch": {}, "curl": {}}
+        return [str(bs), "-c", str(conf), "mirror"]
 
-    def record(tool: str, name: str, result: tuple) -> None:
-        runs[tool].setdefault(name, []).append(result)
+    def curl(folder: Path) -> list[str]:
+        urls = [f"{server.url}/packages/{f.relpath}" for p in up.projects.values()
+                for f in p.files]
+        lines = "".join(f'url = "{u}"\noutput = "{folder}/{i}"\n' for i, u in enumerate(urls))
+        (folder / "curl.cfg").write_text(lines)
+        return ["curl", "-s", "--parallel", "--parallel-max", str(args.workers), "-K",
+                str(folder / "curl.cfg")]
 
-    for attempt in range(args.repeat):
-        # Each repetition: fresh mirrors (cold), again (no-op), then one project gains a
-        # release (a wheel with .metadata and an sdist) and both sync it.
-        for folder in (ours_dir, theirs_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-        record("ours", "cold", timed(ours, env))
-        record("ours", "noop", timed(ours, env))
-        if bs:
-            record("bandersnatch", "cold", timed([str(bs), "-c", str(bs_conf), "mirror"]))
-            record("bandersnatch", "noop", timed([str(bs), "-c", str(bs_conf), "mirror"]))
-        if shutil.which("curl"):
-            urls = [f"{server.url}/packages/{f.relpath}" for p in up.projects.values()
-                    for f in p.files][:files]
-            curl_dir = work / "curl"
-            shutil.rmtree(curl_dir, ignore_errors=True)
-            curl_dir.mkdir()
-            lines = "".join(f'url = "{u}"\noutput = "{curl_dir}/{i}"\n'
-                            for i, u in enumerate(urls))
-            (work / "curl.cfg").write_text(lines)
-            record("curl", "cold", timed(["curl", "-s", "--parallel", "--parallel-max",
-                                          str(args.workers), "-K", str(work / "curl.cfg")]))
-        changed = list(up.projects)[attempt % len(up.projects)]
-        up.add(up.projects[changed].name, f"9.{attempt}", seed=900 + attempt)
+    changes = iter(range(1_000_000))
+
+    def change_then_ours(folder: Path) -> list[str]:
+        number = next(changes)
+        changed = list(up.projects)[number % len(up.projects)]
+        up.add(up.projects[changed].name, f"9.{number}", seed=900 + number)
         server.reload()
-        record("ours", "changed", timed(ours, env))
-        if bs:
-            record("bandersnatch", "changed", timed([str(bs), "-c", str(bs_conf), "mirror"]))
+        return ours(scratch / "ours-mirror", folder)
 
-    def median(values: list[tuple]) -> tuple:
-        ordered = sorted(values)
-        return ordered[len(ordered) // 2]
+    out = {"ours cold": Side(lambda f: ours(f / "mirror", f), env=env)}
+    if bs:
+        out["bandersnatch cold"] = Side(lambda f: theirs(f / "mirror", f))
+    if shutil.which("curl"):
+        out["curl"] = Side(curl)
+    out["ours no-op"] = Side(lambda f: ours(scratch / "ours-mirror", f), env=env)
+    if bs:
+        out["bandersnatch no-op"] = Side(lambda f: theirs(scratch / "bs-mirror", f))
+    out["ours changed"] = Side(change_then_ours, env=env)
+    if bs:
+        out["bandersnatch changed"] = Side(lambda f: theirs(scratch / "bs-mirror", f))
+    return out
 
-    results = {tool: {name: median(v) for name, v in named.items()}
-               for tool, named in runs.items()}
 
-    ours_files = count_files(ours_dir / "pypi" / "web" / "packages")
-    theirs_files = count_files(theirs_dir / "web" / "packages")
-    lines = [
-        (f"## cas-sync pypi\n\nRun on {date.today().isoformat()} by `scripts/bench_pypi.py` "
-        f"(2 cores; quote ratios from one run). Upstream: {len(up.projects)} "
-        f"projects, {files} files (+ {files // 2} `.metadata`) before the change, served "
-        f"by {served_by} on 127.0.0.1; {args.workers} workers for both tools. Each run is a "
-        f"subprocess, so interpreter start-up counts; medians of {args.repeat} repetitions "
-        "(time, peak RSS). bandersnatch does not mirror PEP 658 `.metadata` files; we do. "
-        f"Files mirrored after the last run: ours {ours_files}, bandersnatch {theirs_files}.\n"),
-        "| run | cas-sync pypi | bandersnatch | ratio (ours / bandersnatch) | target |",
-        "|---|---|---|---|---|",
-    ]
-    targets = {"cold": "<= 0.8x bandersnatch", "noop": "<= 0.3 s", "changed": "<= 0.4 s"}
-    labels = {"cold": "cold (empty mirror)", "noop": "no-op (nothing changed)",
-              "changed": "one project changed"}
-    for run_name in ("cold", "noop", "changed"):
-        o = results["ours"].get(run_name)
-        b = results["bandersnatch"].get(run_name)
-        cell_o = f"{o[0]:.2f} s, {o[1]} MB" if o else "n/a"
-        cell_b = f"{b[0]:.2f} s, {b[1]} MB" if b else "not installed"
-        ratio = f"{o[0] / b[0]:.2f}x" if o and b else "n/a"
-        lines.append(f"| {labels[run_name]} | {cell_o} | {cell_b} | {ratio} | "
-                     f"{targets[run_name]} |")
-    if results["curl"].get("cold"):
-        c = results["curl"]["cold"]
-        lines.append(f"\n`curl --parallel` fetching the same {files} files (no metadata, no "
-                     f"pages, no verification): {c[0]:.2f} s, the practical limit for the cold "
-                     "run.")
-    section = "\n".join(lines)
+def report(args, stats, note: str, header: str, up: SimpleUpstream, files: int,
+           served_by: str, ours_files: int, theirs_files: int) -> int:
+    labels = {"ours cold": "cas-sync pypi cold (empty mirror)",
+              "bandersnatch cold": "bandersnatch cold", "curl": "curl --parallel, files only",
+              "ours no-op": "cas-sync pypi no-op (nothing changed)",
+              "bandersnatch no-op": "bandersnatch no-op",
+              "ours changed": "cas-sync pypi, one project changed",
+              "bandersnatch changed": "bandersnatch, one project changed"}
+    against = {"ours cold": "bandersnatch cold", "ours no-op": "bandersnatch no-op",
+               "ours changed": "bandersnatch changed"}
+    targets = {"ours cold": "<= 0.8x bandersnatch", "ours no-op": "<= 0.3 s",
+               "ours changed": "<= 0.4 s"}
+    section = (
+        f"## cas-sync pypi\n\n`scripts/bench_pypi.py --projects {args.projects} --versions "
+        f"{args.versions}` ({header}). Upstream: {len(up.projects)} projects, {files} files "
+        f"(+ {files // 2} `.metadata`) before the first change, served by {served_by} on "
+        f"127.0.0.1; {args.workers} workers for both tools. Every one-changed run adds one "
+        "release (a wheel with `.metadata` and an sdist) upstream first, so later cold runs "
+        "fetch a few more files; both tools see the same upstream in each round. "
+        "bandersnatch does not mirror PEP 658 `.metadata` files; we do. Files in the no-op "
+        f"mirrors after the last run: ours {ours_files}, bandersnatch "
+        f"{theirs_files if 'bandersnatch cold' in stats else 'n/a'}.\n\n{note}\n\n"
+        + table(stats, against=against, targets=targets, labels=labels))
+    if "bandersnatch cold" not in stats:
+        section += "\n\nbandersnatch was not run (--skip-bandersnatch or not installable)."
+    crashes = crash_note(stats)
+    section += f"\n\n{crashes}" if crashes else ""
     print(section)
     if args.write_docs:
         update_docs(section)
-    return 0 if all(r[2] == 0 for v in runs["ours"].values() for r in v) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,35 +1,37 @@
 #!/usr/bin/env python3
 """Load benchmark of cas-server, beside nginx serving the same tree with etc/nginx.conf.
 
-Builds a mirror tree (repodata.json files of 100 KB - 1 MB, packages of 10 KB - 1 MB),
-starts `cas-server` as a user would (the console script, --quiet) and nginx when it is
-installed (private config in a temp folder, on a free loopback port), and hits each with
-200 concurrent keep-alive connections for a bounded time, every request picking a random
-repodata.json or package. Prints one table - requests/s, MB/s, p50/p99 latency, errors,
-ratio to nginx - and records it under "## cas-server" in docs/benchmarks.md.
+Builds a mirror tree (repodata.json files of 100 KB - 1 MB, packages of 10 KB - 1 MB) on a
+tmpfs, starts `cas-server` as a user would (the console script, --quiet) and nginx when it
+is installed (private config, on a free loopback port), and hits each with 200 concurrent
+keep-alive connections, every request picking a random repodata.json or package.
+
+The shared protocol (benchlib.alternate), applied to throughput: both servers run side by
+side; one warm-up window each, then --runs load windows of --duration seconds per server,
+alternating (nginx, cas-server, nginx, ...). Each window is one run of the load generator
+(a subprocess); the table gives median (min - max) over the windows of requests/s, MB/s,
+p50/p99 latency, the errors summed, the CPU time the server's processes spent per 1,000
+requests (from /proc, the whole process tree) and their RSS, and the ratio of medians to
+nginx. `--write-docs` records it under "## cas-server" in docs/benchmarks.md.
 
 The load generator is wrk (apt-get install wrk) with a Lua script that picks the paths;
-without wrk a Python asyncio client is used, which is slower than either server, and the
-output says so. Only 127.0.0.1 is used.
+without wrk a Python asyncio client (scripts/loadgen.py) is used, which is slower
+than either server, and the output says so. Only 127.0.0.1 is used.
 
-    scripts/bench_serve.py [--duration 10] [--connections 200] [--no-docs]
+    scripts/bench_serve.py [--runs 5] [--duration 10] [--connections 200] [--write-docs]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,19 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parents[1]
     # Run inside the project's environment (scripts/test creates it), where cas-server is.
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
 sys.path.insert(0, str(PROJECT))
-from benchlib import free_port, update_docs  # noqa: E402
+from benchlib import (  # noqa: E402
+    Side,
+    alternate,
+    check_protocol_args,
+    crash_note,
+    free_port,
+    machine_line,
+    markdown_table,
+    protocol_args,
+    scratch_space,
+    update_docs,
+)
+from loadgen import client_command, parse_bench_line, wrk_command  # noqa: E402
 
 DOCS = PROJECT / "docs" / "benchmarks.md"
 SECTION = "## cas-server"
@@ -121,139 +135,72 @@ def cas_server_command() -> list[str]:
     return [found]
 
 
-# ---------------------------------------------------------------------- load
+# ---------------------------------------------------------------------- servers' cost
 
 
-@dataclass
-class Result:
-    requests: int
-    bytes: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def mbps(self) -> float:
-        return self.bytes / self.seconds / 1e6
-
-
-WRK_SCRIPT = """
-local paths = {}
-for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("id", counter)
-end
-function init(args)
-  math.randomseed(1000 + id)
-end
-function request()
-  return wrk.format("GET", paths[math.random(#paths)])
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH {\\"requests\\": %d, \\"bytes\\": %d, \\"us\\": %d, \\"p50\\": %d, \\"p99\\": %d, "
-    .. "\\"errors\\": %d}\\n", summary.requests, summary.bytes, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
-
-
-def run_wrk(url: str, paths_file: Path, workdir: Path, duration: int, connections: int,
-            threads: int) -> Result:
-    script = workdir / "pick.lua"
-    script.write_text(WRK_SCRIPT)
-    env = {**os.environ, "BENCH_PATHS": str(paths_file)}
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-         "-s", str(script), url], capture_output=True, text=True, env=env, check=False,
-        timeout=duration + 120)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
-    if out.returncode != 0 or line is None:
-        raise SystemExit(f"bench_serve: wrk failed: {out.stdout}{out.stderr}")
-    data = json.loads(line[len("BENCH "):])
-    return Result(data["requests"], data["bytes"], data["us"] / 1e6, data["p50"] / 1000,
-                  data["p99"] / 1000, data["errors"])
-
-
-def run_python_client(url: str, paths: list[str], duration: int, connections: int) -> Result:
-    """Fallback load generator: keep-alive HTTP/1.1 connections on asyncio streams."""
-    host, port = url.removeprefix("http://").split(":")
-    latencies: list[float] = []
-    totals = {"requests": 0, "bytes": 0, "errors": 0}
-
-    async def one_connection(seed: int, stop_at: float) -> None:
-        rng = random.Random(seed)
-        reader, writer = await asyncio.open_connection(host, int(port))
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            while time.monotonic() < stop_at:
-                path = rng.choice(paths)
-                started = time.perf_counter()
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - started)
-                totals["requests"] += 1
-                totals["bytes"] += len(head) + len(body)
-                if status >= 400:
-                    totals["errors"] += 1
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            totals["errors"] += 1
-        finally:
-            writer.close()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
 
-    async def main() -> float:
-        started = time.monotonic()
-        stop_at = started + duration
-        await asyncio.gather(*(one_connection(i, stop_at) for i in range(connections)))
-        return time.monotonic() - started
 
-    seconds = asyncio.run(main())
-    latencies.sort()
-    def pick(q):
-        return (latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-                if latencies else 0.0)
-    return Result(totals["requests"], totals["bytes"], seconds, pick(0.5), pick(0.99),
-                  totals["errors"])
+def tree_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds so far, RSS MB now) of a server's process tree, reaped children's CPU
+    included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu, rss = 0.0, 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        cpu += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        rss += next((int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("VmRSS:")), 0) / 1024
+    return cpu, rss
 
 
 # ---------------------------------------------------------------------- report
 
 
-def table(rows: list[tuple[str, Result]], baseline: Result | None) -> str:
-    lines = ["| server | requests/s | MB/s | p50 ms | p99 ms | errors | vs nginx |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, result in rows:
-        ratio = f"{result.rps / baseline.rps:.2f}" if baseline else "n/a"
-        lines.append(f"| {name} | {result.rps:,.0f} | {result.mbps:,.0f} | {result.p50_ms:.1f} "
-                     f"| {result.p99_ms:.1f} | {result.errors} | {ratio} |")
-    return "\n".join(lines)
+def table(stats, baseline: str | None, labels: dict[str, str]) -> str:
+    headers = ["server", "requests/s", "MB/s", "p50 ms", "p99 ms", "errors",
+               "server CPU s / 1,000 requests", "server RSS MB", "vs nginx (requests/s)"]
+    rows = []
+    base = stats.get(baseline) if baseline else None
+    for name, s in stats.items():
+        ratio = (f"{s.extra('rps').median / base.extra('rps').median:.2f}x"
+                 if base else "n/a")
+        rows.append([labels[name], s.extra("rps").fmt(0), s.extra("mbps").fmt(0),
+                     s.extra("p50").fmt(1), s.extra("p99").fmt(1),
+                     f"{sum(x.extra['errors'] for x in s.samples):.0f}",
+                     s.extra("cpu_per_1k").fmt(3), f"{s.extra('rss').max:.0f}", ratio])
+    return markdown_table(headers, rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per server")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per window")
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="worker processes of each server (default: one per CPU)")
-    parser.add_argument("--no-docs", action="store_true",
-                        help=f"do not record the table in {DOCS.relative_to(PROJECT)}")
+    parser.add_argument("--no-docs", action="store_true", help=argparse.SUPPRESS)  # old
+    protocol_args(parser, tmpfs="1g")
     args = parser.parse_args()
+    check_protocol_args(parser, args)
     from tests.support.nginx import Nginx, nginx_binary  # after the sys.path set-up above
 
     wrk = shutil.which("wrk")
@@ -267,9 +214,12 @@ def main() -> int:
         notes.append("nginx is not installed (apt-get install nginx): no baseline")
     for note in notes:
         print(f"bench_serve: {note}", file=sys.stderr)
+    header = machine_line()
+    load_at_start = os.getloadavg()[0]
+    print(header, file=sys.stderr)
 
-    with tempfile.TemporaryDirectory(prefix="cas-bench-serve-") as tmp:
-        workdir = Path(tmp)
+    with scratch_space(args.tmpfs_size, prefix="bench-serve-") as scratch:
+        workdir = scratch.path
         os.chmod(workdir, 0o755)
         root = workdir / "mirror"
         repodata, packages = build_tree(root)
@@ -279,58 +229,75 @@ def main() -> int:
         tree_mb = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
         print(f"bench_serve: tree of {len(repodata)} repodata.json + {len(packages)} packages, "
               f"{tree_mb:.0f} MB; {args.connections} keep-alive connections, "
-              f"{args.duration} s per server, {args.workers} workers each", file=sys.stderr)
+              f"{args.duration} s windows, {args.workers} workers each", file=sys.stderr)
 
-        def load(url: str) -> Result:
-            if wrk:
-                run_wrk(url, paths_file, workdir, 2, args.connections, args.threads)  # warm-up
-                return run_wrk(url, paths_file, workdir, args.duration, args.connections,
-                               args.threads)
-            run_python_client(url, mix, 2, args.connections)  # warm-up
-            return run_python_client(url, mix, args.duration, args.connections)
+        def side(url: str, pid: int) -> Side:
+            before: list[float] = []
 
-        rows: list[tuple[str, Result]] = []
-        baseline = None
-        if nginx:
-            server = Nginx(root, free_port(), workdir / "nginx", workers=args.workers)
-            try:
-                baseline = load(server.url)
-            finally:
-                server.stop()
-            rows.append((f"nginx ({args.workers} workers, etc/nginx.conf)", baseline))
+            def command(_folder: Path) -> list[str]:
+                before[:] = [tree_usage(pid)[0]]
+                if wrk:
+                    return wrk_command(url, paths_file, args.duration, args.connections,
+                                       args.threads)
+                return client_command(url, paths_file, args.duration, args.connections)
 
-        port = free_port()
-        command = [*cas_server_command(), "--root", str(root), "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", str(args.workers), "--quiet"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            def check(_folder: Path, sample) -> dict[str, float]:
+                cpu, rss = tree_usage(pid)
+                r = parse_bench_line(sample.stdout)
+                return {"rps": r.rps, "mbps": r.mbps, "p50": r.p50_ms, "p99": r.p99_ms,
+                        "errors": r.errors, "rss": rss,
+                        "cpu_per_1k": (cpu - before[0]) / max(r.requests, 1) * 1000}
+
+            return Side(command, check=check)
+
+        labels = {"nginx": f"nginx ({args.workers} workers, etc/nginx.conf)",
+                  "cas-server": f"cas-server ({args.workers} workers, --quiet)"}
+        sides: dict[str, Side] = {}
+        server = process = None
         try:
+            if nginx:
+                server = Nginx(root, free_port(), workdir / "nginx", workers=args.workers)
+                sides["nginx"] = side(server.url, server.process.pid)
+            port = free_port()
+            command = [*cas_server_command(), "--root", str(root), "--host", "127.0.0.1",
+                       "--port", str(port), "--workers", str(args.workers), "--quiet"]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
             wait_http(f"http://127.0.0.1:{port}", process, "cas-server")
-            result = load(f"http://127.0.0.1:{port}")
+            sides["cas-server"] = side(f"http://127.0.0.1:{port}", process.pid)
+            stats = alternate(sides, args.runs, workdir)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-        rows.append((f"cas-server ({args.workers} workers, --quiet)", result))
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+            if server is not None:
+                server.stop()
+        where = scratch.where.replace("output", "tree")
 
-    report = table(rows, baseline)
-    print(report)
-    if not args.no_docs:
-        generator = "wrk" if wrk else "a Python asyncio client (wrk missing)"
-        about = (
-            f"`scripts/bench_serve.py`, {datetime.date.today().isoformat()}, on a "
-            f"{os.cpu_count()}-core machine (load average {os.getloadavg()[0]:.2f}; quote "
-            "ratios from one run). Tree: "
-            f"{len(repodata)} repodata.json of 100 KB - 1 MB and {len(packages)} packages of "
-            f"10 KB - 1 MB ({tree_mb:.0f} MB); each request picks a random file, one in four "
-            f"a repodata.json. {args.connections} keep-alive connections for {args.duration} s "
-            f"per server (after a 2 s warm-up), load from {generator} on the same machine; "
-            f"both servers with {args.workers} worker processes and no access log. "
-            "Target: no errors, at least 0.5 of nginx's requests/s."
-        )
-        section = (f"{SECTION}\n\n{textwrap.fill(about, 92)}\n\n{report}\n"
-                   + "".join(f"\n{textwrap.fill('Note: ' + note, 92)}.\n" for note in notes))
+    report = table(stats, "nginx" if nginx else None, labels)
+    generator = "wrk" if wrk else "a Python asyncio client (wrk missing)"
+    about = (
+        f"`scripts/bench_serve.py` ({header}). Tree: {len(repodata)} repodata.json of "
+        f"100 KB - 1 MB and {len(packages)} packages of 10 KB - 1 MB ({tree_mb:.0f} MB, "
+        f"{where}); each request picks a random file, one in four a repodata.json. "
+        f"{args.connections} keep-alive connections, load from {generator} on the same "
+        f"machine; both servers with {args.workers} worker processes and no access log, "
+        "running side by side. Protocol for throughput: one warm-up window per server, "
+        f"then {args.runs} windows of {args.duration} s each, alternating between the "
+        "servers; median (min - max) over the windows; server CPU from /proc over each "
+        f"window's process tree. Load average {load_at_start:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at the end. Target: no errors, at least 0.5 of "
+        "nginx's requests/s."
+    )
+    crashes = crash_note(stats)
+    section = (f"{SECTION}\n\n{textwrap.fill(about, 92)}\n\n{report}\n"
+               + "".join(f"\n{textwrap.fill('Note: ' + note, 92)}.\n" for note in notes)
+               + (f"\n{crashes}\n" if crashes else ""))
+    print(section)
+    if args.write_docs:
         update_docs(section)
         print(f"bench_serve: recorded in {DOCS.relative_to(PROJECT)}", file=sys.stderr)
-    failed = any(r.errors for _, r in rows)
+    failed = any(x.extra["errors"] for s in stats.values() for x in s.samples)
     return 1 if failed else 0
 
 

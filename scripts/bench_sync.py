@@ -4,15 +4,20 @@
 1. an upstream of 5,000 real package files (~100 MB) over linux-64, osx-64, win-64 and
    noarch, served on loopback (nginx when installed, else a threaded server);
 2. `curl --parallel` (8 transfers) fetching the same files: the practical limit;
-3. our cold sync, then our no-op re-sync (nothing changed upstream);
-4. conda-mirror 0.10 (PyPI `conda-mirror`, one --platform per run) when installed in
-   bench-data/venv-conda-mirror (this script installs it there with --install-baselines);
-5. `cas-sync --dry-run` on a generated 320,000-record repodata.json (~150 MB): time and
-   peak memory.
+3. our cold sync and our no-op re-sync (nothing changed upstream);
+4. conda-mirror 0.10 (PyPI `conda-mirror`, one --platform per run, the four chained in one
+   shell) when installed in bench-data/venv-conda-mirror (--install-baselines installs it);
+5. `cas-sync --dry-run` on a generated 320,000-record repodata.json (~150 MB) beside
+   `json.load` of the same file alone: time and peak memory.
 
-Usage: scripts/bench_sync.py [--packages 5000] [--install-baselines] [--write-docs]
-Targets: cold <= 3x curl and >= 10x faster than conda-mirror; no-op <= 0.5 s;
-dry-run on 320k records <= 5 s and <= 1.2 GB.
+Every side is measured on the shared protocol (benchlib.alternate): a warm-up each, then
+--runs rounds alternating the sides, each run into a fresh folder on a tmpfs.
+
+Usage: scripts/bench_sync.py [--packages 5000] [--runs 5] [--install-baselines]
+       [--skip-conda-mirror] [--skip-dry-run] [--write-docs]
+Targets (issue 15, on tmpfs): cold <= 2.3x curl on 5,000 files (<= 2.5x on 1,800) and
+>= 10x faster than conda-mirror; no-op <= 0.15 s; dry-run on 320k records <= 1.5 s and
+<= 400 MB.
 """
 
 from __future__ import annotations
@@ -22,20 +27,26 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from multiprocessing import Pool
 from pathlib import Path
 
 from benchlib import (
     BENCH_DATA,
     VENV_BIN,
+    Side,
     StaticServer,
+    alternate,
+    check_protocol_args,
+    crash_note,
     machine_line,
-    markdown_table,
-    run_timed,
+    protocol_args,
+    protocol_note,
+    scratch_space,
+    table,
     update_docs,
 )
 
@@ -76,17 +87,18 @@ def build_upstream(count: int) -> Path:
     return root
 
 
-def build_big_repodata() -> Path:
-    root = BENCH_DATA / "sync-big-repodata"
+def build_big_repodata(records: int = BIG_RECORDS) -> Path:
+    suffix = "" if records == BIG_RECORDS else f"-{records}"
+    root = BENCH_DATA / f"sync-big-repodata{suffix}"
     target = root / "pkgs" / "main" / "linux-64" / "repodata.json"
     if target.exists():
         return root
-    print(f"generating a {BIG_RECORDS}-record repodata.json (once; cached)", flush=True)
+    print(f"generating a {records}-record repodata.json (once; cached)", flush=True)
     rng = random.Random(1)
     names = [f"pkg{i}" for i in range(8000)]
     licenses = ["MIT", "BSD-3-Clause", "GPL-3.0-or-later", "LGPL-2.1", "Apache-2.0", "GPL2"]
     packages, conda = {}, {}
-    for i in range(BIG_RECORDS):
+    for i in range(records):
         name = rng.choice(names)
         version = f"{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}"
         build = f"py{rng.choice([38, 39, 310, 311])}h{rng.getrandbits(32):08x}_{i % 4}"
@@ -126,105 +138,161 @@ def cas_env(config: Path) -> dict:
             "CAS_MIRROR_USER_CONFIG": str(config)}
 
 
+def cold_target(packages: int) -> str:
+    return "<= 2.5x curl" if packages <= 1800 else "<= 2.3x curl"
+
+
+def count_packages(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.name.endswith((".conda", ".tar.bz2")))
+
+
+def sync_sides(args, upstream: Path, files: list[Path], server, scratch: Path) -> dict:
+    cas_sync = str(VENV_BIN / "cas-sync")
+    env = cas_env(scratch / "none")
+
+    def config(folder: Path, mirror: Path, *extra: str) -> Path:
+        path = folder / "cas-mirror.yaml"
+        path.write_text(f"remote_url: {server.url}\nmirror_dir: {mirror}\n"
+                        f"platforms: [{', '.join(PLATFORMS)}]\nworkers: 8\n"
+                        "minimum_free_space: 0\n" + "".join(extra))
+        return path
+
+    def curl(folder: Path) -> list[str]:
+        lines = [f'url = "{server.url}/{p.relative_to(upstream)}"\n'
+                 f'output = "{folder / "out" / p.relative_to(upstream)}"\n' for p in files]
+        (folder / "curl.cfg").write_text("".join(lines))
+        return ["curl", "-s", "--create-dirs", "--parallel", "--parallel-max", "8",
+                "-K", str(folder / "curl.cfg")]
+
+    def cold(folder: Path) -> list[str]:
+        return [cas_sync, "--quiet", "-f", config(folder, folder / "mirror")]
+
+    def check_cold(folder: Path, sample) -> None:
+        mirrored = count_packages(folder / "mirror")
+        if mirrored != len(files):
+            raise SystemExit(f"cas-sync cold mirrored {mirrored} of {len(files)} files")
+
+    noop_mirror = scratch / "no-op-mirror"
+
+    def noop(folder: Path) -> list[str]:  # its warm-up run is the mirror's first sync
+        return [cas_sync, "--quiet", "-f", config(folder, noop_mirror)]
+
+    sides = {"curl": Side(curl),
+             "cold": Side(cold, env=env, check=check_cold),
+             "no-op": Side(noop, env=env)}
+    conda_mirror = BENCH_DATA / "venv-conda-mirror" / "bin" / "conda-mirror"
+    if conda_mirror.exists() and not args.skip_conda_mirror:
+        def cm(folder: Path) -> list[str]:
+            runs = [shlex.join([str(conda_mirror), "--upstream-channel",
+                                f"{server.url}/pkgs/main", "--target-directory",
+                                str(folder / "out"), "--platform", platform,
+                                "--num-threads", "0", "--minimum-free-space", "0"])
+                    for platform in PLATFORMS]
+            return ["sh", "-c", " && ".join(runs)]
+
+        sides["conda-mirror"] = Side(cm)
+    return sides
+
+
+def dry_run_sides(big: Path, server, scratch: Path) -> dict:
+    doc = big / "pkgs/main/linux-64/repodata.json"
+
+    def dry(folder: Path) -> list[str]:
+        config = folder / "cas-mirror.yaml"
+        config.write_text(f"remote_url: {server.url}\nmirror_dir: {folder}/mirror\n"
+                          "platforms: [linux-64]\nlicense_blacklist: GPL\n"
+                          "blacklist: ['pkg1*', 'pkg2 >=5']\nwhitelist: [pkg10]\n")
+        return [VENV_BIN / "cas-sync", "--dry-run", "-f", config]
+
+    def json_load(folder: Path) -> list[str]:
+        return [sys.executable, "-c",
+                "import json, sys; json.load(open(sys.argv[1], 'rb'))", doc]
+
+    return {"dry-run": Side(dry, env=cas_env(scratch / "none")), "json.load": Side(json_load)}
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--packages", type=int, default=5000)
     parser.add_argument("--install-baselines", action="store_true",
                         help="install conda-mirror 0.10 into bench-data/venv-conda-mirror")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="replace the cas-sync section of docs/benchmarks.md")
     parser.add_argument("--skip-conda-mirror", action="store_true")
+    parser.add_argument("--skip-dry-run", action="store_true",
+                        help="leave out the --dry-run measurement on the big platform")
+    protocol_args(parser)
     args = parser.parse_args()
+    check_protocol_args(parser, args)
     if args.install_baselines:
         install_conda_mirror()
     upstream = build_upstream(args.packages)
     # Generated in a child: this process must stay small, or every command it forks starts
     # with its pages and reports their size as peak memory.
-    with Pool(1) as pool:
-        big = pool.apply(build_big_repodata)
-    files = [p for p in (upstream / "pkgs" / "main").rglob("*")
-             if p.name.endswith((".conda", ".tar.bz2"))]
+    big = None
+    if not args.skip_dry_run:
+        with Pool(1) as pool:
+            big = pool.apply(build_big_repodata)
+    files = sorted(p for p in (upstream / "pkgs" / "main").rglob("*")
+                   if p.name.endswith((".conda", ".tar.bz2")))
     total = sum(p.stat().st_size for p in files)
-    cas_sync = str(VENV_BIN / "cas-sync")
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=BENCH_DATA) as tmp_name, \
-            StaticServer(upstream) as server:
-        tmp = Path(tmp_name)
-        print(f"upstream: {len(files)} files, {total / 1e6:.1f} MB, served by {server.kind}")
-        # 1. curl --parallel: the practical limit
-        curl_dir = tmp / "curl"
-        config_lines = []
-        for path in files:
-            rel = path.relative_to(upstream)
-            config_lines.append(f'url = "{server.url}/{rel}"\noutput = "{curl_dir / rel}"\n')
-        (tmp / "curl.cfg").write_text("".join(config_lines))
-        curl = run_timed(["curl", "-s", "--create-dirs", "--parallel", "--parallel-max", "8",
-                          "-K", str(tmp / "curl.cfg")])
-        rows.append(["curl --parallel (8)", f"{curl.seconds:.2f}", f"{curl.peak_mb:.0f}", "1.00"])
+    header = machine_line()
+    load_at_start = os.getloadavg()[0]
+    print(header, file=sys.stderr)
+    with scratch_space(args.tmpfs_size, prefix="bench-sync-") as scratch:
+        with StaticServer(upstream) as server:
+            served_by = server.kind
+            print(f"upstream: {len(files)} files, {total / 1e6:.1f} MB, served by {served_by}",
+                  file=sys.stderr)
+            stats = alternate(sync_sides(args, upstream, files, server, scratch.path),
+                              args.runs, scratch.path)
+        dry = None
+        if big is not None:
+            with StaticServer(big) as server:
+                dry = alternate(dry_run_sides(big, server, scratch.path), args.runs,
+                                scratch.path)
+        note = protocol_note(args.runs, scratch, load_at_start)
 
-        # 2. our cold and no-op syncs
-        config = tmp / "cas-mirror.yaml"
-        config.write_text(f"remote_url: {server.url}\nmirror_dir: {tmp / 'mirror'}\n"
-                          f"platforms: [{', '.join(PLATFORMS)}]\nworkers: 8\n"
-                          "minimum_free_space: 0\n")
-        cold = run_timed([cas_sync, "--quiet"], env=cas_env(config))
-        assert cold.returncode == 0, "cold sync failed"
-        mirrored = sum(1 for p in (tmp / "mirror").rglob("*")
-                       if p.name.endswith((".conda", ".tar.bz2")))
-        assert mirrored == len(files), f"mirrored {mirrored} of {len(files)} files"
-        noop = run_timed([cas_sync, "--quiet"], env=cas_env(config))
-        assert noop.returncode == 0
-        rows.append(["cas-sync cold", f"{cold.seconds:.2f}", f"{cold.peak_mb:.0f}",
-                     f"{cold.seconds / curl.seconds:.2f}"])
-        rows.append(["cas-sync no-op re-sync", f"{noop.seconds:.2f}", f"{noop.peak_mb:.0f}",
-                     f"{noop.seconds / curl.seconds:.2f}"])
-
-        # 3. conda-mirror 0.10, one --platform per run
-        conda_mirror = BENCH_DATA / "venv-conda-mirror" / "bin" / "conda-mirror"
-        cm_seconds = None
-        if conda_mirror.exists() and not args.skip_conda_mirror:
-            cm_seconds, cm_peak = 0.0, 0.0
-            for platform in PLATFORMS:
-                t = run_timed([str(conda_mirror), "--upstream-channel",
-                               f"{server.url}/pkgs/main", "--target-directory",
-                               str(tmp / "conda-mirror"), "--platform", platform,
-                               "--num-threads", "0", "--minimum-free-space", "0"])
-                assert t.returncode == 0, f"conda-mirror failed for {platform}"
-                cm_seconds += t.seconds
-                cm_peak = max(cm_peak, t.peak_mb)
-            rows.append(["conda-mirror 0.10 (4 runs)", f"{cm_seconds:.2f}", f"{cm_peak:.0f}",
-                         f"{cm_seconds / curl.seconds:.2f}"])
-        else:
-            rows.append(["conda-mirror 0.10", "not installed (--install-baselines)", "", ""])
-
-    with tempfile.TemporaryDirectory(prefix="bench-dry-", dir=BENCH_DATA) as tmp, \
-            StaticServer(big) as server:
-        config = Path(tmp) / "cas-mirror.yaml"
-        config.write_text(f"remote_url: {server.url}\nmirror_dir: {tmp}/mirror\n"
-                          "platforms: [linux-64]\nlicense_blacklist: GPL\n"
-                          "blacklist: ['pkg1*', 'pkg2 >=5']\nwhitelist: [pkg10]\n")
-        size = (big / "pkgs/main/linux-64/repodata.json").stat().st_size
-        dry = run_timed([cas_sync, "--dry-run"], env=cas_env(config))
-        assert dry.returncode == 0, "dry run failed"
-        rows.append([f"cas-sync --dry-run, {BIG_RECORDS} records ({size / 1e6:.0f} MB)",
-                     f"{dry.seconds:.2f}", f"{dry.peak_mb:.0f}", ""])
-
-    table = markdown_table(["run", "seconds", "peak MB", "x curl"], rows)
+    labels = {"curl": "curl --parallel (8)", "cold": "cas-sync cold",
+              "no-op": "cas-sync no-op re-sync",
+              "conda-mirror": "conda-mirror 0.10 (4 platform runs in one shell)"}
+    targets = {"cold": cold_target(args.packages), "no-op": "<= 0.15 s",
+               "conda-mirror": ">= 10x cas-sync cold"}
+    report = table(stats, against={"cold": "curl", "conda-mirror": "curl"}, targets=targets,
+                   labels=labels)
+    cold, curl, noop = stats["cold"], stats["curl"], stats["no-op"]
     verdicts = [
-        f"- cold sync = {cold.seconds / curl.seconds:.2f}x curl (target <= 3x)",
-        f"- no-op re-sync = {noop.seconds:.2f} s (target <= 0.5 s)",
-        (f"- dry-run on {BIG_RECORDS} records = {dry.seconds:.2f} s, {dry.peak_mb:.0f} MB "
-         "peak (target <= 5 s, <= 1.2 GB)"),
+        (f"- cold sync = {cold.wall.median / curl.wall.median:.2f}x curl wall, "
+         f"{cold.cpu.median / curl.cpu.median:.2f}x curl CPU "
+         f"(target {cold_target(args.packages)}, wall)"),
+        f"- no-op re-sync = {noop.wall.median:.3f} s (target <= 0.15 s)",
     ]
-    if cm_seconds:
-        verdicts.insert(1, f"- conda-mirror / cas-sync cold = {cm_seconds / cold.seconds:.1f}x "
-                           "(target >= 10x)")
-    body = (f"`scripts/bench_sync.py` ({machine_line()}): {len(files)} package files, "
-            f"{total / 1e6:.0f} MB over {', '.join(PLATFORMS)}, served by {server.kind} on "
-            f"127.0.0.1.\n\n{table}\n\n" + "\n".join(verdicts))
+    if "conda-mirror" in stats:
+        cm = stats["conda-mirror"]
+        verdicts.insert(1, f"- conda-mirror / cas-sync cold = "
+                           f"{cm.wall.median / cold.wall.median:.1f}x (target >= 10x)")
+    else:
+        verdicts.append("- conda-mirror 0.10: not run (--install-baselines installs it)")
+    if dry is not None:
+        size = (big / "pkgs/main/linux-64/repodata.json").stat().st_size
+        report += (f"\n\n`--dry-run` on one platform of {BIG_RECORDS:,} records "
+                   f"({size / 1e6:.0f} MB), beside `json.load` of the same file alone:\n\n"
+                   + table(dry, against={"dry-run": "json.load"},
+                           targets={"dry-run": "<= 1.5 s, <= 400 MB"},
+                           labels={"dry-run": "cas-sync --dry-run",
+                                   "json.load": "python json.load alone"}))
+        d = dry["dry-run"]
+        verdicts.append(f"- dry-run on {BIG_RECORDS:,} records = {d.wall.median:.2f} s, "
+                        f"{d.peak.max:.0f} MB peak (target <= 1.5 s, <= 400 MB)")
+    crashes = crash_note({**stats, **(dry or {})})
+    body = (f"`scripts/bench_sync.py --packages {args.packages}` ({header}): "
+            f"{len(files)} package files, {total / 1e6:.0f} MB over {', '.join(PLATFORMS)}, "
+            f"served by {served_by} on 127.0.0.1.\n\n{note}\n\n{report}\n\n"
+            + "\n".join(verdicts) + (f"\n\n{crashes}" if crashes else ""))
     print(body)
     if args.write_docs:
-        update_docs(f"## cas-sync (conda)\n\n{body}")
+        heading = "## cas-sync (conda)"
+        if args.packages != 5000:
+            heading += f", {args.packages:,} files"
+        update_docs(f"{heading}\n\n{body}")
     return 0
 
 
