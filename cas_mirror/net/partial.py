@@ -85,20 +85,24 @@ def read_validator(part: Path) -> str | None:
         return None
 
 
-def usable_partial(part: Path, size: int | None, validator: str | None,
-                   verifiable: bool) -> int:
-    """Bytes of an earlier partial download worth resuming (0 when none or useless).
+def usable_partial(part: Path, size: int | None, earlier: str | None,
+                   verifiable: bool) -> tuple[int, str | None]:
+    """Bytes of an earlier partial download worth resuming (0 when none or useless), and
+    the validator of the response that wrote them: the one kept on the file (an earlier
+    run), else `earlier` (this run's earlier attempt); None when not resuming.
 
-    A partial file with no validator is kept only when a hash will check the result."""
+    A partial file with no validator is kept only when a hash will check the result. The
+    attribute is read only when there is a partial file: a fresh download costs one stat."""
     try:
         have = part.stat().st_size
     except FileNotFoundError:
-        return 0
+        return 0, None
+    validator = read_validator(part) or earlier
     blind = validator is None and not verifiable
     if have == 0 or (size is not None and have >= size) or blind:
         if blind:
             log.info("not resuming %s: no validator and no hash to check the result",
                      safe(part))
         part.unlink(missing_ok=True)
-        return 0
-    return have
+        return 0, None
+    return have, validator
