@@ -458,3 +458,31 @@ def test_logged_urls_are_escaped(upstream, tmp_path, caplog):
     downloader, _ = make(retries=0)
     downloader.download([DownloadJob(f"{upstream.url}/x%1b[2J\x1b[2J.bin", tmp_path / "x")])
     assert caplog.records and not any("\x1b" in r.getMessage() for r in caplog.records)
+
+
+def test_request_lines_are_built_only_when_debug_is_shown(upstream, tmp_path, caplog,
+                                                           monkeypatch):
+    """A cold sync starts thousands of transfers: without -vv no request line is built."""
+    import logging
+
+    from cas_mirror.net import curl, multi
+    from cas_mirror.net import downloader as downloader_module
+
+    built = []
+
+    def counting(*args):
+        built.append(args[1])
+        return curl.describe_request(*args)
+
+    monkeypatch.setattr(multi, "describe_request", counting)
+    monkeypatch.setattr(downloader_module, "describe_request", counting)
+    caplog.set_level(logging.INFO, logger="cas_mirror.net")
+    downloader, _ = make()
+    assert all(r.ok for r in downloader.download(
+        [job_for(upstream, name, tmp_path) for name in ("f1.bin", "f2.bin")]))
+    downloader.get(f"{upstream.url}/f0.bin")
+    assert built == []
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    downloader.download([job_for(upstream, "f3.bin", tmp_path)])
+    downloader.get(f"{upstream.url}/f0.bin")
+    assert built == [f"{upstream.url}/f3.bin", f"{upstream.url}/f0.bin"]

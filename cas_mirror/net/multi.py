@@ -117,7 +117,8 @@ class MultiRun:
         c.reset()
         headers = attempt.request_headers()
         d.curl.prepare(c, state.url, headers)
-        log.debug("%s", describe_request("GET", state.url, headers))
+        if log.isEnabledFor(logging.DEBUG):  # built for -vv only: this runs per file
+            log.debug("%s", describe_request("GET", state.url, headers))
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
         c.setopt(pycurl.HEADERFUNCTION, attempt.headers)
         self.running[c] = attempt
