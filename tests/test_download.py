@@ -330,6 +330,32 @@ def test_a_large_download_is_shared_among_processes(many, tmp_path):
     assert not list((tmp_path / "out").rglob(".*"))
 
 
+
+def test_a_child_sends_its_progress_once_per_turn_not_per_file(tmp_path):
+    """Thousands of small files: one message per turn of the child's transfer loop (the
+    files finished in it, and their bytes), not two per file, each waking the parent."""
+    import multiprocessing
+
+    from cas_mirror.net.processes import PipeProgress
+    from cas_mirror.net.types import DownloadResult
+
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    results = [DownloadResult(DownloadJob(f"http://127.0.0.1/{i}", tmp_path / str(i)),
+                              ok=True, received=100, attempts=1) for i in range(3)]
+    progress = PipeProgress(writer, {id(r): 10 + i for i, r in enumerate(results)})
+    for result in results:
+        progress.advance(100)
+        progress.file_done(result)
+    assert not reader.poll()  # nothing until the turn ends
+    progress.flush()
+    assert reader.recv() == ("progress", 300, [(10 + i, True, 100, 1, None, None)
+                                               for i in range(3)])
+    progress.advance(5)
+    progress.flush()  # a few bytes alone wait for more
+    assert not reader.poll()
+    progress.flush(everything=True)
+    assert reader.recv() == ("progress", 5, []) and not reader.poll()
+
 def test_a_stop_reaches_every_process(many, tmp_path):
     many.add_fault("*.bin", delay=0.05)  # slow enough that most files are still to come
     jobs = many_jobs(many, tmp_path / "out")

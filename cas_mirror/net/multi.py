@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pycurl
@@ -30,9 +31,10 @@ class MultiRun:
     with a queue of jobs not started and a heap of retries waiting for their time."""
 
     def __init__(self, downloader: Downloader, states: list[JobState],
-                 progress: ProgressReporter):
+                 progress: ProgressReporter, on_turn: Callable[[], None] | None = None):
         self.d = downloader
         self.progress = progress
+        self.on_turn = on_turn or (lambda: None)  # called before each wait (a child's batch)
         # Big files first, so that one does not end up alone at the end.
         self.pending = deque(sorted(states, key=lambda s: -(s.job.size or 0)))
         self.waiting: list[tuple[float, int, JobState]] = []  # (ready at, tie, state)
@@ -51,8 +53,10 @@ class MultiRun:
                     self._perform()
                     self._abandon_stalled()
                     if self.running:
+                        self.on_turn()
                         self.multi.select(self._select_time())
                 elif self.waiting:
+                    self.on_turn()
                     time.sleep(self._wait_time())
         finally:
             for c, attempt in list(self.running.items()):
