@@ -390,6 +390,36 @@ def test_processes_start_safely_while_other_threads_run(many, tmp_path):
     assert all(r.ok for r in results)
 
 
+
+def test_urls_on_one_host_are_parsed_once_and_each_start_on_its_own(upstream, tmp_path,
+                                                                    monkeypatch):
+    """The scheme check and proxy choice depend on the URL up to its path only: a sync of
+    thousands of files from one host parses one URL, and an odd URL is read as urlsplit
+    reads it."""
+    from urllib.parse import urlsplit
+
+    from cas_mirror.net import curl
+
+    parsed = []
+    monkeypatch.setattr(curl, "urlsplit", lambda url: parsed.append(url) or urlsplit(url))
+    downloader, _ = make()
+    results = downloader.download([job_for(upstream, f"f{i}.bin", tmp_path) for i in range(6)])
+    assert all(r.ok for r in results) and len(parsed) == 1
+    setup = curl.CurlSetup(NetworkSettings(proxy="http://proxy.invalid:3128"))
+    for url in ("HTTP://Example.org:8080/a", "http://ex\tample.org/a?b", "https://h?x/y",
+                "http://[::1]:80/p", "ftp://files.invalid/x", "http://h#frag/x", "http://h"):
+        assert setup.origin(url)[0] == urlsplit(url).scheme, url
+        assert setup.origin(url)[0] == urlsplit(url).scheme, url  # from the cache
+    assert setup.origin("https://h/x") == ("https", "http://proxy.invalid:3128")
+    assert setup.origin("ftp://files.invalid/x") == ("ftp", "")
+    assert setup.origin(" http://h/x")[0] == "http"  # urlsplit strips the blank
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "bypass.invalid")
+    setup = curl.CurlSetup(NetworkSettings())
+    for _ in range(2):
+        assert setup.origin("http://bypass.invalid/x") == ("http", "")
+        assert setup.origin("http://other.invalid:81/x") == ("http", "http://env-proxy.invalid:3128")
+
 # --------------------------------------------------------------------------- timeout
 
 
