@@ -23,6 +23,7 @@ from ..text import safe
 from .types import Fatal, NetworkSettings
 
 WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
+_monotonic = time.monotonic  # one global lookup in the per-line and per-chunk callbacks
 
 
 def user_agent() -> str:
@@ -97,16 +98,17 @@ class Headers:
         self.values: dict[str, str] = {}
         self.last_read = time.monotonic()
 
-    def __call__(self, line: bytes) -> None:
-        self.last_read = time.monotonic()
+    def __call__(self, line: bytes) -> None:  # once per header line of every response
+        self.last_read = _monotonic()
         text = line.decode("iso-8859-1").strip()
         if text.startswith("HTTP/"):
             self.values = {}
             fields = text.split()
             self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.values[name.strip().lower()] = value.strip()
+        else:
+            name, colon, value = text.partition(":")
+            if colon:
+                self.values[name.strip().lower()] = value.strip()
 
 
 class CurlSetup:

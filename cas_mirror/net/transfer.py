@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import re
-import time
+from time import monotonic
 
 from ..errors import is_disk_full, os_problem
 from ..text import safe
@@ -98,7 +98,7 @@ class Attempt:
         return headers
 
     def write(self, data: bytes) -> int | None:
-        self.headers.last_read = time.monotonic()
+        self.headers.last_read = monotonic()  # per chunk: one global lookup
         try:
             if not self.status_checked:
                 self.status_checked = True
