@@ -542,3 +542,20 @@ def test_request_lines_are_built_only_when_debug_is_shown(upstream, tmp_path, ca
     downloader.download([job_for(upstream, "f3.bin", tmp_path)])
     downloader.get(f"{upstream.url}/f0.bin")
     assert built == [f"{upstream.url}/f3.bin", f"{upstream.url}/f0.bin"]
+
+
+def test_the_user_agent_is_read_from_the_package_metadata_once(monkeypatch):
+    """Each download child makes its own Downloader: the version lookup (about 1 ms, a
+    scan of the installed distributions) is done once per process tree."""
+    import importlib.metadata
+
+    from cas_mirror.net.curl import CurlSetup, user_agent
+
+    agent = user_agent()
+    assert agent.startswith("cas-mirror")
+
+    def no_lookup(name):
+        raise AssertionError(f"looked up {name} again")
+
+    monkeypatch.setattr(importlib.metadata, "version", no_lookup)
+    assert CurlSetup(NetworkSettings()).agent == agent

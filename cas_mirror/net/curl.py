@@ -10,6 +10,7 @@ read is kept here (`Headers.last_read`) and watched by the loops that drive libc
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -26,6 +27,7 @@ WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
 _monotonic = time.monotonic  # one global lookup in the per-line and per-chunk callbacks
 
 
+@functools.cache  # the installed version does not change; a forked child inherits it
 def user_agent() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
