@@ -157,7 +157,10 @@ class Output:
 
 
 def _log_result(result: DownloadResult) -> None:
-    """-vv: each file fetched (or not), with every attempt counted."""
+    """-vv: each file fetched (or not), with every attempt counted (the line is built
+    only then: this runs for every file)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
     tries = f", {plural(result.attempts, 'attempt')}" if result.attempts > 1 else ""
     if result.ok:
         log.debug("fetched %s (%s%s)", result.job.url, human_bytes(result.received), tries)

@@ -71,6 +71,16 @@ def test_very_verbose_logs_each_file_fetched(run_cli, conda):
     assert len(fetched) == 30, result.err
 
 
+
+def test_the_per_file_debug_line_is_built_only_with_vv(run_cli, conda, monkeypatch):
+    """A cold sync reports thousands of files: without -vv no per-file line is formatted."""
+    import cas_mirror.output as output
+
+    sized = []
+    monkeypatch.setattr(output, "human_bytes", lambda n: sized.append(n) or f"{n} B")
+    assert run_cli(main, ["--quiet"]).code == 0
+    assert sized == []
+
 def test_the_log_formatter_escapes_control_characters(capsys):
     with logging_to_stderr(logging.DEBUG):
         logging.getLogger("cas_mirror.somewhere").info("got %s from upstream", HOSTILE)

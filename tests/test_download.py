@@ -330,6 +330,32 @@ def test_a_large_download_is_shared_among_processes(many, tmp_path):
     assert not list((tmp_path / "out").rglob(".*"))
 
 
+
+def test_a_child_sends_its_progress_once_per_turn_not_per_file(tmp_path):
+    """Thousands of small files: one message per turn of the child's transfer loop (the
+    files finished in it, and their bytes), not two per file, each waking the parent."""
+    import multiprocessing
+
+    from cas_mirror.net.processes import PipeProgress
+    from cas_mirror.net.types import DownloadResult
+
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    results = [DownloadResult(DownloadJob(f"http://127.0.0.1/{i}", tmp_path / str(i)),
+                              ok=True, received=100, attempts=1) for i in range(3)]
+    progress = PipeProgress(writer, {id(r): 10 + i for i, r in enumerate(results)})
+    for result in results:
+        progress.advance(100)
+        progress.file_done(result)
+    assert not reader.poll()  # nothing until the turn ends
+    progress.flush()
+    assert reader.recv() == ("progress", 300, [(10 + i, True, 100, 1, None, None)
+                                               for i in range(3)])
+    progress.advance(5)
+    progress.flush()  # a few bytes alone wait for more
+    assert not reader.poll()
+    progress.flush(everything=True)
+    assert reader.recv() == ("progress", 5, []) and not reader.poll()
+
 def test_a_stop_reaches_every_process(many, tmp_path):
     many.add_fault("*.bin", delay=0.05)  # slow enough that most files are still to come
     jobs = many_jobs(many, tmp_path / "out")
@@ -363,6 +389,36 @@ def test_processes_start_safely_while_other_threads_run(many, tmp_path):
         done.set()
     assert all(r.ok for r in results)
 
+
+
+def test_urls_on_one_host_are_parsed_once_and_each_start_on_its_own(upstream, tmp_path,
+                                                                    monkeypatch):
+    """The scheme check and proxy choice depend on the URL up to its path only: a sync of
+    thousands of files from one host parses one URL, and an odd URL is read as urlsplit
+    reads it."""
+    from urllib.parse import urlsplit
+
+    from cas_mirror.net import curl
+
+    parsed = []
+    monkeypatch.setattr(curl, "urlsplit", lambda url: parsed.append(url) or urlsplit(url))
+    downloader, _ = make()
+    results = downloader.download([job_for(upstream, f"f{i}.bin", tmp_path) for i in range(6)])
+    assert all(r.ok for r in results) and len(parsed) == 1
+    setup = curl.CurlSetup(NetworkSettings(proxy="http://proxy.invalid:3128"))
+    for url in ("HTTP://Example.org:8080/a", "http://ex\tample.org/a?b", "https://h?x/y",
+                "http://[::1]:80/p", "ftp://files.invalid/x", "http://h#frag/x", "http://h"):
+        assert setup.origin(url)[0] == urlsplit(url).scheme, url
+        assert setup.origin(url)[0] == urlsplit(url).scheme, url  # from the cache
+    assert setup.origin("https://h/x") == ("https", "http://proxy.invalid:3128")
+    assert setup.origin("ftp://files.invalid/x") == ("ftp", "")
+    assert setup.origin(" http://h/x")[0] == "http"  # urlsplit strips the blank
+    monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "bypass.invalid")
+    setup = curl.CurlSetup(NetworkSettings())
+    for _ in range(2):
+        assert setup.origin("http://bypass.invalid/x") == ("http", "")
+        assert setup.origin("http://other.invalid:81/x") == ("http", "http://env-proxy.invalid:3128")
 
 # --------------------------------------------------------------------------- timeout
 
@@ -458,3 +514,48 @@ def test_logged_urls_are_escaped(upstream, tmp_path, caplog):
     downloader, _ = make(retries=0)
     downloader.download([DownloadJob(f"{upstream.url}/x%1b[2J\x1b[2J.bin", tmp_path / "x")])
     assert caplog.records and not any("\x1b" in r.getMessage() for r in caplog.records)
+
+
+def test_request_lines_are_built_only_when_debug_is_shown(upstream, tmp_path, caplog,
+                                                           monkeypatch):
+    """A cold sync starts thousands of transfers: without -vv no request line is built."""
+    import logging
+
+    from cas_mirror.net import curl, multi
+    from cas_mirror.net import downloader as downloader_module
+
+    built = []
+
+    def counting(*args):
+        built.append(args[1])
+        return curl.describe_request(*args)
+
+    monkeypatch.setattr(multi, "describe_request", counting)
+    monkeypatch.setattr(downloader_module, "describe_request", counting)
+    caplog.set_level(logging.INFO, logger="cas_mirror.net")
+    downloader, _ = make()
+    assert all(r.ok for r in downloader.download(
+        [job_for(upstream, name, tmp_path) for name in ("f1.bin", "f2.bin")]))
+    downloader.get(f"{upstream.url}/f0.bin")
+    assert built == []
+    caplog.set_level(logging.DEBUG, logger="cas_mirror.net")
+    downloader.download([job_for(upstream, "f3.bin", tmp_path)])
+    downloader.get(f"{upstream.url}/f0.bin")
+    assert built == [f"{upstream.url}/f3.bin", f"{upstream.url}/f0.bin"]
+
+
+def test_the_user_agent_is_read_from_the_package_metadata_once(monkeypatch):
+    """Each download child makes its own Downloader: the version lookup (about 1 ms, a
+    scan of the installed distributions) is done once per process tree."""
+    import importlib.metadata
+
+    from cas_mirror.net.curl import CurlSetup, user_agent
+
+    agent = user_agent()
+    assert agent.startswith("cas-mirror")
+
+    def no_lookup(name):
+        raise AssertionError(f"looked up {name} again")
+
+    monkeypatch.setattr(importlib.metadata, "version", no_lookup)
+    assert CurlSetup(NetworkSettings()).agent == agent

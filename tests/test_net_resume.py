@@ -165,3 +165,24 @@ def test_a_server_that_ignores_range_answers_200_and_the_file_starts_over(served
     [request] = file_requests(server)
     assert request.headers["Range"] == "bytes=30000-"
     assert result.received == len(data)
+
+
+def test_a_fresh_download_reads_no_validator_and_a_partial_is_read_once(
+        served, tmp_path, monkeypatch):
+    """Thousands of new files cost no getxattr each: the attribute is read only when a
+    .part exists (the resume itself is pinned by the tests above)."""
+    server, data = served()
+    reads: list[str] = []
+    real_getxattr = os.getxattr
+
+    def counting_getxattr(path, *args, **kwargs):
+        reads.append(os.fspath(path))
+        return real_getxattr(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "getxattr", counting_getxattr)
+    assert download(server, tmp_path / "fresh").ok
+    assert reads == []
+    out = tmp_path / "out"
+    part = killed_partial(out, data[:30_000], etag_of(server))
+    assert download(server, out).ok and (out / "pkg.bin").read_bytes() == data
+    assert reads == [str(part)]

@@ -10,11 +10,13 @@ read is kept here (`Headers.last_read`) and watched by the loops that drive libc
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import pycurl
 
@@ -22,8 +24,10 @@ from ..text import safe
 from .types import Fatal, NetworkSettings
 
 WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
+_monotonic = time.monotonic  # one global lookup in the per-line and per-chunk callbacks
 
 
+@functools.cache  # the installed version does not change; a forked child inherits it
 def user_agent() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -96,16 +100,17 @@ class Headers:
         self.values: dict[str, str] = {}
         self.last_read = time.monotonic()
 
-    def __call__(self, line: bytes) -> None:
-        self.last_read = time.monotonic()
+    def __call__(self, line: bytes) -> None:  # once per header line of every response
+        self.last_read = _monotonic()
         text = line.decode("iso-8859-1").strip()
         if text.startswith("HTTP/"):
             self.values = {}
             fields = text.split()
             self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.values[name.strip().lower()] = value.strip()
+        else:
+            name, colon, value = text.partition(":")
+            if colon:
+                self.values[name.strip().lower()] = value.strip()
 
 
 class CurlSetup:
@@ -119,9 +124,10 @@ class CurlSetup:
         self.ca_bundle = (settings.ssl_verify if isinstance(settings.ssl_verify, str)
                           else default_ca_bundle() if settings.ssl_verify else None)
         self._env_proxies: dict[tuple[str, str], str] = {}  # (scheme, host) -> proxy or ""
+        self._origins: dict[str, tuple[str, str]] = {}  # URL up to its path -> (scheme, proxy)
 
     def prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None) -> None:
-        scheme = urlsplit(url).scheme
+        scheme, proxy = self.origin(url)
         if scheme not in ("http", "https"):
             raise Fatal(f"refusing a {scheme or 'relative'} URL (only http and https)")
         s = self.settings
@@ -134,7 +140,7 @@ class CurlSetup:
         c.setopt(pycurl.MAXREDIRS, 10)
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         c.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        c.setopt(pycurl.PROXY, self.proxy_for(url))  # "" also disables libcurl's own
+        c.setopt(pycurl.PROXY, proxy)  # "" also disables libcurl's own
         if s.ssl_verify is False:
             c.setopt(pycurl.SSL_VERIFYPEER, 0)
             c.setopt(pycurl.SSL_VERIFYHOST, 0)
@@ -143,10 +149,22 @@ class CurlSetup:
         if headers:
             c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
 
-    def proxy_for(self, url: str) -> str:
+    def origin(self, url: str) -> tuple[str, str]:
+        """The scheme of `url` (as urlsplit gives it) and the proxy for it ("" for none),
+        worked out once per URL start: everything up to the path (`scheme://host:port`)
+        decides both, and a sync fetches thousands of files from one host."""
+        match = _ORIGIN.match(url)
+        if match and (known := self._origins.get(match.group())) is not None:
+            return known
+        parts = urlsplit(url)
+        found = parts.scheme, self.proxy_for(parts) if parts.scheme in ("http", "https") else ""
+        if match:
+            self._origins[match.group()] = found
+        return found
+
+    def proxy_for(self, parts: SplitResult) -> str:
         if self.settings.proxy:
             return self.settings.proxy
-        parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "")
         if key not in self._env_proxies:  # reading the environment costs more than a request
             bypass = urllib.request.proxy_bypass(key[1])
@@ -154,6 +172,11 @@ class CurlSetup:
             self._env_proxies[key] = proxy or ""
         return self._env_proxies[key]
 
+
+# A URL's start as urlsplit reads it: its scheme (urlsplit's characters) and, after "//",
+# the network location, which ends at the first "/", "?" or "#". A URL that does not start
+# so (leading blanks, no "//") is parsed whole every time.
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 STALLED = (pycurl.E_OPERATION_TIMEDOUT, "", 0)  # perform_watched's answer for a stall
 

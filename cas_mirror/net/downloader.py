@@ -115,7 +115,8 @@ class Downloader:
         c, multi = self._thread_handle()
         c.reset()
         self.curl.prepare(c, url, headers)
-        log.debug("%s", describe_request(method, url, headers))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s", describe_request(method, url, headers))
         c.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode
         if method == "POST":
             c.setopt(pycurl.POSTFIELDS, body or b"")

@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pycurl
@@ -30,9 +31,10 @@ class MultiRun:
     with a queue of jobs not started and a heap of retries waiting for their time."""
 
     def __init__(self, downloader: Downloader, states: list[JobState],
-                 progress: ProgressReporter):
+                 progress: ProgressReporter, on_turn: Callable[[], None] | None = None):
         self.d = downloader
         self.progress = progress
+        self.on_turn = on_turn  # called before each wait (a child sends its batch)
         # Big files first, so that one does not end up alone at the end.
         self.pending = deque(sorted(states, key=lambda s: -(s.job.size or 0)))
         self.waiting: list[tuple[float, int, JobState]] = []  # (ready at, tie, state)
@@ -49,10 +51,14 @@ class MultiRun:
                 self._start_ready()
                 if self.running:
                     self._perform()
-                    self._abandon_stalled()
+                    oldest = self._abandon_stalled()
                     if self.running:
-                        self.multi.select(self._select_time())
+                        if self.on_turn is not None:
+                            self.on_turn()
+                        self.multi.select(self._select_time(oldest))
                 elif self.waiting:
+                    if self.on_turn is not None:
+                        self.on_turn()
                     time.sleep(self._wait_time())
         finally:
             for c, attempt in list(self.running.items()):
@@ -61,27 +67,34 @@ class MultiRun:
                 self.multi.remove_handle(c)
             self.multi.close()
 
-    def _select_time(self) -> float:
+    def _select_time(self, oldest: float) -> float:
         """How long to wait for network activity: no longer than libcurl asks (it has
         timers of its own, such as a connection in progress that has no socket to watch
-        yet), nor than the next retry due."""
+        yet), nor than the next retry due, nor than the transfer whose last read is
+        `oldest` may still wait for data (the stall watch)."""
         wanted = self.multi.timeout()  # milliseconds; -1: no timer set
-        limit = self._wait_time()
-        if self.running:  # nor than the first transfer may wait for data (the stall watch)
-            last = min(attempt.headers.last_read for attempt in self.running.values())
-            limit = min(limit, max(0.0, last + self.d.settings.timeout - time.monotonic()))
+        limit = min(self._wait_time(),
+                    max(0.0, oldest + self.d.settings.timeout - time.monotonic()))
         return limit if wanted < 0 else min(limit, wanted / 1000)
 
-    def _abandon_stalled(self) -> None:
+    def _abandon_stalled(self) -> float:
         """End the transfers that received nothing for `timeout` seconds (libcurl's own
-        low-speed check would wait 5 to 7 seconds longer, see curl.py)."""
+        low-speed check would wait 5 to 7 seconds longer, see curl.py). Returns the oldest
+        last read among the transfers left; in the usual turn, where even the oldest has
+        not stalled, that one look is all."""
         timeout = self.d.settings.timeout
         now = time.monotonic()
+        oldest = min((attempt.headers.last_read for attempt in self.running.values()),
+                     default=now)
+        if not stalled(oldest, timeout, now):
+            return oldest
         for c, attempt in list(self.running.items()):
             if stalled(attempt.headers.last_read, timeout, now):
                 if attempt.error is None:
                     attempt.error = Retryable(stall_message(timeout))
                 self._complete(c, None)
+        return min((attempt.headers.last_read for attempt in self.running.values()),
+                   default=now)
 
     def _wait_time(self) -> float:
         if not self.waiting:
@@ -117,7 +130,8 @@ class MultiRun:
         c.reset()
         headers = attempt.request_headers()
         d.curl.prepare(c, state.url, headers)
-        log.debug("%s", describe_request("GET", state.url, headers))
+        if log.isEnabledFor(logging.DEBUG):  # built for -vv only: this runs per file
+            log.debug("%s", describe_request("GET", state.url, headers))
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
         c.setopt(pycurl.HEADERFUNCTION, attempt.headers)
         self.running[c] = attempt

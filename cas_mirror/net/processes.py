@@ -56,17 +56,18 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                 except EOFError:
                     message = ("end", None)
                 kind = message[0]
-                if kind == "advance":
-                    progress.advance(message[1])
-                elif kind == "done":
-                    _, index, ok, received, attempts, error, cause = message
-                    result = states[index].result
-                    result.ok, result.received, result.attempts, result.error, result.cause = \
-                        ok, received, attempts, error, cause
-                    pending.discard(index)
-                    progress.file_done(result)
-                    if downloader._stop.is_set():
-                        stop_event.set()  # a caller stopped us from a progress callback
+                if kind == "progress":
+                    _, received_bytes, finished = message
+                    if received_bytes:
+                        progress.advance(received_bytes)
+                    for index, ok, received, attempts, error, cause in finished:
+                        result = states[index].result
+                        result.ok, result.received, result.attempts, result.error, \
+                            result.cause = ok, received, attempts, error, cause
+                        pending.discard(index)
+                        progress.file_done(result)
+                        if downloader._stop.is_set():
+                            stop_event.set()  # a caller stopped us from a progress callback
                 elif kind == "stop":
                     downloader._stop_all(message[1], message[2])
                     stop_event.set()
@@ -96,25 +97,31 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
 
 
 class PipeProgress(ProgressReporter):
-    """A child's progress, sent to the parent (bytes batched, so the pipe stays quiet)."""
+    """A child's progress, sent to the parent once per turn of its transfer loop (`flush`,
+    before the loop waits): the files finished since the last message and the bytes
+    received, so the pipe and the parent wake once per turn, not twice per file. Bytes
+    alone are sent once they reach BYTES_BATCH, so a large file does not fill the pipe."""
+
+    BYTES_BATCH = 1 << 20
 
     def __init__(self, writer, indexes: dict[int, int]):
         self.writer = writer
         self.indexes = indexes  # id(result) -> job index in the parent
         self.pending = 0
+        self.finished: list[tuple] = []
 
     def advance(self, nbytes: int) -> None:
         self.pending += nbytes
-        if self.pending >= 1 << 20:
-            self.writer.send(("advance", self.pending))
-            self.pending = 0
 
     def file_done(self, result: DownloadResult) -> None:
-        if self.pending:
-            self.writer.send(("advance", self.pending))
+        self.finished.append((self.indexes[id(result)], result.ok, result.received,
+                              result.attempts, result.error, result.cause))
+
+    def flush(self, everything: bool = False) -> None:
+        if self.finished or self.pending >= self.BYTES_BATCH or (everything and self.pending):
+            self.writer.send(("progress", self.pending, self.finished))
             self.pending = 0
-        self.writer.send(("done", self.indexes[id(result)], result.ok, result.received,
-                          result.attempts, result.error, result.cause))
+            self.finished = []
 
 
 class SharedStop:
@@ -146,7 +153,10 @@ def child_main(factory: type[Downloader], settings: NetworkSettings, workers: in
         states = [JobState(job, downloader.policy.retries + 1) for _, job in jobs]
         progress = PipeProgress(writer, {id(s.result): i for s, (i, _) in zip(
             states, jobs, strict=True)})
-        MultiRun(downloader, states, progress).run()
+        try:
+            MultiRun(downloader, states, progress, on_turn=progress.flush).run()
+        finally:
+            progress.flush(everything=True)
         if downloader.stop_reason:
             writer.send(("stop", downloader.stop_reason, downloader.stop_cause))
         writer.send(("end", None))

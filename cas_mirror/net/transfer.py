@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import re
-import time
+from time import monotonic
 
 from ..errors import is_disk_full, os_problem
 from ..text import safe
@@ -15,7 +15,6 @@ from .curl import Headers
 from .partial import (
     forget_validator,
     part_path,
-    read_validator,
     remember_validator,
     response_validator,
     same_validator,
@@ -75,12 +74,10 @@ class Attempt:
         self.part = part_path(self.job.dest)
         # The validator of the response that wrote the partial file: from the file itself
         # (an earlier run), else from this run's earlier attempt.
-        self.validator = read_validator(self.part) or state.validator
         verifiable = bool(self.job.sha256 or self.job.md5)
-        self.offset = usable_partial(self.part, self.job.size, self.validator, verifiable)
-        if not self.offset:
-            self.validator = None
-        else:
+        self.offset, self.validator = usable_partial(self.part, self.job.size,
+                                                     state.validator, verifiable)
+        if self.offset:
             log.info("resuming %s from byte %d (%s)", safe(state.url), self.offset,
                      f"If-Range: {safe(self.validator)}" if self.validator
                      else "no validator known; the hash will check the result")
@@ -101,7 +98,7 @@ class Attempt:
         return headers
 
     def write(self, data: bytes) -> int | None:
-        self.headers.last_read = time.monotonic()
+        self.headers.last_read = monotonic()  # per chunk: one global lookup
         try:
             if not self.status_checked:
                 self.status_checked = True
