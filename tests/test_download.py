@@ -559,3 +559,22 @@ def test_the_user_agent_is_read_from_the_package_metadata_once(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", no_lookup)
     assert CurlSetup(NetworkSettings()).agent == agent
+
+
+def test_no_proxy_variable_means_urllib_request_is_never_imported():
+    """Start-up: urllib.request (with http.client and email) costs ~40 ms to import and is
+    needed only to read proxy variables; without any `*_proxy` variable it stays out."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cas_mirror.net import curl, NetworkSettings\n"
+            "setup = curl.CurlSetup(NetworkSettings())\n"
+            "print(setup.origin('http://127.0.0.1:1/x'), 'urllib.request' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert plain[-1] == "False", plain
+    proxied = subprocess.run([sys.executable, "-c", code],
+                             env={**env, "http_proxy": "http://env-proxy.invalid:3128"},
+                             capture_output=True, text=True, check=True).stdout
+    assert "env-proxy.invalid:3128" in proxied and proxied.split()[-1] == "True", proxied
