@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 10.0
 FAILURE_LINES = 20  # per-file failures shown in human output; --json has all
+MAX_ROWS = 50  # rows of a listing (projects, files to download) in human output; --json has all
 SAME_ERROR_NAMES = 3  # files named on the line of failures with one cause
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 
@@ -282,6 +283,12 @@ class _RichProgress(_FailuresOnly):
             self.bar.stop()
         if line := self.failures.closing_line():
             self.output.error(line)
+
+
+def rows_note(total: int, shown: int, what: str) -> str:
+    """'... and N more WHAT (--json lists all)' when a listing of `total` rows showed only
+    `shown` of them, else ''."""
+    return f"... and {total - shown} more {what} (--json lists all)" if total > shown else ""
 
 
 def plain_table(title: str, columns: list[str], rows: list[list[str]], stream: TextIO) -> None:

@@ -445,3 +445,16 @@ def test_stale_partial_downloads_are_removed_and_planned_ones_resumed(mirror, up
     ranged = [r for r in upstream.server.requests if r.path.endswith("delta-1.0-0.conda")]
     assert ranged[0].headers.get("Range") == "bytes=100-"
     assert (folder / "delta-1.0-0.conda").read_bytes() == delta
+
+
+def test_a_long_dry_run_listing_names_the_first_files_and_counts_the_rest(mirror, upstream,
+                                                                           monkeypatch):
+    import cas_mirror.conda.report
+
+    monkeypatch.setattr(cas_mirror.conda.report, "MAX_ROWS", 2)
+    result = mirror.sync("--dry-run")
+    listing = result.out.split("would download (5 files):\n", 1)[1].splitlines()
+    assert [line.startswith("  pkgs/main/") for line in listing[:3]] == [True, True, False]
+    assert listing[2] == "... and 3 more files (--json lists all)"
+    as_json = json.loads(mirror.sync("--dry-run", "--json").out)
+    assert sum(len(p["plan"]["download_files"]) for p in as_json["platforms"]) == 5

@@ -139,9 +139,11 @@ def _check_dependencies(work: list[Work]) -> None:
             continue  # nothing filtered out: nothing can be missing because of it
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            kept[platform], dropped[platform] = set(), set(unread.get(platform, ()))
-            for fn, decision in w.decisions.items():
-                (kept if decision.kept else dropped)[platform].add(records[fn].name.lower())
+            kept[platform] = {records[fn].name.lower() for fn, d in w.decisions.items()
+                              if d.kept}
+            dropped[platform] = {records[fn].name.lower() for fn, d in w.decisions.items()
+                                 if not d.kept}
+            dropped[platform].update(unread.get(platform, ()))
         for platform, missing in missing_names(kept, dropped).items():
             w = platforms[platform]
             selected = {fn for fn, d in w.decisions.items() if d.kept}

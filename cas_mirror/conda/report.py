@@ -8,7 +8,7 @@ import json
 from typing import TextIO
 
 from ..net import human_bytes
-from ..output import failure_lines, plain_table
+from ..output import MAX_ROWS, failure_lines, plain_table, rows_note
 from ..text import plural, safe
 from .explain import ExplainRow
 from .results import PlannedFile, PlatformReport, SyncReport
@@ -59,12 +59,18 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
 
 
 def _render_files(title: str, report: SyncReport, files, stream: TextIO) -> None:
-    lines = [f"  {p.channel}/{p.platform}/{safe(f.name)}  "
-             f"{'size unknown' if f.size is None else human_bytes(f.size)}"
-             for p in report.platforms for f in files(p)]
-    if lines:
-        print(f"{title} ({plural(len(lines), 'file')}):", file=stream)
-        print("\n".join(lines), file=stream)
+    """The files a dry run would download or delete: the first MAX_ROWS named, the rest
+    counted (a platform of 300,000 records would otherwise print 300,000 lines)."""
+    listed = [(p, f) for p in report.platforms for f in files(p)]
+    if not listed:
+        return
+    shown = listed[:MAX_ROWS]
+    print(f"{title} ({plural(len(listed), 'file')}):", file=stream)
+    print("\n".join(f"  {p.channel}/{p.platform}/{safe(f.name)}  "
+                    f"{'size unknown' if f.size is None else human_bytes(f.size)}"
+                    for p, f in shown), file=stream)
+    if note := rows_note(len(listed), len(shown), "files"):
+        print(note, file=stream)
 
 
 def _render_verified(report: SyncReport, stream: TextIO) -> None:

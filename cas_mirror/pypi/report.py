@@ -13,16 +13,9 @@ import json
 from typing import TextIO
 
 from ..net import human_bytes
-from ..output import failure_lines, plain_table
+from ..output import MAX_ROWS, failure_lines, plain_table, rows_note
 from ..text import plural, safe
 from .results import PlannedFile, ProjectReport, SyncReport
-
-MAX_ROWS = 50  # more changed projects (or listed files) than this: the rest are counted
-
-
-def _rows_note(total: int, what: str = "projects") -> str:
-    return f"... and {total - MAX_ROWS} more {what} (--json lists all)" \
-        if total > MAX_ROWS else ""
 
 
 def _size(f: PlannedFile) -> str:
@@ -42,7 +35,7 @@ def render_summary(report: SyncReport, stream: TextIO) -> None:
         plain_table("cas-sync pypi summary", ["project", "selected", "downloaded", ".metadata",
                                               "bytes", "deleted", "failed", "seconds"],
                     rows[:MAX_ROWS], stream)
-        if note := _rows_note(len(rows)):
+        if note := rows_note(len(rows), MAX_ROWS, "projects"):
             print(note, file=stream)
     files = sum(p.downloaded for p in report.projects)
     metadata = sum(p.metadata_downloaded for p in report.projects)
@@ -66,7 +59,7 @@ def render_repairs(report: SyncReport, stream: TextIO) -> None:
     if lines:
         print("repaired:", file=stream)
         print("\n".join(lines[:MAX_ROWS]), file=stream)
-        if note := _rows_note(len(lines), "files"):
+        if note := rows_note(len(lines), MAX_ROWS, "files"):
             print(note, file=stream)
 
 
@@ -84,7 +77,7 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
     plain_table("cas-sync pypi plan (dry run: nothing changed)",
                 ["project", "selected", "dropped", "download", ".metadata", "bytes",
                  "up to date", "delete"], rows[:MAX_ROWS], stream)
-    if note := _rows_note(len(rows)):
+    if note := rows_note(len(rows), MAX_ROWS, "projects"):
         print(note, file=stream)
     _render_files("would download", [(p, f) for p in report.projects
                                       for f in p.planned_download], stream)
@@ -102,7 +95,7 @@ def _render_files(title: str, files: list[tuple[ProjectReport, PlannedFile]],
     print(f"{title} ({plural(len(files), 'file')}):", file=stream)
     for p, f in files[:MAX_ROWS]:
         print(f"  {safe(p.name)}: {safe(f.filename)} ({_size(f)})", file=stream)
-    if note := _rows_note(len(files), "files"):
+    if note := rows_note(len(files), MAX_ROWS, "files"):
         print(note, file=stream)
 
 
