@@ -212,8 +212,8 @@ def test_debug_shows_the_traceback_of_a_bug(run_cli, pypi_mirror, monkeypatch, w
     monkeypatch.setattr(cas_mirror.pypi.sync, "run_sync", real_run_sync)
     logged = run_cli(main, placed(["--debug"], where))  # and it logs at DEBUG, as -vv
     assert logged.code == 0, logged
-    assert re.search(r" DEBUG cas_mirror\.output: fetched http://127\.0\.0\.1:\d+/\S+\.whl",
-                     logged.err), logged.err
+    assert re.search(r" DEBUG cas_mirror\.output: fetched " + re.escape("http://127.0.0.1:")
+                     + r"\d+/\S+\.whl", logged.err), logged.err
 
 
 def test_debug_is_an_option_not_a_word_of_the_command_line(run_cli, pypi_mirror, monkeypatch,

@@ -406,13 +406,14 @@ def test_urls_on_one_host_are_parsed_once_and_each_start_on_its_own(upstream, tm
     results = downloader.download([job_for(upstream, f"f{i}.bin", tmp_path) for i in range(6)])
     assert all(r.ok for r in results) and len(parsed) == 1
     setup = curl.CurlSetup(NetworkSettings(proxy="http://proxy.invalid:3128"))
-    for url in ("HTTP://Example.org:8080/a", "http://ex\tample.org/a?b", "https://h?x/y",
-                "http://[::1]:80/p", "ftp://files.invalid/x", "http://h#frag/x", "http://h"):
+    for url in ("HTTP://Example.invalid:8080/a", "http://\texample.invalid/a?b",
+                "https://h.invalid?x/y", "http://[::1]:80/p", "ftp://files.invalid/x",
+                "http://h.invalid#frag/x", "http://h.invalid"):
         assert setup.origin(url)[0] == urlsplit(url).scheme, url
         assert setup.origin(url)[0] == urlsplit(url).scheme, url  # from the cache
-    assert setup.origin("https://h/x") == ("https", "http://proxy.invalid:3128")
+    assert setup.origin("https://h.invalid/x") == ("https", "http://proxy.invalid:3128")
     assert setup.origin("ftp://files.invalid/x") == ("ftp", "")
-    assert setup.origin(" http://h/x")[0] == "http"  # urlsplit strips the blank
+    assert setup.origin(" http://h.invalid/x")[0] == "http"  # urlsplit strips the blank
     monkeypatch.setenv("HTTP_PROXY", "http://env-proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "bypass.invalid")
     setup = curl.CurlSetup(NetworkSettings())
