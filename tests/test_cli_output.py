@@ -67,7 +67,9 @@ def test_very_verbose_logs_each_file_fetched(run_cli, conda):
     assert result.code == 0, result
     fetched = [line for line in log_lines(result.err)
                if re.fullmatch(rf"{STAMP} DEBUG cas_mirror\.output: fetched "
-                               + re.escape("http://127.0.0.1:") + r"\d+/pkgs/main/linux-64/p\d\d-1\.0-0\.conda \([\d.]+ K?B\)", line)]
+                               + re.escape("http://127.0.0.1:")
+                               + r"\d+/pkgs/main/linux-64/p\d\d-1\.0-0\.conda \([\d.]+ K?B\)",
+                               line)]
     assert len(fetched) == 30, result.err
 
 
