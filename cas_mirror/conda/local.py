@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..net import part_path
+from ..paths import nearest_existing, not_writable
 from .plan import is_package_file
 
 
@@ -76,20 +77,6 @@ def bad_hashes(folder: Path, records: dict[str, Any], present: dict[str, int],
         return frozenset(fn for fn, is_bad in verdicts if is_bad)
 
 
-def not_writable(folder: Path) -> str | None:
-    """Why the sync user cannot create files in the existing folder `folder`, or None."""
-    if not folder.is_dir():
-        return "a path component is a file, not a folder"
-    if os.access(folder, os.W_OK | os.X_OK):
-        return None
-    try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    except OSError:
-        pass
-    return "permission denied"
-
-
 def mirror_dir_status(mirror_dir: Path) -> tuple[str | None, str]:
     """(problem, status) of `mirror_dir`, creating nothing: a problem ("... is a file, not
     a folder", "read-only file system"...) when the sync cannot use it, else None and what
@@ -101,9 +88,7 @@ def mirror_dir_status(mirror_dir: Path) -> tuple[str | None, str]:
         if problem:
             return f"cannot write {mirror_dir}: {problem}", ""
         return None, "exists, writable"
-    parent = mirror_dir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(mirror_dir.parent)
     if not parent.is_dir():
         return f"cannot create {mirror_dir}: {parent} is a file, not a folder", ""
     problem = not_writable(parent)

@@ -24,10 +24,10 @@ from cas_index.repodata import publish_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..net import part_path
+from ..paths import not_writable
 from ..text import safe
 from .fetch import platform_url
 from .gather import Work
-from .local import not_writable
 from .repodata import RepodataError, empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
 from .retired import Retired, remove_platform

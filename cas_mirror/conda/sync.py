@@ -24,6 +24,7 @@ from ..errors import ConfigError, DiskFullError, os_problem
 from ..lock import TreeLock
 from ..net import Downloader, DownloadJob, FreeSpaceGuard
 from ..output import Output
+from ..paths import nearest_existing
 from .explain import explain  # noqa: F401  (the CLI's entry point for --explain)
 from .gather import Work, channel_sources, filter_spec, gather, network_settings
 from .local import mirror_dir_status
@@ -79,8 +80,7 @@ def _stop(report: SyncReport, output: Output, reason: str) -> None:
 
 def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
          report: SyncReport, dry_run: bool, verify: bool) -> None:
-    guard = FreeSpaceGuard(mirror_dir if mirror_dir.exists() else mirror_dir.parent,
-                           config.minimum_free_space)
+    guard = FreeSpaceGuard(nearest_existing(mirror_dir), config.minimum_free_space)
     with Downloader(network_settings(config), free_space=guard) as downloader:
         work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify,
                       writable=not dry_run)

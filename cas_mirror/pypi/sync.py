@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 from ..config import Config
 from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
@@ -33,6 +32,7 @@ from ..net import (
     ProgressReporter,
 )
 from ..output import Output
+from ..paths import nearest_existing, not_writable
 from ..text import plural, safe
 from .client import UpstreamError, XmlRpcUnavailable, fetch_listing, fetch_listing_xmlrpc
 from .filters import FilterSpec
@@ -79,12 +79,10 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{where}: {path} is a file, not a folder")
     if dry_run:
-        folder = _existing_folder(s)
+        folder = nearest_existing(s.web)
         if not folder.is_dir():
             raise ConfigError(f"{where}: {folder} is a file, not a folder")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            problem = "read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY \
-                else "permission denied"
+        if problem := not_writable(folder):
             raise ConfigError(f"{where}: cannot write in {folder}: {problem}")
         return
     for folder in (s.web, s.state_dir):
@@ -97,19 +95,12 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
             raise ConfigError(f"{where}: cannot write in {folder}: {os_problem(exc)}") from None
 
 
-def _existing_folder(s: PypiSettings) -> Path:
-    folder = s.web
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
 def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
          dry_run: bool, verify: bool) -> None:
     state = load_state(s.state_dir)
     refetch_all = verify or not s.use_serial or (
         bool(state.projects) and state.fingerprint != s.fingerprint)
-    guard = FreeSpaceGuard(_existing_folder(s), s.minimum_free_space)
+    guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
         listing = _list_upstream(s, downloader, state, refetch_all, output, report)
         if listing is None:
