@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..config import KNOWN_PLATFORMS
 from ..errors import ConfigError
-from ..net import Downloader, HttpError
+from ..net import Downloader, HttpError, HttpResponse
 from ..text import safe
 from .repodata import RepodataError, decompress
 from .state import PlatformState, load_cached_document
@@ -85,9 +85,21 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 log.debug("%s: 304 not modified, using the cached copy", previous.url)
                 return Fetched(cached, False, previous)
             if response.status == 200:
+                if (problem := html_answer(previous.url, response)) is not None:
+                    raise problem
                 return _fetched(previous.url, response, max_size)
-    for variant in VARIANTS:
-        url = base + variant
+    found = first_offered(downloader, [base + variant for variant in VARIANTS], max_size)
+    if found is None:
+        raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
+    return _fetched(*found, max_size)
+
+
+def first_offered(downloader: Downloader, urls: list[str],
+                  max_size: int) -> tuple[str, HttpResponse] | None:
+    """(url, response) of the first of `urls` upstream has, or None when it has none (a
+    404, 403 or 410 means: not there, try the next variant). An HTML answer (a captive
+    portal, a login page) is refused as such."""
+    for url in urls:
         try:
             response = downloader.get(url, max_bytes=max_size)
         except HttpError as exc:
@@ -95,9 +107,11 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                 log.debug("%s: HTTP %s, trying the next variant", url, exc.status)
                 continue
             raise
+        if (problem := html_answer(url, response)) is not None:
+            raise problem
         log.debug("%s: %d bytes", url, len(response.data))
-        return _fetched(url, response, max_size)
-    raise NotOffered(f"{base}repodata.json: not found upstream (HTTP 404)")
+        return url, response
+    return None
 
 
 def platform_url(source: ChannelSource, platform: str) -> str:
@@ -119,8 +133,7 @@ def html_answer(url: str, response) -> RepodataError | None:
 
 
 def _fetched(url: str, response, max_size: int) -> Fetched:
-    if (problem := html_answer(url, response)) is not None:
-        raise problem
+    """A repodata answer (already known not to be HTML) as what the sync works from."""
     document = decompress(response.data, url, max_size)
     state = PlatformState(url=url, etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"))

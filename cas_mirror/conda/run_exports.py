@@ -21,8 +21,8 @@ from cas_index.atomic import write_atomic
 from cas_index.layout import RUN_EXPORTS
 from cas_index.repodata import write_repodata
 
-from ..net import Downloader, HttpError
-from .fetch import NOT_THERE, html_answer
+from ..net import Downloader
+from .fetch import first_offered
 from .repodata import PACKAGE_KEYS, RepodataError, decompress
 from .state import PlatformState
 
@@ -43,20 +43,12 @@ _DECODE = msgspec.json.Decoder(_Document)
 
 def fetch_run_exports(downloader: Downloader, base: str, max_size: int) -> bytes | None:
     """Upstream's run_exports.json (decompressed) at the platform URL `base`, or None."""
-    for variant in VARIANTS:
-        url = base + variant
-        try:
-            response = downloader.get(url, max_bytes=max_size)
-        except HttpError as exc:
-            if exc.status in NOT_THERE:
-                continue
-            raise
-        if (problem := html_answer(url, response)) is not None:
-            raise problem
-        log.debug("%s: %d bytes", url, len(response.data))
-        return decompress(response.data, url, max_size)
-    log.debug("%s%s: not offered upstream", base, RUN_EXPORTS)
-    return None
+    found = first_offered(downloader, [base + variant for variant in VARIANTS], max_size)
+    if found is None:
+        log.debug("%s%s: not offered upstream", base, RUN_EXPORTS)
+        return None
+    url, response = found
+    return decompress(response.data, url, max_size)
 
 
 def upstream_run_exports(downloader: Downloader, base: str, state: PlatformState,
