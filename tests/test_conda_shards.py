@@ -42,9 +42,10 @@ def test_noop_resync_rewrites_no_shard(mirror):  # noqa: F811
     assert mirror.snapshot() == before
 
 
-def test_rattler_installs_from_the_mirror_through_its_shards(mirror, tmp_path):  # noqa: F811
-    assert mirror.sync().code == 0
-    server = CasServer(mirror.dir, tmp_path / "logs")
+def install_delta_through_shards(mirror_dir, tmp_path) -> str:
+    """py-rattler (sharded reading on) installs `delta` from the mirror served by
+    cas-server; returns the server's access log, which must show shards, not repodata."""
+    server = CasServer(mirror_dir, tmp_path / "logs")
     try:
         installed = rattler_install([f"{server.url}/pkgs/main"], ["delta"],
                                     tmp_path / "prefix", sharded=True)
@@ -52,10 +53,15 @@ def test_rattler_installs_from_the_mirror_through_its_shards(mirror, tmp_path): 
         assert (tmp_path / "prefix/share/delta/data.bin").is_file()
         log = server.wait_for_log("delta-1.0-0.conda")
         assert "GET /pkgs/main/linux-64/repodata_shards.msgpack.zst " in log
-        assert "GET /pkgs/main/noarch/shards/" in log
         assert "repodata.json" not in log
+        return log
     finally:
         server.stop()
+
+
+def test_rattler_installs_from_the_mirror_through_its_shards(mirror, tmp_path):  # noqa: F811
+    assert mirror.sync().code == 0
+    assert "GET /pkgs/main/noarch/shards/" in install_delta_through_shards(mirror.dir, tmp_path)
 
 
 def test_shards_false_removes_the_index_and_later_the_shards(mirror):  # noqa: F811

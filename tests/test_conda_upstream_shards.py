@@ -20,10 +20,9 @@ from cas_index.shards import (
     index_content,
     write_shards,
 )
-from tests.support.cas_server import CasServer
-from tests.support.clients import rattler_install
 from tests.support.conda_mirror import SPECS, Mirror
 from tests.support.conda_packages import PkgSpec, build_channel
+from tests.test_conda_shards import install_delta_through_shards
 from tests.test_index_shards import read_sharded
 
 FILLER = [PkgSpec(f"filler{i}", "1.0", subdir="linux-64") for i in range(6)]
@@ -333,17 +332,7 @@ def test_rattler_installs_from_a_mirror_of_a_sharded_upstream(mirror, upstream, 
     mirror.configure(blacklist=["*"], whitelist=["alpha", "delta", "gamma"])
     assert mirror.sync().code == 0
     assert not any("repodata.json" in p for p in upstream.server.paths())
-    server = CasServer(mirror.dir, tmp_path / "logs")
-    try:
-        installed = rattler_install([f"{server.url}/pkgs/main"], ["delta"],
-                                    tmp_path / "prefix", sharded=True)
-        assert installed == ["alpha-1.0-0.conda", "delta-1.0-0.conda", "gamma-1.0-0.conda"]
-        assert (tmp_path / "prefix/share/delta/data.bin").is_file()
-        log = server.wait_for_log("delta-1.0-0.conda")
-        assert "GET /pkgs/main/linux-64/repodata_shards.msgpack.zst " in log
-        assert "repodata.json" not in log
-    finally:
-        server.stop()
+    install_delta_through_shards(mirror.dir, tmp_path)
 
 
 def test_a_shard_index_of_another_platform_is_refused(mirror, upstream, synced):
