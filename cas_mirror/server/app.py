@@ -7,6 +7,10 @@ event loop), HEAD without a body, and one common-log-format line per request on 
 
 Workers are separate processes started by granian; they learn what to serve from the
 environment variables the `cas-server` command sets (`create_app` reads them).
+
+Features that answer some requests themselves (anything beyond reading the tree) are
+`Handler`s: asked in order before the tree, each either answers the request (returning a
+`Handled`) or returns None to pass it on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote
 
 from .files import MirrorTree, Response, error
@@ -35,12 +42,33 @@ _NO_BODY_STATUSES = (204, 304)
 _LOG_SAFE = "/:@!$&'()*+,;=~%?"
 
 
-class MirrorApp:
-    """RSGI application serving a `MirrorTree`, logging to file descriptor `log_fd`."""
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What a `Handler` did with a request: the status sent, the body bytes sent, and an
+    optional word for the access log (appended to the line, e.g. HIT or MISS)."""
 
-    def __init__(self, tree: MirrorTree, log_fd: int | None = 2):
+    status: int
+    sent: int
+    note: str = ""
+
+
+class Handler(Protocol):
+    """Answers some requests itself (sending the response on `protocol`) and returns
+    `Handled`, or returns None to leave the request to the next handler or the tree.
+    `headers` are the request headers, lower-case names, repeated ones joined by ', '."""
+
+    async def __call__(self, scope, protocol, headers: dict[str, str]) -> Handled | None: ...
+
+
+class MirrorApp:
+    """RSGI application serving a `MirrorTree`, logging to file descriptor `log_fd`;
+    `handlers` are asked first, in order."""
+
+    def __init__(self, tree: MirrorTree, log_fd: int | None = 2,
+                 handlers: Sequence[Handler] = ()):
         self.tree = tree
         self.log_fd = log_fd
+        self.handlers = tuple(handlers)
         self._log_second = -1
         self._log_time = ""
 
@@ -52,6 +80,16 @@ class MirrorApp:
         for raw_name, value in scope.headers.items():
             name = raw_name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        for handler in self.handlers:
+            try:
+                handled = await handler(scope, protocol, headers)
+            except Exception:  # noqa: BLE001 - a bug: answer 500 and say why in the log
+                traceback.print_exc(file=sys.stderr)
+                handled = Handled(500, await send(method, error(500), protocol))
+            if handled is not None:
+                if self.log_fd is not None:
+                    self._log(scope, handled.status, handled.sent, handled.note)
+                return
         try:
             response = self.tree.respond(method, scope.path, scope.query_string, headers)
         except Exception:  # noqa: BLE001 - a bug: answer 500 and say why in the server's log
@@ -61,7 +99,7 @@ class MirrorApp:
         if self.log_fd is not None:
             self._log(scope, response.status, sent)
 
-    def _log(self, scope, status: int, sent: int) -> None:
+    def _log(self, scope, status: int, sent: int, note: str = "") -> None:
         now = int(time.time())
         if now != self._log_second:
             self._log_second = now
@@ -71,7 +109,7 @@ class MirrorApp:
         if scope.query_string:
             target += "?" + quote(scope.query_string, safe=_LOG_SAFE)
         line = (f'{client} - - [{self._log_time}] "{scope.method} {target} '
-                f'HTTP/{scope.http_version}" {status} {sent or "-"}\n')
+                f'HTTP/{scope.http_version}" {status} {sent or "-"}{" " + note if note else ""}\n')
         with contextlib.suppress(OSError):  # a closed or full log must not stop the server
             os.write(self.log_fd, line.encode("utf-8", "backslashreplace"))
 
@@ -142,4 +180,6 @@ def create_app() -> MirrorApp:
     root = os.environ[ENV_ROOT]
     tree = MirrorTree(root, os.environ.get(ENV_PYPI_FOLDER, "pypi"))
     access_log = os.environ.get(ENV_ACCESS_LOG, "1") == "1"
-    return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None)
+    handlers: list[Handler] = []
+    return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None,
+                     handlers=handlers)

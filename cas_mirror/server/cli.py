@@ -28,7 +28,8 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True, no_args_is_help=False)
 @click.option("--host", default="0.0.0.0", show_default=True,
               help="Address to listen on (127.0.0.1 for this machine only, :: for IPv6).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
@@ -42,14 +43,17 @@ def default_workers() -> int:
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
 @debug_option()
 @click.version_option(package_name="cas-mirror", prog_name="cas-server")
-def cli(host: str, port: int, root: str | None, config_file: str | None,
+@click.pass_context
+def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file: str | None,
         workers: int | None, quiet: bool, debug: bool) -> int:
     """Serve the mirror over HTTP: conda channels at /<channel>/, the PyPI mirror at
     /<pypi folder>/ (pip's index URL is http://HOST:PORT/pypi/simple/).
 
-    Read-only; hidden files (names starting with a dot) and anything outside the root are
-    never served. Access log in the common log format on stderr unless --quiet.
+    Without a command, serves. Hidden files (names starting with a dot) and anything outside
+    the root are never served. Access log in the common log format on stderr unless --quiet.
     """
+    if ctx.invoked_subcommand is not None:
+        return EXIT_OK
     config = cfg.load_config(config_file)
     root_path = os.path.abspath(os.path.expanduser(root)) if root else config.mirror_dir
     where = "--root" if root else f"mirror_dir ({config.origins['mirror_dir']})"
