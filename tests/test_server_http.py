@@ -24,6 +24,8 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 PIP_ACCEPT = f"{JSON_V1}, {HTML_V1}; q=0.1, text/html; q=0.01"
 SECRET = "TOP-SECRET-OUTSIDE-THE-ROOT"
 HIDDEN = "HIDDEN-STATE-NOT-SERVED"
+SHARD = "ab" * 32 + ".msgpack.zst"
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def build_tree(base: Path) -> Path:
@@ -37,6 +39,9 @@ def build_tree(base: Path) -> Path:
     (linux / "foo-1.0-0.conda").write_bytes(bytes(range(256)) * 40)
     (linux / "foo-1.0-0.tar.bz2").write_bytes(os.urandom(5000))
     (linux / ".tmp-repodata.json.1234").write_text(HIDDEN)
+    (linux / "shards").mkdir()
+    (linux / "shards" / SHARD).write_bytes(b"\x28\xb5\x2f\xfd" + os.urandom(64))
+    (linux / "shards" / "notes.txt").write_text("not a shard")
     (root / "pkgs" / "main" / ".cas-sync.lock").write_text(HIDDEN)
     (root / "pkgs" / "main" / "noarch").mkdir()
     (root / "pkgs" / "main" / "noarch" / "repodata.json").write_text("{}")
@@ -442,6 +447,20 @@ def test_read_only(server, tree, method):
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD"
     assert (tree / "pkgs/main/linux-64/repodata.json").read_text().startswith('{"info"')
+
+
+def test_shards_are_immutable_and_the_rest_is_revalidated(server):
+    shard = requests.get(f"{server.url}/pkgs/main/linux-64/shards/{SHARD}")
+    assert shard.status_code == 200
+    assert shard.headers["Cache-Control"] == IMMUTABLE
+    again = requests.get(shard.url, headers={"If-None-Match": shard.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers["Cache-Control"] == IMMUTABLE
+    for path in ("pkgs/main/linux-64/repodata.json", "pkgs/main/linux-64/shards/notes.txt",
+                 "pkgs/main/linux-64/foo-1.0-0.conda"):
+        response = requests.get(f"{server.url}/{path}")
+        assert response.status_code == 200
+        assert "Cache-Control" not in response.headers, path
 
 
 def test_missing_file_is_404(server):

@@ -12,7 +12,7 @@ import requests
 
 from tests.support.cas_server import CasServer, free_port
 from tests.support.nginx import Nginx, check_config, nginx_binary, render_site, write_main_config
-from tests.test_server_http import HIDDEN, HTML_V1, JSON_V1, PIP_ACCEPT, SECRET, build_tree
+from tests.test_server_http import HIDDEN, SHARD, HTML_V1, JSON_V1, PIP_ACCEPT, SECRET, build_tree
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 
@@ -139,3 +139,14 @@ def test_nginx_never_serves_a_venv(both, path):
     _, nginx = both
     response = requests.get(nginx.url + path)
     assert response.status_code == 404 and HIDDEN not in response.text
+
+
+@pytest.mark.parametrize("path", [f"/pkgs/main/linux-64/shards/{SHARD}",
+                                  "/pkgs/main/linux-64/shards/notes.txt",
+                                  "/pkgs/main/linux-64/repodata.json"])
+def test_nginx_caching_headers_match_cas_server(both, path):
+    cas, nginx = both
+    ours, theirs = requests.get(cas.url + path), requests.get(nginx.url + path)
+    assert theirs.status_code == ours.status_code == 200
+    assert theirs.headers.get("Cache-Control") == ours.headers.get("Cache-Control")
+    assert theirs.headers.get("Allow") == ours.headers.get("Allow")

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from cas_index.shards import SHARDS_DIR, is_shard_file
+
 from . import negotiate
 from .conditional import UNSATISFIABLE, if_range_allows, not_modified, parse_range
 
@@ -177,7 +179,8 @@ class MirrorTree:
         except Refused as exc:
             return error(exc.status)
         if stat.S_ISREG(st.st_mode):
-            return self._file(fd, st, os.path.basename(real), headers)
+            name = os.path.basename(real)
+            return self._file(fd, st, name, headers, extra=_cache_control(segments, name))
         try:
             if not path.endswith("/"):
                 location = quote(path) + "/" + (f"?{query}" if query else "")
@@ -349,6 +352,18 @@ class MirrorTree:
     def _served(self, real: str) -> bool:
         """A real path below the root with no hidden name after it."""
         return real.startswith(self._prefix) and "/." not in real[len(self._prefix) - 1:]
+
+
+# A CEP-16 shard is named by the sha256 of its bytes: it never changes, so clients and
+# CDNs may keep it for a year without revalidating (everything else is revalidated).
+IMMUTABLE = [("cache-control", "public, max-age=31536000, immutable")]
+
+
+def _cache_control(segments: list[str], name: str) -> list[tuple[str, str]] | None:
+    """The caching headers of a served file: immutable for shards (`.../shards/<sha256>`)."""
+    if len(segments) >= 2 and segments[-2] == SHARDS_DIR and is_shard_file(name):
+        return IMMUTABLE
+    return None
 
 
 def _exists(name: str, folder: int | str) -> bool:
