@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import msgspec
 import pytest
@@ -284,6 +285,19 @@ def test_shard_decompression_is_bounded(mirror, upstream, synced):
     mirror.configure(max_repodata_size=1_000_000)
     result = mirror.sync()
     assert_platform_failed(mirror, result, synced, "max_repodata_size", "/shards/")
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "no-length"])
+def test_a_shard_larger_than_the_limit_is_not_downloaded(mirror, upstream, synced, announced):
+    digest = serve_shard(upstream, "huge", os.urandom(3_000_000))
+    if not announced:  # found out while receiving: the transfer stops at the limit
+        upstream.server.add_fault(f"*{digest.hex()}*", no_length=True)
+    mirror.configure(max_repodata_size=1_000_000)
+    result = mirror.sync()
+    assert_platform_failed(mirror, result, synced, "larger than the limit of 1000000 bytes",
+                           "max_repodata_size", digest.hex())
+    leftovers = [p for p in mirror.dir.rglob("*") if p.is_file() and p.stat().st_size > 1e6]
+    assert leftovers == []
 
 
 @pytest.mark.parametrize("payload", [

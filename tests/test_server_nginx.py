@@ -12,7 +12,7 @@ import requests
 
 from tests.support.cas_server import CasServer, free_port
 from tests.support.nginx import Nginx, check_config, nginx_binary, render_site, write_main_config
-from tests.test_server_http import HIDDEN, SHARD, HTML_V1, JSON_V1, PIP_ACCEPT, SECRET, build_tree
+from tests.test_server_http import HIDDEN, HTML_V1, JSON_V1, PIP_ACCEPT, SECRET, SHARD, build_tree
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 

@@ -181,7 +181,8 @@ def _read_shards(downloader: Downloader, index: ShardIndex, needed: dict[str, st
             blobs[name] = data
             continue
         jobs.append(DownloadJob(url=index.shards_url + digest + SHARD_SUFFIX,
-                                dest=into / (digest + SHARD_SUFFIX), sha256=digest))
+                                dest=into / (digest + SHARD_SUFFIX), sha256=digest,
+                                max_size=max_size))
         names.append(name)
     sharded.cached = len(blobs)
     if not jobs:
@@ -207,6 +208,8 @@ def _read_shards(downloader: Downloader, index: ShardIndex, needed: dict[str, st
         cause, count = failed.most_common(1)[0]
         others = sum(failed.values()) - count
         more = f"; {plural(others, 'other')} failed otherwise" if others else ""
+        if cause.startswith("larger than"):
+            more += " (max_repodata_size bounds each shard)"
         raise RepodataError(
             f"{index.shards_url}: {plural(count, 'shard')} of {len(jobs)} could not be "
             f"fetched: {safe(cause)} (first: {first[cause]}){more}")

@@ -109,6 +109,8 @@ class Attempt:
             if self.job.size is not None and self.written > self.job.size:
                 raise Retryable(f"received more than the expected {self.job.size} bytes",
                                 cause="received more than expected")
+            if self.job.max_size is not None and self.written > self.job.max_size:
+                raise self._too_large()
             self.file.write(data)
             self.sha256.update(data)
             if self.md5 is not None:
@@ -163,6 +165,15 @@ class Attempt:
             self.part.unlink(missing_ok=True)
             raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
                         f"the index says {self.job.size}", cause="size mismatch")
+        if upstream is not None and self.job.max_size is not None \
+                and upstream > self.job.max_size:
+            raise self._too_large(upstream)
+
+    def _too_large(self, announced: int | None = None) -> Fatal:
+        self.part.unlink(missing_ok=True)
+        said = f" (upstream announces {announced})" if announced is not None else ""
+        return Fatal(f"larger than the limit of {self.job.max_size} bytes{said}",
+                     cause=f"larger than the limit of {self.job.max_size} bytes")
 
     def finish(self, curl_error: tuple[int, str, int] | None, status: int) -> None:
         """Raise what went wrong, or verify and rename the file into place."""

@@ -39,6 +39,9 @@ class DownloadJob:
     sha256: str | None = None
     md5: str | None = None
     fallback_urls: tuple[str, ...] = ()  # tried in order when `url` fails
+    # For a file of unknown size: refuse it (not retried) once upstream announces or sends
+    # more than this many bytes, so a hostile server cannot fill the disk.
+    max_size: int | None = None
 
 
 @dataclass

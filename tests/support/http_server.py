@@ -45,6 +45,7 @@ class Fault:
     stall_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)  # extra headers (Retry-After, ...)
     body: bytes | None = None  # replace the body entirely
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
     methods: tuple[str, ...] = ("GET", "HEAD", "POST")
 
 
@@ -185,7 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/octet-stream", **response.headers}
         for name, value in headers.items():
             self.send_header(name, value)
-        if response.status != 304:
+        if fault and fault.no_length:
+            self.close_connection = True
+        elif response.status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not send_body or response.status == 304:
