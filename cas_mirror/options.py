@@ -25,6 +25,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
+from . import __version__
 from .config import PYPI_INHERITED, Config, load_config
 from .console import Session, debug_option
 from .logs import level_for
@@ -137,7 +138,7 @@ def add_options(command: str):
     are accepted (to be refused with a clear message) but hidden from its --help."""
 
     def decorate(func):
-        func = click.version_option(package_name="cas-mirror", prog_name="cas-sync")(func)
+        func = click.version_option(__version__, prog_name="cas-sync")(func)
         for opt in reversed(OPTIONS):
             kwargs: dict[str, Any] = {"help": opt.help, "hidden": command not in opt.commands}
             if opt.name == "debug":

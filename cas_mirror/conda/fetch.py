@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..net import Downloader, HttpError, HttpResponse
 from ..text import safe
 from .repodata import RepodataError, decompress
-from .state import PlatformState, load_cached_document
+from .state import PlatformState, load_cached_document, unpack_document
 
 VARIANTS = ("repodata.json.zst", "repodata.json.bz2", "repodata.json")
 NOT_THERE = (404, 403, 410)
@@ -61,10 +61,27 @@ class NotOffered(Exception):
 
 @dataclass
 class Fetched:
-    document: bytes  # decompressed upstream JSON
+    """One platform's upstream metadata. An unchanged upstream's cached copy is
+    decompressed only when `document` is first read: a run that finds nothing to do
+    (quiet.py) never pays for it."""
+
+    _document: bytes | None  # decompressed upstream JSON (None: still in `_packed`)
     changed: bool  # False: upstream answered 304 and the cached copy is used
     state: PlatformState  # what to remember once the platform is published
     sharded: Any = None  # upstream_shards.ShardedUpstream when read from shards
+    _packed: bytes | None = None  # the cached zstd copy `document` comes from
+    # Read from shards, and only the shard index so far (`fetch_index`'s answer, kept for
+    # `read_sharded`): quiet.py found nothing to do before any shard was read.
+    index_only: Any = None
+
+    @property
+    def document(self) -> bytes:
+        if self._document is None:
+            if self._packed is None or (document := unpack_document(self._packed)) is None:
+                raise RepodataError(f"{self.state.url}: the cached copy of this document "
+                                    "(under .cas-sync/channels/) does not decompress")
+            self._document, self._packed = document, None
+        return self._document
 
 
 def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
@@ -83,7 +100,7 @@ def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
         else:
             if response.status == 304 and cached is not None:
                 log.debug("%s: 304 not modified, using the cached copy", previous.url)
-                return Fetched(cached, False, previous)
+                return Fetched(None, False, previous, _packed=cached)
             if response.status == 200:
                 if (problem := html_answer(previous.url, response)) is not None:
                     raise problem

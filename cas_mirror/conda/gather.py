@@ -7,6 +7,10 @@ cache, and that only when `writable` (a sync, not a dry run or `--explain`).
 Errors stay with their platform (its report says what went wrong); the other platforms
 go on. After planning, each channel's kept records are checked for dependencies nothing
 kept provides (a warning in the report).
+
+A sync passes `quiet_digest` (quiet.py): a platform whose upstream answers 304 and whose
+recorded fingerprint still holds is not parsed, filtered or planned at all, as long as
+every platform of its channel is in the same case.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..errors import ConfigError, os_problem
 from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
+from . import quiet
 from .closure import missing_names, unsatisfied
 from .fetch import (
     VARIANTS,
@@ -46,7 +51,7 @@ from .repodata import (
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
-from .upstream_shards import fetch_sharded
+from .upstream_shards import fetch_sharded, read_sharded
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ class Work:
     run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
     run_exports_fetched: bool = False  # from upstream in this run (else the cached copy)
     run_exports_error: str | None = None  # could not be read: the published one stays
+    quiet: quiet.Recorded | None = None  # nothing to do: the last run's record (quiet.py)
+    shards_due: float | None = None  # when publishing may delete an unnamed shard
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -106,12 +113,16 @@ def channel_sources(config: Config) -> list[ChannelSource]:
 
 def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
            downloader: Downloader, output: Output, report: SyncReport,
-           verify: bool = False, writable: bool = False) -> list[Work]:
+           verify: bool = False, writable: bool = False,
+           quiet_digest: str | None = None) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable),
-                      work))
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable,
+                                         quiet_digest), work))
+        demoted = _demote(work)
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable,
+                                         demoted=True), demoted))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -130,6 +141,8 @@ def _check_dependencies(work: list[Work]) -> None:
         if w.usable:
             by_channel.setdefault(w.source.path, {})[w.platform] = w
     for platforms in by_channel.values():
+        if any(w.quiet for w in platforms.values()):
+            continue  # (all of them are): the last run's findings are reported again
         kept: dict[str, set[str]] = {}
         dropped: dict[str, set[str]] = {}
         unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
@@ -174,24 +187,34 @@ def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Pat
     return work
 
 
+def _demote(work: list[Work]) -> list[Work]:
+    """The quiet platforms of channels where some platform is not quiet, made ready to be
+    prepared again in full: a channel is published as a whole or not at all."""
+    busy = {w.source.path for w in work if w.quiet is None
+            and not (w.probed and w.report.error == "not offered")}
+    demoted = [w for w in work if w.quiet is not None and w.source.path in busy]
+    for w in demoted:  # what was fetched stays: it is read now
+        w.quiet = w.plan = None
+        w.report = PlatformReport(w.source.path, w.platform)
+        w.started = time.monotonic()
+    return demoted
+
+
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             verify: bool, writable: bool) -> None:
-    """Fetch, parse, filter and plan one platform; errors stay with the platform."""
+             verify: bool, writable: bool, quiet_digest: str | None = None,
+             demoted: bool = False) -> None:
+    """Fetch, parse, filter and plan one platform; errors stay with the platform.
+    `demoted`: found quiet, but its channel is not: fetched already, read it now."""
     try:
-        previous = load_state(w.state_folder)
-        try:
-            w.fetched = _fetch(w, downloader, previous, spec, config, writable)
-        except NotOffered as exc:
-            if w.probed:
-                w.report.error = "not offered"
-                return
-            if w.platform != "noarch":
-                raise RepodataError(str(exc)) from None
-            w.fetched = None  # conda needs noarch: publish an empty one
+        if not demoted and _fetch_or_quiet(w, downloader, spec, config, writable,
+                                           quiet_digest):
+            return
         if w.fetched is not None:
             w.report.upstream_changed = w.fetched.changed
-            log.debug("%s/%s: upstream %s", w.source.path, w.platform,
-                      "changed" if w.fetched.changed else "unchanged (cached copy)")
+            if w.fetched.index_only:  # not quiet after all: read the shards now
+                w.fetched = read_sharded(downloader, platform_url(w.source, w.platform),
+                                         w.platform, w.fetched.index_only, w.state_folder,
+                                         config.max_repodata_size, spec, writable=writable)
             w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
                                         w.platform)
             if w.fetched.sharded is not None:
@@ -199,8 +222,6 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
             for fn, why in w.upstream.refused.items():
                 w.report.failed.append((fn, f"refused: {why}"))
             w.decisions = select(w.upstream.records, w.platform, spec)
-        if writable and w.fetched is not None:
-            _read_run_exports(w, downloader, config)
         selected = w.kept()
         try:
             w.local = scan_folder(w.folder)
@@ -223,17 +244,68 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.report.seconds += time.monotonic() - w.started
 
 
+def _fetch_or_quiet(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
+                    writable: bool, quiet_digest: str | None) -> bool:
+    """Fetch the platform's upstream metadata (and run_exports.json for a sync); True
+    when that shows there is nothing to do (quiet.py) or the platform is not offered."""
+    previous = load_state(w.state_folder)
+    last = quiet.recorded(w.state_folder) if quiet_digest else None
+    if last is not None and not last.still_quiet(time.time()):
+        last = None
+
+    def unchanged(state) -> bool:
+        return last is not None and \
+            quiet.fingerprint(quiet_digest, state, w.folder) == last.fingerprint
+
+    try:
+        w.fetched = _fetch(w, downloader, previous, spec, config, writable,
+                           unchanged if last else None)
+    except NotOffered as exc:
+        if w.probed:
+            w.report.error = "not offered"
+            return True
+        if w.platform != "noarch":
+            raise RepodataError(str(exc)) from None
+        w.fetched = None  # conda needs noarch: publish an empty one
+        if last is not None and unchanged(previous):
+            _be_quiet(w, last)
+            return True
+        return False
+    log.debug("%s/%s: upstream %s", w.source.path, w.platform,
+              "changed" if w.fetched.changed else "unchanged (cached copy)")
+    if writable:
+        _read_run_exports(w, downloader, config)
+    if last is not None and not w.fetched.changed and not w.run_exports_fetched \
+            and w.run_exports_error is None and unchanged(w.fetched.state):
+        _be_quiet(w, last)
+        return True
+    return False
+
+
+def _be_quiet(w: Work, last: quiet.Recorded) -> None:
+    """Nothing to do: report what the last run published."""
+    log.info("%s/%s: upstream and mirror unchanged since the last run; nothing to do",
+             w.source.path, w.platform)
+    w.quiet, w.plan = last, PlatformPlan()
+    r = w.report
+    r.upstream_changed = False
+    r.selected, r.dropped, r.up_to_date = last.selected, last.dropped, last.up_to_date
+    r.unsatisfied, r.shards = last.unsatisfied, last.shards
+
+
 def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
-           writable: bool) -> Fetched:
+           writable: bool, unchanged=None) -> Fetched:
     """The platform's upstream metadata: from its shards when upstream offers them (and
     `upstream_shards`), else its whole repodata.json. A platform read whole last time is
     asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
-    a shard index only when that changed."""
+    a shard index only when that changed. `unchanged(state)`: whether an unchanged
+    shard index leaves nothing to do (then no shard is read)."""
     base = platform_url(w.source, w.platform)
 
     def sharded() -> Fetched | None:
         return fetch_sharded(downloader, base, w.platform, previous, w.state_folder,
-                             config.max_repodata_size, spec, writable=writable)
+                             config.max_repodata_size, spec, writable=writable,
+                             unchanged=unchanged)
 
     def whole() -> Fetched:
         return fetch_platform(downloader, w.source, w.platform, previous, w.state_folder,

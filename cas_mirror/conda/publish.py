@@ -60,8 +60,8 @@ def check_writable(w: Work) -> None:
 def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
                      shard_grace_seconds: float = 7 * 86400.0) -> None:
     """Publish the platform's repodata (and its shards, CEP-16), then delete what it no
-    longer names."""
-    if not w.usable:
+    longer names. A quiet platform (nothing to do, quiet.py) is left as it is."""
+    if not w.usable or w.quiet is not None:
         return
     started = time.monotonic()
     try:
@@ -86,6 +86,8 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     published = _naming(w.folder / "repodata.json", publish, w.folder, document)
     report.changed_files.extend(published.paths)
     w.report.shards = published.shards.as_dict() if shards else None
+    if shards and published.shards.oldest_unnamed is not None:
+        w.shards_due = published.shards.oldest_unnamed + shard_grace_seconds
     for fn in w.plan.delete:  # empty with keep_removed
         try:
             (w.folder / fn).unlink()
@@ -153,8 +155,8 @@ def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
     channels: dict[str, dict[str, Any]] = {}
     broken = broken_channels(work)
     for w in work:
-        if w.source.path in broken:
-            continue
+        if w.source.path in broken or w.quiet is not None:
+            continue  # (a quiet platform's channel is all quiet: its file stays as it is)
         doc = channels.setdefault(w.source.path, _new_channeldata())
         _add_platform(doc, w.platform, (w.upstream.records[fn].name
                                         for fn in (*w.plan.up_to_date, *sorted(w.got))))

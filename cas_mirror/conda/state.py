@@ -63,13 +63,19 @@ def load_state(folder: Path) -> PlatformState:
 
 
 def load_cached_document(folder: Path, state: PlatformState) -> bytes | None:
-    """The cached upstream document, if present and the one `state` describes."""
+    """The cached upstream document, still zstd-compressed (`unpack_document` reads it),
+    if present and the one `state` describes (its sha256 is checked)."""
     try:
         packed = (folder / UPSTREAM_DOCUMENT).read_bytes()
     except OSError:
         return None
     if not state.cache_sha256 or hashlib.sha256(packed).hexdigest() != state.cache_sha256:
         return None
+    return packed
+
+
+def unpack_document(packed: bytes) -> bytes | None:
+    """The document a cached copy holds, or None when it does not decompress."""
     import zstandard
 
     try:

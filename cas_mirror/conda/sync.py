@@ -3,6 +3,8 @@
 config -> fetch upstream repodata -> filter -> plan (gather.py) -> download -> publish
 repodata atomically -> delete stale files (publish.py) -> retire platforms no longer
 configured (retired.py) -> remember upstream state -> report (results.py, report.py).
+A platform with nothing to do since the last run is recognised from one conditional
+request and skipped (quiet.py).
 
 Metadata is published only after the files it names are in place, and stale files are
 deleted only after the metadata that dropped them is published, so a client reading at
@@ -25,6 +27,7 @@ from ..lock import TreeLock
 from ..net import Downloader, DownloadJob, FreeSpaceGuard
 from ..output import Output
 from ..paths import nearest_existing
+from . import quiet
 from .explain import explain  # noqa: F401  (the CLI's entry point for --explain)
 from .gather import Work, channel_sources, filter_spec, gather, network_settings
 from .local import mirror_dir_status
@@ -37,7 +40,7 @@ from .publish import (
 )
 from .results import PlatformReport, SyncReport
 from .retired import Retired, find_retired, removal_allowed
-from .state import STATE_ROOT
+from .state import STATE_ROOT, load_state
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,10 @@ def _stop(report: SyncReport, output: Output, reason: str) -> None:
 def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
          report: SyncReport, dry_run: bool, verify: bool) -> None:
     guard = FreeSpaceGuard(nearest_existing(mirror_dir), config.minimum_free_space)
+    digest = None if dry_run or verify else quiet.config_digest(config.values)
     with Downloader(network_settings(config), free_space=guard) as downloader:
         work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify,
-                      writable=not dry_run)
+                      writable=not dry_run, quiet_digest=digest)
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return
@@ -104,6 +108,26 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
         for r in retired:
             if r.source.path in written:
                 retire(r, report)
+    _record_quiet(work, written if not report.stopped else set(),
+                  quiet.config_digest(config.values))
+
+
+def _record_quiet(work: list[Work], written: set[str], digest: str) -> None:
+    """Remember each platform published completely, so that the next run can tell from
+    one request that it has nothing to do (quiet.py). A platform with anything failed,
+    refused or left as it was (a warning) is not recorded. An older record needs no
+    removal: a run that changed upstream state, the folder or the repodata of a platform
+    changed what its fingerprint covers."""
+    for w in work:
+        if w.quiet is not None or not (w.usable and w.report.ok and w.source.path in written
+                                       and w.run_exports_error is None):
+            continue
+        state = w.fetched.state if w.fetched is not None else load_state(w.state_folder)
+        try:
+            quiet.record(w.state_folder, digest, state, w.folder, w.report, w.shards_due)
+        except OSError as exc:  # only costs the next run its shortcut
+            log.info("%s/%s: cannot record the run in %s: %s", w.source.path, w.platform,
+                     w.state_folder, os_problem(exc))
 
 
 def _retired(config: Config, mirror_dir: Path, work: list[Work], report: SyncReport,

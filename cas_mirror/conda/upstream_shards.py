@@ -145,12 +145,24 @@ def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
 
 def fetch_sharded(downloader: Downloader, base: str, platform: str,
                   previous: PlatformState, state_folder: Path, max_size: int,
-                  spec: FilterSpec, *, writable: bool):
+                  spec: FilterSpec, *, writable: bool, unchanged=None):
     """The platform's records from its shards as a `Fetched` (fetch.py), or None when
-    upstream has no shard index. Raises RepodataError / HttpError for the platform."""
+    upstream has no shard index. Raises RepodataError / HttpError for the platform.
+    When the index is unchanged and `unchanged(state)` says there is nothing to do
+    (quiet.py), no shard is read: the `Fetched` holds the index only."""
     found = fetch_index(downloader, base, previous, state_folder, max_size)
     if found is None:
         return None
+    if not found[2] and unchanged is not None and unchanged(found[1]):
+        return Fetched(None, False, found[1], index_only=found)
+    return read_sharded(downloader, base, platform, found, state_folder, max_size, spec,
+                        writable=writable)
+
+
+def read_sharded(downloader: Downloader, base: str, platform: str,
+                 found: tuple[bytes, PlatformState, bool], state_folder: Path, max_size: int,
+                 spec: FilterSpec, *, writable: bool):
+    """`fetch_sharded` once the shard index is `found` (from `fetch_index`)."""
     packed, state, changed = found
     index = decode_index(packed, state.url or base + SHARD_INDEX, max_size)
     wanted = names_that_may_pass(index.shards, platform, spec)

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from .. import __version__
 from .. import config as cfg
 from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
@@ -42,7 +43,7 @@ def default_workers() -> int:
               help="Worker processes sharing the port. Default: one per CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
 @debug_option()
-@click.version_option(package_name="cas-mirror", prog_name="cas-server")
+@click.version_option(__version__, prog_name="cas-server")
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file: str | None,
         workers: int | None, quiet: bool, debug: bool) -> int:
