@@ -545,21 +545,24 @@ def test_request_lines_are_built_only_when_debug_is_shown(upstream, tmp_path, ca
     assert built == [f"{upstream.url}/f3.bin", f"{upstream.url}/f0.bin"]
 
 
-def test_the_user_agent_is_read_from_the_package_metadata_once(monkeypatch):
-    """Each download child makes its own Downloader: the version lookup (about 1 ms, a
-    scan of the installed distributions) is done once per process tree."""
-    import importlib.metadata
+def test_the_user_agent_names_the_version_without_importlib_metadata():
+    """Start-up: importlib.metadata (with email and csv) costs tens of ms to import and a
+    scan of the installed distributions; the version is cas_mirror.__version__."""
+    import subprocess
+    import sys
 
-    from cas_mirror.net.curl import CurlSetup, user_agent
+    from cas_mirror import __version__
 
-    agent = user_agent()
-    assert agent.startswith("cas-mirror")
-
-    def no_lookup(name):
-        raise AssertionError(f"looked up {name} again")
-
-    monkeypatch.setattr(importlib.metadata, "version", no_lookup)
-    assert CurlSetup(NetworkSettings()).agent == agent
+    code = ("import sys\nfrom cas_mirror.net import curl, NetworkSettings\n"
+            "print(curl.CurlSetup(NetworkSettings()).agent, "
+            "'importlib.metadata' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == [f"cas-mirror/{__version__}", "False"]
+    shown = subprocess.run([sys.executable, "-X", "importtime", "-m", "cas_mirror",
+                            "--version"], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == f"cas-sync, version {__version__}"
+    assert "importlib.metadata" not in shown.stderr
 
 
 def test_no_proxy_variable_means_urllib_request_is_never_imported():

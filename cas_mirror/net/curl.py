@@ -10,7 +10,6 @@ read is kept here (`Headers.last_read`) and watched by the loops that drive libc
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sys
@@ -20,6 +19,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import pycurl
 
+from .. import __version__
 from ..text import safe
 from .types import Fatal, NetworkSettings
 
@@ -27,14 +27,8 @@ WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
 _monotonic = time.monotonic  # one global lookup in the per-line and per-chunk callbacks
 
 
-@functools.cache  # the installed version does not change; a forked child inherits it
 def user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"cas-mirror/{version('cas-mirror')}"
-    except PackageNotFoundError:
-        return "cas-mirror"
+    return f"cas-mirror/{__version__}"
 
 
 def default_ca_bundle() -> str | None:
