@@ -285,30 +285,38 @@ def test_a_signature_by_another_key_is_refused(online, run_cli, tmp_path):
 _KILL_AT = """
 import os, signal, sys
 from cas_mirror.cli import main
-count, real = [0], os.replace
-def replace(*args, **kwargs):
+name, at = sys.argv[1], int(sys.argv[2])
+count, real = [0], getattr(os, name)
+def patched(*args, **kwargs):
     count[0] += 1
-    if count[0] == int(sys.argv[1]):
+    if count[0] == at:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
-os.replace = replace
-sys.exit(main(sys.argv[2:]))
+setattr(os, name, patched)
+sys.exit(main(sys.argv[3:]))
 """
 
 
-@pytest.mark.parametrize("phase", ["files", "metadata"])
+@pytest.mark.parametrize("phase", ["staging", "files", "metadata"])
 def test_a_killed_import_is_finished_by_running_it_again(online, run_cli, tmp_path, phase):
     offline = tmp_path / "offline"
     assert import_(run_cli, offline, online.first).code == 0
+    before = published(offline)
     members = manifest(online.second)["members"]
     files = sum(1 for m in members if m["kind"] == "file")
-    kill_at = 1 if phase == "files" else files + 2  # the n-th file renamed into place
-    assert kill_at < len(members)
-    killed = subprocess.run([sys.executable, "-c", _KILL_AT, str(kill_at), "import",
+    # killed at the 2nd member staged (os.utime), or at the n-th rename into place
+    call, at = {"staging": ("utime", 2), "files": ("replace", 1),
+                "metadata": ("replace", files + 2)}[phase]
+    assert at < len(members)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, call, str(at), "import",
                              online.second, "--mirror-dir", offline],
                             check=False, capture_output=True, env=os.environ.copy())
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert published(offline) != published(online.dir)  # stopped half-way
+    if phase == "staging":
+        assert published(offline) == before  # nothing published yet
+        assert len(list((offline / ".cas-sync/imports/staging").iterdir())) == 2
+    else:
+        assert published(offline) != published(online.dir)  # stopped half-way
     assert consistent(offline)  # yet every published document names files in place
     rerun = import_(run_cli, offline, online.second)
     assert rerun.code == 0, rerun
