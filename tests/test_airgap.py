@@ -360,6 +360,29 @@ def test_export_and_import_wait_for_no_sync(online, run_cli, tmp_path):
     assert list_tree(offline) == {}
 
 
+def test_export_takes_internal_channels_whole_and_waits_for_no_cas_index(online, run_cli,
+                                                                        tmp_path):
+    from cas_index.cli import main as index_main
+    from cas_index.lock import ChannelLock
+    from tests.support.conda_packages import build_package
+
+    mirror = Path(shutil.copytree(online.dir, tmp_path / "copy"))  # its exports change
+    internal = mirror / "internal-pkgs"
+    build_package(PkgSpec("tool", "1.0", subdir="linux-64"), internal / "linux-64")
+    assert index_main([str(internal)]) == 0
+    export = ["-f", online.config, "--mirror-dir", mirror, "export", tmp_path / "out"]
+    with ChannelLock(internal, timeout=0):
+        busy = run_cli(main, export)
+    assert busy.code == 3 and f"{internal}: cas-index is indexing" in busy.err, busy
+    assert not (tmp_path / "out").exists()
+    done = run_cli(main, [*export, "--json"])
+    assert done.code == 0, done
+    carried = {m["path"] for m in manifest(Path(json.loads(done.out)["bundle"]))["members"]}
+    assert {"internal-pkgs/linux-64/tool-1.0-0.conda", "internal-pkgs/linux-64/repodata.json",
+            "internal-pkgs/channeldata.json"} <= carried
+    assert not any("/." in p or p.startswith(".") for p in carried)
+
+
 @pytest.fixture
 def mounts():
     from tests.support.mounts import Mounts

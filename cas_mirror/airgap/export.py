@@ -1,7 +1,7 @@
 """`cas-sync export DEST`: a bundle of what changed in the mirror since the previous export
 (or since `--since STATE`; `--since none`: everything, for a new offline site).
 
-The run lists the tree (`tree.list_tree`), compares it with the snapshot of the base state,
+The run lists the tree (`tree.list_locked`), compares it with the snapshot of the base state,
 and writes the changed files into a tar stream cut into volumes (`volumes`), hashing each
 file as it is copied, so the manifest's sha256 costs no extra read. The bundle is built in
 a hidden folder of DEST and renamed to `cas-bundle-<state>/` once its manifest (and
@@ -32,7 +32,7 @@ from .tree import (
     kind_of,
     known_states,
     latest_state,
-    list_tree,
+    list_locked,
     load_snapshot,
     mirror_locks,
     ordered_members,
@@ -98,10 +98,10 @@ def run_export(mirror_dir: Path, pypi_user: str, dest: Path, *, since: str | Non
     if volume_size is not None and volume_size < MIN_VOLUME_SIZE:
         raise CasError(f"--volume-size: {volume_size} bytes is too small (at least 10 KB; "
                        "a size without a unit is bytes: 4GB, 700 MB)")
-    with mirror_locks(mirror_dir, pypi_user, create=False):
+    with mirror_locks(mirror_dir, pypi_user, create=False) as locks:
         base = choose_base(mirror_dir, since)
         result = ExportResult(mirror_dir, base.state)
-        changes = diff(base.files, list_tree(mirror_dir))
+        changes = diff(base.files, list_locked(mirror_dir, locks))
         log.info("export from %s: %d files changed, %d deleted, %d unchanged since %s",
                  mirror_dir, len(changes.changed), len(changes.deleted),
                  len(changes.unchanged), base.state or "an empty mirror")

@@ -31,6 +31,7 @@ import msgspec
 
 from cas_index.atomic import write_atomic
 from cas_index.layout import REPODATA, is_package_name
+from cas_index.lock import LOCK_FILE as CHANNEL_LOCK
 from cas_index.shards import SHARDS_DIR
 
 from ..conda.state import STATE_ROOT
@@ -42,8 +43,10 @@ LATEST = "latest"
 SNAPSHOT_SUFFIX = ".snapshot.msgpack.zst"
 
 
-def list_tree(root: Path) -> dict[str, tuple[int, int]]:
-    """relpath -> (size, mtime_ns) of every published file under `root`."""
+def list_tree(root: Path, channel_locks: list[Path] | None = None
+              ) -> dict[str, tuple[int, int]]:
+    """relpath -> (size, mtime_ns) of every published file under `root`. The folders
+    holding a cas-index lock file (internal channels) are added to `channel_locks`."""
     found: dict[str, tuple[int, int]] = {}
     stack = [(root, "")]
     while stack:
@@ -57,6 +60,8 @@ def list_tree(root: Path) -> dict[str, tuple[int, int]]:
             continue
         for entry in entries:
             if entry.name.startswith("."):
+                if entry.name == CHANNEL_LOCK and channel_locks is not None:
+                    channel_locks.append(Path(folder))
                 continue
             rel = prefix + entry.name
             st = entry.stat(follow_symlinks=False)
@@ -66,6 +71,29 @@ def list_tree(root: Path) -> dict[str, tuple[int, int]]:
                 found[rel] = (st.st_size, st.st_mtime_ns)
             else:
                 log.info("%s: not a regular file (a symlink?); not exported", entry.path)
+    return found
+
+
+def list_locked(root: Path, stack: contextlib.ExitStack) -> dict[str, tuple[int, int]]:
+    """`list_tree(root)`, with each internal channel (a folder cas-index locks) listed
+    again while its lock is held here, so no cas-index run is half-way through it; a
+    channel being indexed right now is a LockHeldError (exit 3)."""
+    from cas_index.errors import LockHeldError as IndexLockHeld
+    from cas_index.lock import ChannelLock
+
+    from ..errors import LockHeldError
+
+    channels: list[Path] = []
+    found = list_tree(root, channels)
+    for channel in channels:
+        try:
+            stack.enter_context(ChannelLock(channel, timeout=0))
+        except IndexLockHeld:
+            raise LockHeldError(f"{channel}: cas-index is indexing this channel; export "
+                                "again when it has finished") from None
+        prefix = f"{channel.relative_to(root)}/"
+        found = {rel: v for rel, v in found.items() if not rel.startswith(prefix)}
+        found.update({prefix + rel: v for rel, v in list_tree(channel).items()})
     return found
 
 
