@@ -164,15 +164,16 @@ def _write_volumes(mirror_dir: Path, paths: list[str], folder: Path,
     members: list[Member] = []
     try:
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            root = str(mirror_dir)
             for rel in paths:
-                members.append(_add(tar, mirror_dir / rel, rel))
+                members.append(_add(tar, os.path.join(root, rel), rel))
         writer.close()
     finally:
         writer.abandon()
     return members, writer.volumes
 
 
-def _add(tar: tarfile.TarFile, path: Path, rel: str) -> Member:
+def _add(tar: tarfile.TarFile, path: str, rel: str) -> Member:
     with open(path, "rb") as handle:
         before = os.fstat(handle.fileno())
         info = tarfile.TarInfo(rel)

@@ -23,9 +23,11 @@ import json
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from ..errors import EXIT_REFUSED, CasError
 
@@ -75,8 +77,10 @@ class Manifest:
     volumes: list[Volume] = field(default_factory=list)
 
     def to_json(self) -> bytes:
-        data = {"format": FORMAT, "version": VERSION, **asdict(self)}
-        return json.dumps(data, indent=1).encode() + b"\n"
+        data = {"format": FORMAT, "version": VERSION, "state": self.state, "base": self.base,
+                "chain": self.chain, "created": self.created, "members": self.members,
+                "deletions": self.deletions, "volumes": self.volumes}
+        return msgspec.json.format(msgspec.json.encode(data), indent=1) + b"\n"
 
     @property
     def total_bytes(self) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,14 +47,14 @@ def list_tree(root: Path, channel_locks: list[Path] | None = None
     """relpath -> (size, mtime_ns) of every published file under `root`. The folders
     holding a cas-index lock file (internal channels) are added to `channel_locks`."""
     found: dict[str, tuple[int, int]] = {}
-    stack = [(root, "")]
+    stack = [(str(root), "")]  # plain strings: this loop runs once per folder of the tree
     while stack:
         folder, prefix = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except FileNotFoundError:
             continue
-        if any(e.name == "pyvenv.cfg" for e in entries):
+        if "pyvenv.cfg" in [e.name for e in entries]:
             log.info("%s: a Python virtual environment; not exported", folder)
             continue
         for entry in entries:
@@ -64,10 +63,11 @@ def list_tree(root: Path, channel_locks: list[Path] | None = None
                     channel_locks.append(Path(folder))
                 continue
             rel = prefix + entry.name
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((Path(entry.path), rel + "/"))
-            elif stat.S_ISREG(st.st_mode):
+            # the type comes from the folder listing: only files cost a stat
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, rel + "/"))
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
                 found[rel] = (st.st_size, st.st_mtime_ns)
             else:
                 log.info("%s: not a regular file (a symlink?); not exported", entry.path)
@@ -191,7 +191,8 @@ def save_snapshot(mirror_dir: Path, snapshot: Snapshot) -> Path:
     data = msgspec.msgpack.encode({"state": snapshot.state, "chain": snapshot.chain,
                                    "files": snapshot.files})
     path = folder / f"{snapshot.state}{SNAPSHOT_SUFFIX}"
-    write_atomic(path, zstandard.ZstdCompressor(level=3).compress(data))
+    # level 1: the sha256 digests hardly compress, and a large tree's snapshot is big
+    write_atomic(path, zstandard.ZstdCompressor(level=1).compress(data))
     write_atomic(folder / LATEST, f"{snapshot.state}\n".encode())
     return path
 
