@@ -409,3 +409,35 @@ def test_a_full_disk_while_exporting_leaves_no_bundle(online, run_cli, tmp_path,
     assert result.code == 4, result
     assert "no space left on device" in result.err and "no bundle was written" in result.err
     assert list(dest.iterdir()) == []
+
+
+def test_since_a_state_and_a_bundle_of_deletions_only(online, run_cli, tmp_path):
+    mirror = Path(shutil.copytree(online.dir, tmp_path / "copy"))  # its exports change
+    first, second = manifest(online.first)["state"], manifest(online.second)["state"]
+    export = ["-f", online.config, "--mirror-dir", mirror, "export", tmp_path / "out",
+              "--json"]
+    # a site that lost the second bundle gets one from the first state instead
+    done = run_cli(main, [*export, "--since", first])
+    assert done.code == 0, done
+    since_first = Path(json.loads(done.out)["bundle"])
+    assert manifest(since_first)["base"] == first
+    lost = tmp_path / "lost"
+    assert import_(run_cli, lost, online.first).code == 0
+    assert import_(run_cli, lost, since_first).code == 0
+    assert published(lost) == published(online.dir)
+    # a mirror that went the other way (first, second) cannot take it: says what to export
+    offline = tmp_path / "offline"
+    assert import_(run_cli, offline, online.first).code == 0
+    assert import_(run_cli, offline, online.second).code == 0
+    refused = import_(run_cli, offline, since_first)
+    assert refused.code == 5 and f"cas-sync export --since {second}" in refused.err, refused
+    # deleting a file online makes a bundle with no member, only the deletion
+    (mirror / "pkgs/main/linux-64/delta-1.0-0.conda").unlink()
+    done = run_cli(main, [*export, "--since", second])
+    assert done.code == 0, done
+    deletion = manifest(Path(json.loads(done.out)["bundle"]))
+    assert deletion["members"] == []
+    assert deletion["deletions"] == ["pkgs/main/linux-64/delta-1.0-0.conda"]
+    applied = import_(run_cli, offline, Path(json.loads(done.out)["bundle"]))
+    assert applied.code == 0 and "1 deletion" in applied.out, applied
+    assert published(offline) == published(mirror)
