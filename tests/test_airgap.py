@@ -140,6 +140,9 @@ def test_bundles_carry_what_changed_with_a_manifest_of_every_member(online):
     stream = b"".join((online.first / v["name"]).read_bytes() for v in first["volumes"])
     tar_path = online.bundles.parent / "joined.tar"
     tar_path.write_bytes(stream)
+    listed = subprocess.run(["tar", "-tf", tar_path], check=True, capture_output=True,
+                            text=True).stdout.split()
+    assert listed == [m["path"] for m in first["members"]]  # what README says tar shows
     with tarfile.open(tar_path) as tar:
         assert [i.name for i in tar.getmembers()] == [m["path"] for m in first["members"]]
         for member in first["members"]:
