@@ -79,6 +79,11 @@ from .pypi.cli import pypi as _pypi_command  # noqa: E402  (the group must exist
 
 cli.add_command(_pypi_command)
 
+from .airgap.cli import export_command, import_command  # noqa: E402
+
+cli.add_command(export_command)
+cli.add_command(import_command)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""

@@ -13,6 +13,7 @@ EXIT_PARTIAL = 1  # the run finished, some items failed; the published mirror is
 EXIT_USAGE = 2  # bad command line, configuration or input file
 EXIT_LOCKED = 3  # another run holds the lock on this mirror
 EXIT_ABORTED = 4  # the run stopped early (disk space); what was published is consistent
+EXIT_REFUSED = 5  # cas-sync import: the bundle was refused (damaged, badly signed, out of order)
 EXIT_BUG = 70  # an unexpected internal error (EX_SOFTWARE); please report it
 
 

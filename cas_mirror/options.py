@@ -41,7 +41,9 @@ EXIT_STATUSES = """Exit status:
   2  usage or configuration error, or a path the run cannot use (permission
      denied, read-only file system, a file where a folder should be)
   3  another run holds the lock
-  4  stopped early: too little free disk space, or the disk filled up"""
+  4  stopped early: too little free disk space, or the disk filled up
+  5  cas-sync import: the bundle was refused (damaged, badly signed, or it
+     does not continue the mirror's state); nothing was published"""
 
 
 @dataclass(frozen=True)
