@@ -19,11 +19,13 @@ from cas_index.atomic import write_if_changed
 
 from ..errors import is_disk_full, os_problem
 from . import pages
+from .hashindex import project_folder, remove_other_layout
 from .local import hash_file
 from .model import Listing
 from .results import ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import ProjectState, TreeState
+from .versions import publish_versioned
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
-                 fsync: bool) -> None:
+                 fsync: bool, keep: tuple[str, ...] = ()) -> None:
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
     for filename, body in outputs.items():
@@ -59,7 +61,7 @@ def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
             if write_if_changed(folder / filename, body, fsync=fsync):
                 report.changed_files.append(folder / filename)
     for filename in ALL_PAGE_NAMES:
-        if filename not in outputs:
+        if filename not in outputs and filename not in keep:
             with writing(folder / filename):
                 (folder / filename).unlink(missing_ok=True)
 
@@ -107,7 +109,16 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
         outputs["index.html"] = outputs["index.v1_html"] = body
     if s.simple_format in ("ALL", "JSON"):
         outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial)
-    _write_pages(s.web / "simple" / w.name, outputs, report, fsync=False)
+    folder = project_folder(s.web / "simple", w.name, s.hash_index)
+    versioned = outputs.pop("index.html", None) if s.keep_index_versions else None
+    _write_pages(folder, outputs, report, fsync=False,
+                 keep=("index.html",) if versioned is not None else ())
+    if versioned is not None:
+        with writing(folder / "index.html"):
+            report.changed_files.extend(
+                publish_versioned(folder, versioned, serial, s.keep_index_versions))
+    with writing(folder.parent):
+        remove_other_layout(s.web / "simple", w.name, s.hash_index)
     if w.json_api is not None:
         _publish_json_api(s, w.name, w.json_api, report)
     w.published = True

@@ -74,6 +74,10 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
     """The tree's folders exist (or can be made) and can be written; else a ConfigError
     naming where `mirror_dir` was set. A dry run creates nothing: the nearest existing
     folder must be writable."""
+    if s.storage_backend != "filesystem":
+        raise ConfigError(f"{config.where('pypi.storage_backend')}: storage backend "
+                          f"{s.storage_backend!r} is not available yet (the object-storage "
+                          "support has not landed); use filesystem")
     where = config.where("mirror_dir")
     for path in (s.mirror_dir, s.tree, s.web, s.state_dir):
         if path.exists() and not path.is_dir():
@@ -132,6 +136,8 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         _download(work, s, downloader, output, report)
         _publish(work, removals, s, state, listing, report, output)
         report.stale_parts_removed = remove_stale_parts(s, pending | planned)
+        if s.cleanup:
+            _cleanup(s, report, output)
         if verify:
             owned = {relpath for p in state.projects.values() for relpath in p.files}
             remove_strays(s, owned, report)
@@ -356,6 +362,23 @@ def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSett
                 state.projects[r.name] = removed[r.name]  # to be tried again
     for w in work:
         delete_dropped(w, s)
+
+
+def _cleanup(s: PypiSettings, report: SyncReport, output: Output) -> None:
+    """bandersnatch's cleanup: legacy project folders with non-normalized names."""
+    from .hashindex import remove_legacy_folders
+
+    try:
+        removed = remove_legacy_folders(s.web / "simple", s.hash_index)
+    except OSError as exc:
+        report.write_errors.append(f"cleanup: {os_problem(exc)}")
+        output.error(f"cleanup: {os_problem(exc)}")
+        return
+    if removed:
+        note = (f"cleanup: removed {plural(len(removed), 'legacy project folder')} "
+                f"({', '.join(removed[:5])}{', ...' if len(removed) > 5 else ''})")
+        report.notices.append(note)
+        output.info(note)
 
 
 def _write_diff_file(s: PypiSettings, report: SyncReport, output: Output) -> None:

@@ -171,6 +171,8 @@ class MirrorTree:
                 base = os.path.join(self.root, self.pypi_folder, "web")
                 rest = segments[1:]
                 simple = bool(rest) and rest[0] == "simple"
+                if simple:
+                    rest = hash_index_segments(base, rest)
             else:
                 base, rest, simple = self.root, segments, False
             fd, st, real = self._open(os.path.join(base, *rest))
@@ -349,6 +351,25 @@ class MirrorTree:
     def _served(self, real: str) -> bool:
         """A real path below the root with no hidden name after it."""
         return real.startswith(self._prefix) and "/." not in real[len(self._prefix) - 1:]
+
+
+def hash_index_segments(web: str, rest: list[str]) -> list[str]:
+    """bandersnatch's hash-index layout: `simple/<name>/` is served from
+    `simple/<first letter>/<name>/` when the tree holds the project there and not in the
+    plain layout. `rest` starts with "simple"; anything else is returned unchanged."""
+    if len(rest) != 2:
+        return rest
+    name = rest[1]
+    flat = os.path.join(web, "simple", name)
+    if any(_exists(index, flat) for index in _INDEX_FILES):
+        return rest
+    hashed = ["simple", name[0], name]
+    if any(_exists(index, os.path.join(web, *hashed)) for index in _INDEX_FILES):
+        return hashed
+    return rest
+
+
+_INDEX_FILES = ("index.v1_json", "index.v1_html", "index.html")
 
 
 def _exists(name: str, folder: int | str) -> bool:
