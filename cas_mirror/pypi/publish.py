@@ -22,7 +22,7 @@ from . import pages
 from .hashindex import project_folder, remove_other_layout
 from .local import hash_file
 from .model import Listing
-from .results import ProjectWork, SyncReport
+from .results import PROVENANCE_SUFFIX, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import ProjectState, TreeState
 from .versions import publish_versioned
@@ -66,6 +66,16 @@ def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
                 (folder / filename).unlink(missing_ok=True)
 
 
+def _provenance_href(s: PypiSettings, f, present: set[str]) -> str | None:
+    """PEP 740: our copy of the provenance object, else upstream's when we keep no files."""
+    if not f.provenance:
+        return None
+    if not s.release_files:
+        return f.provenance
+    mirrored = f"{f.relpath}{PROVENANCE_SUFFIX}"
+    return _href(s, mirrored, f.provenance) if mirrored in present else None
+
+
 def _href(s: PypiSettings, relpath: str, upstream_url: str) -> str:
     if s.root_uri:
         return f"{s.root_uri.rstrip('/')}/packages/{relpath}"
@@ -90,7 +100,8 @@ def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
             elif core is True or (isinstance(core, dict) and "sha256" not in core):
                 core = {"sha256": hash_file(s.web / "packages" / meta, "sha256")}
         out.append(pages.PageFile(f.filename, _href(s, f.relpath, f.url), f.hashes, size,
-                                  f.requires_python, f.yanked, core, f.upload_time))
+                                  f.requires_python, f.yanked, core, f.upload_time,
+                                  _provenance_href(s, f, present)))
     return out
 
 
@@ -104,11 +115,15 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
                                   if f.version and f.filename in listed))
     serial = w.page.serial if w.page.serial is not None else w.want_serial
     outputs = {}
+    page = w.page
+    markers = pages.ProjectMarkers(page.status, page.status_reason, tuple(page.tracks),
+                                   tuple(page.alternate_locations))
     if s.simple_format in ("ALL", "HTML"):
-        body = pages.project_html(w.name, files, s.digest_name)
+        body = pages.project_html(w.name, files, s.digest_name, markers)
         outputs["index.html"] = outputs["index.v1_html"] = body
     if s.simple_format in ("ALL", "JSON"):
-        outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial)
+        outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial,
+                                                      markers)
     folder = project_folder(s.web / "simple", w.name, s.hash_index)
     versioned = outputs.pop("index.html", None) if s.keep_index_versions else None
     _write_pages(folder, outputs, report, fsync=False,
@@ -128,8 +143,10 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
         for relpath in w.plan.delete:
             entries.setdefault(relpath, w.previous.files[relpath])
     ok = w.report.ok
+    # A failed project forgets its page's validators, so the next run fetches it whole.
     state.projects[w.name] = ProjectState(
-        w.display, serial if ok else (w.previous.serial if w.previous else None), entries)
+        w.display, serial if ok else (w.previous.serial if w.previous else None), entries,
+        w.page.validators if ok else {})
 
 
 def keep_unpublished(w: ProjectWork, state: TreeState) -> None:

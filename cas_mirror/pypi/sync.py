@@ -34,7 +34,14 @@ from ..net import (
 from ..output import Output
 from ..paths import nearest_existing, not_writable
 from ..text import plural, safe
-from .client import UpstreamError, XmlRpcUnavailable, fetch_listing, fetch_listing_xmlrpc
+from .client import (
+    WHITELIST_SOURCE,
+    UpstreamError,
+    XmlRpcUnavailable,
+    fetch_listing,
+    fetch_listing_xmlrpc,
+    whitelist_listing,
+)
 from .filters import FilterSpec
 from .model import Listing
 from .plan import WantedFile, plan_projects
@@ -106,7 +113,11 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         bool(state.projects) and state.fingerprint != s.fingerprint)
     guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
-        listing = _list_upstream(s, downloader, state, refetch_all, output, report)
+        if spec.exact_names is not None and not s.use_xml_rpc:
+            listing = whitelist_listing(spec.exact_names, state)
+            report.source, report.listed = listing.source, len(listing.projects)
+        else:
+            listing = _list_upstream(s, downloader, state, refetch_all, output, report)
         if listing is None:
             return
         mirrored = {name: p.serial for name, p in state.projects.items()}
@@ -115,10 +126,18 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         work = [ProjectWork(name, _display(name, listing, state), serial,
                             state.projects.get(name), ProjectReport(name))
                 for name, serial in projects_plan.fetch.items()]
+        for w in work:  # no serial to compare: ask whether the page changed (ETag, digest)
+            if w.want_serial is None and w.previous is not None and not refetch_all:
+                w.conditional = w.previous.validators or None
+            w.gone_is_removal = listing.source == WHITELIST_SOURCE
         if work:
             output.info(f"pypi: {plural(len(work), 'project')} to examine, "
                         f"{len(projects_plan.unchanged)} unchanged")
         prepare_all(work, s, spec, downloader, verify, report, output)
+        if listing.source == WHITELIST_SOURCE:
+            _whitelist_gone(work, listing, state, report, projects_plan.remove)
+        report.unchanged += sum(1 for w in work if w.not_modified)
+        work = [w for w in work if not w.not_modified]
         removals = [ProjectReport(name, "remove", why)
                     for name, why in projects_plan.remove.items()]
         for r in removals:
@@ -154,6 +173,20 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
                 clear_pending(s.state_dir)
         except WriteFailed as exc:
             _write_failed(report, output, exc)
+
+
+def _whitelist_gone(work: list[ProjectWork], listing: Listing, state: TreeState,
+                    report: SyncReport, remove: dict[str, str]) -> None:
+    """Exact-name whitelist (no project list fetched): a page that answers 404/410 is the
+    only word on a project's removal. Mirrored: it is removed; never mirrored: skipped."""
+    for w in work:
+        if w.gone:
+            if w.name in state.projects:
+                remove[w.name] = "removed upstream (its page answers 404/410)"
+            else:
+                report.skipped += 1
+            listing.projects.pop(w.name, None)
+            w.not_modified = True  # nothing to publish for it
 
 
 def _display(name: str, listing: Listing, state: TreeState) -> str:
