@@ -136,6 +136,7 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         prepare_all(work, s, spec, downloader, verify, report, output)
         if listing.source == WHITELIST_SOURCE:
             _whitelist_gone(work, listing, state, report, projects_plan.remove)
+            work = [w for w in work if not w.gone]
         report.unchanged += sum(1 for w in work if w.not_modified)
         work = [w for w in work if not w.not_modified]
         removals = [ProjectReport(name, "remove", why)
@@ -186,7 +187,6 @@ def _whitelist_gone(work: list[ProjectWork], listing: Listing, state: TreeState,
             else:
                 report.skipped += 1
             listing.projects.pop(w.name, None)
-            w.not_modified = True  # nothing to publish for it
 
 
 def _display(name: str, listing: Listing, state: TreeState) -> str:
