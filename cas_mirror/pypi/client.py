@@ -20,7 +20,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 import msgspec
 
 from ..net import Downloader, HttpError
-from . import html
 from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_name, normalize
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,9 @@ class Refused(ValueError):
 
 def fetch_listing(downloader: Downloader, simple_url: str) -> Listing:
     response = downloader.get(simple_url, {"Accept": ACCEPT}, max_bytes=MAX_DOCUMENT)
-    if html.is_html(response.headers.get("content-type"), response.data):
+    if _is_html(response.headers.get("content-type"), response.data):
+        from . import html
+
         document = html.root_document(response.data, simple_url)
     else:
         document = _json_object(response.data, simple_url)
@@ -230,7 +231,9 @@ def parse_project_page(data: bytes, url: str, project: str,
                        headers: dict[str, str] | None = None) -> ProjectPage:
     from .filters import file_project_and_version
 
-    if html.is_html((headers or {}).get("content-type"), data):
+    if _is_html((headers or {}).get("content-type"), data):
+        from . import html
+
         document = html.project_document(data, url, project)
     else:
         document = _json_object(data, url)
@@ -386,6 +389,17 @@ def _json_object(data: bytes, url: str) -> dict:
     if not isinstance(document, dict):
         raise UpstreamError(f"{url}: expected a JSON object")
     return document
+
+
+_HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
+
+
+def _is_html(content_type: str | None, data: bytes) -> bool:
+    """A PEP 503 HTML answer (html.py parses it; imported only then)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind:
+        return kind in _HTML_TYPES
+    return data[:200].lstrip().lower().startswith((b"<!doctype", b"<html"))
 
 
 def _int(value: Any) -> int | None:

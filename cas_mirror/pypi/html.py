@@ -30,18 +30,6 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from urllib.parse import unquote, urljoin, urlsplit
 
-HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
-
-
-def is_html(content_type: str | None, data: bytes) -> bool:
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind in HTML_TYPES:
-        return True
-    if kind:
-        return False
-    head = data[:200].lstrip().lower()
-    return head.startswith((b"<!doctype", b"<html"))
-
 
 class _Links(HTMLParser):
     def __init__(self, base_url: str):
