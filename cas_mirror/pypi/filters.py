@@ -6,10 +6,14 @@ chosen from a fetched page (`select_files`), in this order:
 1. `whitelist` (when non-empty, only matching projects; an entry with a PEP 440
    specifier, `requests>=2.30`, limits the versions of that project) and `blacklist`
    (a bare name or glob drops the project; with a specifier, only those versions);
+   `exclude_project_regex` drops projects by name; `max_project_size` drops a project
+   whose files total more than it, unless the whitelist names the project;
 2. `exclude_prereleases`: drop pre-, dev- and release-candidate versions;
+   `exclude_release_regex`: versions matching one of its expressions;
 3. file filters: `packagetypes` (wheel, sdist, ...), `platforms` and `python_versions`
    (wheels built for other targets, and files whose Requires-Python excludes every
-   listed version);
+   listed version), `exclude_platforms` (bandersnatch's exclude_platform: wheels whose
+   every tag is excluded, Windows installers, eggs for an excluded pyX.Y);
 4. `keep_latest: N` / `latest_only` (N = 1): the N newest versions that still have files,
    non-yanked versions ranked above yanked ones.
 

@@ -1,7 +1,9 @@
 """The PyPI sync, end to end:
 
-config -> check the tree is usable -> list upstream projects (Simple API JSON, or XML-RPC
-with fallback) -> choose projects by name and serial -> prepare them (prepare.py: pages,
+config -> check the tree is usable -> list upstream projects (Simple API JSON or HTML, or
+XML-RPC with fallback; nothing with an exact-name whitelist, whose names are the list) ->
+choose projects by name and serial (without a serial, the page is asked for conditionally
+with the ETag / Last-Modified it last came with) -> prepare them (prepare.py: pages,
 filters, plan) -> download files and PEP 658 metadata -> publish project pages, then the
 project list (publish.py) -> delete removed projects, dropped files and stale `.part`
 files (removal.py) -> remember state -> report (results.py, report.py).
@@ -48,7 +50,7 @@ from .plan import WantedFile, plan_projects
 from .prepare import StopFlag, prepare_all
 from .publish import WriteFailed, keep_unpublished, publish_project, publish_root, writing
 from .removal import delete_dropped, remove_project, remove_stale_parts, remove_strays
-from .results import PlannedFile, ProjectReport, ProjectWork, SyncReport
+from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import TreeState, clear_pending, load_pending, load_state, save_pending, save_state
 
@@ -299,7 +301,8 @@ def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
     for w in work:
         for want in w.downloads:
             url, fallbacks = want.url, ()
-            if s.download_mirror:
+            if s.download_mirror and not want.relpath.endswith(PROVENANCE_SUFFIX):
+                # (provenance objects live on the index that issued them, not on mirrors)
                 url = f"{s.download_mirror.rstrip('/')}/packages/{want.relpath}"
                 fallbacks = () if s.download_mirror_no_fallback else (want.url,)
             jobs.append(DownloadJob(url=url, dest=s.web / "packages" / want.relpath,
