@@ -267,7 +267,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report(args, stats, note, header, up, files, served_by, ours_files, theirs_files,
-                  big)
+                  big, load_at_start)
 
 
 def sides(args, up: SimpleUpstream, server, scratch: Path, bs: Path | None,
@@ -348,7 +348,8 @@ simple-format = ALL
 
 
 def report(args, stats, note: str, header: str, up: SimpleUpstream, files: int,
-           served_by: str, ours_files: int, theirs_files: int, big: SimpleUpstream) -> int:
+           served_by: str, ours_files: int, theirs_files: int, big: SimpleUpstream,
+           load_at_start: float) -> int:
     labels = {"ours cold": "cas-sync pypi cold (empty mirror)",
               "bandersnatch cold": "bandersnatch cold", "curl": "curl --parallel, files only",
               "ours no-op": "cas-sync pypi no-op (nothing changed)",
@@ -378,6 +379,12 @@ def report(args, stats, note: str, header: str, up: SimpleUpstream, files: int,
         f"{len(big.root_json()) / 1e6:.0f} MB); ours fetches no project list there, only the "
         f"{WHITELISTED} pages (conditionally), bandersnatch reads the whole list.\n\n{note}\n\n"
         + table(stats, against=against, targets=targets, labels=labels))
+    if load_at_start > (os.cpu_count() or 1):
+        section += (f"\n\nThe machine was shared (load average {load_at_start:.1f} on "
+                    f"{os.cpu_count()} cores: other test suites ran meanwhile), so wall times "
+                    "include waiting for a CPU; the CPU columns and the ratios of medians "
+                    "(both tools measured alternately under the same load) are the steadier "
+                    "comparison.")
     if "bandersnatch cold" not in stats:
         section += "\n\nbandersnatch was not run (--skip-bandersnatch or not installable)."
     crashes = crash_note(stats)
