@@ -145,7 +145,9 @@ def test_an_exact_name_whitelist_never_fetches_the_project_list(mirror, upstream
     assert result.code == 0, result
     pages = sorted(requests_of(upstream, "GET"))
     assert pages == ["/simple/alpha/", "/simple/gamma/", "/simple/no-such-project/"]
-    assert json.loads(result.out)["unchanged"] == 2
+    summary = json.loads(result.out)
+    assert summary["unchanged"] == 2 and summary["source"] == "whitelist"
+    assert summary["listed"] == 2  # no-such-project has no page upstream
     assert mirror.snapshot() == before
     upstream.remove_project("gamma")  # its page now answers 404: removed here too
     assert mirror.sync().code == 0

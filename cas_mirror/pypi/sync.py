@@ -139,6 +139,7 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         if listing.source == WHITELIST_SOURCE:
             _whitelist_gone(work, listing, state, report, projects_plan.remove)
             work = [w for w in work if not w.gone]
+            report.listed = len(listing.projects)  # the names upstream has a page for
         report.unchanged += sum(1 for w in work if w.not_modified)
         work = [w for w in work if not w.not_modified]
         removals = [ProjectReport(name, "remove", why)
