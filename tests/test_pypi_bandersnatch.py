@@ -168,7 +168,7 @@ requirements =
 [blocklist]
 packages =
     evil
-    django<4
+    django>=3,<4
 platforms =
     windows
     py2.7
@@ -187,7 +187,7 @@ max_package_size = 1G
 """)
     values = show(run_cli, conf)["values"]
     assert values["whitelist"] == ["requests", "six>=1.10", "flask==3.0.0", "click>=8"]
-    assert values["blacklist"] == ["evil", "django<4"]
+    assert values["blacklist"] == ["evil", "django<4,>=3"]
     assert values["exclude_platforms"] == ["windows", "py2.7"]
     assert values["exclude_prereleases"] is True
     assert values["exclude_release_regex"] == [r".+rc\d$"]

@@ -63,15 +63,13 @@ def _number(text: str, where: str, whole: bool = False) -> int | float:
 
 
 def _lines(text: str) -> list[str]:
-    """A multi-line option's entries: one per line (or separated by spaces/commas for the
-    short one-line form), comments dropped."""
+    """A multi-line option's entries, one per line as bandersnatch reads them (a comma
+    belongs to a specifier: `django>=4,<5`), comments dropped."""
     out = []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if line:
             out.append(line)
-    if len(out) == 1 and " " not in out[0].replace(", ", ",") and "," in out[0]:
-        out = [item.strip() for item in out[0].split(",") if item.strip()]
     return out
 
 
