@@ -125,14 +125,14 @@ def _apply_bandersnatch(values, origins, locations, files, notes, path: Path) ->
 
     mapped = read_bandersnatch_config(path)
     files.append(ConfigFile("--bandersnatch-config", path, "read"))
-    section, where = {}, {}
+    where: dict[str, str] = {}
     for item in mapped.values:
         label = f"--bandersnatch-config {item.where}"
         if item.key == "mirror_dir":  # the one top-level key it sets
             _apply(values, origins, locations, item.key, item.value, item.where, label,
                    path.parent)
             continue
-        section[item.key], where[item.key] = item.value, item.where
+        where[item.key] = item.where
         _apply_section(values, origins, locations, "pypi", {item.key: item.value},
                        item.where, label, path.parent, where, prefix="")
     notes.extend(mapped.notes)

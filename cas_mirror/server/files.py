@@ -5,7 +5,9 @@ folder>/web/...``, everything else is ``<root>/...``), the refusals (hidden name
 backslashes, NUL, symlinks that lead outside the root or to hidden names, anything inside
 a Python virtual environment: a folder holding ``pyvenv.cfg``), content types,
 validators (``ETag``, ``Last-Modified``) with conditional and range requests
-(conditional.py), PEP 691 negotiation in the PyPI ``simple/`` folders, redirects of
+(conditional.py), PEP 691 negotiation in the PyPI ``simple/`` folders (with
+bandersnatch's hash-index layout, ``simple/<first letter>/<name>/``, found for
+``simple/<name>/``: `hash_index_segments`), redirects of
 folders to their slash form, and HTML listings. No networking: `MirrorTree.respond` turns a
 method, a decoded path and the request headers into a `Response`; the server sends it.
 
