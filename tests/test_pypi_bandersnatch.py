@@ -124,7 +124,9 @@ compare-method = stat
 digest_name = md5
 keep_index_versions = 3
 proxy = http://proxy.invalid:3128
-storage-backend = filesystem"""))
+storage-backend = filesystem
+api-method = xmlrpc
+allow-non-https = true"""))
     shown = show(run_cli, conf)
     values = shown["values"]
     assert values["hash_index"] is True and values["simple_format"] == "JSON"
@@ -136,7 +138,9 @@ storage-backend = filesystem"""))
     assert values["keep_index_versions"] == 3
     assert values["proxy"] == "http://proxy.invalid:3128"
     assert values["storage_backend"] == "filesystem"
+    assert values["use_xml_rpc"] is True  # api-method = xmlrpc
     assert any("verifiers" in note for note in shown["notes"])
+    assert any("allow-non-https" in note for note in shown["notes"])
 
 
 def test_filter_plugin_sections_map_onto_the_filters(run_cli, tmp_path):
@@ -193,6 +197,14 @@ max_package_size = 1G
     assert values["exclude_release_regex"] == [r".+rc\d$"]
     assert values["exclude_project_regex"] == [".+-dev$"]
     assert values["keep_latest"] == 3 and values["max_project_size"] == 1_000_000_000
+
+
+def test_all_enables_every_supported_plugin(run_cli, tmp_path):
+    conf = write(tmp_path, MINIMAL + "[plugins]\nenabled = all\n[latest_release]\nkeep = 2\n"
+                 "[blocklist]\npackages =\n    evil<2\n")
+    values = show(run_cli, conf)["values"]
+    assert values["keep_latest"] == 2 and values["exclude_prereleases"] is True
+    assert values["blacklist"] == ["evil<2"]
 
 
 def test_allowlist_project_alone_keeps_names_only(run_cli, tmp_path):
