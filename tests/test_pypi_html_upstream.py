@@ -1,20 +1,18 @@
 """An HTML-only upstream (PEP 503, as devpi, Artifactory and static trees serve it): the
 project list and pages are parsed (hash fragments, data-requires-python, data-yanked with
 its reason, data-core-metadata, relative and absolute links), change is detected with
-ETag / If-None-Match or the page's digest, and pip installs from the result."""
+ETag / If-None-Match or the page's digest, and pip and uv install from the result."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import json
-import subprocess
-import sys
 
 import pytest
 
 from cas_mirror.pypi import html as pep503
-from tests.support.cas_server import CasServer, server_env
+from tests.support.cas_server import CasServer
 from tests.support.http_server import LoggedRequest, Response
 from tests.support.pypi_mirror import PypiMirror
 from tests.support.pypi_packages import SimpleUpstream
@@ -170,19 +168,18 @@ def test_without_etags_the_page_digest_tells_it_unchanged(mirror, upstream):
 
 
 @pytest.mark.slow
-def test_pip_installs_from_a_mirror_of_an_html_only_upstream(mirror, upstream, tmp_path):
+def test_pip_and_uv_install_from_a_mirror_of_an_html_only_upstream(mirror, upstream,
+                                                                   tmp_path):
+    from tests.test_pypi_layout import install
+
     assert mirror.sync().code == 0
     server = CasServer(mirror.dir, tmp_path / "logs", workers=1)
     try:
-        target = tmp_path / "target"
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check",
-             "install", "--no-deps", "--no-cache-dir", "--target", str(target),
-             "--index-url", f"{server.url}/pypi/simple/", "alpha"],
-            capture_output=True, text=True, timeout=120, check=False,
-            env=server_env(tmp_path))
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-        # 2.0 has only a yanked sdist and a wheel; pip takes the newest wheel
-        assert (target / "alpha" / "__init__.py").read_text().startswith("VERSION = '2.0'")
+        for client in ("pip", "uv"):
+            target = tmp_path / f"{client}-target"
+            proc = install(client, f"{server.url}/pypi/simple/", target, "alpha")
+            assert proc.returncode == 0, proc.stderr + proc.stdout
+            # 2.0's sdist is yanked, its wheel is not: the newest wheel is installed
+            assert (target / "alpha" / "__init__.py").read_text().startswith("VERSION = '2.0'")
     finally:
         server.stop()

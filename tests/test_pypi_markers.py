@@ -6,8 +6,6 @@ whitelist that never fetches the project list."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -117,15 +115,14 @@ def test_a_quarantined_project_serves_no_files(mirror, upstream, http_server, tm
     assert "<a " not in mirror.html("beta")
     assert not (mirror.web / "packages" / wheel.relpath).exists()  # its files are gone
     from tests.support.pypi_packages import serve_mirror
+    from tests.test_pypi_layout import install
 
     server = http_server(tmp_path / "empty")
     serve_mirror(server, mirror.web, "/pypi/")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "download",
-         "--no-deps", "--no-cache-dir", "--index-url", f"{server.url}/pypi/simple/", "beta",
-         "-d", str(tmp_path / "dl")], capture_output=True, text=True, timeout=120,
-        check=False)
-    assert proc.returncode != 0 and "No matching distribution" in proc.stderr + proc.stdout
+    for client in ("pip", "uv"):
+        proc = install(client, f"{server.url}/pypi/simple/", tmp_path / f"{client}-t", "beta")
+        assert proc.returncode != 0, proc.stdout
+        assert "beta" in proc.stderr + proc.stdout
 
 
 # --------------------------------------------------------------------------- whitelist
