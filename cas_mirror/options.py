@@ -99,6 +99,11 @@ OPTIONS: tuple[Opt, ...] = (
         "it wins over the pypi: section of the other files.", "text", "PATH",
         commands=frozenset({PYPI}),
         where="is an option of cas-sync pypi (cas-sync pypi --mirror-config PATH)"),
+    Opt(("--bandersnatch-config",), "bandersnatch's INI file (/etc/bandersnatch.conf): its "
+        "[mirror] options and filter plugin sections, mapped onto the pypi: keys; it wins "
+        "over the pypi: section of the other files.", "text", "PATH",
+        commands=frozenset({PYPI}),
+        where="is an option of cas-sync pypi (cas-sync pypi --bandersnatch-config PATH)"),
     # configuration overrides
     Opt(("--mirror-dir", "--target-directory"), "Override mirror_dir (--target-directory: "
         "conda-mirror's name; each channel gets its own folder under it).", "text", "PATH",
@@ -242,7 +247,8 @@ def start_run(ctx: click.Context, command: str) -> tuple[Options, Config]:
     if session is not None:
         session.log_to_stderr(level_for(options.verbose, options.quiet, options.debug))
     config = load_config(options.config, overrides_for(options, command),
-                         mirror_config=options.mirror_config)
+                         mirror_config=options.mirror_config,
+                         bandersnatch_config=options.bandersnatch_config)
     log.info("configuration: %s", "; ".join(f"{f.role} {f.path} ({f.status})"
                                             for f in config.files))
     return options, config

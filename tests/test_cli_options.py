@@ -80,6 +80,7 @@ PYPI_OVERRIDES = {
     "-f": (["-f", "{tmp}/extra.yml"], "workers", 6),
     "--config": (["--config", "{tmp}/extra.yml"], "workers", 6),
     "--mirror-config": (["--mirror-config", "{tmp}/mirror.yml"], "latest_only", True),
+    "--bandersnatch-config": (["--bandersnatch-config", "{tmp}/bs.conf"], "user", "bs"),
 }
 # The options only the conda sync has: refused for pypi, wherever typed.
 CONDA_ONLY = {
@@ -110,6 +111,7 @@ def test_a_configuration_flag_takes_effect_before_or_after_pypi(run_cli, pypi_mi
     (tmp_path / "ca.pem").write_text("not really a bundle, but a file")
     (tmp_path / "extra.yml").write_text("pypi:\n  workers: 6\n")
     (tmp_path / "mirror.yml").write_text("latest_only: true\n")
+    (tmp_path / "bs.conf").write_text(f"[mirror]\ndirectory = {tmp_path}/bs\n")
     fragment, key, expected = PYPI_OVERRIDES[spelling]
     fragment = [_fill(part, tmp_path) for part in fragment]
     result = run_cli(main, placed(fragment, where, "--show", "--json"))
@@ -117,7 +119,8 @@ def test_a_configuration_flag_takes_effect_before_or_after_pypi(run_cli, pypi_mi
     shown = json.loads(result.out)
     value = shown["mirror_dir"] if key == "mirror_dir" else shown["values"][key]
     assert value == _fill(expected, tmp_path)
-    if key != "mirror_dir" and spelling not in ("-f", "--config", "--mirror-config"):
+    if key != "mirror_dir" and spelling not in ("-f", "--config", "--mirror-config",
+                                                      "--bandersnatch-config"):
         # a flag wins over the pypi: section of the files, and says so
         assert "command line" in shown["origins"][key]
 
@@ -135,6 +138,7 @@ def test_a_conda_only_option_is_refused_for_pypi(run_cli, pypi_mirror, spelling,
 
 def test_mirror_config_is_refused_for_the_conda_sync(run_cli, isolated_config, tmp_path):
     (tmp_path / "mirror.yml").write_text("latest_only: true\n")
+    (tmp_path / "bs.conf").write_text(f"[mirror]\ndirectory = {tmp_path}/bs\n")
     result = run_cli(main, ["--mirror-config", tmp_path / "mirror.yml", "--show"])
     assert result.code == 2, result
     assert "--mirror-config is an option of cas-sync pypi" in result.err

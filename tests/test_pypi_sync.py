@@ -39,7 +39,7 @@ def test_first_sync_writes_the_bandersnatch_tree(mirror, upstream):
             "index.html", "index.v1_html", "index.v1_json"}
         assert (folder / "index.html").read_bytes() == (folder / "index.v1_html").read_bytes()
     page = mirror.page("alpha")
-    assert page["meta"] == {"api-version": "1.1", "_last-serial": upstream.projects["alpha"].serial}
+    assert page["meta"] == {"api-version": "1.4", "_last-serial": upstream.projects["alpha"].serial}
     assert page["name"] == "alpha"
     assert sorted(page["versions"]) == ["1.0", "2.0"]
     by_name = {f["filename"]: f for f in page["files"]}
@@ -57,7 +57,7 @@ def test_first_sync_writes_the_bandersnatch_tree(mirror, upstream):
             assert entry["core-metadata"] == {"sha256": hashlib.sha256(up.metadata).hexdigest()}
     assert by_name["alpha-1.0.tar.gz"]["requires-python"] == ">=3.8,<4"
     html = mirror.html("alpha")
-    assert '<meta name="pypi:repository-version" content="1.1">' in html
+    assert '<meta name="pypi:repository-version" content="1.4">' in html
     assert 'data-requires-python="&gt;=3.8,&lt;4"' in html
     wheel = upstream.find("Alpha-1.0-py3-none-any.whl")[1]
     digest = hashlib.sha256(wheel.metadata).hexdigest()

@@ -166,6 +166,26 @@ def _pypi_packagetype(item: Any) -> str:
                      f"known types: {', '.join(PACKAGETYPES)}")
 
 
+def _pypi_exclude_platform(item: Any) -> str:
+    from ..pypi.filters import EntryError, check_excluded_platform
+
+    if not isinstance(item, str) or not item.strip():
+        raise EntryError(f"expected a platform name, wheel platform tag or pyX.Y, got {item!r}")
+    return check_excluded_platform(item.strip())
+
+
+def _pypi_regex(item: Any) -> str:
+    from ..pypi.filters import EntryError
+
+    if not isinstance(item, str) or not item.strip():
+        raise EntryError(f"expected a regular expression, got {item!r}")
+    try:
+        re.compile(item.strip())
+    except re.error as exc:
+        raise EntryError(f"{item!r} is not a regular expression: {exc}") from None
+    return item.strip()
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -220,6 +240,15 @@ PYPI_SETTINGS: dict[str, Setting] = {
     "keep_removed": Setting(None, optional(check_bool)),
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(None, optional(check_bool)),
+    # bandersnatch parity (issue 13): its layout options and its filter plugins' settings
+    "hash_index": Setting(False, check_bool),
+    "keep_index_versions": Setting(0, check_int(0)),
+    "cleanup": Setting(False, check_bool),
+    "storage_backend": Setting("filesystem", check_choice("filesystem", "s3")),
+    "exclude_platforms": Setting([], _pypi_list(_pypi_exclude_platform, "platforms")),
+    "exclude_project_regex": Setting([], _pypi_list(_pypi_regex, "regular expressions")),
+    "exclude_release_regex": Setting([], _pypi_list(_pypi_regex, "regular expressions")),
+    "max_project_size": Setting(None, optional(check_size)),
 }
 PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")

@@ -45,6 +45,8 @@ class Config:
     files: list[ConfigFile] = field(default_factory=list)
     # key (or "pypi.<key>") -> "FILE, line N" or "command line: --flag", for error messages
     locations: dict[str, str] = field(default_factory=dict)
+    # what a --bandersnatch-config file set that has no key of its own (said by --show)
+    notes: list[str] = field(default_factory=list)
 
     def where(self, key: str) -> str:
         """Where `key` was set, as error messages name it: "FILE, line N: key 'K'",
@@ -73,6 +75,7 @@ def load_config(
     config_file: str | os.PathLike | None = None,
     overrides: Iterable[tuple[str, Any, str]] = (),
     mirror_config: str | os.PathLike | None = None,
+    bandersnatch_config: str | os.PathLike | None = None,
 ) -> Config:
     """Merge every layer. `overrides` are (key, raw value, flag name) from the command line.
     `mirror_config` is a standalone file of `pypi:` keys at top level (the Anaconda PyPI
@@ -81,6 +84,7 @@ def load_config(
     origins = dict.fromkeys(SETTINGS, DEFAULT)
     locations: dict[str, str] = {}
     files: list[ConfigFile] = []
+    notes: list[str] = []
 
     layers = standard_config_paths()
     if config_file is not None:
@@ -104,10 +108,34 @@ def load_config(
         _apply_section(values, origins, locations, "pypi", raw_section, f"{path}",
                        f"--mirror-config {path}", path.parent, where, prefix="")
 
+    if bandersnatch_config is not None:
+        _apply_bandersnatch(values, origins, locations, files, notes,
+                            Path(bandersnatch_config).expanduser())
+
     for key, raw, flag in overrides:
         _apply(values, origins, locations, key, raw, f"command line: {flag}",
                f"command line ({flag})", Path.cwd())
-    return Config(values, origins, files, locations)
+    return Config(values, origins, files, locations, notes)
+
+
+def _apply_bandersnatch(values, origins, locations, files, notes, path: Path) -> None:
+    """bandersnatch's INI file (pypi/bandersnatch.py maps it): like --mirror-config, it wins
+    over the pypi: section; its `directory` also sets the top-level mirror_dir."""
+    from ..pypi.bandersnatch import read_bandersnatch_config
+
+    mapped = read_bandersnatch_config(path)
+    files.append(ConfigFile("--bandersnatch-config", path, "read"))
+    where: dict[str, str] = {}
+    for item in mapped.values:
+        label = f"--bandersnatch-config {item.where}"
+        if item.key == "mirror_dir":  # the one top-level key it sets
+            _apply(values, origins, locations, item.key, item.value, item.where, label,
+                   path.parent)
+            continue
+        where[item.key] = item.where
+        _apply_section(values, origins, locations, "pypi", {item.key: item.value},
+                       item.where, label, path.parent, where, prefix="")
+    notes.extend(mapped.notes)
 
 
 def _apply(values, origins, locations, key, raw, where: str, label: str, base: Path,

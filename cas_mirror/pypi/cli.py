@@ -18,14 +18,15 @@ log = logging.getLogger(__name__)
 
 
 @click.command("pypi", context_settings={"help_option_names": ["-h", "--help"]},
-               help=f"""Mirror PyPI (or any index with the PEP 691 JSON Simple API) into
+               help=f"""Mirror PyPI (or any Simple API index, PEP 691 JSON or PEP 503 HTML) into
 <mirror_dir>/<user>/web/, a static tree in bandersnatch's layout that pip and uv install
 from.
 
 Settings come from the pypi: section of /etc/cas-mirror, ~/.cas-mirror and -f FILE, then
---mirror-config FILE, then the flags (which set the pypi: keys: --retries sets
-pypi.retries). Every option means the same before or after `pypi`; the conda-only ones
-(--explain, --condarc, --channel, --platform) are refused.
+--mirror-config FILE, then --bandersnatch-config FILE (bandersnatch's INI), then the
+flags (which set the pypi: keys: --retries sets pypi.retries). Every option means the
+same before or after `pypi`; the conda-only ones (--explain, --condarc, --channel,
+--platform) are refused.
 
 \b
 {EXIT_STATUSES}

@@ -11,6 +11,7 @@ segment being the file name). What fails is refused and reported, never written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Any
@@ -24,6 +25,9 @@ from .model import ListedProject, Listing, ProjectPage, UpstreamFile, is_valid_n
 log = logging.getLogger(__name__)
 
 ACCEPT_JSON = "application/vnd.pypi.simple.v1+json"
+# JSON first; PEP 503 HTML (devpi, Artifactory, static trees) when that is all there is.
+ACCEPT = (f"{ACCEPT_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, "
+          "text/html;q=0.01")
 SERIAL_HEADER = "x-pypi-last-serial"
 MAX_DOCUMENT = 1_000_000_000  # a full PyPI project list is ~40 MB; a page far less
 GONE = (404, 410)
@@ -41,6 +45,10 @@ class XmlRpcUnavailable(UpstreamError):
     """The XML-RPC endpoint did not answer usefully; the Simple API is used instead."""
 
 
+class PageGone(UpstreamError):
+    """A project page answered 404 or 410."""
+
+
 class Refused(ValueError):
     """A name, file or URL from upstream that would land outside the tree or elsewhere."""
 
@@ -49,8 +57,13 @@ class Refused(ValueError):
 
 
 def fetch_listing(downloader: Downloader, simple_url: str) -> Listing:
-    response = downloader.get(simple_url, {"Accept": ACCEPT_JSON}, max_bytes=MAX_DOCUMENT)
-    document = _json_object(response.data, simple_url)
+    response = downloader.get(simple_url, {"Accept": ACCEPT}, max_bytes=MAX_DOCUMENT)
+    if _is_html(response.headers.get("content-type"), response.data):
+        from . import html
+
+        document = html.root_document(response.data, simple_url)
+    else:
+        document = _json_object(response.data, simple_url)
     projects = document.get("projects")
     if not isinstance(projects, list):
         raise UpstreamError(f"{simple_url}: the project list has no 'projects' array")
@@ -83,6 +96,19 @@ def _listing(pairs, last_serial, complete: bool, source: str) -> Listing:
             name = other.name
         listing.projects[key] = ListedProject(name, serial)
     return listing
+
+
+WHITELIST_SOURCE = "whitelist"
+
+
+def whitelist_listing(names: tuple[str, ...], state) -> Listing:
+    """An exact-name whitelist needs no project list: the listed names are the projects,
+    with no serials (each page is then asked for conditionally, see fetch_project)."""
+    projects = {}
+    for name in names:
+        previous = state.projects.get(name)
+        projects[name] = ListedProject(previous.name if previous else name, None)
+    return Listing(projects, None, complete=False, source=WHITELIST_SOURCE)
 
 
 def _xmlrpc(downloader: Downloader, url: str, method: str, *params: Any) -> Any:
@@ -147,24 +173,43 @@ def fetch_listing_xmlrpc(downloader: Downloader, url: str, since: int | None) ->
 
 
 def fetch_project(downloader: Downloader, simple_url: str, name: str,
-                  want_serial: int | None) -> ProjectPage:
+                  want_serial: int | None,
+                  validators: dict[str, str] | None = None) -> ProjectPage | None:
     """The project's page. A page older than `want_serial` (a stale cache) is asked for
     again, then reported. A 404/410 is an error like any other: the project is listed, so
-    its page must exist (only the project list removes a project)."""
+    its page must exist (only the project list removes a project).
+
+    With `validators` (the previous page's ETag / Last-Modified / body digest, given when
+    no serial says whether the page changed), the request is conditional, and None is
+    returned when upstream answers 304 or the same body."""
     url = f"{simple_url}{name}/"
     attempts = downloader.policy.retries + 1
     for attempt in range(1, attempts + 1):
         # Retries carry a query string, as bandersnatch does, to get past stale caches.
         ask = url if attempt == 1 else f"{url}?serial={want_serial}"
         log.debug("fetching the page %s", ask)
+        headers = {"Accept": ACCEPT}
+        if validators and attempt == 1:
+            if validators.get("etag"):
+                headers["If-None-Match"] = validators["etag"]
+            if validators.get("last-modified"):
+                headers["If-Modified-Since"] = validators["last-modified"]
         try:
-            response = downloader.get(ask, {"Accept": ACCEPT_JSON}, max_bytes=MAX_DOCUMENT)
+            response = downloader.get(ask, headers, max_bytes=MAX_DOCUMENT)
         except HttpError as exc:
             if exc.status in GONE:
-                raise UpstreamError(f"{exc}, though upstream's project list names the "
-                                    "project; the mirrored copy is kept") from None
+                raise PageGone(f"{exc}, though upstream's project list names the "
+                               "project; the mirrored copy is kept") from None
             raise
+        if response.status == 304:
+            return None
+        digest = hashlib.sha256(response.data).hexdigest()
+        if validators and validators.get("sha256") == digest:
+            log.debug("%s: the same page as last time", url)
+            return None
         page = parse_project_page(response.data, url, name, response.headers)
+        page.validators = {"sha256": digest, **{
+            k: response.headers[k] for k in ("etag", "last-modified") if k in response.headers}}
         if want_serial is None or page.serial is None or page.serial >= want_serial:
             return page
         log.info("%s answered serial %s, older than the %s listed; asking again", url,
@@ -186,7 +231,12 @@ def parse_project_page(data: bytes, url: str, project: str,
                        headers: dict[str, str] | None = None) -> ProjectPage:
     from .filters import file_project_and_version
 
-    document = _json_object(data, url)
+    if _is_html((headers or {}).get("content-type"), data):
+        from . import html
+
+        document = html.project_document(data, url, project)
+    else:
+        document = _json_object(data, url)
     named = document.get("name")
     if not isinstance(named, str) or normalize(named) != project:
         raise UpstreamError(f"{url}: refused: the page names project {str(named)[:100]!r}, "
@@ -217,12 +267,34 @@ def parse_project_page(data: bytes, url: str, project: str,
     if clash:
         page.refused.extend((p, "refused: collides with another file's .metadata") for p in clash)
         page.files = [f for f in page.files if f.relpath not in clash]
+    _project_markers(page, document, meta)
     versions = document.get("versions")
     if isinstance(versions, list) and all(isinstance(v, str) for v in versions):
         page.versions = list(dict.fromkeys(versions))
     else:
         page.versions = list(dict.fromkeys(f.version for f in page.files if f.version))
     return page
+
+
+STATUSES = ("active", "archived", "quarantined", "deprecated")
+
+
+def _project_markers(page: ProjectPage, document: dict, meta: dict) -> None:
+    """PEP 792 status (top-level `project-status`, or the `meta` spelling of early
+    drafts) and PEP 708 `tracks` / `alternate-locations`: kept only when well-formed."""
+    status = document.get("project-status")
+    if isinstance(status, dict):
+        value, reason = status.get("status"), status.get("reason")
+    else:
+        value, reason = meta.get("project-status"), meta.get("project-status-reason")
+    if isinstance(value, str) and value.strip().lower() in STATUSES:
+        page.status = value.strip().lower()
+        page.status_reason = reason.strip() or None if isinstance(reason, str) else None
+    for attr, raw in (("tracks", meta.get("tracks")),
+                      ("alternate_locations", document.get("alternate-locations"))):
+        if isinstance(raw, list):
+            setattr(page, attr, [u for u in raw if isinstance(u, str)
+                                 and urlsplit(u).scheme in ("http", "https")])
 
 
 def _parse_file(entry: Any, page_url: str, project: str, name_check) -> UpstreamFile:
@@ -254,12 +326,19 @@ def _parse_file(entry: Any, page_url: str, project: str, name_check) -> Upstream
     elif not isinstance(core, bool):
         core = False
     upload = entry.get("upload-time")
+    provenance = entry.get("provenance")
+    if isinstance(provenance, str) and provenance:
+        provenance = urljoin(page_url, provenance)
+        if urlsplit(provenance).scheme not in ("http", "https"):
+            provenance = None
+    else:
+        provenance = None
     return UpstreamFile(
         filename=filename, url=url, relpath=relpath, hashes=hashes, size=size,
         requires_python=requires.strip() or None if isinstance(requires, str) else None,
         yanked=yanked, core_metadata=core,
         upload_time=upload if isinstance(upload, str) and _UPLOAD_TIME.match(upload) else None,
-        version=version)
+        version=version, provenance=provenance)
 
 
 def _hashes(value: Any) -> dict[str, str]:
@@ -306,14 +385,21 @@ def _json_object(data: bytes, url: str) -> dict:
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        head = data[:200].lstrip().lower()
-        if head.startswith((b"<!doctype", b"<html")):
-            raise UpstreamError(f"{url}: upstream answered HTML; cas-sync pypi needs an index "
-                                "with the PEP 691 JSON Simple API") from None
         raise UpstreamError(f"{url}: malformed JSON") from None
     if not isinstance(document, dict):
         raise UpstreamError(f"{url}: expected a JSON object")
     return document
+
+
+_HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
+
+
+def _is_html(content_type: str | None, data: bytes) -> bool:
+    """A PEP 503 HTML answer (html.py parses it; imported only then)."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind:
+        return kind in _HTML_TYPES
+    return data[:200].lstrip().lower().startswith((b"<!doctype", b"<html"))
 
 
 def _int(value: Any) -> int | None:

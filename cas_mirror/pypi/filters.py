@@ -6,10 +6,14 @@ chosen from a fetched page (`select_files`), in this order:
 1. `whitelist` (when non-empty, only matching projects; an entry with a PEP 440
    specifier, `requests>=2.30`, limits the versions of that project) and `blacklist`
    (a bare name or glob drops the project; with a specifier, only those versions);
+   `exclude_project_regex` drops projects by name; `max_project_size` drops a project
+   whose files total more than it, unless the whitelist names the project;
 2. `exclude_prereleases`: drop pre-, dev- and release-candidate versions;
+   `exclude_release_regex`: versions matching one of its expressions;
 3. file filters: `packagetypes` (wheel, sdist, ...), `platforms` and `python_versions`
    (wheels built for other targets, and files whose Requires-Python excludes every
-   listed version);
+   listed version), `exclude_platforms` (bandersnatch's exclude_platform: wheels whose
+   every tag is excluded, Windows installers, eggs for an excluded pyX.Y);
 4. `keep_latest: N` / `latest_only` (N = 1): the N newest versions that still have files,
    non-yanked versions ranked above yanked ones.
 
@@ -111,6 +115,17 @@ def check_platform(value: str) -> str:
                      "such as manylinux*_x86_64, win_amd64, macosx_*_arm64")
 
 
+_EXCLUDED_PYTHON = re.compile(r"^py(\d)\.(\d{1,2})$")
+
+
+def check_excluded_platform(value: str) -> str:
+    """An exclude_platforms entry: what `platforms` takes, or a Python version as pyX.Y
+    (bandersnatch's exclude_platform spelling, e.g. py2.7)."""
+    if _EXCLUDED_PYTHON.match(value):
+        return value
+    return check_platform(value)
+
+
 def check_python_version(value: Any) -> str:
     if isinstance(value, float):
         raise EntryError(f"{value!r}: write Python versions as quoted strings ('3.10'): YAML "
@@ -132,6 +147,12 @@ class FilterSpec:
     platforms: tuple[str, ...] = ()  # tag globs; empty: every platform
     python_versions: tuple[tuple[int, int], ...] = ()
     packagetypes: frozenset[str] = frozenset()
+    # bandersnatch's exclude_platform, regex and size filters
+    exclude_platforms: tuple[str, ...] = ()  # tag globs
+    exclude_pythons: tuple[tuple[int, int], ...] = ()
+    exclude_project_regex: tuple[re.Pattern, ...] = ()
+    exclude_release_regex: tuple[re.Pattern, ...] = ()
+    max_project_size: int | None = None
 
     @classmethod
     def from_settings(cls, s: dict[str, Any]) -> FilterSpec:
@@ -145,10 +166,30 @@ class FilterSpec:
         for v in s.get("python_versions") or ():
             major, minor = _PY_VERSION.match(v).groups()
             versions.append((int(major), int(minor)))
+        excluded_globs: list[str] = []
+        excluded_pythons = []
+        for p in s.get("exclude_platforms") or ():
+            match = _EXCLUDED_PYTHON.match(p)
+            if match:
+                excluded_pythons.append((int(match.group(1)), int(match.group(2))))
+            else:
+                excluded_globs.extend(PLATFORM_NAMES.get(p, (p,)))
         return cls(tuple(parse_entries(s.get("whitelist") or ())),
                    tuple(parse_entries(s.get("blacklist") or ())), keep,
                    bool(s.get("exclude_prereleases")), tuple(globs), tuple(versions),
-                   frozenset(s.get("packagetypes") or ()))
+                   frozenset(s.get("packagetypes") or ()), tuple(excluded_globs),
+                   tuple(excluded_pythons),
+                   tuple(re.compile(r) for r in s.get("exclude_project_regex") or ()),
+                   tuple(re.compile(r) for r in s.get("exclude_release_regex") or ()),
+                   s.get("max_project_size"))
+
+    @property
+    def exact_names(self) -> tuple[str, ...] | None:
+        """The projects a whitelist of plain names (no globs) selects, or None."""
+        if not self.whitelist or any(any(c in e.pattern for c in "*?[")
+                                     for e in self.whitelist):
+            return None
+        return tuple(dict.fromkeys(e.pattern for e in self.whitelist))
 
 
 @dataclass(frozen=True)
@@ -164,6 +205,9 @@ def project_decision(spec: FilterSpec, name: str) -> Decision:
     for entry in spec.blacklist:
         if entry.specifier is None and entry.matches(name):
             return Decision(False, f"blacklist: {entry.text}")
+    for pattern in spec.exclude_project_regex:
+        if pattern.search(name):
+            return Decision(False, f"exclude_project_regex: {pattern.pattern}")
     return Decision(True, "")
 
 
@@ -288,6 +332,30 @@ def _requires_python_ok(spec: FilterSpec, requires_python: str | None) -> bool:
                for major, minor in spec.python_versions for patch in (0, 99))
 
 
+def _tag_excluded(spec: FilterSpec, tag) -> bool:
+    if tag.platform != "any" and any(fnmatch.fnmatchcase(tag.platform, g)
+                                     for g in spec.exclude_platforms):
+        return True
+    parsed = _interpreter_version(tag.interpreter)
+    return parsed is not None and parsed[2] is not None and \
+        (parsed[1], parsed[2]) in spec.exclude_pythons
+
+
+def _excluded_platform(spec: FilterSpec, filename: str) -> bool:
+    """bandersnatch's exclude_platform: a wheel whose every tag is excluded; installers
+    (.exe, .msi) with windows; eggs built for an excluded pyX.Y."""
+    kind = packagetype(filename)
+    if kind == "wheel":
+        tags = _wheel_tags(filename)
+        return bool(tags) and all(_tag_excluded(spec, t) for t in tags)
+    if kind in ("bdist_wininst", "bdist_msi"):
+        return "win32" in spec.exclude_platforms
+    if kind == "bdist_egg":
+        match = re.search(r"-py(\d)\.(\d+)", filename)
+        return bool(match) and (int(match.group(1)), int(match.group(2))) in spec.exclude_pythons
+    return False
+
+
 @dataclass
 class Selection:
     kept: list[UpstreamFile] = field(default_factory=list)
@@ -301,6 +369,13 @@ def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> S
     white_specs = [e.specifier for e in white]
     black = [e for e in spec.blacklist if e.specifier is not None and e.matches(project)]
     candidates = []
+    if spec.max_project_size is not None and not white:
+        total = sum(f.size or 0 for f in files)
+        if total > spec.max_project_size:
+            for f in files:
+                selection.dropped[f.filename] = (f"max_project_size: the project's files "
+                                                 f"total {total} bytes")
+            return selection
     for f in files:
         version = parse_version(f.version)
         why = None
@@ -317,6 +392,14 @@ def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> S
         if why is None and spec.exclude_prereleases and version is not None \
                 and version.is_prerelease:
             why = "exclude_prereleases"
+        if why is None and f.version is not None:
+            for pattern in spec.exclude_release_regex:
+                if pattern.search(f.version):
+                    why = f"exclude_release_regex: {pattern.pattern}"
+                    break
+        if why is None and (spec.exclude_platforms or spec.exclude_pythons) \
+                and _excluded_platform(spec, f.filename):
+            why = "exclude_platforms"
         if why is None and spec.packagetypes and packagetype(f.filename) not in spec.packagetypes:
             why = f"packagetypes: {packagetype(f.filename)}"
         if why is None and (spec.platforms or spec.python_versions) \

@@ -57,6 +57,7 @@ class UpstreamFile:
     core_metadata: dict[str, str] | bool = False  # PEP 658/714: hashes, True, or absent
     upload_time: str | None = None
     version: str | None = None  # from the file name; None when it cannot be parsed
+    provenance: str | None = None  # PEP 740: upstream's URL of the provenance object
 
     @property
     def sha256(self) -> str | None:
@@ -71,3 +72,10 @@ class ProjectPage:
     versions: list[str]
     refused: list[tuple[str, str]] = field(default_factory=list)  # (file or URL, why)
     json_api: bytes | None = None  # /pypi/<name>/json as upstream sent it (json: true)
+    # PEP 792 project status ("active" when upstream says none) and its reason
+    status: str = "active"
+    status_reason: str | None = None
+    tracks: list[str] = field(default_factory=list)  # PEP 708
+    alternate_locations: list[str] = field(default_factory=list)  # PEP 708
+    # ETag / Last-Modified / sha256 of the body: what the next run asks with (state.py)
+    validators: dict[str, str] = field(default_factory=dict)

@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from ..net import Downloader, HttpError
 from ..output import Output
 from ..text import safe
-from .client import UpstreamError, fetch_json_api, fetch_project
-from .filters import FilterSpec, select_files
+from .client import PageGone, UpstreamError, fetch_json_api, fetch_project
+from .filters import FilterSpec, Selection, select_files
 from .local import check_local
 from .plan import WantedFile, plan_files
-from .results import PlannedFile, ProjectWork, SyncReport
+from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectWork, SyncReport
 from .settings import PypiSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,12 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
                 w.report.error = f"not fetched: {report.stopped_on_error}"
                 return
             _prepare(w, s, spec, downloader, verify)
+        except PageGone as exc:
+            if w.gone_is_removal:
+                w.gone = True
+                log.info("%s", exc)
+            else:
+                w.report.error = str(exc)
         except (HttpError, UpstreamError) as exc:
             w.report.error = str(exc)
         finally:
@@ -79,7 +85,11 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
 
 def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Downloader,
              verify: bool) -> None:
-    page = fetch_project(downloader, s.simple_url, w.name, w.want_serial)
+    page = fetch_project(downloader, s.simple_url, w.name, w.want_serial, w.conditional)
+    if page is None:
+        w.not_modified = True
+        log.debug("%s: not modified upstream", w.name)
+        return
     w.page = page
     w.report.failed.extend(page.refused)
     if s.json:
@@ -88,6 +98,11 @@ def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Down
         except (HttpError, UpstreamError) as exc:
             w.report.failed.append((f"{s.json_api_url}/{w.name}/json", str(exc)))
     w.selection = select_files(spec, w.name, page.files)
+    if page.status == "quarantined":  # PEP 792: an index must not offer its files
+        w.selection = Selection([], {f.filename: "project-status: quarantined"
+                                     for f in page.files})
+        log.info("%s: quarantined upstream%s; its page lists no files", w.name,
+                 f" ({page.status_reason})" if page.status_reason else "")
     wanted = _wanted_files(w) if s.release_files else []
     previous = w.previous.files if w.previous else {}
     in_place = set()
@@ -120,4 +135,7 @@ def _wanted_files(w: ProjectWork) -> list[WantedFile]:
             wanted.append(WantedFile(f"{f.relpath}.metadata", f"{f.url}.metadata", None,
                                      hashes.get("sha256"), hashes.get("md5"),
                                      metadata_of=f.relpath))
+        if f.provenance:  # PEP 740: no digest is published for it; TLS vouches
+            wanted.append(WantedFile(f"{f.relpath}{PROVENANCE_SUFFIX}", f.provenance, None,
+                                     None, None, metadata_of=f.relpath))
     return wanted

@@ -19,11 +19,13 @@ from cas_index.atomic import write_if_changed
 
 from ..errors import is_disk_full, os_problem
 from . import pages
+from .hashindex import project_folder, remove_other_layout
 from .local import hash_file
 from .model import Listing
-from .results import ProjectWork, SyncReport
+from .results import PROVENANCE_SUFFIX, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import ProjectState, TreeState
+from .versions import publish_versioned
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
-                 fsync: bool) -> None:
+                 fsync: bool, keep: tuple[str, ...] = ()) -> None:
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
     for filename, body in outputs.items():
@@ -59,9 +61,19 @@ def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
             if write_if_changed(folder / filename, body, fsync=fsync):
                 report.changed_files.append(folder / filename)
     for filename in ALL_PAGE_NAMES:
-        if filename not in outputs:
+        if filename not in outputs and filename not in keep:
             with writing(folder / filename):
                 (folder / filename).unlink(missing_ok=True)
+
+
+def _provenance_href(s: PypiSettings, f, present: set[str]) -> str | None:
+    """PEP 740: our copy of the provenance object, else upstream's when we keep no files."""
+    if not f.provenance:
+        return None
+    if not s.release_files:
+        return f.provenance
+    mirrored = f"{f.relpath}{PROVENANCE_SUFFIX}"
+    return _href(s, mirrored, f.provenance) if mirrored in present else None
 
 
 def _href(s: PypiSettings, relpath: str, upstream_url: str) -> str:
@@ -88,7 +100,8 @@ def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
             elif core is True or (isinstance(core, dict) and "sha256" not in core):
                 core = {"sha256": hash_file(s.web / "packages" / meta, "sha256")}
         out.append(pages.PageFile(f.filename, _href(s, f.relpath, f.url), f.hashes, size,
-                                  f.requires_python, f.yanked, core, f.upload_time))
+                                  f.requires_python, f.yanked, core, f.upload_time,
+                                  _provenance_href(s, f, present)))
     return out
 
 
@@ -102,12 +115,25 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
                                   if f.version and f.filename in listed))
     serial = w.page.serial if w.page.serial is not None else w.want_serial
     outputs = {}
+    page = w.page
+    markers = pages.ProjectMarkers(page.status, page.status_reason, tuple(page.tracks),
+                                   tuple(page.alternate_locations))
     if s.simple_format in ("ALL", "HTML"):
-        body = pages.project_html(w.name, files, s.digest_name)
+        body = pages.project_html(w.name, files, s.digest_name, markers)
         outputs["index.html"] = outputs["index.v1_html"] = body
     if s.simple_format in ("ALL", "JSON"):
-        outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial)
-    _write_pages(s.web / "simple" / w.name, outputs, report, fsync=False)
+        outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial,
+                                                      markers)
+    folder = project_folder(s.web / "simple", w.name, s.hash_index)
+    versioned = outputs.pop("index.html", None) if s.keep_index_versions else None
+    _write_pages(folder, outputs, report, fsync=False,
+                 keep=("index.html",) if versioned is not None else ())
+    if versioned is not None:
+        with writing(folder / "index.html"):
+            report.changed_files.extend(
+                publish_versioned(folder, versioned, serial, s.keep_index_versions))
+    with writing(folder.parent):
+        remove_other_layout(s.web / "simple", w.name, s.hash_index)
     if w.json_api is not None:
         _publish_json_api(s, w.name, w.json_api, report)
     w.published = True
@@ -117,8 +143,10 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
         for relpath in w.plan.delete:
             entries.setdefault(relpath, w.previous.files[relpath])
     ok = w.report.ok
+    # A failed project forgets its page's validators, so the next run fetches it whole.
     state.projects[w.name] = ProjectState(
-        w.display, serial if ok else (w.previous.serial if w.previous else None), entries)
+        w.display, serial if ok else (w.previous.serial if w.previous else None), entries,
+        w.page.validators if ok else {})
 
 
 def keep_unpublished(w: ProjectWork, state: TreeState) -> None:

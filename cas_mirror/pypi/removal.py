@@ -30,7 +30,10 @@ def remove_project(r: ProjectReport, s: PypiSettings, files: Iterable[str]) -> N
     its files."""
     log.info("removing project %s (%s)", r.name, r.why)
     try:
-        for folder in (s.web / "simple" / r.name, s.web / "pypi" / r.name):
+        from .hashindex import project_folder
+
+        for folder in (project_folder(s.web / "simple", r.name, s.hash_index),
+                       s.web / "pypi" / r.name):
             if folder.exists():
                 shutil.rmtree(folder)
         (s.web / "json" / r.name).unlink(missing_ok=True)

@@ -3,8 +3,8 @@ run (`SyncReport`, whose `exit_code` is the documented exit status), and `Projec
 project as it moves through the stages (prepare, download, publish, remove).
 
 Imported by every stage and by report.py, so the report never imports the orchestration.
-Counts keep release files and their PEP 658 `.metadata` apart: `downloaded` counts release
-files, `metadata_downloaded` their `.metadata`; `bytes` is both.
+Counts keep release files and their PEP 658 `.metadata` (and PEP 740 `.provenance`) apart:
+`downloaded` counts release files, `metadata_downloaded` the others; `bytes` is both.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .plan import FilesPlan, WantedFile
 from .state import ProjectState
 
 METADATA_SUFFIX = ".metadata"
+PROVENANCE_SUFFIX = ".provenance"  # PEP 740 provenance objects, beside their file
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class PlannedFile:
 
     @property
     def is_metadata(self) -> bool:
-        return self.relpath.endswith(METADATA_SUFFIX)
+        return self.relpath.endswith((METADATA_SUFFIX, PROVENANCE_SUFFIX))
 
 
 @dataclass
@@ -83,7 +84,7 @@ class ProjectReport:
         return sum(1 for f in self.planned_delete if f.is_metadata)
 
     def count_deleted(self, relpath: str) -> None:
-        if relpath.endswith(METADATA_SUFFIX):
+        if relpath.endswith((METADATA_SUFFIX, PROVENANCE_SUFFIX)):
             self.metadata_deleted += 1
         else:
             self.deleted += 1
@@ -137,6 +138,11 @@ class ProjectWork:
     bad: dict[str, str] = field(default_factory=dict)  # relpath -> what was wrong on disk
     got: set[str] = field(default_factory=set)  # downloaded in this run
     published: bool = False  # its pages were written in this run
+    # the previous page's validators, when no serial says whether it changed
+    conditional: dict[str, str] | None = None
+    not_modified: bool = False  # upstream answered 304 or the same page: nothing to do
+    gone_is_removal: bool = False  # exact-name whitelist: a 404/410 page means removed
+    gone: bool = False
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -22,7 +22,8 @@ STATE_DIR = ".cas-sync"
 # Keys whose change alters what the pages say or which files are selected.
 _SHAPING = ("whitelist", "blacklist", "latest_only", "keep_latest", "exclude_prereleases",
             "platforms", "python_versions", "packagetypes", "simple_format", "release_files",
-            "root_uri", "json", "digest_name")
+            "root_uri", "json", "digest_name", "hash_index", "exclude_platforms",
+            "exclude_project_regex", "exclude_release_regex", "max_project_size")
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,14 @@ def render_show(config: Config, settings: PypiSettings) -> str:
 
     lines = ["# Effective cas-sync pypi configuration: each value says where it came from.",
              "# Files, lowest precedence first (defaults < system < user < --config <",
-             "# --mirror-config, which wins over the pypi: section of every other file):"]
+             "# --mirror-config, which wins over the pypi: section of every other file;",
+             "# --bandersnatch-config wins over all of them):"]
     for f in config.files:
         lines.append(f"#   {f.role:<15} {f.path}  ({f.status})")
     lines.append(f"# The tree: {settings.web} (served as /{settings.user}/simple/)")
     lines.append(f"mirror_dir: {config.values['mirror_dir']}  # {config.origins['mirror_dir']}")
+    for note in config.notes:
+        lines.append(f"# accepted from --bandersnatch-config, no setting of its own: {note}")
     lines.append("pypi:")
     for key, value in settings.values.items():
         dumped = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False,
@@ -119,4 +123,5 @@ def show_as_json(config: Config, settings: PypiSettings) -> str:
         "simple_url": settings.simple_url, "xml_rpc_api_url": settings.xmlrpc_url,
         "files": [{"role": f.role, "path": str(f.path), "status": f.status}
                   for f in config.files],
+        "notes": config.notes,
     }, indent=2)

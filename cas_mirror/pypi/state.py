@@ -3,7 +3,8 @@
 
 - the last upstream serial and the fingerprint of the settings that shape the pages;
 - per mirrored project: its display name, the upstream serial its pages reflect (kept at
-  the old value when something failed, so the next run tries again), and the files it
+  the old value when something failed, so the next run tries again), the ETag and
+  Last-Modified its upstream page came with (for conditional requests), and the files it
   owns under `web/packages/` with size, mtime and digest when last verified, so an
   unchanged file is never re-read (compare_method: hash) and a removed one is found;
 - in `pending-downloads.json`, while a run downloads: the files it is fetching, so that
@@ -30,6 +31,9 @@ class ProjectState:
     serial: int | None = None
     # relpath under web/packages/ -> [size, mtime_ns, digest algorithm, hex digest]
     files: dict[str, list] = field(default_factory=dict)
+    # the page's ETag / Last-Modified, for a conditional request when no serial says
+    # whether it changed (an exact-name whitelist, an HTML-only upstream)
+    validators: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,7 +48,8 @@ def load_state(folder: Path) -> TreeState:
         data = msgspec.json.decode((folder / "state.json").read_bytes())
         if not isinstance(data, dict) or data.get("version") != VERSION:
             return TreeState()
-        projects = {key: ProjectState(p["name"], p.get("serial"), p.get("files") or {})
+        projects = {key: ProjectState(p["name"], p.get("serial"), p.get("files") or {},
+                                      p.get("validators") or {})
                     for key, p in data.get("projects", {}).items()}
         return TreeState(data.get("last_serial"), data.get("fingerprint"), projects)
     except (OSError, msgspec.DecodeError, KeyError, TypeError, AttributeError):
@@ -55,7 +60,8 @@ def save_state(folder: Path, state: TreeState) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = {"version": VERSION, "last_serial": state.last_serial,
             "fingerprint": state.fingerprint,
-            "projects": {key: {"name": p.name, "serial": p.serial, "files": p.files}
+            "projects": {key: {"name": p.name, "serial": p.serial, "files": p.files,
+                               **({"validators": p.validators} if p.validators else {})}
                          for key, p in sorted(state.projects.items())}}
     write_if_changed(folder / "state.json", msgspec.json.encode(data))
 

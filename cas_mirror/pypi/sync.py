@@ -1,7 +1,9 @@
 """The PyPI sync, end to end:
 
-config -> check the tree is usable -> list upstream projects (Simple API JSON, or XML-RPC
-with fallback) -> choose projects by name and serial -> prepare them (prepare.py: pages,
+config -> check the tree is usable -> list upstream projects (Simple API JSON or HTML, or
+XML-RPC with fallback; nothing with an exact-name whitelist, whose names are the list) ->
+choose projects by name and serial (without a serial, the page is asked for conditionally
+with the ETag / Last-Modified it last came with) -> prepare them (prepare.py: pages,
 filters, plan) -> download files and PEP 658 metadata -> publish project pages, then the
 project list (publish.py) -> delete removed projects, dropped files and stale `.part`
 files (removal.py) -> remember state -> report (results.py, report.py).
@@ -34,14 +36,21 @@ from ..net import (
 from ..output import Output
 from ..paths import nearest_existing, not_writable
 from ..text import plural, safe
-from .client import UpstreamError, XmlRpcUnavailable, fetch_listing, fetch_listing_xmlrpc
+from .client import (
+    WHITELIST_SOURCE,
+    UpstreamError,
+    XmlRpcUnavailable,
+    fetch_listing,
+    fetch_listing_xmlrpc,
+    whitelist_listing,
+)
 from .filters import FilterSpec
 from .model import Listing
 from .plan import WantedFile, plan_projects
 from .prepare import StopFlag, prepare_all
 from .publish import WriteFailed, keep_unpublished, publish_project, publish_root, writing
 from .removal import delete_dropped, remove_project, remove_stale_parts, remove_strays
-from .results import PlannedFile, ProjectReport, ProjectWork, SyncReport
+from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import TreeState, clear_pending, load_pending, load_state, save_pending, save_state
 
@@ -74,6 +83,10 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
     """The tree's folders exist (or can be made) and can be written; else a ConfigError
     naming where `mirror_dir` was set. A dry run creates nothing: the nearest existing
     folder must be writable."""
+    if s.storage_backend != "filesystem":
+        raise ConfigError(f"{config.where('pypi.storage_backend')}: storage backend "
+                          f"{s.storage_backend!r} is not available yet (the object-storage "
+                          "support has not landed); use filesystem")
     where = config.where("mirror_dir")
     for path in (s.mirror_dir, s.tree, s.web, s.state_dir):
         if path.exists() and not path.is_dir():
@@ -102,7 +115,11 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         bool(state.projects) and state.fingerprint != s.fingerprint)
     guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
-        listing = _list_upstream(s, downloader, state, refetch_all, output, report)
+        if spec.exact_names is not None and not s.use_xml_rpc:
+            listing = whitelist_listing(spec.exact_names, state)
+            report.source, report.listed = listing.source, len(listing.projects)
+        else:
+            listing = _list_upstream(s, downloader, state, refetch_all, output, report)
         if listing is None:
             return
         mirrored = {name: p.serial for name, p in state.projects.items()}
@@ -111,10 +128,20 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         work = [ProjectWork(name, _display(name, listing, state), serial,
                             state.projects.get(name), ProjectReport(name))
                 for name, serial in projects_plan.fetch.items()]
+        for w in work:  # no serial to compare: ask whether the page changed (ETag, digest)
+            if w.want_serial is None and w.previous is not None and not refetch_all:
+                w.conditional = w.previous.validators or None
+            w.gone_is_removal = listing.source == WHITELIST_SOURCE
         if work:
             output.info(f"pypi: {plural(len(work), 'project')} to examine, "
                         f"{len(projects_plan.unchanged)} unchanged")
         prepare_all(work, s, spec, downloader, verify, report, output)
+        if listing.source == WHITELIST_SOURCE:
+            _whitelist_gone(work, listing, state, report, projects_plan.remove)
+            work = [w for w in work if not w.gone]
+            report.listed = len(listing.projects)  # the names upstream has a page for
+        report.unchanged += sum(1 for w in work if w.not_modified)
+        work = [w for w in work if not w.not_modified]
         removals = [ProjectReport(name, "remove", why)
                     for name, why in projects_plan.remove.items()]
         for r in removals:
@@ -132,6 +159,8 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         _download(work, s, downloader, output, report)
         _publish(work, removals, s, state, listing, report, output)
         report.stale_parts_removed = remove_stale_parts(s, pending | planned)
+        if s.cleanup:
+            _cleanup(s, report, output)
         if verify:
             owned = {relpath for p in state.projects.values() for relpath in p.files}
             remove_strays(s, owned, report)
@@ -148,6 +177,19 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
                 clear_pending(s.state_dir)
         except WriteFailed as exc:
             _write_failed(report, output, exc)
+
+
+def _whitelist_gone(work: list[ProjectWork], listing: Listing, state: TreeState,
+                    report: SyncReport, remove: dict[str, str]) -> None:
+    """Exact-name whitelist (no project list fetched): a page that answers 404/410 is the
+    only word on a project's removal. Mirrored: it is removed; never mirrored: skipped."""
+    for w in work:
+        if w.gone:
+            if w.name in state.projects:
+                remove[w.name] = "removed upstream (its page answers 404/410)"
+            else:
+                report.skipped += 1
+            listing.projects.pop(w.name, None)
 
 
 def _display(name: str, listing: Listing, state: TreeState) -> str:
@@ -260,7 +302,8 @@ def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
     for w in work:
         for want in w.downloads:
             url, fallbacks = want.url, ()
-            if s.download_mirror:
+            if s.download_mirror and not want.relpath.endswith(PROVENANCE_SUFFIX):
+                # (provenance objects live on the index that issued them, not on mirrors)
                 url = f"{s.download_mirror.rstrip('/')}/packages/{want.relpath}"
                 fallbacks = () if s.download_mirror_no_fallback else (want.url,)
             jobs.append(DownloadJob(url=url, dest=s.web / "packages" / want.relpath,
@@ -356,6 +399,23 @@ def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSett
                 state.projects[r.name] = removed[r.name]  # to be tried again
     for w in work:
         delete_dropped(w, s)
+
+
+def _cleanup(s: PypiSettings, report: SyncReport, output: Output) -> None:
+    """bandersnatch's cleanup: legacy project folders with non-normalized names."""
+    from .hashindex import remove_legacy_folders
+
+    try:
+        removed = remove_legacy_folders(s.web / "simple", s.hash_index)
+    except OSError as exc:
+        report.write_errors.append(f"cleanup: {os_problem(exc)}")
+        output.error(f"cleanup: {os_problem(exc)}")
+        return
+    if removed:
+        note = (f"cleanup: removed {plural(len(removed), 'legacy project folder')} "
+                f"({', '.join(removed[:5])}{', ...' if len(removed) > 5 else ''})")
+        report.notices.append(note)
+        output.info(note)
 
 
 def _write_diff_file(s: PypiSettings, report: SyncReport, output: Output) -> None:

@@ -5,7 +5,9 @@ folder>/web/...``, everything else is ``<root>/...``), the refusals (hidden name
 backslashes, NUL, symlinks that lead outside the root or to hidden names, anything inside
 a Python virtual environment: a folder holding ``pyvenv.cfg``), content types,
 validators (``ETag``, ``Last-Modified``) with conditional and range requests
-(conditional.py), PEP 691 negotiation in the PyPI ``simple/`` folders, redirects of
+(conditional.py), PEP 691 negotiation in the PyPI ``simple/`` folders (with
+bandersnatch's hash-index layout, ``simple/<first letter>/<name>/``, found for
+``simple/<name>/``: `hash_index_segments`), redirects of
 folders to their slash form, and HTML listings. No networking: `MirrorTree.respond` turns a
 method, a decoded path and the request headers into a `Response`; the server sends it.
 
@@ -173,6 +175,8 @@ class MirrorTree:
                 base = os.path.join(self.root, self.pypi_folder, "web")
                 rest = segments[1:]
                 simple = bool(rest) and rest[0] == "simple"
+                if simple:
+                    rest = hash_index_segments(base, rest)
             else:
                 base, rest, simple = self.root, segments, False
             fd, st, real = self._open(os.path.join(base, *rest))
@@ -364,6 +368,25 @@ def _cache_control(segments: list[str], name: str) -> list[tuple[str, str]] | No
     if len(segments) >= 2 and segments[-2] == SHARDS_DIR and is_shard_file(name):
         return IMMUTABLE
     return None
+
+
+def hash_index_segments(web: str, rest: list[str]) -> list[str]:
+    """bandersnatch's hash-index layout: `simple/<name>/` is served from
+    `simple/<first letter>/<name>/` when the tree holds the project there and not in the
+    plain layout. `rest` starts with "simple"; anything else is returned unchanged."""
+    if len(rest) != 2:
+        return rest
+    name = rest[1]
+    flat = os.path.join(web, "simple", name)
+    if any(_exists(index, flat) for index in _INDEX_FILES):
+        return rest
+    hashed = ["simple", name[0], name]
+    if any(_exists(index, os.path.join(web, *hashed)) for index in _INDEX_FILES):
+        return hashed
+    return rest
+
+
+_INDEX_FILES = ("index.v1_json", "index.v1_html", "index.html")
 
 
 def _exists(name: str, folder: int | str) -> bool:
