@@ -165,3 +165,14 @@ def test_certfile_without_keyfile_or_unreadable_is_one_line(tmp_path):
                             "--keyfile", str(tmp_path / "c.pem"), check=False)
     assert broken.returncode == 2 and "not a usable PEM" in broken.stderr
     assert "Traceback" not in alone.stderr + broken.stderr
+
+
+def test_an_upload_channel_that_is_mirrored_is_a_configuration_error(tmp_path):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    config = tmp_path / "cas-mirror.yaml"
+    config.write_text("channels: [pkgs/main]\nupload_channels: [pkgs/main]\n")
+    proc = cas_server_cli(root, config, tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{config}, line 2: key 'upload_channels'" in proc.stderr
+    assert "'pkgs/main' is a mirrored channel" in proc.stderr

@@ -70,14 +70,14 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
         raise ConfigError(f"{where}: cannot read {root_path} (permission denied)")
     pypi_folder = str(config.pypi.get("user", "pypi"))
     workers = workers or default_workers()
+    upload_settings = uploads.UploadSettings.from_config(config, root_path)
     tls = check_tls(certfile, keyfile)
     check_address(host, port)
 
     os.environ[app.ENV_ROOT] = root_path
     os.environ[app.ENV_PYPI_FOLDER] = pypi_folder
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
-    os.environ[uploads.ENV_UPLOADS] = uploads.UploadSettings.from_config(
-        config, root_path).to_env()
+    os.environ[uploads.ENV_UPLOADS] = upload_settings.to_env()
     shown_host = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
     # the pip index is advertised only when there is a PyPI tree to serve

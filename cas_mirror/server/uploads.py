@@ -16,6 +16,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+
 ENV_UPLOADS = "CAS_SERVER_UPLOADS"
 STATE_DIR = ".cas-server"
 
@@ -36,9 +38,16 @@ class UploadSettings:
     def from_config(cls, config, root: str) -> UploadSettings:
         pypi_folder = str(config.pypi.get("user", "pypi"))
         values = config.values
+        mirrored = {c.strip("/") for c in values["channels"] if "://" not in c}
+        private_folder = values["pypi_private_folder"] or f"{pypi_folder}-private"
+        for channel in values["upload_channels"]:
+            if channel in mirrored or channel in (pypi_folder, private_folder):
+                what = "a mirrored channel" if channel in mirrored else "a PyPI folder"
+                raise ConfigError(f"{config.where('upload_channels')}: {channel!r} is {what}; "
+                                  "upload channels are internal channels of their own")
         return cls(
             root=root, pypi_folder=pypi_folder,
-            private_folder=values["pypi_private_folder"] or f"{pypi_folder}-private",
+            private_folder=private_folder,
             state_dir=values["server_state_dir"] or os.path.join(root, STATE_DIR),
             upload_channels=tuple(values["upload_channels"]),
             max_size=values["upload_max_size"],
