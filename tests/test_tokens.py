@@ -176,3 +176,12 @@ def test_an_upload_channel_that_is_mirrored_is_a_configuration_error(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{config}, line 2: key 'upload_channels'" in proc.stderr
     assert "'pkgs/main' is a mirrored channel" in proc.stderr
+
+
+def test_the_private_index_cannot_share_the_mirror_folder(tmp_path):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    config = tmp_path / "cas-mirror.yaml"
+    config.write_text("pypi_private_folder: pypi\n")
+    proc = cas_server_cli(root, config, tmp_path, "token", "list", check=False)
+    assert proc.returncode == 2 and "the PyPI mirror's folder" in proc.stderr

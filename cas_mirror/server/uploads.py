@@ -40,6 +40,10 @@ class UploadSettings:
         values = config.values
         mirrored = {c.strip("/") for c in values["channels"] if "://" not in c}
         private_folder = values["pypi_private_folder"] or f"{pypi_folder}-private"
+        if private_folder == pypi_folder:
+            raise ConfigError(f"{config.where('pypi_private_folder')}: {private_folder!r} is "
+                              "the PyPI mirror's folder (pypi.user); the private index needs "
+                              "a folder of its own")
         for channel in values["upload_channels"]:
             if channel in mirrored or channel in (pypi_folder, private_folder):
                 what = "a mirrored channel" if channel in mirrored else "a PyPI folder"
