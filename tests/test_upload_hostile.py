@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tarfile
 import threading
 import zipfile
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ import requests
 
 from tests.support.cas_server import CasServer
 from tests.support.conda_packages import PkgSpec, build_package
+from tests.support.mounts import Mounts
 from tests.support.pypi_packages import build_wheel
 from tests.support.uploads import add_token, raw_request, wait_until
 
@@ -267,4 +269,89 @@ def test_other_methods_and_forms_are_refused(site, wheel):
     mirrored = requests.put(f"{site.url}/mirrored/noarch/a-1-0.conda", data=b"x", timeout=10,
                             auth=("__token__", site.token))
     assert mirrored.status_code == 403 and "not in an upload channel" in one_line(mirrored)
+    assert nothing_visible(site)
+
+
+def zip_of_zeros(first: str, first_data: bytes, megabytes: int = 300) -> bytes:
+    """A zip archive holding `first` and a member of `megabytes` MiB of zeros: a bomb."""
+    buffer = io.BytesIO()
+    zeros = bytes(1 << 20)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr(first, first_data)
+        with archive.open("bomb.bin", "w", force_zip64=True) as member:
+            for _ in range(megabytes):
+                member.write(zeros)
+    return buffer.getvalue()
+
+
+def test_a_gzip_bomb_sdist_and_a_conda_zip_bomb_are_refused(site):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
+        info = tarfile.TarInfo("victim-1.0/bomb.bin")
+        info.size = 300 << 20
+        archive.addfile(info, ZeroReader(info.size))
+        pkg_info = b"Metadata-Version: 2.1\nName: victim\nVersion: 1.0\n\n"
+        info = tarfile.TarInfo("victim-1.0/PKG-INFO")
+        info.size = len(pkg_info)
+        archive.addfile(info, io.BytesIO(pkg_info))
+    data = buffer.getvalue()
+    assert len(data) < LIMIT
+    response = upload(site, site.token, form("victim", "1.0", "victim-1.0.tar.gz", data,
+                                             filetype="sdist"))
+    assert response.status_code == 400 and "gzip bomb" in one_line(response)
+    bomb = zip_of_zeros("metadata.json", b'{"conda_pkg_format_version": 2}')
+    conda = requests.put(f"{site.url}/internal/noarch/victim-1.0-0.conda", data=bomb,
+                         auth=("__token__", site.token), timeout=30)
+    assert conda.status_code == 400 and "zip bomb" in one_line(conda)
+    assert nothing_visible(site)
+    assert not (site.root / "internal/noarch/victim-1.0-0.conda").exists()
+
+
+class ZeroReader:
+    def __init__(self, size: int):
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        self.left -= n
+        return bytes(n)
+
+
+def test_a_conda_upload_cut_off_mid_body_leaves_nothing(site, tmp_path):
+    package = build_package(PkgSpec("cutoff", "1.0", "0", payload_size=20000), tmp_path)
+    data = package.read_bytes()
+    head = (f"PUT /internal/noarch/{package.name} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {site.token}\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close")
+    raw_request(site.url, head, data[: len(data) // 2], close_after_body=True)
+    assert wait_until(lambda: f'"PUT /internal/noarch/{package.name} HTTP/1.1" 400'
+                      in site.server.log())
+    staging = site.root / "internal" / ".cas-uploads"
+    assert wait_until(lambda: not staging.exists() or not list(staging.iterdir()))
+    assert not (site.root / "internal/noarch" / package.name).exists()
+
+
+@pytest.fixture
+def mounts():
+    m = Mounts()
+    yield m
+    m.unmount_all()
+
+
+def test_a_full_disk_is_507_and_leaves_nothing(site, mounts, tmp_path):
+    staging = mounts.tmpfs(site.root / "internal" / ".cas-uploads", 16 * 4096)
+    package = build_package(PkgSpec("toobig", "1.0", "0", payload_size=200_000), tmp_path)
+    response = requests.put(f"{site.url}/internal/noarch/{package.name}",
+                            data=package.read_bytes(), auth=("__token__", site.token),
+                            timeout=30)
+    assert response.status_code == 507 and "no space left" in one_line(response)
+    assert not list(staging.iterdir())
+    assert not (site.root / "internal/noarch" / package.name).exists()
+
+    incoming = mounts.tmpfs(site.private / ".incoming", 16 * 4096)
+    filename, data, _ = build_wheel("victim", "1.0", payload=400_000)
+    response = upload(site, site.token, form("victim", "1.0", filename, data))
+    assert response.status_code == 507 and "no space left" in one_line(response)
+    assert not list(incoming.iterdir())
+    mounts.unmount_all()
     assert nothing_visible(site)

@@ -111,7 +111,7 @@ class PrivateIndex:
         folder = self.packages / dist.normalized
         target = folder / dist.filename
         if dist.filename.lower() in taken or target.exists():
-            raise Refusal(409, f"{dist.filename} exists already; a file name can be "
+            raise Refusal(409, f"File already exists: {dist.filename}; a file name can be "
                           "uploaded once (upload a new version)")
         folder.mkdir(parents=True, exist_ok=True)
         digest, size = _sha256(received), received.stat().st_size

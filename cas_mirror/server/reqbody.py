@@ -53,7 +53,7 @@ async def receive(protocol, headers: dict[str, str], limit: int, path: Path) -> 
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view):]
-        except Refusal:
+        except (Refusal, OSError):  # OSError: writing failed (a full disk), not the client
             raise
         except Exception as exc:  # noqa: BLE001 - granian's errors when the client goes away
             raise Refusal(400, f"the upload was cut off after {got} bytes ({exc})") from None
