@@ -16,7 +16,7 @@ import requests
 
 from tests.support.cas_server import CasServer
 from tests.support.conda_packages import PkgSpec, build_package
-from tests.support.mounts import Mounts
+from tests.support.mounts import Mounts, fill
 from tests.support.pypi_packages import build_wheel
 from tests.support.uploads import add_token, raw_request, wait_until
 
@@ -355,3 +355,19 @@ def test_a_full_disk_is_507_and_leaves_nothing(site, mounts, tmp_path):
     assert not list(incoming.iterdir())
     mounts.unmount_all()
     assert nothing_visible(site)
+
+
+def test_a_disk_full_while_pages_are_written_takes_the_upload_back(site, mounts):
+    simple = mounts.tmpfs(site.private / "simple", 4 * 4096)
+    fill(simple, 0)
+    filename, data, _ = build_wheel("rolled-back", "1.0")
+    response = upload(site, site.token, form("rolled-back", "1.0", filename, data))
+    assert response.status_code == 507 and "no space left" in one_line(response)
+    mounts.unmount_all()
+    assert not (site.private / "packages/rolled-back" / filename).exists()
+    assert not (site.private / "packages/rolled-back" / f"{filename}.metadata").exists()
+    assert not (site.private / ".state/rolled-back.json").exists()
+    again = upload(site, site.token, form("rolled-back", "1.0", filename, data))
+    assert again.status_code == 200, again.text  # not 409: nothing of the first try stayed
+    for leftover in (site.private / "packages/rolled-back").iterdir():
+        leftover.unlink()

@@ -21,6 +21,7 @@ file is deleted only after the pages that named it are replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -106,7 +107,9 @@ class PrivateIndex:
     def add(self, received: Path, dist: Distribution) -> Placed:
         """Put the verified file `received` (in .incoming/) in place and publish. Call with
         the lock held. Refusal(409) when the file name was uploaded before."""
-        state = self.project(dist.normalized) or {"name": dist.name, "files": []}
+        previous = self.project(dist.normalized)
+        state = json.loads(json.dumps(previous)) if previous else {"name": dist.name,
+                                                                   "files": []}
         taken = {f["filename"].lower() for f in state["files"]}
         folder = self.packages / dist.normalized
         target = folder / dist.filename
@@ -118,12 +121,21 @@ class PrivateIndex:
         entry = {"filename": dist.filename, "version": dist.version, "sha256": digest,
                  "size": size, "requires_python": dist.requires_python, "yanked": False,
                  "upload_time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}
-        if dist.filetype == "bdist_wheel":
-            write_atomic(folder / f"{dist.filename}.metadata", dist.metadata)
-            entry["metadata_sha256"] = hashlib.sha256(dist.metadata).hexdigest()
-        os.link(received, target)  # never replaces a file (FileExistsError)
-        state["files"].append(entry)
-        self._publish(state)
+        metadata = folder / f"{dist.filename}.metadata"
+        try:
+            if dist.filetype == "bdist_wheel":
+                write_atomic(metadata, dist.metadata)
+                entry["metadata_sha256"] = hashlib.sha256(dist.metadata).hexdigest()
+            os.link(received, target)  # never replaces a file (FileExistsError)
+            state["files"].append(entry)
+            self._publish(state)
+        except BaseException:
+            # a failed write (a full disk): back to the pages as they were, then the files
+            target.unlink(missing_ok=True)
+            metadata.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._publish(previous or {"name": dist.name, "files": []})
+            raise
         log.info("published %s in the private index", dist.filename)
         return Placed(f"packages/{dist.normalized}/{dist.filename}", digest, size)
 
