@@ -20,7 +20,7 @@ from tests.support.cas_server import CasServer, server_env
 from tests.support.clients import rattler_install
 from tests.support.conda_packages import PkgSpec, build_channel, build_package
 from tests.support.index_tools import records
-from tests.support.uploads import add_token
+from tests.support.uploads import add_token, wait_until
 
 CAS_INDEX = str(Path(sys.executable).with_name("cas-index"))
 
@@ -133,3 +133,21 @@ def test_a_private_channel_needs_a_read_token(site):
     allowed = requests.get(url, auth=("__token__", site.reader), timeout=10)
     assert allowed.status_code == 200 and package.name in allowed.json()["packages.conda"]
     assert requests.get(f"{site.url}/internal/noarch/repodata.json", timeout=10).ok
+
+
+def test_an_upload_waits_for_the_channel_lock_then_indexes(site):
+    from cas_index.lock import ChannelLock
+
+    package = build_package(PkgSpec("patient", "1.0", "0"), site.packages)
+    target = site.root / "internal" / "noarch" / package.name
+    answers = []
+    with ChannelLock(site.root / "internal", timeout=0):
+        uploader = threading.Thread(target=lambda: answers.append(put(site, "internal",
+                                                                      package)))
+        uploader.start()
+        assert wait_until(target.exists)
+        assert uploader.is_alive()  # in place, waiting for the lock to index it
+        assert package.name not in records(site.root / "internal" / "noarch")
+    uploader.join(timeout=60)
+    assert answers and answers[0].status_code == 201, answers
+    assert package.name in records(site.root / "internal" / "noarch")

@@ -17,6 +17,7 @@ indexes again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -25,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 from cas_index.channel import index_channel
-from cas_index.errors import CasIndexError, LockHeldError
+from cas_index.errors import CasIndexError, DiskFull, LockHeldError
 from cas_index.layout import KNOWN_SUBDIRS, is_package_name
 from cas_index.model import Options
 from cas_index.package import PackageError, read_package
@@ -137,8 +138,10 @@ class CondaUploadHandler:
         try:
             self._index(channel, subdir)
         except Refusal:
-            if status == 201:
+            if status == 201:  # not indexed: take it back, and index what is left
                 target.unlink(missing_ok=True)
+                with contextlib.suppress(Refusal, OSError):
+                    self._index(channel, subdir)
             raise
         audit.record(self.state_dir, token=token.name, action="conda-upload",
                      path=f"{channel}/{subdir}/{filename}", sha256=record["sha256"],
@@ -162,6 +165,8 @@ class CondaUploadHandler:
     def _index(self, channel: str, subdir: str) -> None:
         try:
             index_channel(self.root / channel, [subdir], self.options)
+        except DiskFull as exc:
+            raise Refusal(507, f"indexing {channel}/{subdir} failed: {exc}") from None
         except LockHeldError:
             raise Refusal(503, f"{channel} is being indexed by another run (its lock is "
                           "held); try again") from None
