@@ -14,9 +14,9 @@ import requests
 
 from cas_mirror.errors import ConfigError
 from cas_mirror.server.auth import Refusal, authorize, presented
+from cas_mirror.server.cli import main as cas_server
 from cas_mirror.server.tokens import TokenStore
 from tests.support.cas_server import CasServer
-from tests.support.uploads import cas_server_cli
 
 
 def test_a_token_is_stored_as_a_salted_hash_in_a_private_file(tmp_path):
@@ -84,26 +84,29 @@ def test_authorization_forms(tmp_path):
     assert scope.value.status == 403
 
 
-def test_the_token_commands(tmp_path):
+def cli(run_cli, root, config, *args: str):
+    return run_cli(cas_server, ["--root", root, "-f", config, *args])
+
+
+def test_the_token_commands(tmp_path, run_cli):
     root = tmp_path / "mirror"
     root.mkdir()
     config = tmp_path / "cas-mirror.yaml"
     config.write_text(f"server_state_dir: {tmp_path / 'state'}\n")
-    added = cas_server_cli(root, config, tmp_path, "token", "add", "ci", "--scope",
-                           "pypi:upload", "--scope", "conda:internal")
-    token = added.stdout.strip()
-    assert token.startswith("cas_") and "\n" not in token
-    assert "shown only now" in added.stderr
+    added = cli(run_cli, root, config, "token", "add", "ci", "--scope", "pypi:upload",
+                "--scope", "conda:internal")
+    token = added.out.strip()
+    assert added.code == 0 and token.startswith("cas_") and "\n" not in token
+    assert "shown only now" in added.err
     assert (tmp_path / "state" / "tokens.json").is_file()
-    listed = cas_server_cli(root, config, tmp_path, "token", "list").stdout
+    listed = cli(run_cli, root, config, "token", "list").out
     assert listed.startswith("ci\tpypi:upload conda:internal\t") and token not in listed
-    bad = cas_server_cli(root, config, tmp_path, "token", "add", "x", "--scope", "nope",
-                         check=False)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.count("\n") == 1 and "--scope 'nope'" in bad.stderr
-    cas_server_cli(root, config, tmp_path, "token", "revoke", "ci")
-    gone = cas_server_cli(root, config, tmp_path, "token", "revoke", "ci", check=False)
-    assert gone.returncode == 2 and "no token named 'ci'" in gone.stderr
+    bad = cli(run_cli, root, config, "token", "add", "x", "--scope", "nope")
+    assert bad.code == 2 and "Traceback" not in bad.err
+    assert bad.err.count("\n") == 1 and "--scope 'nope'" in bad.err
+    assert cli(run_cli, root, config, "token", "revoke", "ci").code == 0
+    gone = cli(run_cli, root, config, "token", "revoke", "ci")
+    assert gone.code == 2 and "no token named 'ci'" in gone.err
     audit = [json.loads(line)["action"] for line in
              (tmp_path / "state" / "audit.log").read_text().splitlines()]
     assert audit == ["token-add", "token-revoke"]
@@ -152,36 +155,35 @@ def test_https_with_certfile_and_keyfile(tmp_path):
         server.stop()
 
 
-def test_certfile_without_keyfile_or_unreadable_is_one_line(tmp_path):
+def test_certfile_without_keyfile_or_unreadable_is_one_line(tmp_path, run_cli):
     root = tmp_path / "mirror"
     root.mkdir()
     config = tmp_path / "cas-mirror.yaml"
     config.write_text("{}\n")
-    alone = cas_server_cli(root, config, tmp_path, "--certfile", str(tmp_path / "c.pem"),
-                           check=False)
-    assert alone.returncode == 2 and "--certfile and --keyfile go together" in alone.stderr
+    alone = cli(run_cli, root, config, "--certfile", tmp_path / "c.pem")
+    assert alone.code == 2 and "--certfile and --keyfile go together" in alone.err
     (tmp_path / "c.pem").write_text("not a certificate\n")
-    broken = cas_server_cli(root, config, tmp_path, "--certfile", str(tmp_path / "c.pem"),
-                            "--keyfile", str(tmp_path / "c.pem"), check=False)
-    assert broken.returncode == 2 and "not a usable PEM" in broken.stderr
-    assert "Traceback" not in alone.stderr + broken.stderr
+    broken = cli(run_cli, root, config, "--certfile", tmp_path / "c.pem", "--keyfile",
+                 tmp_path / "c.pem")
+    assert broken.code == 2 and "not a usable PEM" in broken.err
+    assert "Traceback" not in alone.err + broken.err
 
 
-def test_an_upload_channel_that_is_mirrored_is_a_configuration_error(tmp_path):
+def test_an_upload_channel_that_is_mirrored_is_a_configuration_error(tmp_path, run_cli):
     root = tmp_path / "mirror"
     root.mkdir()
     config = tmp_path / "cas-mirror.yaml"
     config.write_text("channels: [pkgs/main]\nupload_channels: [pkgs/main]\n")
-    proc = cas_server_cli(root, config, tmp_path, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"{config}, line 2: key 'upload_channels'" in proc.stderr
-    assert "'pkgs/main' is a mirrored channel" in proc.stderr
+    proc = cli(run_cli, root, config)
+    assert proc.code == 2 and "Traceback" not in proc.err
+    assert f"{config}, line 2: key 'upload_channels'" in proc.err
+    assert "'pkgs/main' is a mirrored channel" in proc.err
 
 
-def test_the_private_index_cannot_share_the_mirror_folder(tmp_path):
+def test_the_private_index_cannot_share_the_mirror_folder(tmp_path, run_cli):
     root = tmp_path / "mirror"
     root.mkdir()
     config = tmp_path / "cas-mirror.yaml"
     config.write_text("pypi_private_folder: pypi\n")
-    proc = cas_server_cli(root, config, tmp_path, "token", "list", check=False)
-    assert proc.returncode == 2 and "the PyPI mirror's folder" in proc.stderr
+    proc = cli(run_cli, root, config, "token", "list")
+    assert proc.code == 2 and "the PyPI mirror's folder" in proc.err
