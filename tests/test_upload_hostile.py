@@ -32,10 +32,16 @@ def site(tmp_path_factory):
     (root / "mirrored" / "noarch").mkdir(parents=True)
     config = base / "cas-mirror.yaml"
     config.write_text(f"upload_max_size: {LIMIT}\nupload_channels: [internal]\n")
+    leftovers = [root / "internal/.cas-uploads/0123abcd/x-1-0.conda",
+                 root / "pypi-private/.incoming/body-0123abcd"]
+    for leftover in leftovers:  # what a killed server leaves
+        leftover.parent.mkdir(parents=True)
+        leftover.write_bytes(b"partial")
     token = add_token(root, config, base, "ci", "pypi:upload", "conda:internal")
     other = add_token(root, config, base, "other", "conda:elsewhere")
     server = CasServer(root, base / "logs", "-f", str(config), workers=2)
     yield SimpleNamespace(root=root, base=base, token=token, other=other, server=server,
+                          leftovers=leftovers,
                           url=server.url, private=root / "pypi-private")
     server.stop()
 
@@ -71,6 +77,11 @@ def one_line(response: requests.Response) -> str:
     text = response.text
     assert text.endswith("\n") and text.count("\n") == 1, text
     return text
+
+
+def test_a_starting_server_removes_bodies_a_killed_one_left(site):
+    assert not any(path.exists() for path in site.leftovers)
+    assert not (site.root / "internal/.cas-uploads/0123abcd").exists()
 
 
 def test_missing_token_is_401_with_a_challenge(site, wheel):

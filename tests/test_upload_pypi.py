@@ -200,9 +200,16 @@ def test_yank_and_remove_on_the_command_line(site, run_cli):
     actions = [(line["action"], line["token"]) for line in audit_lines(site)]
     assert ("pypi-yank", "-") in actions and ("pypi-remove", "-") in actions
 
+    assert cli(run_cli, site, "pypi", "remove", "yanky", "1.0").code == 0  # the last one
+    assert requests.get(f"{site.url}/pypi/simple/yanky/", timeout=10).status_code == 404
+    assert not (site.private / "simple/yanky").exists()
+    assert not (site.private / "packages/yanky").exists()
+    listing = requests.get(f"{site.url}/pypi/simple/", headers={"Accept": JSON}, timeout=10)
+    assert "yanky" not in {p["name"] for p in listing.json()["projects"]}
+
     missing = cli(run_cli, site, "pypi", "remove", "yanky", "7.0")
     assert missing.code == 2
-    assert "no version 7.0" in missing.err and "Traceback" not in missing.err
+    assert "no private project 'yanky'" in missing.err and "Traceback" not in missing.err
 
 
 def test_a_revoked_token_is_refused(site, run_cli):

@@ -78,6 +78,7 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
     os.environ[app.ENV_PYPI_FOLDER] = pypi_folder
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
     os.environ[uploads.ENV_UPLOADS] = upload_settings.to_env()
+    uploads.remove_leftovers(upload_settings)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
     # the pip index is advertised only when there is a PyPI tree to serve

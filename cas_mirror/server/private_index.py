@@ -157,6 +157,8 @@ class PrivateIndex:
         for f in chosen:
             (folder / f["filename"]).unlink(missing_ok=True)
             (folder / f"{f['filename']}.metadata").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the project's last files went
+            folder.rmdir()
         return chosen
 
     def _version(self, name: str, version: str) -> tuple[dict, list[dict]]:
@@ -192,9 +194,11 @@ class PrivateIndex:
             for filename, body in outputs.items():
                 write_if_changed(folder / filename, body)
         else:  # the last version removed: the project is gone
+            (self.state / f"{normalized}.json").unlink(missing_ok=True)
             for filename in PAGE_NAMES:
                 (folder / filename).unlink(missing_ok=True)
-            (self.state / f"{normalized}.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         self.publish_root()
 
     def publish_root(self) -> None:

@@ -94,3 +94,29 @@ def handlers(tree) -> list:
                                       s.max_size, s.shards))
     out.append(MergedView(tree, s.pypi_folder, index, s.merge_allowed, guard))
     return out
+
+
+def remove_leftovers(s: UploadSettings) -> list[Path]:
+    """Request bodies a killed server left (in the private index's `.incoming/` and the
+    upload channels' `.cas-uploads/`): removed when cas-server starts, before any worker
+    can be receiving one. Returns what was removed."""
+    import shutil
+
+    from .private_index import INCOMING_DIR
+    from .upload_conda import STAGING_DIR
+
+    folders = [Path(s.root) / s.private_folder / INCOMING_DIR]
+    folders += [Path(s.root) / channel / STAGING_DIR for channel in s.upload_channels]
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
