@@ -58,6 +58,16 @@ def test_bad_scopes_are_refused(tmp_path, scope):
     assert not (tmp_path / "tokens.json").exists()
 
 
+def test_a_damaged_token_file_lets_nobody_in_and_says_why(tmp_path):
+    store = TokenStore(tmp_path)
+    _, text = store.add("ci", ["pypi:upload"])
+    store.path.write_text("{ not json")
+    with pytest.raises(Refusal) as refused:
+        authorize(store, {"authorization": f"Bearer {text}"}, "pypi:upload")
+    assert refused.value.status == 500
+    assert f"{store.path}: not a token file" in refused.value.reason
+
+
 def test_names_are_unique_and_plain(tmp_path):
     store = TokenStore(tmp_path)
     store.add("ci", ["pypi:upload"])
@@ -162,6 +172,9 @@ def test_certfile_without_keyfile_or_unreadable_is_one_line(tmp_path, run_cli):
     config.write_text("{}\n")
     alone = cli(run_cli, root, config, "--certfile", tmp_path / "c.pem")
     assert alone.code == 2 and "--certfile and --keyfile go together" in alone.err
+    missing = cli(run_cli, root, config, "--certfile", tmp_path / "c.pem", "--keyfile",
+                  tmp_path / "k.pem")
+    assert missing.code == 2 and f"--certfile {tmp_path / 'c.pem'}: no such file" in missing.err
     (tmp_path / "c.pem").write_text("not a certificate\n")
     broken = cli(run_cli, root, config, "--certfile", tmp_path / "c.pem", "--keyfile",
                  tmp_path / "c.pem")

@@ -12,6 +12,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..text import safe
 from .app import Handled
 from .tokens import Token, TokenStore
@@ -51,7 +52,10 @@ def authorize(store: TokenStore, headers: dict[str, str], scope: str) -> Token:
     if text is None:
         raise Refusal(401, f"a token with scope {scope} is needed (HTTP Basic "
                       "__token__:<token>, or Authorization: Bearer <token>)", (CHALLENGE,))
-    token = store.verify(text)
+    try:
+        token = store.verify(text)
+    except ConfigError as exc:  # a damaged token file: nobody is let in, and it says why
+        raise Refusal(500, f"cannot check tokens: {exc}") from None
     if token is None:
         raise Refusal(401, "the token is unknown or was revoked", (CHALLENGE,))
     if not token.allows(scope):

@@ -102,11 +102,12 @@ def check_tls(certfile: str | None, keyfile: str | None) -> tuple[str, str] | No
         raise ConfigError("--certfile and --keyfile go together: give both for HTTPS")
     import ssl
 
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{flag} {path}: no such file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"--certfile/--keyfile: {exc.filename} does not exist") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"--certfile {certfile} / --keyfile {keyfile}: not a usable PEM "
                           f"certificate and key ({exc.strerror or exc})") from None
