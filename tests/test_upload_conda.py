@@ -5,6 +5,7 @@ lose nothing; a channel listed in private_paths needs a read token."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -151,3 +152,20 @@ def test_an_upload_waits_for_the_channel_lock_then_indexes(site):
     uploader.join(timeout=60)
     assert answers and answers[0].status_code == 201, answers
     assert package.name in records(site.root / "internal" / "noarch")
+
+
+def test_two_uploads_of_one_name_at_once_publish_one_file(site, tmp_path):
+    same = build_package(PkgSpec("atonce", "1.0", "0", seed=1), site.packages)
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda _: put(site, "internal", same).status_code, range(2)))
+    assert statuses == [200, 201]
+    first = build_package(PkgSpec("clash", "1.0", "0", seed=1), tmp_path / "a")
+    second = build_package(PkgSpec("clash", "1.0", "0", seed=2), tmp_path / "b")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda p: put(site, "internal", p), (first, second)))
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    winner = (first, second)[[a.status_code for a in answers].index(201)]
+    published = site.root / "internal/noarch" / winner.name
+    assert published.read_bytes() == winner.read_bytes()
+    assert records(site.root / "internal/noarch")[winner.name]["sha256"] == \
+        hashlib.sha256(winner.read_bytes()).hexdigest()
