@@ -227,3 +227,60 @@ def test_a_revoked_token_is_refused(site, run_cli):
     assert "revoked" in response.text
     assert ("token-revoke", "token:short-lived") in [
         (line["action"], line["path"]) for line in audit_lines(site)]
+
+
+class Captured:
+    """What a handler sent on granian's protocol object."""
+
+    def __init__(self):
+        self.status, self.headers, self.body = None, [], b""
+
+    def response_bytes(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def response_empty(self, status, headers):
+        self.status, self.headers = status, headers
+
+
+def test_a_private_index_marked_private_never_falls_back_to_the_public_project(tmp_path):
+    import asyncio
+
+    from cas_mirror.server.files import MirrorTree
+    from cas_mirror.server.private_index import PrivateIndex
+    from cas_mirror.server.private_view import MergedView, ReadGuard
+    from cas_mirror.server.pypi_archive import inspect
+    from cas_mirror.server.tokens import TokenStore
+
+    root = tmp_path / "mirror"
+    web = root / "pypi" / "web"
+    link = add_to_packages(web, build_wheel(tmp_path / "public", "acme", "9.0"))
+    write_project(web, "acme", json_links=[link], html_links=[link])
+    write_root_index(web, ["acme"])
+    index = PrivateIndex(root / "pypi-private")
+    filename, data, _ = wheel_bytes("acme", "1.0")
+    received = tmp_path / filename
+    received.write_bytes(data)
+    with index.lock():
+        index.add(received, inspect(received, filename))
+    store = TokenStore(tmp_path / "state")
+    _, reader = store.add("reader", ["read:pypi-private"])
+    _, uploader = store.add("uploader", ["pypi:upload"])
+    guard = ReadGuard(("pypi-private",), store)
+    view = MergedView(MirrorTree(root, "pypi"), "pypi", index, (), guard)
+
+    def get(path: str, token: str | None):
+        scope = SimpleNamespace(method="GET", path=path, query_string="",
+                                client="127.0.0.1:1")
+        headers = {"accept": JSON, **({"authorization": f"Bearer {token}"} if token else {})}
+        sent = Captured()
+        return asyncio.run(view(scope, sent, headers)), sent
+
+    for token, status in ((None, 401), (uploader, 403)):
+        handled, sent = get("/pypi/simple/acme/", token)
+        assert handled.status == status == sent.status and b"read:pypi-private" in sent.body
+        assert get("/pypi/simple/", token)[0] is None  # the mirror's own list, unmerged
+    handled, sent = get("/pypi/simple/acme/", reader)
+    assert handled.status == 200
+    assert [f["filename"] for f in json.loads(sent.body)["files"]] == [filename]
+    handled, sent = get("/pypi/simple/", reader)
+    assert handled.status == 200 and json.loads(sent.body)["projects"] == [{"name": "acme"}]

@@ -78,6 +78,8 @@ class MergedView:
         self.private_simple = f"/{index.folder}/simple/"
         self.mirror_simple = os.path.join(tree.root, pypi_folder, "web", "simple")
         self.merge_allowed = frozenset(normalize(n) for n in merge_allowed)
+        # the scope private projects need when the private folder is in private_paths
+        self.read_scope = guard.scope_for("/" + index.folder) if guard is not None else None
         self._root_key: tuple | None = None
         self._root_pages: dict[str, bytes] = {}
         self._root_mtime = 0.0
@@ -99,11 +101,10 @@ class MergedView:
         name = rest.rstrip("/")
         if "/" in name or not self.index.has_project(name):
             return None
-        if self.guard is not None and self.guard.scope_for("/" + self.index.folder):
+        if self.read_scope is not None:
             try:
-                authorize(self.guard.store, headers, self.guard.scope_for(
-                    "/" + self.index.folder))
-            except Refusal as refusal:
+                authorize(self.guard.store, headers, self.read_scope)
+            except Refusal as refusal:  # never the mirror's project of that name instead
                 return reply(protocol, refusal.status, refusal.reason, refusal.headers)
         if not rest.endswith("/"):
             return await self._send(method, Response(301, [("location", path + "/")]),
@@ -122,10 +123,9 @@ class MergedView:
 
     # ---------------------------------------------------------------- the project list
     async def _root(self, method: str, headers: dict[str, str], protocol) -> Handled | None:
-        if self.guard is not None and self.guard.scope_for("/" + self.index.folder):
+        if self.read_scope is not None:
             try:
-                authorize(self.guard.store, headers,
-                          self.guard.scope_for("/" + self.index.folder))
+                authorize(self.guard.store, headers, self.read_scope)
             except Refusal:
                 return None  # no access to the private names: the mirror's list alone
         stamps = (_stamp(os.path.join(self.mirror_simple, "index.v1_json")),
