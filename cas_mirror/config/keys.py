@@ -278,4 +278,3 @@ def _project_names(value: Any) -> list[str]:
         if not is_valid_name(name):
             raise BadValue(f"item {index + 1}: {name!r} is not a project name")
     return names
-
