@@ -278,5 +278,32 @@ SETTINGS: dict[str, Setting] = {
     "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
+    # cas-server: private packages (uploads, tokens, the merged PyPI view)
+    "upload_channels": Setting([], lambda v, b: _tree_folders(v, "upload_channels")),
+    "upload_max_size": Setting(1_000_000_000, check_size),
+    "server_state_dir": Setting(None, check_optional_path),
+    "pypi_private_folder": Setting(None, optional(check_user)),
+    "pypi_merge_allowed": Setting([], lambda v, b: _project_names(v)),
+    "private_paths": Setting([], lambda v, b: _tree_folders(v, "private_paths")),
 }
 
+
+def _tree_folders(value: Any, what: str) -> list[str]:
+    """Folders of the served tree (`internal-pkgs`, `team/internal`): no '..', no hidden
+    names, no absolute paths."""
+    folders = check_str_list(value, "folders of the served tree")
+    for index, folder in enumerate(folders):
+        if not all(_SEGMENT.match(s) for s in folder.strip("/").split("/")):
+            raise BadValue(f"item {index + 1}: {folder!r} is not a folder of the served tree "
+                           f"(e.g. internal-pkgs); {what} names folders under mirror_dir")
+    return [folder.strip("/") for folder in folders]
+
+
+def _project_names(value: Any) -> list[str]:
+    from ..pypi.model import is_valid_name
+
+    names = check_str_list(value, "project names")
+    for index, name in enumerate(names):
+        if not is_valid_name(name):
+            raise BadValue(f"item {index + 1}: {name!r} is not a project name")
+    return names

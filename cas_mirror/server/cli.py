@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,7 +19,7 @@ from .. import __version__
 from .. import config as cfg
 from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
-from . import app
+from . import app, uploads
 
 
 def default_workers() -> int:
@@ -42,11 +43,16 @@ def default_workers() -> int:
 @click.option("--workers", type=click.IntRange(1, 512),
               help="Worker processes sharing the port. Default: one per CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No access log.")
+@click.option("--certfile", type=click.Path(dir_okay=False),
+              help="Serve HTTPS with this PEM certificate (chain); needs --keyfile.")
+@click.option("--keyfile", type=click.Path(dir_okay=False),
+              help="The private key of --certfile (PEM).")
 @debug_option()
 @click.version_option(__version__, prog_name="cas-server")
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file: str | None,
-        workers: int | None, quiet: bool, debug: bool) -> int:
+        workers: int | None, quiet: bool, certfile: str | None, keyfile: str | None,
+        debug: bool) -> int:
     """Serve the mirror over HTTP: conda channels at /<channel>/, the PyPI mirror at
     /<pypi folder>/ (pip's index URL is http://HOST:PORT/pypi/simple/).
 
@@ -65,13 +71,17 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
         raise ConfigError(f"{where}: cannot read {root_path} (permission denied)")
     pypi_folder = str(config.pypi.get("user", "pypi"))
     workers = workers or default_workers()
+    upload_settings = uploads.UploadSettings.from_config(config, root_path)
+    tls = check_tls(certfile, keyfile)
     check_address(host, port)
 
     os.environ[app.ENV_ROOT] = root_path
     os.environ[app.ENV_PYPI_FOLDER] = pypi_folder
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
+    os.environ[uploads.ENV_UPLOADS] = upload_settings.to_env()
+    uploads.remove_leftovers(upload_settings)
     shown_host = f"[{host}]" if ":" in host else host
-    url = f"http://{shown_host}:{port}"
+    url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
     # the pip index is advertised only when there is a PyPI tree to serve
     has_pypi = os.path.isdir(os.path.join(root_path, pypi_folder, "web", "simple"))
     pip = f" (pip index: {url}/{pypi_folder}/simple/)" if has_pypi else ""
@@ -81,8 +91,28 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
         err=True,
     )
     warn_about_own_venv(root_path)
-    serve(host, port, workers)
+    serve(host, port, workers, tls)
     return EXIT_OK
+
+
+def check_tls(certfile: str | None, keyfile: str | None) -> tuple[str, str] | None:
+    """(certificate, key) paths when both are given and readable; one alone is an error."""
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ConfigError("--certfile and --keyfile go together: give both for HTTPS")
+    import ssl
+
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{flag} {path}: no such file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--certfile {certfile} / --keyfile {keyfile}: not a usable PEM "
+                          f"certificate and key ({exc.strerror or exc})") from None
+    return os.path.abspath(certfile), os.path.abspath(keyfile)
 
 
 def warn_about_own_venv(root: str) -> None:
@@ -116,7 +146,7 @@ def check_address(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, workers: int, tls: tuple[str, str] | None = None) -> None:
     """Run granian until it is stopped (Ctrl-C, SIGTERM)."""
     from granian import Granian
     from granian.constants import Interfaces
@@ -132,6 +162,7 @@ def serve(host: str, port: int, workers: int) -> None:
         websockets=False,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
+        **({"ssl_cert": Path(tls[0]), "ssl_key": Path(tls[1])} if tls else {}),
     )
     server.serve()
 
@@ -139,3 +170,9 @@ def serve(host: str, port: int, workers: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
     return run_command(cli, "cas-server", argv, interrupted_status=EXIT_OK)
+
+
+from .upload_cli import pypi_command, token_command  # noqa: E402 - commands of uploads
+
+cli.add_command(token_command)
+cli.add_command(pypi_command)

@@ -204,6 +204,22 @@ class MirrorTree:
         finally:
             os.close(fd)
 
+    def respond_simple(self, method: str, folder: str, headers: dict[str, str]) -> Response:
+        """The negotiated simple-API index of `folder` (relative to the root), answered as
+        the folders under `/<pypi folder>/simple/` are: for pages served at another URL
+        (the private index merged into the mirror's `simple/`, server/private_view.py)."""
+        if method not in ("GET", "HEAD"):
+            return error(405, [("allow", ALLOWED_METHODS)])
+        try:
+            fd, st, _ = self._open(os.path.join(self.root, *url_segments("/" + folder)))
+        except Refused as exc:
+            return error(exc.status)
+        try:
+            response = self._simple_index(fd, headers) if stat.S_ISDIR(st.st_mode) else None
+            return response if response is not None else error(404)
+        finally:
+            os.close(fd)
+
     # ------------------------------------------------------------------ opening
     def _open(self, path: str, dir_fd: int | None = None) -> tuple[int, os.stat_result, str]:
         """Open `path` (a folder or regular file inside the root) and return (fd, stat, real
