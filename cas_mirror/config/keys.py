@@ -251,3 +251,30 @@ SETTINGS: dict[str, Setting] = {
                     section=True, sub=PYPI_SETTINGS),
 }
 
+
+# --------------------------------------------------------------------------- cache_proxy
+# The caching proxy of cas-server (server/proxy/settings.py checks its entries).
+
+
+def _proxy_channels(value: Any, base: Path) -> list:
+    from ..server.proxy.settings import check_proxy_channels
+
+    return check_proxy_channels(value, base)
+
+
+def _proxy_pypi(value: Any, base: Path) -> dict | None:
+    from ..server.proxy.settings import check_proxy_pypi
+
+    return check_proxy_pypi(value, base)
+
+
+CACHE_PROXY_SETTINGS: dict[str, Setting] = {
+    "channels": Setting([], _proxy_channels),
+    "pypi": Setting(None, _proxy_pypi),
+    "metadata_ttl": Setting(600.0, check_duration),
+    "cache_max_size": Setting(None, optional(check_size)),
+    "cache_dir": Setting(None, check_optional_path),
+}
+SETTINGS["cache_proxy"] = Setting({k: v.default for k, v in CACHE_PROXY_SETTINGS.items()},
+                                  check_mapping, section=True, sub=CACHE_PROXY_SETTINGS)
+

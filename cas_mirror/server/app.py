@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from . import proxy
 from .files import MirrorTree, Response, error
 
 ENV_ROOT = "CAS_SERVER_ROOT"
@@ -181,5 +182,6 @@ def create_app() -> MirrorApp:
     tree = MirrorTree(root, os.environ.get(ENV_PYPI_FOLDER, "pypi"))
     access_log = os.environ.get(ENV_ACCESS_LOG, "1") == "1"
     handlers: list[Handler] = []
+    handlers.extend(proxy.handlers_from_environment())
     return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None,
                      handlers=handlers)

@@ -17,7 +17,7 @@ import click
 from .. import config as cfg
 from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
-from . import app
+from . import app, proxy
 
 
 def default_workers() -> int:
@@ -69,6 +69,7 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
     os.environ[app.ENV_ROOT] = root_path
     os.environ[app.ENV_PYPI_FOLDER] = pypi_folder
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
+    os.environ.update(proxy.environment(config, root_path))
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
     # the pip index is advertised only when there is a PyPI tree to serve
@@ -138,3 +139,6 @@ def serve(host: str, port: int, workers: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
     return run_command(cli, "cas-server", argv, interrupted_status=EXIT_OK)
+
+
+cli.add_command(proxy.proxy_stats)

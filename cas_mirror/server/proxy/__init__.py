@@ -1,0 +1,52 @@
+"""The caching proxy of cas-server: conda channels and a PyPI index fetched from upstream on
+demand, under the same filters as the mirror, verified, cached, and served on when
+upstream fails (README, "Caching proxy").
+
+Modules, one concern each: `settings` (the `cache_proxy:` keys, resolved once by the
+`cas-server` command and handed to the workers as JSON), `upstream` (outbound HTTP on the
+shared downloader's libcurl set-up), `metadata` (TTL, conditional revalidation, stale
+copies), `store` (the package cache: one fetch per file across worker processes, clients
+streaming from the growing file, verification, LRU eviction), `conda` and `pypi` (the two
+request handlers), `pypi_pages` (reading upstream's HTML or JSON pages), `stats` (counters
+and `cas-server proxy-stats`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .settings import ENV_PROXY, ProxySettings
+from .stats import proxy_stats
+
+__all__ = ["ProxySettings", "environment", "handlers_from_environment", "proxy_stats"]
+
+
+def environment(config, root: str) -> dict[str, str]:
+    """What the `cas-server` command puts in its workers' environment (nothing when no
+    upstream is configured)."""
+    settings = ProxySettings.from_config(config, root)
+    return {ENV_PROXY: settings.to_json()} if settings.active else {}
+
+
+def handlers_from_environment() -> list:
+    """The request handlers of a worker, from what `environment` set."""
+    text = os.environ.get(ENV_PROXY)
+    if not text:
+        return []
+    from .conda import CondaProxy
+    from .stats import Stats
+    from .store import Store
+    from .upstream import Upstream
+
+    settings = ProxySettings.from_json(text)
+    upstream = Upstream(settings.timeout, settings.proxy, settings.ssl_verify)
+    stats = Stats(settings.cache_dir)
+    store = Store(settings.cache_dir, upstream, stats, settings.cache_max_size)
+    handlers: list = []
+    if settings.channels:
+        handlers.append(CondaProxy(settings, upstream, store, stats))
+    if settings.pypi is not None:
+        from .pypi import PypiProxy
+
+        handlers.append(PypiProxy(settings, upstream, store, stats))
+    return handlers
