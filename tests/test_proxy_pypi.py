@@ -106,6 +106,8 @@ def test_pip_and_uv_install_then_again_from_cache_then_with_upstream_stopped(
     assert "HIT" in proxy.wait_for_log("demo-2.0-py3-none-any.whl HTTP/1.1\" 200 ")
 
     upstream.stop()
+    # connections the stopped server still keeps alive are cut too
+    upstream.add_fault("*", reset=True)
     offline_pip = pip_install(index, tmp_path / "t3", tmp_path, "demo")
     assert offline_pip.returncode == 0, offline_pip.stdout + offline_pip.stderr
     offline_uv = uv_install(index, tmp_path / "t4", tmp_path, "demo")
