@@ -35,33 +35,33 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 def _served_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip("/ ") or not all(
             _SEGMENT.match(s) for s in value.strip("/ ").split("/")):
-        raise BadValue(f"path: expected a served path such as proxy/conda-forge (letters, "
+        raise BadValue(f"expected a served path such as proxy/conda-forge (letters, "
                        f"digits, '.', '_', '+', '-' separated by '/'), got {describe(value)}")
     return value.strip("/ ")
 
 
-def _entry(item: Any, index: int, base: Path, filter_checks: dict) -> dict[str, Any]:
-    where = f"item {index + 1}"
+def _entry(item: Any, where: str, base: Path, filter_checks: dict) -> dict[str, Any]:
+    """One upstream entry; `where` ("item 2: " or "") starts every message."""
     if not isinstance(item, dict):
-        raise BadValue(f"{where}: expected a mapping with upstream and path, got "
+        raise BadValue(f"{where}expected a mapping with upstream and path, got "
                        f"{describe(item)}")
     out: dict[str, Any] = {}
     for key, raw in item.items():
+        if key not in ("upstream", "path", *filter_checks):
+            known = ", ".join(("upstream", "path", *filter_checks))
+            raise BadValue(f"{where}unknown key {key!r} (known: {known})")
         try:
             if key == "upstream":
                 out[key] = check_url(raw, base).rstrip("/")
             elif key == "path":
                 out[key] = _served_path(raw)
-            elif key in filter_checks:
-                out[key] = filter_checks[key](raw, base)
             else:
-                known = ", ".join(("upstream", "path", *filter_checks))
-                raise BadValue(f"unknown key {key!r} (known: {known})")
+                out[key] = filter_checks[key](raw, base)
         except BadValue as exc:
-            raise BadValue(f"{where}: {exc}") from None
+            raise BadValue(f"{where}{key}: {str(exc).removeprefix('path: ')}") from None
     for needed in ("upstream", "path"):
         if needed not in out:
-            raise BadValue(f"{where}: no {needed!r} given")
+            raise BadValue(f"{where}no {needed!r} given")
     return out
 
 
@@ -86,7 +86,8 @@ def check_proxy_channels(value: Any, base: Path) -> list[dict[str, Any]]:
         raise BadValue(f"expected a list of {{upstream: URL, path: PATH}} mappings, got "
                        f"{describe(value)}")
     checks = _conda_filter_checks()
-    entries = [_entry(item, index, base, checks) for index, item in enumerate(value)]
+    entries = [_entry(item, f"item {index + 1}: ", base, checks)
+               for index, item in enumerate(value)]
     _distinct([e["path"] for e in entries])
     return entries
 
@@ -95,7 +96,7 @@ def check_proxy_pypi(value: Any, base: Path) -> dict[str, Any] | None:
     """`cache_proxy.pypi`: one {upstream: simple-index URL, path, filter keys...}."""
     if value is None:
         return None
-    return _entry(value, 0, base, _pypi_filter_checks())
+    return _entry(value, "", base, _pypi_filter_checks())
 
 
 def _distinct(paths: list[str]) -> None:
