@@ -109,6 +109,7 @@ def test_repodata_filtered_with_variants_shards_and_cache_marks(proxy, upstream)
     log = proxy.wait_for_log("repodata.json.bz2")
     assert '"GET /proxy/up/noarch/repodata.json HTTP/1.1" 200' in log
     assert " HIT" in log
+    assert f"caching proxy (cache {proxy.root}/.cas-proxy): {proxy.url}/proxy/up <- " in log
 
 
 def test_filtered_package_is_refused_even_by_url(proxy, upstream):

@@ -81,6 +81,7 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
         err=True,
     )
     warn_about_own_venv(root_path)
+    proxy.announce(url)
     serve(host, port, workers)
     return EXIT_OK
 

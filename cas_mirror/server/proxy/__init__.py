@@ -18,7 +18,7 @@ import os
 from .settings import ENV_PROXY, ProxySettings
 from .stats import proxy_stats
 
-__all__ = ["ProxySettings", "environment", "handlers_from_environment", "proxy_stats"]
+__all__ = ["ProxySettings", "announce", "environment", "handlers_from_environment", "proxy_stats"]
 
 
 def environment(config, root: str) -> dict[str, str]:
@@ -26,6 +26,22 @@ def environment(config, root: str) -> dict[str, str]:
     upstream is configured)."""
     settings = ProxySettings.from_config(config, root)
     return {ENV_PROXY: settings.to_json()} if settings.active else {}
+
+
+def announce(url: str) -> None:
+    """The start-up line naming what is proxied, when something is (stderr)."""
+    import click
+
+    text = os.environ.get(ENV_PROXY)
+    if not text:
+        return
+    settings = ProxySettings.from_json(text)
+    served = [f"{url}/{c.path} <- {c.upstream}" for c in settings.channels]
+    if settings.pypi is not None:
+        served.append(f"pip index {url}/{settings.pypi.path}/simple/ <- "
+                      f"{settings.pypi.upstream}")
+    click.echo(f"cas-server: caching proxy (cache {settings.cache_dir}): "
+               + "; ".join(served), err=True)
 
 
 def handlers_from_environment() -> list:
