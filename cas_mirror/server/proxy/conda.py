@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from cas_index.atomic import write_atomic
@@ -87,7 +88,7 @@ class CondaProxy:
         self.tree = MirrorTree(self.meta_root, pypi_folder=".none")
         self.channels = [(f"/{c.path}/", c, FilterSpec.from_config(
             None, c.license_blacklist, c.blacklist, c.whitelist)) for c in settings.channels]
-        self._indexes: dict[str, tuple[int, PlatformIndex]] = {}
+        self._indexes: dict[str, tuple[int, PlatformIndex, float]] = {}
 
     async def __call__(self, scope, protocol, headers: dict[str, str]) -> Handled | None:
         path = scope.path
@@ -117,7 +118,7 @@ class CondaProxy:
         if is_metadata:
             return await self._metadata(method, path, scope.query_string, headers, protocol,
                                         freshness)
-        index = self._index(folder)
+        index = self._index(folder, freshness)
         record = index.kept.get(name)
         if record is None:
             if name in index.dropped:
@@ -166,15 +167,20 @@ class CondaProxy:
         return Handled(response.status, await send(method, response, protocol),
                        freshness.note)
 
-    def _index(self, folder: str) -> PlatformIndex:
+    def _index(self, folder: str, freshness: metadata.Freshness) -> PlatformIndex:
+        """The platform's index, reread when the metadata was refreshed (by any worker:
+        the file's mtime changes) and looked at no more than once a second otherwise."""
         path = os.path.join(folder, INDEX_FILE)
-        stamp = os.stat(path).st_mtime_ns
+        now = time.monotonic()
         cached = self._indexes.get(folder)
+        if cached is not None and freshness.note == "HIT" and now - cached[2] < 1.0:
+            return cached[1]
+        stamp = os.stat(path).st_mtime_ns
         if cached is None or cached[0] != stamp:
             with open(path, "rb") as f:
                 raw = json.loads(f.read())
-            cached = (stamp, PlatformIndex(raw["kept"], raw["dropped"]))
-            self._indexes[folder] = cached
+            cached = (stamp, PlatformIndex(raw["kept"], raw["dropped"]), now)
+        self._indexes[folder] = (cached[0], cached[1], now)
         return cached[1]
 
 

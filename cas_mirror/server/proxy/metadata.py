@@ -60,12 +60,26 @@ def read_meta(folder: str) -> dict | None:
         else None
 
 
-def fresh(folder: str, ttl: float, now: float | None = None) -> Freshness | None:
-    """The cached copy's freshness when it can be served without asking upstream."""
-    meta = read_meta(folder)
+# folder -> (when read, the meta read): a worker rereads an entry's meta file at most
+# every RECHECK seconds, so a cache hit costs no file read (a refresh by another worker is
+# seen at most that late; TTLs are minutes).
+_SEEN: dict[str, tuple[float, dict | None]] = {}
+RECHECK = 1.0
+
+
+def fresh(folder: str, ttl: float, now: float | None = None, *,
+          reread: bool = False) -> Freshness | None:
+    """The cached copy's freshness when it can be served without asking upstream
+    (`reread`: from the file, whatever this worker read lately)."""
+    now = time.time() if now is None else now
+    seen = None if reread else _SEEN.get(folder)
+    if seen is not None and 0 <= now - seen[0] < RECHECK:
+        meta = seen[1]
+    else:
+        meta = read_meta(folder)
+        _SEEN[folder] = (now, meta)
     if meta is None:
         return None
-    now = time.time() if now is None else now
     age = max(0.0, now - meta["fetched"])
     if age < ttl:
         return Freshness("HIT", age)
@@ -91,7 +105,7 @@ def ensure(folder: str, ttl: float, fetch: Fetch, what: str) -> Freshness:
                    0o644)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        quick = fresh(folder, ttl)
+        quick = fresh(folder, ttl, reread=True)  # another worker may have refreshed it
         if quick is not None:
             return quick
         meta = read_meta(folder)
@@ -125,5 +139,6 @@ def ensure(folder: str, ttl: float, fetch: Fetch, what: str) -> Freshness:
 
 
 def _write_meta(folder: str, meta: dict) -> None:
+    _SEEN.pop(folder, None)
     with contextlib.suppress(OSError):  # a full disk: the next request asks upstream again
         write_atomic(os.path.join(folder, META_FILE), json.dumps(meta).encode())

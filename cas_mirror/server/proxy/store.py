@@ -48,9 +48,9 @@ log = logging.getLogger(__name__)
 
 FILES_FOLDER = "files"
 EVICT_LOCK = ".evict.lock"
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 TOUCH_EVERY = 60.0  # seconds: how stale an entry's access time may be before it is renewed
-_POLL_FIRST, _POLL_MAX = 0.001, 0.02  # seconds between looks at a growing partial file
+_POLL_FIRST, _POLL_MAX = 0.0005, 0.005  # seconds between looks at a growing partial file
 _OPEN = os.O_RDONLY | os.O_CLOEXEC
 
 
@@ -105,9 +105,13 @@ class Store:
         index and the filters), fetching it first when it is not cached."""
         final = self.final_path(url_path)
         for _ in range(3):
-            if os.path.exists(final):
+            try:
+                st = os.stat(final)
+            except FileNotFoundError:
+                pass
+            else:
                 return await self._serve_cached(method, url_path, final, headers, protocol,
-                                                "HIT")
+                                                "HIT", st)
             own = self._start_fetch(final, wanted)
             outcome = await self._follow(method, url_path, final, wanted, own, headers,
                                          protocol)
@@ -116,18 +120,18 @@ class Store:
         return await _error(method, protocol, 502, "the upstream transfer did not start")
 
     async def _serve_cached(self, method, url_path, final, headers, protocol,
-                            note: str) -> Handled:
+                            note: str, st: os.stat_result | None = None) -> Handled:
         response = self.tree.respond(method, url_path, "", headers)
         if response.status in (200, 206):
-            self._touch(final)
+            self._touch(final, st)
             if note == "HIT":
                 self.stats.add("hits")
                 self.stats.add("bytes_from_cache", response.length if method == "GET" else 0)
         return Handled(response.status, await send(method, response, protocol), note)
 
-    def _touch(self, final: str) -> None:
+    def _touch(self, final: str, st: os.stat_result | None = None) -> None:
         with contextlib.suppress(OSError):
-            st = os.stat(final)
+            st = st or os.stat(final)
             now = time.time()
             if now - st.st_atime > TOUCH_EVERY:
                 os.utime(final, (now, st.st_mtime))
