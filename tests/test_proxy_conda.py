@@ -108,7 +108,7 @@ def test_repodata_filtered_with_variants_shards_and_cache_marks(proxy, upstream)
     assert upstream.paths("GET").count("/noarch/repodata.json") == 1  # one fetch, then cache
     log = proxy.wait_for_log("repodata.json.bz2")
     assert '"GET /proxy/up/noarch/repodata.json HTTP/1.1" 200' in log
-    assert " HIT" in log
+    assert " MISS\n" in log and " HIT\n" in log
     assert f"caching proxy (cache {proxy.root}/.cas-proxy): {proxy.url}/proxy/up <- " in log
 
 
@@ -213,7 +213,9 @@ def test_rattler_installs_then_again_from_cache_then_with_upstream_stopped(chann
         assert first == ["app-1.0-0.tar.bz2", "lib-2.1-0.conda"]
         assert (tmp_path / "p1" / "share/lib/data.bin").stat().st_size == 2048
         upstream.clear_log()
-        rattler_install([channel_url], ["app"], tmp_path / "p2")
+        # the second client reads the proxy's CEP-16 shards instead of repodata.json
+        assert rattler_install([channel_url], ["app"], tmp_path / "p2", sharded=True) == first
+        assert "GET /proxy/up/noarch/shards/" in proxy.wait_for_log("/shards/")
         assert [p for p in upstream.paths() if p.endswith((".conda", ".tar.bz2"))] == []
         assert any(r.path.endswith("repodata.json") and "If-None-Match" in r.headers
                    for r in upstream.requests)  # ttl 0: revalidated, conditionally
