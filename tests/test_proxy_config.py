@@ -14,6 +14,7 @@ from cas_mirror.config.keys import CACHE_PROXY_SETTINGS
 from cas_mirror.server.cli import main as server_main
 from cas_mirror.server.proxy import environment
 from cas_mirror.server.proxy.settings import ENV_PROXY, ProxySettings
+from tests.support.http_server import free_port
 from tests.support.reference import DOCUMENTED
 
 CHANNEL = "cache_proxy:\n  channels:\n    - {upstream: 'http://up.invalid/c/', path: px/c}\n"
@@ -99,4 +100,16 @@ def test_proxy_stats_without_a_cache_is_one_line_exit_2(run_cli, isolated_config
     result = run_cli(server_main, ["proxy-stats", "--root", str(tmp_path)])
     assert result.code == 2
     assert "cache_proxy.cache_dir" in result.err and "does not exist" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_cache_dir_that_cannot_be_written_stops_cas_server_in_one_line(run_cli, isolated_config,
+                                                                       tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    isolated_config.write_user(CHANNEL + f"  cache_dir: {tmp_path / 'a-file' / 'cache'}\n")
+    result = run_cli(server_main, ["--root", str(tmp_path / "root"), "--host", "127.0.0.1",
+                                   "--port", str(free_port())])
+    assert result.code == 2, result
+    assert result.err.startswith("cas-server: error: cache_proxy.cache_dir: cannot write ")
     assert len(result.err.strip().splitlines()) == 1

@@ -25,7 +25,28 @@ def environment(config, root: str) -> dict[str, str]:
     """What the `cas-server` command puts in its workers' environment (nothing when no
     upstream is configured)."""
     settings = ProxySettings.from_config(config, root)
-    return {ENV_PROXY: settings.to_json()} if settings.active else {}
+    if not settings.active:
+        return {}
+    check_cache_dir(settings.cache_dir, config)
+    return {ENV_PROXY: settings.to_json()}
+
+
+def check_cache_dir(cache_dir: str, config) -> None:
+    """Create the cache folder, or fail in one line before any worker starts."""
+    from pathlib import Path
+
+    from ...errors import ConfigError, os_problem
+    from ...paths import not_writable
+
+    where = ("cache_proxy.cache_dir" if config.values["cache_proxy"]["cache_dir"]
+             else "cache_proxy.cache_dir (default: <root>/.cas-proxy)")
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        problem = not_writable(Path(cache_dir))
+    except OSError as exc:
+        problem = os_problem(exc)
+    if problem:
+        raise ConfigError(f"{where}: cannot write {cache_dir}: {problem}")
 
 
 def announce(url: str) -> None:
