@@ -270,3 +270,19 @@ def test_cache_max_size_evicts_least_recently_used_and_survives_a_restart(channe
                            timeout=60, check=False)
     assert stats.returncode == 0, stats.stderr
     assert "evictions            1\n" in stats.stdout and "hits                 1\n" in stats.stdout
+
+
+def test_a_cache_that_cannot_be_written_gives_a_one_line_502(proxy):
+    cache = Path(proxy.root) / ".cas-proxy"
+    (cache / "meta" / "proxy" / "up").mkdir(parents=True, exist_ok=True)
+    (cache / "meta" / "proxy" / "up" / "win-64").write_text("in the way")
+    metadata = requests.get(f"{proxy.url}/proxy/up/win-64/repodata.json", timeout=10)
+    assert metadata.status_code == 502 and "cannot write the cache" in metadata.text
+    assert requests.get(f"{proxy.url}/proxy/up/linux-64/repodata.json", timeout=10).ok
+    (cache / "files" / "proxy" / "up").mkdir(parents=True, exist_ok=True)
+    (cache / "files" / "proxy" / "up" / "linux-64").write_text("in the way")
+    package = requests.get(f"{proxy.url}/proxy/up/linux-64/app-1.0-0.tar.bz2", timeout=10)
+    assert "Traceback" not in proxy.log(), proxy.log()[-2500:]
+    assert package.status_code == 502 and "cannot write the cache" in package.text
+    assert len(package.text.splitlines()) == 2
+    assert "Traceback" not in proxy.log(), proxy.log()[-2500:]

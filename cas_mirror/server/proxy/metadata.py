@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from cas_index.atomic import write_atomic
 
+from ...errors import os_problem
 from ...text import safe
 from .upstream import UpstreamFailure
 
@@ -100,9 +101,12 @@ def ensure(folder: str, ttl: float, fetch: Fetch, what: str) -> Freshness:
     quick = fresh(folder, ttl)
     if quick is not None:
         return quick
-    os.makedirs(folder, exist_ok=True)
-    lock = os.open(os.path.join(folder, META_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                   0o644)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = os.open(os.path.join(folder, META_LOCK),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         quick = fresh(folder, ttl, reread=True)  # another worker may have refreshed it
@@ -116,7 +120,10 @@ def ensure(folder: str, ttl: float, fetch: Fetch, what: str) -> Freshness:
             conditional["If-Modified-Since"] = meta["last_modified"]
         now = time.time()
         try:
-            answer = fetch(conditional if meta else {})
+            try:
+                answer = fetch(conditional if meta else {})
+            except OSError as exc:  # the cache cannot be written (full disk, a file in the way)
+                raise _unwritable(folder, exc) from None
         except UpstreamFailure as exc:
             if meta is None:
                 raise
@@ -136,6 +143,11 @@ def ensure(folder: str, ttl: float, fetch: Fetch, what: str) -> Freshness:
         return Freshness("MISS", 0.0)
     finally:
         os.close(lock)
+
+
+def _unwritable(folder: str, exc: OSError) -> UpstreamFailure:
+    log.warning("cannot write the cache in %s: %s", safe(folder), os_problem(exc))
+    return UpstreamFailure(f"cannot write the cache in {folder}: {os_problem(exc)}", 502)
 
 
 def _write_meta(folder: str, meta: dict) -> None:

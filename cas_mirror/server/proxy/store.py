@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import os_problem
 from ...net import part_path
 from ...text import safe
 from ..app import Handled, send
@@ -107,12 +108,17 @@ class Store:
         for _ in range(3):
             try:
                 st = os.stat(final)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 pass
             else:
                 return await self._serve_cached(method, url_path, final, headers, protocol,
                                                 "HIT", st)
-            own = self._start_fetch(final, wanted)
+            try:
+                own = self._start_fetch(final, wanted)
+            except OSError as exc:
+                log.warning("cannot cache %s: %s", safe(final), os_problem(exc))
+                return await _error(method, protocol, 502,
+                                    f"cannot write the cache: {os_problem(exc)}")
             outcome = await self._follow(method, url_path, final, wanted, own, headers,
                                          protocol)
             if outcome is not None:
@@ -328,7 +334,7 @@ def _is_final(fd: int, final: str) -> bool:
     """Whether the open file `fd` is now the verified entry `final`."""
     try:
         return os.stat(final).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
+    except OSError:
         return False
 
 
