@@ -226,7 +226,8 @@ def test_rattler_installs_then_again_from_cache_then_with_upstream_stopped(chann
         assert again == first
         stale = requests.get(f"{channel_url}/noarch/repodata.json", timeout=10)
         assert stale.status_code == 200 and "Revalidation Failed" in stale.headers["warning"]
-        assert "STALE" in proxy.wait_for_log("STALE")
+        log = proxy.wait_for_log("STALE")
+        assert "upstream failed" in log and "serving the copy cached" in log
     finally:
         proxy.stop()
         upstream.stop()

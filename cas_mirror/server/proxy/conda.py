@@ -38,7 +38,7 @@ from ..files import MirrorTree
 from . import metadata
 from .settings import CondaUpstream, ProxySettings
 from .stats import Stats
-from .store import Store, Wanted, error_response
+from .store import Store, Wanted, answer, error_response
 from .upstream import Upstream, UpstreamFailure
 
 log = logging.getLogger(__name__)
@@ -98,22 +98,22 @@ class CondaProxy:
         prefix, channel, spec = found
         method = scope.method
         if method not in ("GET", "HEAD"):
-            return await _answer(method, protocol, error_response(405, "GET or HEAD only"))
+            return await answer(method, protocol, error_response(405, "GET or HEAD only"))
         segments = path[len(prefix):].split("/")
         subdir, name = segments[0], "/".join(segments[1:])
         if subdir not in KNOWN_PLATFORMS or not name:
-            return await _answer(method, protocol, error_response(
+            return await answer(method, protocol, error_response(
                 404, f"not a proxied file; try /{channel.path}/<subdir>/repodata.json"))
         is_metadata = name in METADATA_FILES or (
             len(segments) == 3 and segments[1] == SHARDS_DIR and is_shard_file(segments[2]))
         is_package = len(segments) == 2 and name.endswith(EXTENSIONS)
         if not (is_metadata or is_package):
-            return await _answer(method, protocol, error_response(404, "not found"))
+            return await answer(method, protocol, error_response(404, "not found"))
         folder = os.path.join(self.meta_root, *path[1:len(prefix) - 1].split("/"), subdir)
         try:
             freshness = await self._ensure(channel, spec, subdir, folder)
         except UpstreamFailure as exc:
-            return await _answer(method, protocol, error_response(exc.status, str(exc)),
+            return await answer(method, protocol, error_response(exc.status, str(exc)),
                                  "MISS")
         if is_metadata:
             return await self._metadata(method, path, scope.query_string, headers, protocol,
@@ -123,9 +123,9 @@ class CondaProxy:
         if record is None:
             if name in index.dropped:
                 self.stats.add("refused")
-                return await _answer(method, protocol, error_response(
+                return await answer(method, protocol, error_response(
                     403, f"{name} is not served by this proxy ({index.dropped[name]})"))
-            return await _answer(method, protocol, error_response(
+            return await answer(method, protocol, error_response(
                 404, f"{name} is not in {channel.upstream}/{subdir}/"))
         size, sha256, md5 = record
         digests = {"sha256": sha256} if sha256 else {"md5": md5} if md5 else {}
@@ -182,7 +182,3 @@ class CondaProxy:
             cached = (stamp, PlatformIndex(raw["kept"], raw["dropped"]), now)
         self._indexes[folder] = (cached[0], cached[1], now)
         return cached[1]
-
-
-async def _answer(method: str, protocol, response, note: str = "") -> Handled:
-    return Handled(response.status, await send(method, response, protocol), note)

@@ -35,7 +35,7 @@ from . import metadata
 from .pypi_pages import ACCEPT, project_document, project_names
 from .settings import ProxySettings
 from .stats import Stats
-from .store import Store, Wanted, error_response
+from .store import Store, Wanted, answer, error_response
 from .upstream import Upstream, UpstreamFailure
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class PypiProxy:
             return None
         method = scope.method
         if method not in ("GET", "HEAD"):
-            return await _answer(method, protocol, error_response(405, "GET or HEAD only"))
+            return await answer(method, protocol, error_response(405, "GET or HEAD only"))
         segments = [s for s in path[len(self.prefix):].split("/") if s]
         if segments == ["simple"]:
             return await self._root(method, path, headers, protocol)
@@ -111,7 +111,7 @@ class PypiProxy:
             return await self._project(method, path, segments[1], headers, protocol)
         if len(segments) == 3 and segments[0] == "files":
             return await self._file(method, path, segments[1], segments[2], headers, protocol)
-        return await _answer(method, protocol, error_response(
+        return await answer(method, protocol, error_response(
             404, f"not found; pip's index URL is {self.prefix}simple/"))
 
     # ------------------------------------------------------------------ pages
@@ -138,7 +138,7 @@ class PypiProxy:
 
     async def _root(self, method, path, headers, protocol) -> Handled:
         if not path.endswith("/"):
-            return await _answer(method, protocol, Response(301, [("location", path + "/")]))
+            return await answer(method, protocol, Response(301, [("location", path + "/")]))
         folder = os.path.join(self.meta_root, "simple")
         url = self.index.upstream
 
@@ -154,10 +154,10 @@ class PypiProxy:
             with open(os.path.join(folder, ROOT_FILE), "rb") as f:
                 projects = json.loads(f.read())
         except UpstreamFailure as exc:
-            return await _answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
+            return await answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
         media_type = negotiate.choose(headers.get("accept"), list(SIMPLE_VARIANTS))
         if media_type is None:
-            return await _answer(method, protocol, error_response(406, "not acceptable"))
+            return await answer(method, protocol, error_response(406, "not acceptable"))
         body = pages.root_json([(display, None) for _, display in projects], None) \
             if media_type == negotiate.JSON_V1 else pages.root_html(projects)
         return await self._page_response(method, protocol, media_type, body, freshness)
@@ -184,22 +184,22 @@ class PypiProxy:
     async def _project(self, method, path, name, headers, protocol) -> Handled:
         project = normalize(name)
         if not is_valid_name(name):
-            return await _answer(method, protocol, error_response(404, "not a project name"))
+            return await answer(method, protocol, error_response(404, "not a project name"))
         if project != name or not path.endswith("/"):
             location = f"{self.prefix}simple/{project}/"
-            return await _answer(method, protocol, Response(301, [("location", location)]))
+            return await answer(method, protocol, Response(301, [("location", location)]))
         decision = project_decision(self.spec, project)
         if not decision.kept:
             self.stats.add("refused")
-            return await _answer(method, protocol, error_response(
+            return await answer(method, protocol, error_response(
                 404, f"project {project} is not served by this proxy ({decision.reason})"))
         try:
             page, freshness = await self._page(project)
         except UpstreamFailure as exc:
-            return await _answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
+            return await answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
         media_type = negotiate.choose(headers.get("accept"), list(SIMPLE_VARIANTS))
         if media_type is None:
-            return await _answer(method, protocol, error_response(406, "not acceptable"))
+            return await answer(method, protocol, error_response(406, "not acceptable"))
         return await self._page_response(method, protocol, media_type,
                                          render_page(page, media_type), freshness)
 
@@ -214,19 +214,19 @@ class PypiProxy:
     # ------------------------------------------------------------------ files
     async def _file(self, method, path, project, filename, headers, protocol) -> Handled:
         if project != normalize(project) or not project_decision(self.spec, project).kept:
-            return await _answer(method, protocol, error_response(404, "not found"))
+            return await answer(method, protocol, error_response(404, "not found"))
         try:
             page, _ = await self._page(project)
         except UpstreamFailure as exc:
-            return await _answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
+            return await answer(method, protocol, error_response(exc.status, str(exc)), "MISS")
         wanted = self._wanted(page, filename)
         if wanted is None:
             base = filename.removesuffix(".metadata")
             if base in page["dropped"]:
                 self.stats.add("refused")
-                return await _answer(method, protocol, error_response(
+                return await answer(method, protocol, error_response(
                     403, f"{base} is not served by this proxy ({page['dropped'][base]})"))
-            return await _answer(method, protocol, error_response(
+            return await answer(method, protocol, error_response(
                 404, f"{filename} is not on {project}'s page"))
         return await self.store.serve(method, path, wanted, headers, protocol)
 
@@ -242,7 +242,3 @@ class PypiProxy:
             return Wanted(base["url"] + ".metadata", None,
                           digests_of(core) if isinstance(core, dict) else {})
         return None
-
-
-async def _answer(method: str, protocol, response, note: str = "") -> Handled:
-    return Handled(response.status, await send(method, response, protocol), note)

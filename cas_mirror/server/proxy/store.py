@@ -41,7 +41,7 @@ from ...errors import os_problem
 from ...net import part_path
 from ...text import safe
 from ..app import Handled, send
-from ..files import MirrorTree, Response, content_type_for, error
+from ..files import MirrorTree, Response, content_type_for
 from .stats import Stats
 from .upstream import Upstream, UpstreamFailure
 
@@ -373,4 +373,6 @@ def error_response(status: int, text: str) -> Response:
     return Response(status, [("content-type", "text/plain; charset=utf-8")], body)
 
 
-__all__ = ["FILES_FOLDER", "Store", "Wanted", "error", "package_files"]
+async def answer(method: str, protocol, response: Response, note: str = "") -> Handled:
+    """Send a small response the handlers built; what the access log gets."""
+    return Handled(response.status, await send(method, response, protocol), note)
