@@ -86,7 +86,8 @@ def test_left_out_filter_keys_are_the_mirrors_own(isolated_config, tmp_path):
 
 
 def test_no_upstream_configured_means_no_proxy(isolated_config, tmp_path):
-    assert environment(load_config(), str(tmp_path)) == {}
+    assert environment(load_config(), str(tmp_path)) == {ENV_PROXY: ""}
+    assert not (tmp_path / ".cas-proxy").exists()
 
 
 def test_reference_file_documents_the_section_with_its_defaults():

@@ -22,11 +22,11 @@ __all__ = ["ProxySettings", "announce", "environment", "handlers_from_environmen
 
 
 def environment(config, root: str) -> dict[str, str]:
-    """What the `cas-server` command puts in its workers' environment (nothing when no
-    upstream is configured)."""
+    """What the `cas-server` command puts in its workers' environment (an empty value,
+    which turns the proxy off, when no upstream is configured)."""
     settings = ProxySettings.from_config(config, root)
     if not settings.active:
-        return {}
+        return {ENV_PROXY: ""}
     check_cache_dir(settings.cache_dir, config)
     return {ENV_PROXY: settings.to_json()}
 
