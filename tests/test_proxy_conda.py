@@ -293,3 +293,14 @@ def test_a_cache_that_cannot_be_written_gives_a_one_line_502(proxy):
     assert package.status_code == 502 and "cannot write the cache" in package.text
     assert len(package.text.splitlines()) == 2
     assert "Traceback" not in proxy.log(), proxy.log()[-2500:]
+
+
+def test_head_of_an_uncached_package_and_other_methods(proxy, upstream, channel):
+    fn = "lib-1.0-0.conda"
+    url = f"{proxy.url}/proxy/up/noarch/{fn}"
+    head = requests.head(url, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(package_bytes(channel, "noarch", fn))
+    assert requests.get(url, timeout=30).content == package_bytes(channel, "noarch", fn)
+    assert upstream_gets(upstream, fn) == 1  # HEAD cached it; the GET was a hit
+    assert requests.post(url, data=b"x", timeout=30).status_code == 405
