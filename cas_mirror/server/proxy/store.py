@@ -208,6 +208,8 @@ class Store:
         while sent < size:
             done = _is_final(fd, final)
             available = os.fstat(fd).st_size
+            if done and available != size:
+                break  # verified against another index (it changed meanwhile): cut
             limit = min(available, size if done else size - 1)
             if limit > sent:
                 if transport is None:
@@ -222,7 +224,9 @@ class Store:
                 sent += len(data)
                 delay = _POLL_FIRST
                 continue
-            if done or not _fetching(lock_fd):
+            if done:
+                break  # unreachable with the sizes checked above; never spin
+            if not _fetching(lock_fd):
                 if _is_final(fd, final):
                     continue  # renamed between the two looks: send the rest
                 break  # the transfer failed
