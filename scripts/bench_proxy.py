@@ -220,9 +220,18 @@ def main() -> int:
         f"noisy; load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at the "
         "end."
     )
+    hit_ratio = hits["proxy"].extra("rps").median / base
+    miss_ratio = miss["proxy-cold"].wall.median / miss["direct"].wall.median
+    verdict = (f"Targets: cache hits at {hit_ratio:.2f}x the static server's requests/s "
+               f"(>= 0.80x: {'met' if hit_ratio >= 0.8 else 'missed'}); the cold miss at "
+               f"{miss_ratio:.2f}x the direct fetch's wall time (<= 1.20x: "
+               f"{'met' if miss_ratio <= 1.2 else 'missed'}). The cold miss is two hops (upstream "
+               "to the proxy's libcurl thread, written to the cache and hashed; read back and "
+               "sent by the worker) against one for the direct fetch, so it is the one the "
+               "machine's load moves most.")
     crashes = crash_note({**hits, **miss})
     section = (f"{SECTION}\n\n{textwrap.fill(about, 92)}\n\n{hit_table}\n\n{miss_table}\n"
-               + (f"\n{crashes}\n" if crashes else ""))
+               f"\n{textwrap.fill(verdict, 92)}\n" + (f"\n{crashes}\n" if crashes else ""))
     print(section)
     if args.write_docs:
         update_docs(section)
