@@ -307,3 +307,31 @@ def _project_names(value: Any) -> list[str]:
         if not is_valid_name(name):
             raise BadValue(f"item {index + 1}: {name!r} is not a project name")
     return names
+
+
+# --------------------------------------------------------------------------- cache_proxy
+# The caching proxy of cas-server (server/proxy/settings.py checks its entries).
+
+
+def _proxy_channels(value: Any, base: Path) -> list:
+    from ..server.proxy.settings import check_proxy_channels
+
+    return check_proxy_channels(value, base)
+
+
+def _proxy_pypi(value: Any, base: Path) -> dict | None:
+    from ..server.proxy.settings import check_proxy_pypi
+
+    return check_proxy_pypi(value, base)
+
+
+CACHE_PROXY_SETTINGS: dict[str, Setting] = {
+    "channels": Setting([], _proxy_channels),
+    "pypi": Setting(None, _proxy_pypi),
+    "metadata_ttl": Setting(600.0, check_duration),
+    "cache_max_size": Setting(None, optional(check_size)),
+    "cache_dir": Setting(None, check_optional_path),
+}
+SETTINGS["cache_proxy"] = Setting({k: v.default for k, v in CACHE_PROXY_SETTINGS.items()},
+                                  check_mapping, section=True, sub=CACHE_PROXY_SETTINGS)
+

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
-from . import uploads
+from . import proxy, uploads
 from .files import MirrorTree, Response, error
 
 ENV_ROOT = "CAS_SERVER_ROOT"
@@ -183,5 +183,6 @@ def create_app() -> MirrorApp:
     access_log = os.environ.get(ENV_ACCESS_LOG, "1") == "1"
     handlers: list[Handler] = []
     handlers += uploads.handlers(tree)  # private packages: tokens, uploads, merged view
+    handlers.extend(proxy.handlers_from_environment())  # the caching proxy
     return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None,
                      handlers=handlers)

@@ -19,7 +19,7 @@ from .. import __version__
 from .. import config as cfg
 from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
-from . import app, uploads
+from . import app, proxy, uploads
 
 
 def default_workers() -> int:
@@ -80,6 +80,7 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
     os.environ[app.ENV_ACCESS_LOG] = "0" if quiet else "1"
     os.environ[uploads.ENV_UPLOADS] = upload_settings.to_env()
     uploads.remove_leftovers(upload_settings)
+    os.environ.update(proxy.environment(config, root_path))
     shown_host = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown_host}:{port}"
     # the pip index is advertised only when there is a PyPI tree to serve
@@ -91,6 +92,7 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
         err=True,
     )
     warn_about_own_venv(root_path)
+    proxy.announce(url)
     serve(host, port, workers, tls)
     return EXIT_OK
 
@@ -176,3 +178,4 @@ from .upload_cli import pypi_command, token_command  # noqa: E402 - commands of 
 
 cli.add_command(token_command)
 cli.add_command(pypi_command)
+cli.add_command(proxy.proxy_stats)
