@@ -58,17 +58,22 @@ class Refused(ValueError):
 
 def fetch_listing(downloader: Downloader, simple_url: str) -> Listing:
     response = downloader.get(simple_url, {"Accept": ACCEPT}, max_bytes=MAX_DOCUMENT)
-    if _is_html(response.headers.get("content-type"), response.data):
+    return parse_listing(response.data, simple_url, response.headers)
+
+
+def parse_listing(data: bytes, simple_url: str, headers: dict[str, str]) -> Listing:
+    """Upstream's `/simple/` answer, PEP 691 JSON or PEP 503 HTML (by its content type)."""
+    if _is_html(headers.get("content-type"), data):
         from . import html
 
-        document = html.root_document(response.data, simple_url)
+        document = html.root_document(data, simple_url)
     else:
-        document = _json_object(response.data, simple_url)
+        document = _json_object(data, simple_url)
     projects = document.get("projects")
     if not isinstance(projects, list):
         raise UpstreamError(f"{simple_url}: the project list has no 'projects' array")
     meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
-    last = _int(meta.get("_last-serial")) or _int(response.headers.get(SERIAL_HEADER))
+    last = _int(meta.get("_last-serial")) or _int(headers.get(SERIAL_HEADER))
     pairs = []
     for entry in projects:
         if isinstance(entry, dict):

@@ -7,8 +7,8 @@ Modules, one concern each: `settings` (the `cache_proxy:` keys, resolved once by
 shared downloader's libcurl set-up), `metadata` (TTL, conditional revalidation, stale
 copies), `store` (the package cache: one fetch per file across worker processes, clients
 streaming from the growing file, verification, LRU eviction), `conda` and `pypi` (the two
-request handlers), `pypi_pages` (reading upstream's HTML or JSON pages), `stats` (counters
-and `cas-server proxy-stats`).
+request handlers; upstream pages in either representation are read by the sync's
+`pypi.client`), `stats` (counters and `cas-server proxy-stats`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The proxied PyPI index: `/<path>/simple/`, `/<path>/simple/<project>/` and the files
 at `/<path>/files/<project>/<filename>` (and their PEP 658 `.metadata`).
 
-Upstream is asked for PEP 691 JSON first and HTML otherwise (`pypi_pages` reads either);
-every page is checked by the sync's own parser (`pypi.client.parse_project_page`: names,
-URLs, hashes, yanked, requires-python, upload-time) and filtered by the sync's own
-filters (`pypi.filters`), then kept in the metadata cache as `.page.json` and rendered
-for each client in the representation it negotiates (`server.negotiate`, `pypi.pages`),
-with file links rewritten to this proxy. A file is fetched through the `Store` and kept
-only when it matches the page's digest (sha256, else another the page gives) and its
-size when the page lists one. Files the filters drop are refused with 403.
+Upstream is asked for PEP 691 JSON first and HTML otherwise; every answer, in either
+representation, is read and checked by the sync's own parser
+(`pypi.client.parse_project_page`, `parse_listing`: names, URLs, hashes, yanked,
+requires-python, upload-time) and filtered by the sync's own filters (`pypi.filters`),
+then kept in the metadata cache as `.page.json` and rendered for each client in the
+representation it negotiates (`server.negotiate`, `pypi.pages`), with file links
+rewritten to this proxy. A file is fetched through the `Store` and kept only when it
+matches the page's digest (sha256, else another the page gives) and its size when the
+page lists one. Files the filters drop are refused with 403.
 """
 
 from __future__ import annotations
@@ -20,19 +21,16 @@ import logging
 import os
 from dataclasses import asdict
 
-import msgspec
-
 from cas_index.atomic import write_atomic
 
 from ...pypi import pages
-from ...pypi.client import UpstreamError, parse_project_page
+from ...pypi.client import ACCEPT, UpstreamError, parse_listing, parse_project_page
 from ...pypi.filters import FilterSpec, project_decision, select_files
 from ...pypi.model import is_valid_name, normalize
 from .. import negotiate
 from ..app import Handled, send
 from ..files import SIMPLE_VARIANTS, Response
 from . import metadata
-from .pypi_pages import ACCEPT, project_document, project_names
 from .settings import ProxySettings
 from .stats import Stats
 from .store import Store, Wanted, answer, error_response
@@ -49,8 +47,7 @@ _CONTENT_TYPES = {negotiate.JSON_V1: negotiate.JSON_V1, negotiate.HTML_V1: negot
 def build_page(data: bytes, headers: dict[str, str], url: str, project: str,
                spec: FilterSpec) -> dict:
     """Upstream's page for `project`, checked and filtered, as the cached document."""
-    document = project_document(data, headers, project)
-    page = parse_project_page(msgspec.json.encode(document), url, project, headers)
+    page = parse_project_page(data, url, project, headers)
     selection = select_files(spec, project, page.files)
     kept_versions = {f.version for f in selection.kept}
     return {"name": project, "serial": page.serial,
@@ -143,7 +140,8 @@ class PypiProxy:
         url = self.index.upstream
 
         def build(document) -> None:
-            names = project_names(document.data, dict(document.headers))
+            listing = parse_listing(document.data, url, dict(document.headers))
+            names = [p.name for p in listing.projects.values()]
             kept = sorted({normalize(n): n for n in names
                            if project_decision(self.spec, normalize(n)).kept}.items())
             os.makedirs(folder, exist_ok=True)
