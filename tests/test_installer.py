@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from cas_mirror.installer import cli
 from cas_mirror.installer.prefix import apply_patch, find_patch
 from tests.support import installer_packages as ip
-from tests.support.installer_target import minimal_bin, no_stray_files, run_installer
+from tests.support.installer_target import NOBODY, minimal_bin, no_stray_files, run_installer
 
 PACKAGES = {"python-3.11.4-0", "tool-1.0-0", "legacy-2.0-0", "pyapp-0.5-py_0"}
 
@@ -119,6 +121,29 @@ def test_installs_with_only_sh_tar_and_coreutils(installer: Path, target_bin: Pa
     # nothing left beside the prefix, no control files inside it
     assert no_stray_files(prefix.parent, {"demo"}) == []
     assert not (prefix / "control").exists() and not (prefix / ".cas-installer-patch").exists()
+
+
+def test_read_only_files_are_patched_by_an_unprivileged_user(installer):
+    """Without root, a read-only file with a placeholder (0444 in the package) must be
+    made writable to patch it, then read-only again."""
+    base = Path(tempfile.mkdtemp(prefix="cas-installer-nobody-"))
+    try:
+        base.chmod(0o755)
+        copy = base / installer.name
+        shutil.copy(installer, copy)
+        home = base / "home"
+        home.mkdir()
+        if os.geteuid() == 0:
+            os.chown(home, NOBODY, NOBODY)
+        result = run_installer(minimal_bin(base / "bin"), copy, "-b", "-p", str(home / "env"),
+                               home=home, as_nobody=True)
+        assert result.returncode == 0, result.stderr
+        conf = home / "env/etc/readonly.conf"
+        assert conf.read_text() == f"root={home}/env\n"
+        assert conf.stat().st_mode & 0o777 == 0o444
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(base)], check=False)
+        shutil.rmtree(base)
 
 
 def test_prefix_longer_than_binary_placeholders_is_refused(installer, target_bin, home):

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contents import PackageContents, PathEntry
+from .contents import PackageContents, PackageError, PathEntry
 from .prefix import PrefixPatch, find_patch
 from .spec import InstallerSpec
 
@@ -68,7 +68,7 @@ def write_payload(out, spec: InstallerSpec, packages: Sequence[PackageContents]
     noarch_py: list[str] = []
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path, (entry, package) in winners.items():
-            patch = _add_entry(tar, path, entry)
+            patch = _add_entry(tar, path, entry, package)
             if patch is not None:
                 patches.append(patch)
             if package.noarch_python and path.endswith(".py"):
@@ -92,7 +92,8 @@ def write_payload(out, spec: InstallerSpec, packages: Sequence[PackageContents]
                           min(binary) if binary else None, len(winners), len(patches))
 
 
-def _add_entry(tar: tarfile.TarFile, path: str, entry: PathEntry) -> PrefixPatch | None:
+def _add_entry(tar: tarfile.TarFile, path: str, entry: PathEntry,
+               package: PackageContents) -> PrefixPatch | None:
     name = f"prefix/{path}"
     if entry.content is not None:
         _add_bytes(tar, name, entry.content, mode=0o755)
@@ -103,6 +104,9 @@ def _add_entry(tar: tarfile.TarFile, path: str, entry: PathEntry) -> PrefixPatch
         tar.addfile(info)
         return None
     else:
+        if not entry.source.is_symlink() and not entry.source.exists():
+            raise PackageError(f"{package.record.file_name}: {path} is listed in its "
+                               "metadata but not in the archive")
         info = tar.gettarinfo(str(entry.source), arcname=name)
         info.uid = info.gid = 0
         info.uname = info.gname = ""

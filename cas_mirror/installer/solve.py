@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,7 @@ from ..text import plural, safe
 from .spec import InstallerSpec
 
 log = logging.getLogger(__name__)
+_DEP_NAME = re.compile(r"[^\s=<>!~\[,]+")  # the name at the start of a depends entry
 
 
 class SolveError(CasError):
@@ -73,7 +75,8 @@ def dependencies_first(records: list) -> list:
             return
         state[name] = 1
         for dep in by_name[name].depends:
-            visit(dep.split()[0].split("[")[0].lower() if dep.strip() else "")
+            match = _DEP_NAME.match(dep)
+            visit(match.group().lower() if match else "")
         state[name] = 2
         ordered.append(by_name[name])
 

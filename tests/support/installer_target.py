@@ -39,11 +39,21 @@ def minimal_bin(folder: Path) -> Path:
     return folder
 
 
+NOBODY = 65534
+
+
 def run_installer(bin_dir: Path, installer: Path, *args: str, home: Path,
-                  answers: str | None = None) -> subprocess.CompletedProcess:
-    """Run `sh installer args` with PATH = `bin_dir` only; `answers` go to its stdin."""
+                  answers: str | None = None, as_nobody: bool = False
+                  ) -> subprocess.CompletedProcess:
+    """Run `sh installer args` with PATH = `bin_dir` only; `answers` go to its stdin.
+    `as_nobody`: as an unprivileged user (uid 65534, through util-linux's setpriv when
+    the tests run as root), for what only permissions show (read-only files)."""
     env = {"PATH": str(bin_dir), "HOME": str(home)}
-    return subprocess.run([str(bin_dir / "sh"), str(installer), *args], env=env,
+    command = [str(bin_dir / "sh"), str(installer), *args]
+    if as_nobody and os.geteuid() == 0:
+        command = [shutil.which("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                   "--clear-groups", "--", *command]
+    return subprocess.run(command, env=env,
                           input=answers if answers is not None else "", capture_output=True,
                           text=True, timeout=120, cwd=home, check=False)
 
