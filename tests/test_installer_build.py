@@ -45,6 +45,11 @@ def test_installer_from_a_channel_served_by_cas_server(mirror, tmp_path, run_cli
         log = server.wait_for_log("GET /internal-pkgs/noarch/pyapp-0.5-py_0.conda")
         assert "GET /internal-pkgs/linux-64/tool-1.0-0.conda" in log
         assert "GET /internal-pkgs/linux-64/repodata.json" in log
+        # built again: the packages in the cache still match their records, none is fetched
+        again = run_cli(cli.main, [spec, "-o", tmp_path / "out", "--cache-dir",
+                                   tmp_path / "cache"])
+        assert again.code == 0, again.err
+        assert server.log().count("GET /internal-pkgs/linux-64/tool-1.0-0.conda") == 1
     finally:
         server.stop()
     # the target: no network (the server is gone), only sh, tar and coreutils
@@ -84,6 +89,30 @@ def test_local_package_not_matching_its_record_writes_no_installer(mirror, tmp_p
     assert result.code == 1
     assert f"tool-1.0-0.conda: {package}: sha256 " in result.err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_post_link_scripts_are_reported_not_run(tmp_path, run_cli):
+    linked = ip.Package("linked", files=[ip.File("bin/.linked-post-link.sh", b"echo hi\n")])
+    ip.build_channel(tmp_path / "chan", [linked])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: x\nversion: '1'\nchannels: [{tmp_path / 'chan'}]\n"
+                    "specs: [linked]\nplatforms: [linux-64]\n")
+    result = run_cli(cli.main, [spec, "-o", tmp_path / "out", "--cache-dir", tmp_path / "c"])
+    assert result.code == 0, result.err
+    assert ("linked-1.0-0.conda has bin/.linked-post-link.sh, which the installer does not "
+            "run") in result.err
+
+
+def test_reference_spec_documents_every_key_and_reads():
+    from cas_mirror.installer.spec import KEYS, read_spec
+
+    example = Path(__file__).parent.parent / "etc/installer-example.yaml"
+    text = example.read_text()
+    for key in KEYS:
+        assert f"\n{key}:" in text or f"\n# {key}:" in text, key
+    spec = read_spec(example, "linux-64")
+    assert spec.installer_name("linux-64") == "my-installer-1.0-linux-64.sh"
+    assert spec.specs == ("python 3.11.*", "conda")
 
 
 # ---------------------------------------------------------------- placeholders

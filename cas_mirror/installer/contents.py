@@ -98,6 +98,11 @@ def read_contents(record, folder: Path, python_site_packages: str | None) -> Pac
         (link.get("noarch") or {}).get("type") == "python"
     entries = _paths_json(folder, name) or _old_style(folder, name)
     contents = PackageContents(record, folder, entries, noarch)
+    for script in (f"bin/.{record.name.normalized}-{kind}.sh"
+                   for kind in ("pre-link", "post-link")):
+        if any(e.path == script for e in entries):
+            log.warning("%s has %s, which the installer does not run (it may need more than "
+                        "sh and coreutils)", name, script)
     if noarch:
         if python_site_packages is None:
             raise PackageError(f"{name}: a noarch: python package, but the solution holds "
