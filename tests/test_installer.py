@@ -168,6 +168,40 @@ def test_corrupt_or_truncated_installer_installs_nothing(installer, target_bin, 
         assert no_stray_files(home, set()) == []
 
 
+def test_checksum_with_shasum_where_there_is_no_sha256sum(installer, target_bin, home,
+                                                         tmp_path):
+    """macOS has shasum, not coreutils' sha256sum: the check uses it, and still refuses a
+    corrupt file."""
+    mac = tmp_path / "mac-bin"
+    shutil.copytree(target_bin, mac, symlinks=True)
+    (mac / "sha256sum").unlink()
+    (mac / "shasum").symlink_to(shutil.which("shasum"))
+    data = bytearray(installer.read_bytes())
+    data[-100] ^= 0xFF
+    corrupt = tmp_path / "corrupt.sh"
+    corrupt.write_bytes(bytes(data))
+    result = run_installer(mac, corrupt, "-b", "-p", str(home / "env"), home=home)
+    assert result.returncode == 1 and "corrupt or truncated" in result.stderr
+    result = run_installer(mac, installer, "-b", "-p", str(home / "env"), home=home)
+    assert result.returncode == 0, result.stderr
+    (mac / "shasum").unlink()
+    result = run_installer(mac, installer, "-b", "-p", str(home / "env2"), home=home)
+    assert result.returncode == 2 and "neither sha256sum (coreutils) nor shasum" in result.stderr
+
+
+def test_killed_while_patching_leaves_nothing(installer, target_bin, home, tmp_path):
+    """SIGTERM in the middle of the placeholder rewrite (from a dd that kills the
+    installer's shell): the temporary folder is removed, no prefix appears."""
+    killing = tmp_path / "killing-bin"
+    shutil.copytree(target_bin, killing, symlinks=True)
+    (killing / "dd").unlink()
+    (killing / "dd").write_text(f"#!{target_bin}/sh\nkill -TERM $PPID\nexit 1\n")
+    (killing / "dd").chmod(0o755)
+    result = run_installer(killing, installer, "-b", "-p", str(home / "env"), home=home)
+    assert result.returncode == 143, result.stderr
+    assert no_stray_files(home, set()) == []
+
+
 def test_existing_prefix_without_u_is_refused(installer, target_bin, home):
     prefix = home / "env"
     prefix.mkdir()

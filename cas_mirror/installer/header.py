@@ -92,7 +92,14 @@ shift $((OPTIND - 1))
 
 # 2. the payload checksum, before anything is written
 [ -f "$SELF" ] || die 2 "run this installer as a file: sh path/to/installer.sh"
-actual=$(tail -c "$PAYLOAD_SIZE" "$SELF" | sha256sum) || die 1 "cannot read $SELF"
+if command -v sha256sum >/dev/null 2>&1; then
+    SHA256SUM=sha256sum
+elif command -v shasum >/dev/null 2>&1; then
+    SHA256SUM="shasum -a 256"  # macOS has no coreutils
+else
+    die 2 "neither sha256sum (coreutils) nor shasum found; cannot check this installer"
+fi
+actual=$(tail -c "$PAYLOAD_SIZE" "$SELF" | $SHA256SUM) || die 1 "cannot read $SELF"
 actual=${actual%% *}
 have=$(wc -c < "$SELF")
 if [ "$have" -lt "$PAYLOAD_SIZE" ] || [ "$actual" != "$PAYLOAD_SHA256" ]; then
