@@ -83,6 +83,33 @@ def test_unsolvable_specs_name_the_spec(tmp_path, channel, run_cli):
     assert list((tmp_path / "out").glob("*.sh")) == []
 
 
+@pytest.mark.slow
+def test_failed_solves_exit_2_every_time(tmp_path, channel):
+    """py-rattler 0.28 can crash at interpreter exit after a failed solve (SIGSEGV or
+    abort, about one run in three here): the command must end with status 2 each time,
+    for a spec without solution and for a channel that refuses connections."""
+    import subprocess
+    import sys
+
+    from tests.support.cas_server import server_env
+    from tests.support.http_server import free_port
+
+    unsolvable = write_spec(tmp_path, f"name: x\nversion: 1\nchannels: [{channel}]\n"
+                                      "specs: [python, nothing-like-it]\n")
+    refused = tmp_path / "refused.yaml"
+    refused.write_text(f"name: x\nversion: 1\nchannels: [http://127.0.0.1:{free_port()}/c]\n"
+                       "specs: [python]\n")
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "cas_mirror.installer.cli", str(spec), "-q", "-o",
+         str(tmp_path / "out"), "--cache-dir", str(tmp_path / f"cache{index}")],
+        env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index, spec in enumerate([unsolvable, refused] * 4)]
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 2, err
+        assert err.startswith("cas-installer: error: ") and "cannot solve specs" in err
+
+
 def test_platform_option_is_checked_like_the_key(tmp_path, channel, run_cli):
     spec = write_spec(tmp_path, f"name: x\nversion: 1\nchannels: [{channel}]\nspecs: [python]\n")
     result = run_cli(cli.main, [spec, "--platform", "win-64", "--cache-dir", tmp_path / "c"])

@@ -8,6 +8,7 @@ fetched or does not match its repodata record, is an error naming the package.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import re
@@ -47,19 +48,28 @@ def solve(spec: InstallerSpec, platform: str, cache_dir: Path) -> list:
     dependencies before their dependents."""
     import rattler
 
+    gateway = rattler.Gateway(cache_dir=cache_dir / "rattler")
+
     async def run() -> list:
-        gateway = rattler.Gateway(cache_dir=cache_dir / "rattler")
         return await rattler.solve([c.location for c in spec.channels], list(spec.specs),
                                    gateway=gateway, platforms=[platform, "noarch"],
                                    virtual_packages=_virtual_packages(platform))
 
     log.info("solving %s for %s from %s", ", ".join(spec.specs), platform,
              ", ".join(c.location for c in spec.channels))
+    problem = None
     try:
         records = asyncio.run(run())
     except Exception as exc:  # noqa: BLE001 - rattler raises one type per failure kind
+        problem = " ".join(str(exc).split())
+    if problem is not None:
+        # py-rattler 0.28 may crash (SIGSEGV/abort) while the interpreter shuts down if its
+        # error or the gateway outlives the failed solve; keep neither (not even as the
+        # new error's __context__) and collect them now, while its runtime is alive.
+        del gateway
+        gc.collect()
         raise SolveError(f"{spec.path}: cannot solve specs {', '.join(spec.specs)} for "
-                         f"{platform}: {' '.join(str(exc).split())}") from None
+                         f"{platform}: {problem}")
     return dependencies_first(records)
 
 
