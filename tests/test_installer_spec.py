@@ -105,7 +105,7 @@ def test_failed_solves_exit_2_every_time(tmp_path, channel):
         env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for index, spec in enumerate([unsolvable, refused] * 4)]
     for run in runs:
-        out, err = run.communicate(timeout=120)
+        _, err = run.communicate(timeout=120)
         assert run.returncode == 2, err
         assert err.startswith("cas-installer: error: ") and "cannot solve specs" in err
 
