@@ -4,6 +4,7 @@ repodata record, and where placeholders are found."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -89,6 +90,34 @@ def test_local_package_not_matching_its_record_writes_no_installer(mirror, tmp_p
     assert result.code == 1
     assert f"tool-1.0-0.conda: {package}: sha256 " in result.err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_one_installer_per_platform(tmp_path, run_cli):
+    data = ip.Package("data", subdir="noarch", files=[ip.File("share/data.txt", b"d\n")])
+    ip.build_channel(tmp_path / "chan", [data])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: multi\nversion: '3'\nchannels: [{tmp_path / 'chan'}]\n"
+                    "specs: [data]\nplatforms: [linux-64, osx-arm64]\n")
+    result = run_cli(cli.main, [spec, "-o", tmp_path / "out", "--cache-dir", tmp_path / "c"])
+    assert result.code == 0, result.err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["multi-3-linux-64.sh", "multi-3-osx-arm64.sh"]
+    assert b"\nPLATFORM='osx-arm64'\n" in (tmp_path / "out/multi-3-osx-arm64.sh").read_bytes()
+
+
+def test_disk_full_while_writing_leaves_no_installer(mirror, tmp_path, run_cli):
+    from tests.support.mounts import Mounts
+
+    mounts = Mounts()
+    try:
+        out = mounts.tmpfs(tmp_path / "small", 16 * 4096)
+        spec = spec_for(tmp_path / "spec", str(mirror / "internal-pkgs"))
+        result = run_cli(cli.main, [spec, "-o", out, "--cache-dir", tmp_path / "c"])
+        assert result.code == 4, result.err
+        assert "no space left while writing the installer; nothing written" in result.err
+        assert os.listdir(out) == []
+    finally:
+        mounts.unmount_all()
 
 
 def test_post_link_scripts_are_reported_not_run(tmp_path, run_cli):

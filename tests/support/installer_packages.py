@@ -59,6 +59,8 @@ class Package:
                  "license": "MIT", "timestamp": 1700000000000}
         if self.noarch_python:
             index["noarch"] = "python"
+        elif self.subdir == "noarch":
+            index["noarch"] = "generic"
         elif self.subdir == "linux-64":
             index.update(arch="x86_64", platform="linux")
         return index
