@@ -224,6 +224,19 @@ def test_license_accepted_then_default_prefix(installer, target_bin, home):
     assert result.returncode == 0, result.stderr
     assert f"will be installed into: {home}/demo" in result.stdout
     assert (home / "demo/conda-meta/tool-1.0-0.json").is_file()
+    result = run_installer(target_bin, installer, answers="YES\n~/chosen\n", home=home)
+    assert result.returncode == 0, result.stderr
+    assert (home / "chosen/etc/tool.conf").read_text().startswith(f"prefix={home}/chosen\n")
+
+
+def test_relative_prefix_is_made_absolute_and_plain(installer, target_bin, home):
+    (home / "real").mkdir()
+    (home / "link").symlink_to("real")
+    result = run_installer(target_bin, installer, "-b", "-p", "link/sub/../env/", home=home)
+    assert result.returncode == 0, result.stderr
+    prefix = home / "real/env"
+    assert f"installed demo 1.0 into {prefix}\n" in result.stdout
+    assert (prefix / "etc/tool.conf").read_text().startswith(f"prefix={prefix}\n")
 
 
 def test_help_and_bad_option(installer, target_bin, home):

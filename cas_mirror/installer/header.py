@@ -132,6 +132,10 @@ if [ -z "$PREFIX" ]; then
     fi
 fi
 case $PREFIX in
+    '~') PREFIX=$HOME ;;
+    '~/'*) PREFIX=$HOME/${PREFIX#??} ;;
+esac
+case $PREFIX in
     /*) ;;
     *) PREFIX=$(pwd)/$PREFIX ;;
 esac
@@ -141,13 +145,29 @@ case $PREFIX in
     *'
 '*) die 2 "a prefix may not hold a newline" ;;
 esac
-if [ -n "$MAX_BINARY_PREFIX" ] && [ "${#PREFIX}" -gt "$MAX_BINARY_PREFIX" ]; then
-    die 2 "prefix $PREFIX is too long (${#PREFIX} bytes): binary files of this" \
-        "installer hold at most $MAX_BINARY_PREFIX; choose a shorter one; nothing installed"
-fi
-PARENT=$(dirname "$PREFIX")
 BASE=$(basename "$PREFIX")
-OLD=$PARENT/.$BASE.cas-installer-old
+case $BASE in
+    .|..) die 2 "the prefix must end with a folder name, not $BASE" ;;
+esac
+PARENT=$(dirname "$PREFIX")
+if [ -d "$PARENT" ]; then
+    PARENT=$(cd "$PARENT" && pwd -P) || die 2 "cannot use $PARENT"
+    PREFIX=${PARENT%/}/$BASE  # without ./ or ../ and symlinks: the path files will name
+fi
+check_length() {
+    if [ -n "$MAX_BINARY_PREFIX" ] && [ "${#PREFIX}" -gt "$MAX_BINARY_PREFIX" ]; then
+        die 2 "prefix $PREFIX is too long (${#PREFIX} bytes): binary files of this" \
+            "installer hold at most $MAX_BINARY_PREFIX; choose a shorter one; nothing installed"
+    fi
+}
+check_length
+if [ ! -d "$PARENT" ]; then
+    mkdir -p "$PARENT" 2>/dev/null || die 2 "cannot create $PARENT"
+    PARENT=$(cd "$PARENT" && pwd -P) || die 2 "cannot use $PARENT"
+    PREFIX=${PARENT%/}/$BASE
+    check_length
+fi
+OLD=${PARENT%/}/.$BASE.cas-installer-old
 if [ ! -e "$PREFIX" ] && [ -d "$OLD" ]; then
     printf 'restoring %s from %s (left by an interrupted update)\n' "$PREFIX" "$OLD" >&2
     mv "$OLD" "$PREFIX" || die 2 "cannot restore $PREFIX from $OLD"
@@ -159,11 +179,10 @@ if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
     [ -d "$PREFIX/conda-meta" ] \
         || die 2 "$PREFIX is not a conda environment (no conda-meta/); refusing to update it"
 fi
-mkdir -p "$PARENT" 2>/dev/null || die 2 "cannot create $PARENT"
 [ -w "$PARENT" ] || die 2 "cannot write in $PARENT (permission denied)"
 
 # 5. unpack into a folder beside the prefix
-WORK=$(mktemp -d "$PARENT/.$BASE.cas-installer-XXXXXX") || die 2 "cannot create a folder in $PARENT"
+WORK=$(mktemp -d "${PARENT%/}/.$BASE.cas-installer-XXXXXX") || die 2 "cannot create a folder in $PARENT"
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'cleanup; trap - EXIT; exit 130' INT
