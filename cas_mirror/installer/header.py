@@ -182,7 +182,8 @@ fi
 [ -w "$PARENT" ] || die 2 "cannot write in $PARENT (permission denied)"
 
 # 5. unpack into a folder beside the prefix
-WORK=$(mktemp -d "${PARENT%/}/.$BASE.cas-installer-XXXXXX") || die 2 "cannot create a folder in $PARENT"
+WORK=$(mktemp -d "${PARENT%/}/.$BASE.cas-installer-XXXXXX") \
+    || die 2 "cannot create a folder in $PARENT"
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'cleanup; trap - EXIT; exit 130' INT
