@@ -83,6 +83,27 @@ def test_unsolvable_specs_name_the_spec(tmp_path, channel, run_cli):
     assert list((tmp_path / "out").glob("*.sh")) == []
 
 
+def test_target_glibc_is_assumed_old_unless_overridden(tmp_path, run_cli, monkeypatch):
+    """The solve assumes __glibc 2.17 on linux (old targets still install); conda's
+    CONDA_OVERRIDE_GLIBC raises it."""
+    new = ip.Package("newlibc", depends=["__glibc >=2.28"])
+    ip.build_channel(tmp_path / "chan", [new])
+    spec = write_spec(tmp_path, f"name: x\nversion: 1\nchannels: [{tmp_path / 'chan'}]\n"
+                                "specs: [newlibc]\nplatforms: [linux-64]\n")
+    args = [spec, "-o", tmp_path / "out", "--cache-dir", tmp_path / "c", "-q"]
+    result = run_cli(cli.main, args)
+    assert result.code == 2 and "__glibc" in result.err
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "2.28")
+    result = run_cli(cli.main, args)
+    assert result.code == 0, result.err
+    assert (tmp_path / "out/x-1-linux-64.sh").is_file()
+    monkeypatch.setenv("CONDA_OVERRIDE_GLIBC", "two")
+    result = run_cli(cli.main, args)
+    assert result.code == 2
+    assert result.err == ("cas-installer: error: environment variable CONDA_OVERRIDE_GLIBC: "
+                          "'two' is not a version such as 2.28\n")
+
+
 @pytest.mark.slow
 def test_failed_solves_exit_2_every_time(tmp_path, channel):
     """py-rattler 0.28 can crash at interpreter exit after a failed solve (SIGSEGV or

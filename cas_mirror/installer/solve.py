@@ -11,12 +11,13 @@ import asyncio
 import gc
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import EXIT_PARTIAL, CasError
+from ..errors import EXIT_PARTIAL, CasError, ConfigError
 from ..net import Downloader, DownloadJob
 from ..text import plural, safe
 from .spec import InstallerSpec
@@ -48,12 +49,13 @@ def solve(spec: InstallerSpec, platform: str, cache_dir: Path) -> list:
     dependencies before their dependents."""
     import rattler
 
+    virtual = _virtual_packages(platform)
     gateway = rattler.Gateway(cache_dir=cache_dir / "rattler")
 
     async def run() -> list:
         return await rattler.solve([c.location for c in spec.channels], list(spec.specs),
                                    gateway=gateway, platforms=[platform, "noarch"],
-                                   virtual_packages=_virtual_packages(platform))
+                                   virtual_packages=virtual)
 
     log.info("solving %s for %s from %s", ", ".join(spec.specs), platform,
              ", ".join(c.location for c in spec.channels))
@@ -95,22 +97,31 @@ def dependencies_first(records: list) -> list:
     return ordered
 
 
+# What the target is assumed to offer, per platform family: old enough that the installer
+# runs on the machines conda-forge still supports; CONDA_OVERRIDE_GLIBC / _OSX / _CUDA (the
+# variables conda and rattler read) raise or add them.
+VIRTUAL_PACKAGES = {"linux": {"__unix": "0", "__linux": "0", "__glibc": "2.17"},
+                    "osx": {"__unix": "0", "__osx": "10.13"}, "freebsd": {"__unix": "0"}}
+OVERRIDES = {"__glibc": "CONDA_OVERRIDE_GLIBC", "__osx": "CONDA_OVERRIDE_OSX",
+             "__cuda": "CONDA_OVERRIDE_CUDA"}
+
+
 def _virtual_packages(platform: str) -> list:
-    """What the target is assumed to offer: the platform family's virtual packages at
-    permissive versions, so packages asking for __glibc or __osx solve (the installed
-    environment's own packages still say what they need)."""
     import rattler
 
-    family = platform.split("-")[0]
-    names = {"linux": ["__unix", "__linux=0", "__glibc=2.17"], "osx": ["__unix", "__osx=10.13"],
-             "freebsd": ["__unix"]}.get(family, [])
-    result = []
-    for text in names:
-        name, _, version = text.partition("=")
-        result.append(rattler.GenericVirtualPackage(rattler.PackageName(name),
-                                                    rattler.Version(version or "0"),
-                                                    rattler.BuildString("0")))
-    return result
+    versions = dict(VIRTUAL_PACKAGES.get(platform.split("-")[0], {}))
+    for name, variable in OVERRIDES.items():
+        value = os.environ.get(variable, "").strip()
+        if value and (name in versions or name == "__cuda"):
+            if not re.fullmatch(r"\d+(\.\d+)*", value):
+                raise ConfigError(f"environment variable {variable}: {value!r} is not a "
+                                  "version such as 2.28")
+            versions[name] = value
+    log.info("assuming the target offers %s",
+             ", ".join(f"{n} {v}" for n, v in versions.items()))
+    return [rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version),
+                                          rattler.BuildString("0"))
+            for name, version in versions.items()]
 
 
 def fetch(records: list, downloader: Downloader, pkgs_dir: Path) -> list[Solved]:
