@@ -73,6 +73,13 @@ def test_mistakes_name_file_line_and_key(tmp_path, channel, run_cli, text, messa
     assert not (tmp_path / "out").exists()
 
 
+def test_missing_spec_file(tmp_path, run_cli):
+    result = run_cli(cli.main, [tmp_path / "nope.yaml"])
+    assert result.code == 2
+    assert result.err == (f"cas-installer: error: {tmp_path / 'nope.yaml'}: spec file not "
+                          "found (see etc/installer-example.yaml)\n")
+
+
 def test_unsolvable_specs_name_the_spec(tmp_path, channel, run_cli):
     spec = write_spec(tmp_path, f"name: x\nversion: 1\nchannels: [{channel}]\n"
                                 "specs: [python, no-such-package]\nplatforms: [linux-64]\n")

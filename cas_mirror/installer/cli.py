@@ -51,13 +51,13 @@ def cli(ctx: click.Context, spec_file: Path, output_dir: Path, platforms: tuple[
     from ..config.checks import BadValue
     from ..errors import ConfigError
     from .build import build_all
-    from .spec import _check_platforms, read_spec
+    from .spec import check_platforms, read_spec
 
     ctx.obj.log_to_stderr(level_for(verbose, quiet, debug))
     spec = read_spec(spec_file, str(rattler.Subdir.current()))
     if platforms:
         try:
-            spec = dataclasses.replace(spec, platforms=_check_platforms(list(platforms), Path()))
+            spec = dataclasses.replace(spec, platforms=check_platforms(list(platforms), Path()))
         except BadValue as exc:
             raise ConfigError(f"command line: --platform: {exc}") from None
     for built in build_all(spec, output_dir, cache_dir or default_cache_dir()):

@@ -105,7 +105,7 @@ def _check_specs(value: Any, base: Path) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def _check_platforms(value: Any, base: Path) -> tuple[str, ...]:
+def check_platforms(value: Any, base: Path) -> tuple[str, ...]:
     platforms = check_str_list(value, "platforms")
     if not platforms:
         raise BadValue("expected at least one platform, e.g. [linux-64]")
@@ -157,7 +157,7 @@ _CHECKS = {
     "channels": _check_channels,
     "specs": _check_specs,
     "license_file": _check_license,
-    "platforms": _check_platforms,
+    "platforms": check_platforms,
     "default_prefix": _check_prefix,
     "installer_type": check_choice(*INSTALLER_TYPES),
 }
@@ -175,6 +175,8 @@ def _version_text(path: Path, line: int) -> Any:
 def read_spec(path: Path, build_platform: str) -> InstallerSpec:
     """Read and check the spec at `path`; `build_platform` is the default `platforms`."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: spec file not found (see etc/installer-example.yaml)")
     items = read_yaml_mapping(path, required=True)
     base = path.resolve().parent
     values: dict[str, Any] = {}
