@@ -113,6 +113,10 @@ def _add_entry(tar: tarfile.TarFile, path: str, entry: PathEntry,
         if not info.isfile():
             tar.addfile(info)  # a symlink: its target is not rewritten (conda neither)
             return None
+        if not entry.placeholder:
+            with open(entry.source, "rb") as handle:  # streamed: files can be large
+                tar.addfile(info, handle)
+            return None
         data = entry.source.read_bytes()
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
