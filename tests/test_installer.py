@@ -62,12 +62,27 @@ def home(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def posix_dd_bin(target_bin: Path, tmp_path_factory) -> Path:
+    """The target's tools, with a dd that takes no byte offsets (iflag=skip_bytes is
+    GNU's; busybox and BSD dd lack it): the installer must fall back to tail | head."""
+    folder = tmp_path_factory.mktemp("posix-dd") / "bin"
+    shutil.copytree(target_bin, folder, symlinks=True)
+    (folder / "dd").unlink()
+    (folder / "dd").write_text(f"#!{target_bin}/sh\ncase \"$*\" in *iflag*) exit 1 ;; esac\n"
+                               f"exec {target_bin}/dd \"$@\"\n")
+    (folder / "dd").chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("tools", ["coreutils", "posix-dd"])
 def test_installs_with_only_sh_tar_and_coreutils(installer: Path, target_bin: Path,
-                                                 home: Path):
+                                                 posix_dd_bin: Path, home: Path, tools: str):
     import rattler
 
     prefix = home / "envs" / "demo"
-    result = run_installer(target_bin, installer, "-b", "-p", str(prefix), home=home)
+    bin_dir = target_bin if tools == "coreutils" else posix_dd_bin
+    result = run_installer(bin_dir, installer, "-b", "-p", str(prefix), home=home)
     assert result.returncode == 0, result.stderr
     assert f"installed demo 1.0 into {prefix}" in result.stdout
     new = str(prefix)

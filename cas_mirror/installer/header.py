@@ -1,8 +1,9 @@
 """The POSIX shell header of an installer, and filling it in.
 
 The header runs on the target with only sh, tar and coreutils (tail, head, dd,
-sha256sum, mktemp, cp, mv, rm, mkdir, dirname, basename, date, cat): no Python, conda,
-sed, awk, gzip or network. The payload is the last PAYLOAD_SIZE bytes of the file
+sha256sum, mktemp, cp, mv, rm, mkdir, chmod, dirname, basename, date, cat, wc): no Python,
+conda, sed, awk, gzip or network (on macOS `shasum` stands in for sha256sum, and dd without
+GNU's byte offsets makes it use tail | head). The payload is the last PAYLOAD_SIZE bytes of the file
 (`tail -c`), so the header never needs to know its own length; `exit` before the payload
 keeps sh from reading it. What the header does, in order (nothing is written before step
 4, and the prefix appears only at step 7, whole):
@@ -240,84 +241,103 @@ show_license() {
 @LICENSE_END@
 }
 
-# range FILE START [LENGTH]: the bytes of FILE from offset START (LENGTH of them, or all)
+# range FILE START [LENGTH]: the bytes of FILE from offset START (LENGTH of them, or all):
+# one GNU dd where it takes byte offsets (coreutils), else tail | head (POSIX)
 range() {
-    if [ $# -eq 3 ]; then
+    if [ $# -eq 3 ] && [ "$3" -le 0 ]; then
+        return 0
+    fi
+    if [ "$BYTE_DD" = 1 ]; then
+        if [ $# -eq 3 ]; then
+            dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" bs=65536 2>/dev/null
+        else
+            dd if="$1" iflag=skip_bytes skip="$2" bs=65536 2>/dev/null
+        fi
+    elif [ $# -eq 3 ]; then
         tail -c +$(($2 + 1)) "$1" | head -c "$3"
     else
         tail -c +$(($2 + 1)) "$1"
     fi
 }
 
-# patch_prefix ROOT LIST: rewrite each file of LIST (lines of prefix.PrefixPatch) for PREFIX
-patch_prefix() {
-    root=$1
-    list=$2
-    new=$root/.cas-installer-patch
-    while read -r mode plen where path; do
-        file=$root/$path
-        [ -f "$file" ] && [ ! -L "$file" ] || continue
-        locked=0
-        if [ ! -w "$file" ]; then
-            chmod u+w "$file" || return 1
-            locked=1
-        fi
-        if [ "$mode" = t ]; then
-            patch_text "$file" "$plen" "$where" > "$new" || return 1
-            cat "$new" > "$file" || return 1
-        else
-            oldifs=$IFS
-            IFS=,
-            set -- $where
-            IFS=$oldifs
-            for region in "$@"; do
-                start=${region%%[+:]*}
-                patch_region "$file" "$plen" "$region" > "$new" || return 1
-                dd if="$new" of="$file" bs=1 seek="$start" conv=notrunc 2>/dev/null || return 1
-            done
-        fi
-        [ "$locked" = 0 ] || chmod u-w "$file" || return 1
-    done < "$list"
-    rm -f "$new"
+# nuls COUNT: COUNT NUL bytes, from sh's own printf (no process per string)
+nuls() {
+    n=$1
+    while [ "$n" -ge 8 ]; do
+        printf '\000\000\000\000\000\000\000\000'
+        n=$((n - 8))
+    done
+    while [ "$n" -gt 0 ]; do
+        printf '\000'
+        n=$((n - 1))
+    done
 }
 
-# patch_text FILE PLACEHOLDER_LENGTH OFFSETS: FILE with the placeholder at each of the
-# comma-separated OFFSETS replaced by PREFIX
-patch_text() {
+# rewrite FILE MODE PLACEHOLDER_LENGTH WHERE: FILE as it must be for PREFIX, in one pass.
+# t: WHERE is the offsets of the placeholder, each replaced by PREFIX. b: WHERE is the
+# NUL-terminated strings holding it (A+A...:END), each rewritten with PREFIX and padded
+# with NULs to its length, so the file keeps its length.
+rewrite() {
+    file=$1
+    mode=$2
+    plen=$3
     last=0
     oldifs=$IFS
     IFS=,
-    set -- "$1" "$2" $3
+    set -- $4
     IFS=$oldifs
-    file=$1
-    plen=$2
-    shift 2
-    for offset in "$@"; do
-        range "$file" "$last" $((offset - last)) || return 1
-        printf '%s' "$PREFIX"
-        last=$((offset + plen))
+    for item in "$@"; do
+        if [ "$mode" = t ]; then
+            range "$file" "$last" $((item - last)) || return 1
+            printf '%s' "$PREFIX"
+            last=$((item + plen))
+        else
+            rewrite_string "${item%:*}" "${item#*:}" || return 1
+            last=${item#*:}
+        fi
     done
     range "$file" "$last"
 }
 
-# patch_region FILE PLACEHOLDER_LENGTH A+A...:END: the NUL-terminated string starting at
-# the first A, with the placeholder at each A replaced by PREFIX, NUL padded to its length
-patch_region() {
-    file=$1
-    plen=$2
-    end=${3#*:}
+# rewrite_string A+A... END: (for rewrite) bytes from $last to END with PREFIX at each A
+rewrite_string() {
     oldifs=$IFS
     IFS=+
-    set -- ${3%:*}
+    set -- $1 "$2"
     IFS=$oldifs
-    last=$1
-    for offset in "$@"; do
-        range "$file" "$last" $((offset - last)) || return 1
+    count=0
+    while [ $# -gt 1 ]; do
+        range "$file" "$last" $(($1 - last)) || return 1
         printf '%s' "$PREFIX"
-        last=$((offset + plen))
+        last=$(($1 + plen))
+        count=$((count + 1))
+        shift
     done
-    range "$file" "$last" $((end - last)) || return 1
-    head -c $(($# * (plen - ${#PREFIX}))) /dev/zero
+    range "$file" "$last" $(($1 - last)) || return 1
+    nuls $((count * (plen - ${#PREFIX})))
+}
+
+# patch_prefix ROOT LIST: rewrite each file of LIST (lines of prefix.PrefixPatch) for PREFIX
+patch_prefix() {
+    root=$1
+    new=$root/.cas-installer-patch
+    BYTE_DD=0
+    if dd if=/dev/null of=/dev/null iflag=skip_bytes,count_bytes count=0 2>/dev/null; then
+        BYTE_DD=1
+    fi
+    while read -r mode plen where path; do
+        target=$root/$path
+        [ -f "$target" ] && [ ! -L "$target" ] || continue
+        locked=0
+        if [ ! -w "$target" ]; then
+            chmod u+w "$target" || return 1
+            locked=1
+        fi
+        rewrite "$target" "$mode" "$plen" "$where" > "$new" || return 1
+        cat "$new" > "$target" || return 1  # in place: the file keeps its inode and mode
+        [ "$locked" = 0 ] || chmod u-w "$target" || return 1
+    done < "$2"
+    rm -f "$new"
 }
 
 # remove_replaced ROOT: for -u, drop from ROOT each package this installer also holds:

@@ -2,7 +2,10 @@
 
 The build side has Python and the package files, so it finds every placeholder here and
 hands the target a list of byte offsets; the target (POSIX sh, tar, coreutils only) then
-rewrites the files with `tail -c` / `head -c` / `dd conv=notrunc`, without searching:
+rewrites each file in one pass without searching: the bytes between offsets copied with
+one GNU `dd iflag=skip_bytes,count_bytes` each (else `tail -c | head -c`), the prefix and
+the NUL padding written by sh's own printf, the result copied back over the file (`cat >`,
+so it keeps its inode and mode):
 
 - text mode: every occurrence of the placeholder is replaced by the prefix (the file's
   length changes). Line `t PLACEHOLDER_LENGTH OFFSET,OFFSET,... PATH`.
