@@ -138,6 +138,39 @@ def test_installs_with_only_sh_tar_and_coreutils(installer: Path, target_bin: Pa
     assert not (prefix / "control").exists() and not (prefix / ".cas-installer-patch").exists()
 
 
+def test_rattler_takes_the_prefix_as_installed(installer, channel, target_bin, home,
+                                               tmp_path):
+    """rattler, given the prefix's records as what is installed, changes none of them and
+    adds only the package that is new, as in any conda environment."""
+    import asyncio
+
+    import rattler
+
+    prefix = home / "env"
+    assert run_installer(target_bin, installer, "-b", "-p", str(prefix),
+                         home=home).returncode == 0
+    installed = [rattler.PrefixRecord.from_path(p) for p in (prefix / "conda-meta").glob("*.json")]
+    before = {p.name: p.stat().st_mtime_ns for p in (prefix / "conda-meta").glob("*.json")}
+    extra_channel = tmp_path / "extra"
+    ip.build_channel(extra_channel, [ip.Package("extra", files=[ip.File("share/extra", b"e")])])
+
+    async def add_extra() -> None:
+        gateway = rattler.Gateway(cache_dir=tmp_path / "rattler")
+        records = await rattler.solve([str(channel), str(extra_channel)],
+                                      ["tool", "legacy", "pyapp", "extra"], gateway=gateway,
+                                      platforms=["linux-64", "noarch"], virtual_packages=[],
+                                      locked_packages=installed)
+        await rattler.install(records, prefix, cache_dir=tmp_path / "rattler-pkgs",
+                              installed_packages=installed, show_progress=False)
+
+    asyncio.run(add_extra())
+    after = {p.name: p.stat().st_mtime_ns for p in (prefix / "conda-meta").glob("*.json")}
+    assert set(after) == set(before) | {"extra-1.0-0.json"}
+    assert all(after[name] == mtime for name, mtime in before.items())
+    assert (prefix / "share/extra").read_bytes() == b"e"
+    assert (prefix / "etc/tool.conf").read_text().startswith(f"prefix={prefix}\n")
+
+
 def test_read_only_files_are_patched_by_an_unprivileged_user(installer):
     """Without root, a read-only file with a placeholder (0444 in the package) must be
     made writable to patch it, then read-only again."""
