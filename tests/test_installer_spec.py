@@ -128,7 +128,7 @@ def test_failed_solves_exit_2_every_time(tmp_path, channel):
     refused.write_text(f"name: x\nversion: 1\nchannels: [http://127.0.0.1:{free_port()}/c]\n"
                        "specs: [python]\n")
     runs = [subprocess.Popen(
-        [sys.executable, "-m", "cas_mirror.installer.cli", str(spec), "-q", "-o",
+        [str(Path(sys.executable).parent / "cas-installer"), str(spec), "-q", "-o",
          str(tmp_path / "out"), "--cache-dir", str(tmp_path / f"cache{index}")],
         env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for index, spec in enumerate([unsolvable, refused] * 4)]
