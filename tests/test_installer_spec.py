@@ -131,7 +131,7 @@ def test_failed_solves_exit_2_every_time(tmp_path, channel):
         [str(Path(sys.executable).parent / "cas-installer"), str(spec), "-q", "-o",
          str(tmp_path / "out"), "--cache-dir", str(tmp_path / f"cache{index}")],
         env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for index, spec in enumerate([unsolvable, refused] * 4)]
+        for index, spec in enumerate([unsolvable, refused] * 6)]
     for run in runs:
         _, err = run.communicate(timeout=120)
         assert run.returncode == 2, err
