@@ -249,5 +249,17 @@ SETTINGS: dict[str, Setting] = {
     "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
+    # object storage (mirror_dir, cas-server --root, cas-index on s3://bucket/prefix)
+    "s3_endpoint_url": Setting(None, check_optional_url),
+    "s3_region": Setting(None, optional(lambda value, base: _check_word(value, "region"))),
+    "s3_profile": Setting(None, optional(lambda value, base: _check_word(value, "profile"))),
 }
+
+
+def _check_word(value: Any, what: str) -> str:
+    """An AWS region or profile name: one word without spaces."""
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise BadValue(f"expected an AWS {what} name such as "
+                       f"{'eu-west-1' if what == 'region' else 'mirror'}, got {describe(value)}")
+    return value
 
