@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from ..storage.urls import is_bucket_url
 from .files import MirrorTree, Response, error
 
 ENV_ROOT = "CAS_SERVER_ROOT"
@@ -181,5 +182,9 @@ def create_app() -> MirrorApp:
     tree = MirrorTree(root, os.environ.get(ENV_PYPI_FOLDER, "pypi"))
     access_log = os.environ.get(ENV_ACCESS_LOG, "1") == "1"
     handlers: list[Handler] = []
+    if is_bucket_url(root):  # the bucket handler answers every request; the tree is unused
+        from .bucket import bucket_handler
+
+        handlers.append(bucket_handler(root, os.environ.get(ENV_PYPI_FOLDER, "pypi")))
     return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None,
                      handlers=handlers)

@@ -160,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if name.lower() not in ("transfer-encoding", "connection", "content-length",
                                         "server", "date"):
                     self.send_header(name, value)
-            self.send_header("content-length", str(len(data)))
+            length = answer.getheader("content-length") if self.command == "HEAD" else None
+            self.send_header("content-length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
