@@ -95,6 +95,11 @@ class Storage(Protocol):
         """The object's bytes and info, or None when there is no such key."""
         ...
 
+    def download(self, key: str, path: Path) -> ObjectInfo | None:
+        """Copy the object to the file `path` (through a temporary name beside it, fsynced,
+        renamed; never whole in memory); None when there is no such key."""
+        ...
+
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         """Publish the verified file `path` under `key` (whole or not at all)."""
         ...
@@ -120,6 +125,27 @@ class Storage(Protocol):
                         end: int | None = None) -> Body | None:
         """Read `key` (bytes `start`..`end` inclusive when given); None when missing."""
         ...
+
+
+def write_file_atomically(path: Path, chunks) -> None:
+    """Write the byte chunks to `path` through a temporary name in its folder (fsync,
+    rename), so no half-written file is ever visible under the final name."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def join_key(*parts: str) -> str:

@@ -17,7 +17,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import NEW, Body, Conflict, Folder, ObjectInfo, StorageAccessError, join_key
+from .base import (
+    NEW,
+    Body,
+    Conflict,
+    Folder,
+    ObjectInfo,
+    StorageAccessError,
+    join_key,
+    write_file_atomically,
+)
 
 LOCK_NAME = ".cas-storage.lock"
 _CHUNK = 1024 * 1024
@@ -114,6 +123,16 @@ class LocalStorage:
                     yield data
 
         return Body(info, first, length, chunks())
+
+    def download(self, key: str, path: Path) -> ObjectInfo | None:
+        try:
+            source = open(self._path(key), "rb")  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        with source:
+            info = self._info(key, os.fstat(source.fileno()))
+            write_file_atomically(path, iter(lambda: source.read(_CHUNK), b""))
+        return info
 
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         target = self._path(key)

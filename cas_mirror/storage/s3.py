@@ -32,6 +32,7 @@ from .base import (
     StorageAccessError,
     StorageError,
     join_key,
+    write_file_atomically,
 )
 from .settings import CredentialChain, S3Settings
 from .urls import BucketURL
@@ -111,6 +112,17 @@ class S3Storage:
         except FileNotFoundError:
             return None
         return data, self._info(meta)
+
+    def download(self, key: str, path: Path) -> ObjectInfo | None:
+        def fetch(store, full):
+            result = obstore.get(store, full)
+            write_file_atomically(path, (bytes(c) for c in result.stream(STREAM_CHUNK)))
+            return result.meta
+
+        try:
+            return self._info(self._call("read", key, fetch, self._store, self._key(key)))
+        except FileNotFoundError:
+            return None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store matches prefixes by whole segments: "a/b" lists a/b/..., not a/bc
