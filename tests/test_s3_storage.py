@@ -57,6 +57,7 @@ def test_contract_write_read_list_delete(storage, tmp_path):
     assert storage.head("main/linux-64/missing") is None
     assert [o.key for o in storage.list("main/linux-64")] == [
         "main/linux-64/pkg.conda", "main/linux-64/repodata.json"]
+    assert storage.has_any("main/linux-64/") and not storage.has_any("main/linux")
     folder = storage.list_folder("main/")
     assert folder.folders == ["linux-64", "noarch"] and folder.objects == []
 

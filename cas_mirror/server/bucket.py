@@ -154,8 +154,7 @@ class BucketHandler:
 
     # ------------------------------------------------------------------ folders
     async def _is_folder(self, key: str) -> bool:
-        folder = await _run(self.storage.list_folder, key + "/")
-        return bool(folder.folders or folder.objects)
+        return await _run(self.storage.has_any, key + "/")
 
     async def _folder(self, method, path, key, simple, headers, protocol) -> Handled:
         if simple:

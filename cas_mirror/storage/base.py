@@ -117,6 +117,10 @@ class Storage(Protocol):
         """Every object whose key starts with `prefix` (a folder prefix ends with '/')."""
         ...
 
+    def has_any(self, prefix: str) -> bool:
+        """Whether any object's key starts with the folder `prefix` (one short request)."""
+        ...
+
     def list_folder(self, prefix: str) -> Folder:
         """One level of the tree below the folder `prefix` ('' or ending with '/')."""
         ...

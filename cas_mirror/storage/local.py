@@ -88,6 +88,9 @@ class LocalStorage:
                 with contextlib.suppress(FileNotFoundError):
                     yield self._info(key, os.stat(os.path.join(folder, name)))
 
+    def has_any(self, prefix: str) -> bool:
+        return next(self.list(prefix), None) is not None
+
     def list_folder(self, prefix: str) -> Folder:
         base = self._path(prefix) if join_key(prefix) else self.root
         folders, objects = [], []

@@ -135,6 +135,14 @@ class S3Storage:
         except oe.BaseError as exc:
             raise self._error("list", prefix, exc) from None
 
+    def has_any(self, prefix: str) -> bool:
+        def first_page(store, full):
+            for batch in obstore.list(store, prefix=full, chunk_size=1):
+                return bool(batch)
+            return False
+
+        return self._call("list", prefix, first_page, self._store, self._key(prefix) or None)
+
     def list_folder(self, prefix: str) -> Folder:
         full = self._key(prefix)
         result = self._call("list", prefix, obstore.list_with_delimiter, self._store,
