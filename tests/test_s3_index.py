@@ -6,6 +6,7 @@ and a second indexer that published in between makes this one stop (exit 3)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def test_outputs_match_a_local_run_and_go_out_in_order(bucket_channel, packages,
         shutil.copy(packages / key, local / key)
     index_channel(local)
     for key in ("noarch/repodata.json", "linux-64/repodata.json", "channeldata.json",
-                "noarch/repodata_shards.msgpack.zst"):
+                "linux-64/run_exports.json"):
         data, _ = storage.read(key)
         assert data == (local / key).read_bytes(), key
+    # shards are named by their content; the shard index differs only in created_at
+    for subdir in ("noarch", "linux-64"):
+        assert {o.key.rsplit("/", 1)[1] for o in storage.list(f"{subdir}/shards")} == set(
+            os.listdir(local / subdir / "shards"))
 
     puts = [r.path.split("/team/internal/", 1)[1] for r in s3_endpoint.requests
             if r.method == "PUT"]
@@ -165,3 +170,85 @@ def test_bucket_that_refuses_us_is_one_line_exit_2(bucket_channel, s3_endpoint, 
     assert result.code == 2
     assert result.err.startswith("cas-index: error: cannot list ")
     assert "access denied" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_killed_run_leaves_a_consistent_bucket_that_the_next_run_completes(
+        bucket_channel, packages, tmp_path, s3_endpoint, isolated_config):  # noqa: F811
+    """SIGKILL cas-index in the middle of its uploads (after its first shard PUT): what
+    clients read stays consistent (no repodata.json naming shards that are missing), and
+    the next run finishes the job and matches a local index."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.s3 import credentials_env
+
+    url, storage, _ = bucket_channel
+    env = {**os.environ, **credentials_env(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    s3_endpoint.requests.clear()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cas_index.cli import main; sys.exit(main())",
+         url], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    try:
+        while not any(r.method == "PUT" and "/shards/" in r.path
+                      for r in list(s3_endpoint.requests)):
+            assert process.poll() is None, "cas-index finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)  # poll interval, bounded by the deadline
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    keys = {o.key for o in storage.list("")}
+    for subdir in ("noarch", "linux-64"):
+        if f"{subdir}/repodata.json" in keys:  # published: everything it names is there
+            assert f"{subdir}/repodata_shards.msgpack.zst" in keys
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from cas_index.cli import main; sys.exit(main())",
+         url], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    local = tmp_path / "local" / "internal"
+    for key in package_keys(packages, skip=("extra-0.1-0.conda",)):
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(packages / key, local / key)
+    index_channel(local)
+    for key in ("noarch/repodata.json", "linux-64/repodata.json", "channeldata.json"):
+        assert storage.read(key)[0] == (local / key).read_bytes(), key
+    shards = {o.key.rsplit("/", 1)[1] for o in storage.list("noarch/shards")}
+    assert shards == set(os.listdir(local / "noarch" / "shards"))
+
+
+def test_rattler_installs_straight_from_the_indexed_bucket(bucket_channel, tmp_path,
+                                                           s3_endpoint, run_cli,  # noqa: F811
+                                                           monkeypatch):
+    """py-rattler's own s3:// channel support (path-style, the endpoint, credentials from
+    its auth file) against the channel cas-index published in the bucket."""
+    import asyncio
+
+    import rattler
+    from rattler.networking import Client, S3Middleware
+    from rattler.networking.middleware import S3Config
+
+    from tests.support.s3 import ACCESS_KEY, SECRET_KEY
+
+    url, _, _ = bucket_channel
+    assert run_cli(cas_index_main, [url, "-q"]).code == 0
+    bucket = url.split("/")[2]
+    auth = tmp_path / "rattler-auth.json"
+    auth.write_text(json.dumps({f"s3://{bucket}": {"S3Credentials": {
+        "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}}}))
+    monkeypatch.setenv("RATTLER_AUTH_FILE", str(auth))
+    client = Client([S3Middleware({bucket: S3Config(s3_endpoint.url, "us-east-1", "path")})])
+
+    async def solve_and_install() -> list[str]:
+        gateway = rattler.Gateway(cache_dir=tmp_path / "rattler-cache", client=client)
+        records = await rattler.solve([url], ["app"], gateway=gateway,
+                                      platforms=["linux-64", "noarch"], virtual_packages=[])
+        await rattler.install(records, tmp_path / "prefix", cache_dir=tmp_path / "pkgs",
+                              client=client, show_progress=False,
+                              platform=rattler.Subdir("linux-64"))
+        return sorted(r.file_name for r in records)
+
+    assert asyncio.run(solve_and_install()) == ["app-1.0-0.tar.bz2", "lib-2.1-0.conda"]
+    assert (tmp_path / "prefix/share/lib/data.bin").stat().st_size == 2048
