@@ -225,10 +225,19 @@ PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ss
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
 
 
+def _check_mirror_dir(value: Any, base: Path) -> str:
+    """A folder; a bucket location is refused in one line rather than taken for a relative
+    folder named 's3:' (the syncs write to folders only; README, "Object storage")."""
+    if isinstance(value, str) and value.strip()[:5].lower() == "s3://":
+        raise BadValue(f"{value.strip()!r}: the syncs cannot write to object storage yet; "
+                       "give a folder (cas-server --root and cas-index take s3:// locations)")
+    return check_path(value, base)
+
+
 SETTINGS: dict[str, Setting] = {
     "remote_url": Setting("https://repo.anaconda.com", check_url),
     "channels": Setting(["pkgs/main"], check_channels),
-    "mirror_dir": Setting("/opt/cas-mirror", check_path),
+    "mirror_dir": Setting("/opt/cas-mirror", _check_mirror_dir),
     "platforms": Setting(None, check_platforms),
     "license_blacklist": Setting([], check_license_blacklist),
     "blacklist": Setting([], check_entries),
