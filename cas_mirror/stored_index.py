@@ -12,6 +12,10 @@ the outputs whose bytes changed are published, in the order clients need:
 2. the channel's channeldata.json and index.html after every platform;
 3. only then, stale outputs the index no longer has are deleted.
 
+A run for some platforms (``s3://bucket/channel/linux-64``, ``--subdir``) stages, indexes,
+publishes and deletes only theirs, so machines can index different platforms of one
+channel; channeldata.json and index.html are written by runs of the whole channel.
+
 Every output is written with a conditional PUT against what the run listed at its start
 (If-Match its ETag, or If-None-Match for a new key), so a second indexer that published
 in between (on another machine) is detected: this run stops with `Conflict` (exit 3) and
@@ -66,20 +70,41 @@ def index_stored_channel(storage: Storage, channel_name: str, state_dir: Path,
     state_path = state_dir / STATE_FILE
     state = _load_state(state_path)
     listed = {info.key: info for info in storage.list("")}
-    downloaded = _stage_inputs(storage, listed, work, state)
+    scope = _scope(subdirs, listed)
+    downloaded = _stage_inputs(storage, listed, work, state, scope)
     _save_state(state_path, state)
-    report = index_channel(work, subdirs, options)
+    report = index_channel(work, sorted(scope) if scope is not None else None, options)
     result = StoredIndexResult(report, downloaded)
     try:
-        result.published = _publish_outputs(storage, listed, work, state)
+        result.published = _publish_outputs(storage, listed, work, state, scope)
     finally:
         _save_state(state_path, state)
-    result.deleted = _delete_stale(storage, listed, work, state)
+    result.deleted = _delete_stale(storage, listed, work, state, scope)
     _save_state(state_path, state)
     return result
 
 
 # ---------------------------------------------------------------------- inputs
+
+
+def _scope(subdirs: list[str] | None, listed: dict[str, ObjectInfo]) -> set[str] | None:
+    """The platforms this run owns: None for the whole channel; else the ones asked for,
+    plus noarch while the store has no noarch/repodata.json (clients need one). Another
+    machine may be indexing the other platforms: their objects, and the channel's own
+    files (which a run of the whole channel writes), are left alone."""
+    if subdirs is None:
+        return None
+    wanted = set(subdirs)
+    if f"noarch/{REPODATA}" not in listed:
+        wanted.add("noarch")
+    return wanted
+
+
+def _in_scope(key: str, scope: set[str] | None) -> bool:
+    if scope is None:
+        return True
+    subdir, slash, _ = key.partition("/")
+    return bool(slash) and subdir in scope
 
 
 def _is_input(key: str) -> bool:
@@ -90,13 +115,13 @@ def _is_input(key: str) -> bool:
 
 
 def _stage_inputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path,
-                  state: dict) -> list[str]:
+                  state: dict, scope: set[str] | None) -> list[str]:
     """Make the staging copy's packages those of the store: download new and replaced
     ones, delete the ones gone. Returns the keys downloaded."""
     inputs = state["inputs"]
     downloaded = []
     for key, info in sorted(listed.items()):
-        if not _is_input(key):
+        if not _is_input(key) or not _in_scope(key, scope):
             continue
         if key.endswith(PATCH_FILE) and state["outputs"].get(key, {}).get("etag") == info.etag:
             continue  # our own published copy of patch instructions
@@ -112,10 +137,12 @@ def _stage_inputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path,
         inputs[key] = got.etag
         downloaded.append(key)
     for key in sorted(set(inputs) - set(listed)):
+        if not _in_scope(key, scope):
+            continue
         (work / key).unlink(missing_ok=True)
         del inputs[key]
     # Local packages the store never had (a previous, killed staging) are not indexed.
-    for subdir in KNOWN_SUBDIRS:
+    for subdir in KNOWN_SUBDIRS if scope is None else scope:
         folder = work / subdir
         if folder.is_dir():
             for entry in os.scandir(folder):
@@ -156,10 +183,12 @@ def _local_outputs(work: Path) -> list[str]:
 
 
 def _publish_outputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path,
-                     state: dict) -> list[str]:
+                     state: dict, scope: set[str] | None) -> list[str]:
     outputs = state["outputs"]
     published = []
     for key in _local_outputs(work):
+        if not _in_scope(key, scope):
+            continue  # another platform's (maybe older) copy, or the channel's files
         path = work / key
         sha256 = _sha256(path)
         remote = listed.get(key)
@@ -183,14 +212,14 @@ def _publish_outputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path
 
 
 def _delete_stale(storage: Storage, listed: dict[str, ObjectInfo], work: Path,
-                  state: dict) -> list[str]:
+                  state: dict, scope: set[str] | None) -> list[str]:
     """Outputs in the store that the staging copy no longer has (dropped shards past their
     grace period, current_repodata.json turned off, ...), after the metadata is out."""
     present = set(_local_outputs(work))
     outputs = state["outputs"]
     deleted = []
     for key in sorted(listed):
-        if key in present or _is_input(key) or not _is_output(key):
+        if key in present or _is_input(key) or not _is_output(key) or not _in_scope(key, scope):
             continue
         log.info("deleting %s", storage.describe(key))
         storage.delete(key)

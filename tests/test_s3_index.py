@@ -252,3 +252,25 @@ def test_rattler_installs_straight_from_the_indexed_bucket(bucket_channel, tmp_p
 
     assert asyncio.run(solve_and_install()) == ["app-1.0-0.tar.bz2", "lib-2.1-0.conda"]
     assert (tmp_path / "prefix/share/lib/data.bin").stat().st_size == 2048
+
+
+def test_machines_indexing_different_platforms_leave_each_other_alone(
+        bucket_channel, packages, tmp_path, run_cli):
+    """Machine M indexed the whole channel once; then N indexes noarch only (a new noarch
+    package), then M indexes linux-64 only with its older copy of noarch: noarch keeps N's
+    index, and channeldata.json is left to whole-channel runs."""
+    _, storage, _ = bucket_channel
+    index_stored_channel(storage, "internal", tmp_path / "m", None, Options())
+    channeldata = storage.read("channeldata.json")[0]
+    storage.put_file("noarch/extra-0.1-0.conda", packages / "noarch/extra-0.1-0.conda")
+    n = index_stored_channel(storage, "internal", tmp_path / "n", ["noarch"], Options())
+    assert all(k.startswith("noarch/") for k in n.downloaded + n.published)
+    noarch = storage.read("noarch/repodata.json")[0]
+    assert "extra-0.1-0.conda" in json.loads(noarch)["packages.conda"]
+
+    storage.delete("linux-64/app-1.0-0.tar.bz2")
+    m = index_stored_channel(storage, "internal", tmp_path / "m", ["linux-64"], Options())
+    assert m.published and all(k.startswith("linux-64/") for k in m.published + m.deleted)
+    assert storage.read("noarch/repodata.json")[0] == noarch
+    assert json.loads(storage.read("linux-64/repodata.json")[0])["packages"] == {}
+    assert storage.read("channeldata.json")[0] == channeldata
