@@ -90,7 +90,6 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
     """
     from .channel import KNOWN_SUBDIRS, Options, index_channel
 
-    targets = resolve_targets(paths, subdirs, KNOWN_SUBDIRS)
     patch = None
     if patch_file is not None:
         from .patch import PatchSource
@@ -102,6 +101,14 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
                       patch=patch, force=force, threads=threads, lock_timeout=lock_timeout,
                       shards=not no_shards, shard_grace_seconds=shard_grace_days * 86400,
                       run_exports=not no_run_exports)
+
+    if any(p[:5].lower() == "s3://" for p in paths):
+        # A channel in object storage: cas_mirror's storage layer stages it locally and
+        # runs this same indexer there (the one place cas_index reaches into cas_mirror).
+        from cas_mirror.stored_index import run_index_command
+
+        return run_index_command(paths, subdirs, options, quiet, as_json)
+    targets = resolve_targets(paths, subdirs, KNOWN_SUBDIRS)
 
     def on_wait(message: str) -> None:
         click.echo(f"{PROG}: {message}", err=True)

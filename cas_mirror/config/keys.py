@@ -254,10 +254,19 @@ PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ss
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
 
 
+def _check_mirror_dir(value: Any, base: Path) -> str:
+    """A folder; a bucket location is refused in one line rather than taken for a relative
+    folder named 's3:' (the syncs write to folders only; README, "Object storage")."""
+    if isinstance(value, str) and value.strip()[:5].lower() == "s3://":
+        raise BadValue(f"{value.strip()!r}: the syncs cannot write to object storage yet; "
+                       "give a folder (cas-server --root and cas-index take s3:// locations)")
+    return check_path(value, base)
+
+
 SETTINGS: dict[str, Setting] = {
     "remote_url": Setting("https://repo.anaconda.com", check_url),
     "channels": Setting(["pkgs/main"], check_channels),
-    "mirror_dir": Setting("/opt/cas-mirror", check_path),
+    "mirror_dir": Setting("/opt/cas-mirror", _check_mirror_dir),
     "platforms": Setting(None, check_platforms),
     "license_blacklist": Setting([], check_license_blacklist),
     "blacklist": Setting([], check_entries),
@@ -285,7 +294,19 @@ SETTINGS: dict[str, Setting] = {
     "pypi_private_folder": Setting(None, optional(check_user)),
     "pypi_merge_allowed": Setting([], lambda v, b: _project_names(v)),
     "private_paths": Setting([], lambda v, b: _tree_folders(v, "private_paths")),
+    # object storage (mirror_dir, cas-server --root, cas-index on s3://bucket/prefix)
+    "s3_endpoint_url": Setting(None, check_optional_url),
+    "s3_region": Setting(None, optional(lambda value, base: _check_word(value, "region"))),
+    "s3_profile": Setting(None, optional(lambda value, base: _check_word(value, "profile"))),
 }
+
+
+def _check_word(value: Any, what: str) -> str:
+    """An AWS region or profile name: one word without spaces."""
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise BadValue(f"expected an AWS {what} name such as "
+                       f"{'eu-west-1' if what == 'region' else 'mirror'}, got {describe(value)}")
+    return value
 
 
 def _tree_folders(value: Any, what: str) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from ..storage.urls import is_bucket_url
 from . import proxy, uploads
 from .files import MirrorTree, Response, error
 
@@ -182,7 +183,12 @@ def create_app() -> MirrorApp:
     tree = MirrorTree(root, os.environ.get(ENV_PYPI_FOLDER, "pypi"))
     access_log = os.environ.get(ENV_ACCESS_LOG, "1") == "1"
     handlers: list[Handler] = []
-    handlers += uploads.handlers(tree)  # private packages: tokens, uploads, merged view
-    handlers.extend(proxy.handlers_from_environment())  # the caching proxy
+    if is_bucket_url(root):  # the bucket handler answers every request; the tree is unused
+        from .bucket import bucket_handler
+
+        handlers.append(bucket_handler(root, os.environ.get(ENV_PYPI_FOLDER, "pypi")))
+    else:
+        handlers += uploads.handlers(tree)  # private packages: tokens, uploads, merged view
+        handlers.extend(proxy.handlers_from_environment())  # the caching proxy
     return MirrorApp(tree, log_fd=sys.stderr.fileno() if access_log else None,
                      handlers=handlers)

@@ -19,6 +19,7 @@ from .. import __version__
 from .. import config as cfg
 from ..console import debug_option, run_command
 from ..errors import EXIT_OK, ConfigError
+from ..storage.urls import is_bucket_url
 from . import app, proxy, uploads
 
 
@@ -37,7 +38,8 @@ def default_workers() -> int:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               help="TCP port to listen on.")
 @click.option("--root", type=str,
-              help="Folder to serve. Default: mirror_dir from the configuration.")
+              help="Folder (or s3://bucket/prefix) to serve. Default: mirror_dir from the "
+                   "configuration.")
 @click.option("-f", "--config", "config_file", type=click.Path(dir_okay=False),
               help="Read this YAML file after /etc/cas-mirror and ~/.cas-mirror.")
 @click.option("--workers", type=click.IntRange(1, 512),
@@ -62,6 +64,15 @@ def cli(ctx: click.Context, host: str, port: int, root: str | None, config_file:
     if ctx.invoked_subcommand is not None:
         return EXIT_OK
     config = cfg.load_config(config_file)
+    if root and is_bucket_url(root):  # object storage: bucket.py checks it and tells workers
+        from .bucket import prepare_bucket_root
+
+        workers = workers or default_workers()
+        tls = check_tls(certfile, keyfile)
+        check_address(host, port)
+        click.echo(prepare_bucket_root(root, config, host, port, workers, quiet), err=True)
+        serve(host, port, workers, tls)
+        return EXIT_OK
     root_path = os.path.abspath(os.path.expanduser(root)) if root else config.mirror_dir
     where = "--root" if root else f"mirror_dir ({config.origins['mirror_dir']})"
     if not os.path.isdir(root_path):
