@@ -46,7 +46,8 @@ from .repodata import (
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
-from .upstream_shards import fetch_sharded
+from .upstream_shards import fetch_sharded, read_more_shards
+from .wishes import Wishes, complete
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,11 @@ def network_settings(config: Config) -> NetworkSettings:
 
 
 def filter_spec(config: Config) -> FilterSpec:
+    # Given lockfiles, only what they name (and the whitelist) is mirrored: a bare "*"
+    # blacklist entry, "nothing unless asked for" (wishes.py asks for the locked files).
+    blacklist = [*config.blacklist, "*"] if config.lockfiles else config.blacklist
     return FilterSpec.from_config(config.platforms, config.license_blacklist,
-                                  config.blacklist, config.whitelist)
+                                  blacklist, config.whitelist)
 
 
 def channel_sources(config: Config) -> list[ChannelSource]:
@@ -109,9 +113,13 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
            verify: bool = False, writable: bool = False) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
+    wishes = Wishes.of(config, spec, sources)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable),
-                      work))
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, writable,
+                                         wishes.names(w.source, w.platform)), work))
+        complete(work, wishes, lambda w, names: _read_more(w, names, downloader, spec, config,
+                                                           writable))
+        list(pool.map(lambda w: _plan(w, config, verify), work))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -175,12 +183,12 @@ def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Pat
 
 
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             verify: bool, writable: bool) -> None:
-    """Fetch, parse, filter and plan one platform; errors stay with the platform."""
+             writable: bool, also: frozenset[str]) -> None:
+    """Fetch, parse and filter one platform; errors stay with the platform."""
     try:
         previous = load_state(w.state_folder)
         try:
-            w.fetched = _fetch(w, downloader, previous, spec, config, writable)
+            w.fetched = _fetch(w, downloader, previous, spec, config, writable, also)
         except NotOffered as exc:
             if w.probed:
                 w.report.error = "not offered"
@@ -192,15 +200,32 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
             w.report.upstream_changed = w.fetched.changed
             log.debug("%s/%s: upstream %s", w.source.path, w.platform,
                       "changed" if w.fetched.changed else "unchanged (cached copy)")
-            w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
-                                        w.platform)
-            if w.fetched.sharded is not None:
-                w.upstream.refused.update(w.fetched.sharded.refused)
-            for fn, why in w.upstream.refused.items():
-                w.report.failed.append((fn, f"refused: {why}"))
-            w.decisions = select(w.upstream.records, w.platform, spec)
+            reparse(w, spec)
         if writable and w.fetched is not None:
             _read_run_exports(w, downloader, config)
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+    finally:
+        w.report.seconds += time.monotonic() - w.started
+
+
+def reparse(w: Work, spec: FilterSpec) -> None:
+    """Parse and filter the platform's fetched document (again, after more shards)."""
+    w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "", w.platform)
+    if w.fetched.sharded is not None:
+        w.upstream.refused.update(w.fetched.sharded.refused)
+    w.decisions = select(w.upstream.records, w.platform, spec)
+
+
+def _plan(w: Work, config: Config, verify: bool) -> None:
+    """Look at the local folder and plan what to download, keep and delete."""
+    if w.report.error is not None:
+        return
+    started = time.monotonic()
+    try:
+        if w.upstream is not None:
+            for fn, why in w.upstream.refused.items():
+                w.report.failed.append((fn, f"refused: {why}"))
         selected = w.kept()
         try:
             w.local = scan_folder(w.folder)
@@ -217,14 +242,12 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.plan = plan_platform(selected, local, bad, published, w.local.partials,
                                config.keep_removed)
         _fill_plan(w, selected, bad if verify else frozenset())
-    except (HttpError, RepodataError) as exc:
-        w.report.error = str(exc)
     finally:
-        w.report.seconds += time.monotonic() - w.started
+        w.report.seconds += time.monotonic() - started
 
 
 def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
-           writable: bool) -> Fetched:
+           writable: bool, also: frozenset[str]) -> Fetched:
     """The platform's upstream metadata: from its shards when upstream offers them (and
     `upstream_shards`), else its whole repodata.json. A platform read whole last time is
     asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
@@ -233,7 +256,7 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
 
     def sharded() -> Fetched | None:
         return fetch_sharded(downloader, base, w.platform, previous, w.state_folder,
-                             config.max_repodata_size, spec, writable=writable)
+                             config.max_repodata_size, spec, writable=writable, also=also)
 
     def whole() -> Fetched:
         return fetch_platform(downloader, w.source, w.platform, previous, w.state_folder,
@@ -250,6 +273,23 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
             return found
         return (sharded() or fetched) if fetched.changed else fetched
     return sharded() or whole()
+
+
+def _read_more(w: Work, names: set[str], downloader: Downloader, spec: FilterSpec,
+               config: Config, writable: bool) -> bool:
+    """For the closure's rounds: read the shards of `names` too (a sharded upstream) and
+    filter the platform again; False when there was nothing more to read."""
+    if w.fetched is None or w.fetched.sharded is None or w.report.error is not None:
+        return False
+    try:
+        if not read_more_shards(downloader, w.fetched, names, w.platform, w.state_folder,
+                                config.max_repodata_size, writable=writable):
+            return False
+        reparse(w, spec)
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+        return False
+    return True
 
 
 def _read_run_exports(w: Work, downloader: Downloader, config: Config) -> None:

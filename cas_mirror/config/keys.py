@@ -166,6 +166,20 @@ def _pypi_packagetype(item: Any) -> str:
                      f"known types: {', '.join(PACKAGETYPES)}")
 
 
+def check_environments(value: Any, base: Path) -> list[dict]:
+    from ..conda.solve import check_environments as check
+
+    return check(value)
+
+
+def check_lockfiles(value: Any, base: Path) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    return [check_path(item, base) for item in check_str_list(value, "lockfile paths")]
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -220,6 +234,8 @@ PYPI_SETTINGS: dict[str, Setting] = {
     "keep_removed": Setting(None, optional(check_bool)),
     "diff_file": Setting(None, check_optional_path),
     "diff_append_epoch": Setting(None, optional(check_bool)),
+    # mirroring what environments need (pypi/depends.py)
+    "include_dependencies": Setting(False, check_bool),
 }
 PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
@@ -249,5 +265,10 @@ SETTINGS: dict[str, Setting] = {
     "shard_grace_period": Setting(7 * 86400.0, check_duration),
     "pypi": Setting({k: v.default for k, v in PYPI_SETTINGS.items()}, check_mapping,
                     section=True, sub=PYPI_SETTINGS),
+    # mirroring what environments need (conda/depends.py, conda/solve.py, lockfiles/)
+    "include_dependencies": Setting(False, check_bool),
+    "closure": Setting("depends", check_choice("depends", "solve")),
+    "environments": Setting([], check_environments),
+    "lockfiles": Setting([], check_lockfiles),
 }
 

@@ -1,0 +1,240 @@
+"""The dependency closure of `include_dependencies`: after the filter pipeline, which
+dropped records must be added so that the dependencies of the kept ones can be met.
+
+Pure functions over one channel: its platforms' records and the pipeline's decisions in,
+the records to add (each with the reason that names who pulled it) and the dependencies
+that cannot be met out. The caller applies them.
+
+- Roots: with `include_dependencies: true` at the top level, every kept record; else the
+  records kept by whitelist mappings that say `include_dependencies: true`. Pulled
+  records are followed in turn (transitively).
+- Each `depends` entry is a MatchSpec and means what it means to rattler (name, version
+  and build, build number, hashes); `constrains` is not read; virtual packages
+  (`__glibc`, `__osx`, ...) come from the client's system and are skipped.
+- A platform's record is satisfied from that platform and `noarch`; a `noarch` record
+  from `noarch` and every mirrored platform of the channel (it installs on all of them).
+- Every record that matches the spec is added (all builds the solver may choose), as
+  long as the only thing that dropped it is a bare `*` blacklist entry ("nothing unless
+  asked for"). `license_blacklist` and every other blacklist entry still hold: a spec
+  that nothing kept or pullable matches, while upstream has records of that name, is
+  reported with the entry that blocked it (a name upstream does not offer at all is
+  upstream's business, as in closure.py).
+
+The work is per distinct (pool, spec) pair, not per record: 300,000 records that share
+a few thousand dependency strings cost a few thousand matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from .closure import NOARCH, dependency_name
+from .entries import Entry, _parse_version
+from .filter import BLACKLIST, LICENSE, Decision, FilterSpec, license_match
+
+DEPENDENCY = "dependency"
+log = logging.getLogger(__name__)
+_DEPENDS = msgspec.json.Decoder(list[Any])
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A dependency no kept or pullable record meets."""
+
+    platform: str
+    needed_by: str  # file name of the first record that asked for it
+    spec: str
+    why: str  # the entry that blocked it, or that no upstream version matches
+    count: int = 1  # records asking for the same spec
+
+
+@dataclass
+class Closure:
+    pulled: dict[str, dict[str, Decision]] = field(default_factory=dict)  # platform -> fn ->
+    blocked: list[Blocked] = field(default_factory=list)
+    # platform -> names a spec asked for that are not among the records (for a sharded
+    # upstream: the shards to read next)
+    wanted: dict[str, set[str]] = field(default_factory=dict)
+
+
+def is_catch_all(entry: Entry) -> bool:
+    """The bare `*` blacklist entry: nothing unless asked for."""
+    return entry.name_glob == "*" and entry.version_spec is None and not entry.field_globs
+
+
+def roots(records: Mapping[str, Any], decisions: Mapping[str, Decision], spec: FilterSpec,
+          everything: bool) -> list[str]:
+    """The kept records whose dependencies are followed (sorted file names)."""
+    if everything:
+        return sorted(fn for fn, d in decisions.items() if d.kept)
+    entries = [e for e in spec.whitelist if e.include_dependencies]
+    if not entries:
+        return []
+    return sorted(fn for fn, d in decisions.items()
+                  if d.kept and any(e.matches(records[fn]) for e in entries))
+
+
+def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
+          spec: FilterSpec, starts: Mapping[str, Iterable[str]]) -> Closure:
+    """The closure of one channel: `channel` is platform -> (records, decisions),
+    `starts` platform -> root file names."""
+    index = {p: _by_name(records) for p, (records, _) in channel.items()}
+    pullable_cache: dict[tuple[str, str], str | None] = {}
+    result = Closure()
+    state = {p: dict(decisions) for p, (_, decisions) in channel.items()}
+    done: set[tuple[str, str]] = set()
+    queue = [(p, fn) for p in sorted(starts) for fn in starts[p] if p in channel]
+    blocked: dict[tuple[str, str], Blocked] = {}
+    while queue:
+        following, queue = queue, []
+        for platform, fn in following:
+            record = channel[platform][0][fn]
+            pools = sorted(channel) if platform == NOARCH else [platform, NOARCH]
+            for text in depends_list(record):
+                name = dependency_name(text)
+                if name is None:
+                    continue
+                key = (NOARCH if platform == NOARCH else platform, text)
+                if key in done:
+                    if key in blocked:
+                        b = blocked[key]
+                        blocked[key] = Blocked(b.platform, b.needed_by, b.spec, b.why,
+                                               b.count + 1)
+                    continue
+                done.add(key)
+                matcher = _matcher(text)
+                if matcher is None:
+                    continue
+                met, block, offered = False, None, False
+                for pool in pools:
+                    if pool not in channel:
+                        continue
+                    fns = index[pool].get(name)
+                    if not fns:
+                        result.wanted.setdefault(pool, set()).add(name)
+                        continue
+                    offered = True
+                    records, decided = channel[pool][0], state[pool]
+                    for candidate in fns:
+                        r = records[candidate]
+                        if not matcher(r):
+                            continue
+                        if decided[candidate].kept:
+                            met = True
+                            continue
+                        why = pullable_cache.get((pool, candidate), "")
+                        if why == "":
+                            why = blocked_by(r, decided[candidate], spec)
+                            pullable_cache[(pool, candidate)] = why
+                        if why is not None:
+                            block = block or why
+                            continue
+                        reason = (f"pulled by {record.get('name')} {record.get('version')}: "
+                                  f"{text}")
+                        decided[candidate] = Decision(True, DEPENDENCY, reason)
+                        result.pulled.setdefault(pool, {})[candidate] = decided[candidate]
+                        queue.append((pool, candidate))
+                        met = True
+                if not met and offered:
+                    blocked[key] = Blocked(platform, fn, text,
+                                           block or "no upstream record matches it")
+    result.blocked = sorted(blocked.values(), key=lambda b: (b.platform, b.needed_by, b.spec))
+    for b in result.blocked:
+        log.info("%s: %s needs %s: %s", b.platform, b.needed_by, b.spec, b.why)
+    return result
+
+
+def _by_name(records: Mapping[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for fn in sorted(records):
+        out.setdefault(str(records[fn].get("name", "")).lower(), []).append(fn)
+    return out
+
+
+def depends_list(record: Any) -> list[str]:
+    raw = getattr(record, "depends", None)
+    if isinstance(raw, msgspec.Raw):
+        try:
+            raw = _DEPENDS.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return []
+    elif raw is None and hasattr(record, "get"):
+        raw = record.get("depends")
+    return [d for d in raw if isinstance(d, str)] if isinstance(raw, list) else []
+
+
+def blocked_by(record: Any, decision: Decision, spec: FilterSpec) -> str | None:
+    """Why the closure may not add this dropped record (None: only a bare `*` dropped it)."""
+    if decision.step not in (BLACKLIST, LICENSE):
+        return decision.reason  # another platform's record, a refused one ...
+    hit = license_match(record.get("license"), record.get("license_family"),
+                        spec.license_blacklist)
+    if hit:
+        return f"license_blacklist entry {hit!r}"
+    for entry in spec.blacklist:
+        if not is_catch_all(entry) and entry.matches(record):
+            return f"blacklist entry {entry.text!r}"
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _matcher(text: str):
+    """A test of a record against the MatchSpec `text` (None when it is not one)."""
+    from rattler import MatchSpec, VersionSpec
+    from rattler.exceptions import InvalidMatchSpecError, InvalidVersionSpecError
+
+    try:
+        match = MatchSpec(text)
+        version = VersionSpec(match.version) if match.version else None
+    except (InvalidMatchSpecError, InvalidVersionSpecError, ValueError) as exc:
+        log.debug("dependency %r is not a MatchSpec (%s); not followed", text, exc)
+        return None
+    build, number = match.build, _number_test(match.build_number)
+    fields = [(f, getattr(match, f)) for f in ("sha256", "md5", "subdir")
+              if getattr(match, f, None)]
+
+    def matches(record: Any) -> bool:
+        if version is not None:
+            parsed = _parse_version(str(record.get("version", "")))
+            if parsed is None or not version.matches(parsed):
+                return False
+        if build is not None and not _build_matches(build, str(record.get("build", ""))):
+            return False
+        if number is not None and not number(record.get("build_number")):
+            return False
+        return all(str(record.get(f, "")).lower() == str(v).lower() for f, v in fields)
+
+    return matches
+
+
+def _build_matches(pattern: str, build: str) -> bool:
+    if pattern.startswith("^") and pattern.endswith("$"):
+        import re
+
+        return re.match(pattern, build) is not None
+    return fnmatchcase(build, pattern)
+
+
+def _number_test(text: str | None):
+    if not text:
+        return None
+    for op in (">=", "<=", "!=", "==", ">", "<", "="):
+        if text.startswith(op):
+            value, operator = text[len(op):], op
+            break
+    else:
+        value, operator = text, "=="
+    try:
+        wanted = int(value)
+    except ValueError:
+        return None
+    compare = {">=": int.__ge__, "<=": int.__le__, "!=": int.__ne__, "==": int.__eq__,
+               "=": int.__eq__, ">": int.__gt__, "<": int.__lt__}[operator]
+    return lambda have: isinstance(have, int) and compare(have, wanted)
