@@ -153,3 +153,26 @@ def test_noarch_records_pull_from_every_platform_and_matchspecs_mean_what_rattle
     assert {p: set(d) for p, d in result.pulled.items()} == {
         "linux-64": {"py-3.11.4-0.conda", "lib-1-b2.conda"}, "osx-64": {"py-3.11.4-0.conda"}}
     assert result.blocked == []
+
+
+def test_closure_solve_mirrors_the_union_of_the_environments_solutions(mirror, http_server,
+                                                                       tmp_path):
+    mirror.configure(blacklist=["*"], closure="solve", environments=[
+        {"name": "app", "platforms": ["linux-64"], "specs": ["app"]},
+        {"name": "old", "specs": ["pyish <3"]}])
+    result = mirror.sync()
+    assert result.code == 0, result
+    # newest builds only: one zlib, one pyish 3.1 (the *_cp one helper asks for), + 2.7
+    assert mirror.files("linux-64") == PULLED | {"pyish-2.7-h0_cp.conda"}
+    assert mirror.files("noarch") == {"helper-1.0-0.conda"}
+    installed = rattler_install([serve_mirror(mirror, http_server)], ["app"], tmp_path / "env")
+    assert set(installed) == PULLED | {"helper-1.0-0.conda"}
+
+
+def test_an_environment_that_cannot_be_solved_is_reported(mirror):
+    mirror.configure(blacklist=["*", "zlib"], closure="solve", environments=[
+        {"name": "broken", "specs": ["app"]}])
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert "environment broken needs app, not mirrored:" in result.out
+    assert "zlib" in result.out.split("environment broken needs app")[1]

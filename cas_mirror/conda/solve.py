@@ -88,9 +88,9 @@ def environments_of(values: list[dict]) -> list[Environment]:
 
 
 def virtual_packages(platform: str) -> list:
-    from rattler import GenericVirtualPackage, PackageName, Version
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version
 
-    return [GenericVirtualPackage(PackageName(n), Version(v), b)
+    return [GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
             for n, v, b in VIRTUAL.get(platform.split("-")[0], [])]
 
 

@@ -40,6 +40,7 @@ class LockedFile:
     sha256: str | None
     md5: str | None
     where: str  # "FILE:LINE"
+    hash_where: str  # the line of its hash
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Wishes:
                     raise LockfileError(f"{pin.where}: {fn} is for platform {subdir}, "
                                         f"which is not in {config.where('platforms')}")
                 wishes.locked.setdefault((source.path, subdir), {})[fn] = LockedFile(
-                    pin.name, pin.sha256, pin.md5, pin.where)
+                    pin.name, pin.sha256, pin.md5, pin.where, pin.hash_where or pin.where)
         return wishes
 
     def names(self, source: ChannelSource, platform: str) -> frozenset[str]:
@@ -155,7 +156,7 @@ def _asked(path: str, platforms: dict[str, Any], wishes: Wishes, problems: list[
             for algo, want in (("sha256", pin.sha256), ("md5", pin.md5)):
                 have = record.get(algo)
                 if want and have and want.lower() != str(have).lower():
-                    problems.append(f"{pin.where}: {algo} of {fn} is {want}, upstream "
+                    problems.append(f"{pin.hash_where}: {algo} of {fn} is {want}, upstream "
                                     f"{path}/{platform} has {have}")
                     break
             else:

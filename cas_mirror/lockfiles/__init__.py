@@ -31,6 +31,7 @@ class CondaPin:
     filename: str | None = None
     sha256: str | None = None
     md5: str | None = None
+    hash_where: str | None = None  # where the hash is written, when not on the same line
 
 
 @dataclass(frozen=True)

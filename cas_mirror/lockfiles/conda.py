@@ -68,12 +68,14 @@ def _pixi(path: str, text: str, out: LockContents) -> None:
                 hashes = package.hashes
                 sha256 = hashes.sha256.hex() if hashes and hashes.sha256 else None
                 md5 = hashes.md5.hex() if hashes and hashes.md5 else None
-                where = f"{path}:{line_of(text, location)}"
+                at = text.rfind(location)  # its entry under `packages:`, not the list above
+                where = f"{path}:{line_of(text, location, max(at, 0))}"
+                hash_where = f"{path}:{line_of(text, sha256 or md5 or location, max(at, 0))}"
                 if isinstance(package, CondaLockedBinaryPackage):
-                    out.conda.append(CondaPin(package.name, where, url=location,
-                                              sha256=sha256, md5=md5))
+                    out.conda.append(CondaPin(str(package.name), where, url=location,
+                                              sha256=sha256, md5=md5, hash_where=hash_where))
                 elif isinstance(package, PypiLockedPackage):
-                    out.pypi.append(PypiPin(package.name, str(package.version), where,
+                    out.pypi.append(PypiPin(str(package.name), str(package.version), hash_where,
                                             filename=_filename(location),
                                             sha256=frozenset({sha256} if sha256 else ()),
                                             url=location))
@@ -90,13 +92,15 @@ def _conda_lock(path: str, text: str, doc: dict, out: LockContents) -> None:
         where = f"{path}:{line_of(text, url)}"
         hashes = item.get("hash") if isinstance(item.get("hash"), dict) else {}
         sha256, md5 = hashes.get("sha256"), hashes.get("md5")
+        at = text.find(url)
+        hash_where = f"{path}:{line_of(text, sha256 or md5 or url, max(at, 0))}"
         if item.get("manager") == "pip":
             out.pypi.append(PypiPin(str(item.get("name", "")), str(item.get("version", "")),
                                     where, filename=_filename(url),
                                     sha256=frozenset({sha256} if sha256 else ()), url=url))
         else:
             out.conda.append(CondaPin(str(item.get("name", "")), where, url=url,
-                                      sha256=sha256, md5=md5))
+                                      sha256=sha256, md5=md5, hash_where=hash_where))
 
 
 def _explicit(path: str, text: str, out: LockContents) -> None:

@@ -23,6 +23,8 @@ _CONTINUED = re.compile(r"\\\s*$")
 
 def is_pypi_lockfile(path: str, text: str) -> bool:
     name = Path(path).name.lower()
+    if any(line.strip() == "@EXPLICIT" for line in text.splitlines()):
+        return False  # a conda explicit file (conda list --explicit > env.txt)
     return (name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml"))
             or name == "uv.lock" or name.endswith(".txt")
             or (name.endswith(".in") and "--hash" in text))
