@@ -132,6 +132,8 @@ class FilterSpec:
     platforms: tuple[str, ...] = ()  # tag globs; empty: every platform
     python_versions: tuple[tuple[int, int], ...] = ()
     packagetypes: frozenset[str] = frozenset()
+    # normalized project -> its lockfile pins (locked.py decides those projects' files)
+    pins: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_settings(cls, s: dict[str, Any]) -> FilterSpec:
@@ -292,6 +294,7 @@ def _requires_python_ok(spec: FilterSpec, requires_python: str | None) -> bool:
 class Selection:
     kept: list[UpstreamFile] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # filename -> why
+    problems: list[str] = field(default_factory=list)  # pins upstream cannot meet
 
 
 def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> Selection:

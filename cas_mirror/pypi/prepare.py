@@ -19,6 +19,7 @@ from ..text import safe
 from .client import UpstreamError, fetch_json_api, fetch_project
 from .filters import FilterSpec, select_files
 from .local import check_local
+from .locked import apply_pins
 from .plan import WantedFile, plan_files
 from .results import PlannedFile, ProjectWork, SyncReport
 from .settings import PypiSettings
@@ -88,6 +89,8 @@ def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Down
         except (HttpError, UpstreamError) as exc:
             w.report.failed.append((f"{s.json_api_url}/{w.name}/json", str(exc)))
     w.selection = select_files(spec, w.name, page.files)
+    if spec.pins:
+        w.selection = apply_pins(w.selection, page.files, spec.pins, w.name)
     wanted = _wanted_files(w) if s.release_files else []
     previous = w.previous.files if w.previous else {}
     in_place = set()
