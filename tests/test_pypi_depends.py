@@ -168,3 +168,19 @@ def test_uv_lock_and_hash_pinned_requirements(mirror, upstream, tmp_path):
     bad = mirror.sync()
     assert bad.code == 2, bad
     assert f"{requirements}:1: no file of libx==1.0 upstream has a listed hash" in bad.err
+
+
+def test_the_pypi_entries_of_a_pixi_lock_feed_the_pypi_mirror(mirror, upstream, tmp_path):
+    import rattler
+
+    libx = upstream.find("libx-1.0-py3-none-any.whl")[1]
+    platform = rattler.LockPlatform("linux-64")
+    lock = rattler.LockFile([platform])
+    lock.add_pypi_package("default", platform, "libx", "1.0",
+                          f"{upstream.url}/packages/{libx.relpath}")
+    path = tmp_path / "pixi.lock"
+    lock.to_path(str(path))
+    result = mirror.sync("--from-lock", path)
+    assert result.code == 0, result
+    assert {f for f in mirror.package_files() if not f.endswith(".metadata")} == {
+        libx.filename}

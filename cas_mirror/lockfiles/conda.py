@@ -65,9 +65,7 @@ def _pixi(path: str, text: str, out: LockContents) -> None:
                 if location in seen:
                     continue
                 seen.add(location)
-                hashes = package.hashes
-                sha256 = hashes.sha256.hex() if hashes and hashes.sha256 else None
-                md5 = hashes.md5.hex() if hashes and hashes.md5 else None
+                sha256, md5 = _hashes(package)
                 at = text.rfind(location)  # its entry under `packages:`, not the list above
                 where = f"{path}:{line_of(text, location, max(at, 0))}"
                 hash_where = f"{path}:{line_of(text, sha256 or md5 or location, max(at, 0))}"
@@ -79,6 +77,18 @@ def _pixi(path: str, text: str, out: LockContents) -> None:
                                             filename=_filename(location),
                                             sha256=frozenset({sha256} if sha256 else ()),
                                             url=location))
+
+
+def _hashes(package) -> tuple[str | None, str | None]:
+    """(sha256, md5) hex of a locked package; py-rattler's property fails on an entry
+    that has no hashes (a PyPI entry written without them)."""
+    try:
+        hashes = package.hashes
+    except AttributeError:
+        return None, None
+    sha256 = getattr(hashes, "sha256", None)
+    md5 = getattr(hashes, "md5", None)
+    return (sha256.hex() if sha256 else None), (md5.hex() if md5 else None)
 
 
 def _conda_lock(path: str, text: str, doc: dict, out: LockContents) -> None:
