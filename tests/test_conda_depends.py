@@ -13,6 +13,7 @@ import pytest
 
 from cas_mirror.conda.depends import close
 from cas_mirror.conda.filter import FilterSpec, select
+from cas_mirror.conda.repodata import parse_repodata
 from tests.support.clients import rattler_install
 from tests.support.conda_mirror import Mirror
 from tests.support.conda_packages import PkgSpec, build_channel
@@ -133,10 +134,13 @@ def test_explain_says_which_record_pulled_a_record_in(mirror):
 # ------------------------------------------------------------------------ pure closure
 
 def _records(specs):
-    out: dict[str, dict] = {}
+    """platform -> file name -> RecordView, as the sync parses upstream's documents."""
+    docs: dict[str, dict] = {}
     for s in specs:
-        out.setdefault(s.subdir, {})[s.filename] = {**s.index_json(), "fn": s.filename}
-    return out
+        docs.setdefault(s.subdir, {"info": {"subdir": s.subdir}, "packages.conda": {}})
+        docs[s.subdir]["packages.conda"][s.filename] = s.index_json()
+    return {p: parse_repodata(json.dumps(d).encode(), f"test/{p}", p).records
+            for p, d in docs.items()}
 
 
 def test_noarch_records_pull_from_every_platform_and_matchspecs_mean_what_rattler_says():

@@ -26,6 +26,7 @@ a few thousand dependency strings cost a few thousand matches.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from .filter import BLACKLIST, LICENSE, Decision, FilterSpec, license_match
 DEPENDENCY = "dependency"
 log = logging.getLogger(__name__)
 _DEPENDS = msgspec.json.Decoder(list[Any])
+_DEPENDS_BATCH = msgspec.json.Decoder(list[list[str]])
+_ANSWERS: dict[str, dict[Any, bool]] = {}  # version spec -> record version -> matches
 
 
 @dataclass(frozen=True)
@@ -84,35 +87,63 @@ def roots(records: Mapping[str, Any], decisions: Mapping[str, Decision], spec: F
 def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
           spec: FilterSpec, starts: Mapping[str, Iterable[str]]) -> Closure:
     """The closure of one channel: `channel` is platform -> (records, decisions),
-    `starts` platform -> root file names."""
+    `starts` platform -> root file names. Records are repodata.RecordView (attributes)."""
+    # The closure allocates a list per record and creates no reference cycles; with
+    # 320,000 records alive, the collector's passes over them cost more than the work
+    # (measured: 16.8 s against 7.3 s on a loaded machine), so it waits until the end.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _close(channel, spec, starts)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
+           spec: FilterSpec, starts: Mapping[str, Iterable[str]]) -> Closure:
     index = {p: _by_name(records) for p, (records, _) in channel.items()}
-    pullable_cache: dict[tuple[str, str], str | None] = {}
+    # Only a license_blacklist or a blacklist entry other than "*" can block a record the
+    # filters dropped; without them every such record may be pulled (the common case).
+    strict = bool(spec.license_blacklist) or any(not is_catch_all(e) for e in spec.blacklist)
+    pullable: dict[tuple[str, str], str | None] = {}
     result = Closure()
     state = {p: dict(decisions) for p, (_, decisions) in channel.items()}
-    done: set[tuple[str, str]] = set()
+    names: dict[str, str | None] = {}  # depends entry -> the name it needs
+    # per pool key (a platform, or noarch for noarch records): depends entries handled
+    done: dict[str, set[str]] = {p: set() for p in channel}
     queue = [(p, fn) for p in sorted(starts) for fn in starts[p] if p in channel]
     blocked: dict[tuple[str, str], Blocked] = {}
+    blocked_texts: dict[str, set[str]] = {p: set() for p in channel}
+    droppable = (BLACKLIST, LICENSE)
     while queue:
         following, queue = queue, []
-        for platform, fn in following:
+        for (platform, fn), entries in zip(following, _depends_lists(channel, following),
+                                           strict=True):
+            seen = done[platform]
+            if blocked and not blocked_texts[platform].isdisjoint(entries):
+                for text in blocked_texts[platform].intersection(entries):
+                    b = blocked[(platform, text)]
+                    if b.needed_by != fn:
+                        blocked[(platform, text)] = Blocked(b.platform, b.needed_by, b.spec,
+                                                            b.why, b.count + 1)
+            if seen.issuperset(entries):  # the common case, tested in C
+                continue
             record = channel[platform][0][fn]
-            pools = sorted(channel) if platform == NOARCH else [platform, NOARCH]
-            for text in depends_list(record):
-                name = dependency_name(text)
+            pools = sorted(channel) if platform == NOARCH else (platform, NOARCH)
+            for text in entries:
+                if text in seen:  # listed twice in one record
+                    continue
+                key = (platform, text)
+                seen.add(text)
+                name = names[text] if text in names else \
+                    names.setdefault(text, dependency_name(text))
                 if name is None:
                     continue
-                key = (NOARCH if platform == NOARCH else platform, text)
-                if key in done:
-                    if key in blocked:
-                        b = blocked[key]
-                        blocked[key] = Blocked(b.platform, b.needed_by, b.spec, b.why,
-                                               b.count + 1)
-                    continue
-                done.add(key)
                 matcher = _matcher(text)
                 if matcher is None:
                     continue
-                met, block, offered = False, None, False
+                met, block, offered, decision = False, None, False, None
                 for pool in pools:
                     if pool not in channel:
                         continue
@@ -123,28 +154,30 @@ def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]
                     offered = True
                     records, decided = channel[pool][0], state[pool]
                     for candidate in fns:
-                        r = records[candidate]
-                        if not matcher(r):
+                        d = decided[candidate]
+                        if d.kept:
+                            if not met and matcher(records[candidate]):
+                                met = True
                             continue
-                        if decided[candidate].kept:
-                            met = True
+                        if d.step not in droppable or not matcher(r := records[candidate]):
                             continue
-                        why = pullable_cache.get((pool, candidate), "")
-                        if why == "":
-                            why = blocked_by(r, decided[candidate], spec)
-                            pullable_cache[(pool, candidate)] = why
-                        if why is not None:
-                            block = block or why
-                            continue
-                        reason = (f"pulled by {record.get('name')} {record.get('version')}: "
-                                  f"{text}")
-                        decided[candidate] = Decision(True, DEPENDENCY, reason)
-                        result.pulled.setdefault(pool, {})[candidate] = decided[candidate]
+                        if strict:
+                            if (pool, candidate) not in pullable:
+                                pullable[(pool, candidate)] = blocked_by(r, d, spec)
+                            if (why := pullable[(pool, candidate)]) is not None:
+                                block = block or why
+                                continue
+                        if decision is None:  # one per (puller, spec): shared by its pulls
+                            decision = Decision(True, DEPENDENCY, f"pulled by {record.name} "
+                                                                  f"{record.version}: {text}")
+                        decided[candidate] = decision
+                        result.pulled.setdefault(pool, {})[candidate] = decision
                         queue.append((pool, candidate))
                         met = True
                 if not met and offered:
                     blocked[key] = Blocked(platform, fn, text,
                                            block or "no upstream record matches it")
+                    blocked_texts[platform].add(text)
     result.blocked = sorted(blocked.values(), key=lambda b: (b.platform, b.needed_by, b.spec))
     for b in result.blocked:
         log.info("%s: %s needs %s: %s", b.platform, b.needed_by, b.spec, b.why)
@@ -152,10 +185,29 @@ def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]
 
 
 def _by_name(records: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Lower-case name -> file names, in the document's order."""
     out: dict[str, list[str]] = {}
-    for fn in sorted(records):
-        out.setdefault(str(records[fn].get("name", "")).lower(), []).append(fn)
+    for fn, record in records.items():
+        name = record.name
+        key = name.lower() if type(name) is str else str(name)
+        if key in out:
+            out[key].append(fn)
+        else:
+            out[key] = [fn]
     return out
+
+
+def _depends_lists(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
+                   following: list[tuple[str, str]]) -> list[list[str]]:
+    """The `depends` of each record of `following`, decoded in one call (a round can
+    hold 100,000 records: one decode per record would cost more than the rest)."""
+    raws = [channel[p][0][fn].depends for p, fn in following]
+    if all(isinstance(raw, msgspec.Raw) for raw in raws):
+        try:
+            return _DEPENDS_BATCH.decode(b"[" + b",".join(raws) + b"]")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass  # one odd record (null, a number in the list): decode them one by one
+    return [depends_list(channel[p][0][fn]) for p, fn in following]
 
 
 def depends_list(record: Any) -> list[str]:
@@ -197,19 +249,36 @@ def _matcher(text: str):
         log.debug("dependency %r is not a MatchSpec (%s); not followed", text, exc)
         return None
     build, number = match.build, _number_test(match.build_number)
-    fields = [(f, getattr(match, f)) for f in ("sha256", "md5", "subdir")
+    fields = [(f, str(getattr(match, f)).lower()) for f in ("sha256", "md5", "subdir")
               if getattr(match, f, None)]
+    if build is None and number is None and not fields:
+        if version is None:
+            return lambda record: True
+        contains = version.matches
+        # Many specs share a version spec (">=1.0") and records share versions: remember
+        # each (spec, version) answer rather than asking rattler again.
+        answers = _ANSWERS.setdefault(match.version, {})
+
+        def version_only(record: Any) -> bool:
+            have = record.version
+            hit = answers.get(have)
+            if hit is None:
+                parsed = _parse_version(have) if type(have) is str else None
+                hit = answers[have] = parsed is not None and contains(parsed)
+            return hit
+
+        return version_only
 
     def matches(record: Any) -> bool:
         if version is not None:
-            parsed = _parse_version(str(record.get("version", "")))
+            parsed = _parse_version(str(record.version))
             if parsed is None or not version.matches(parsed):
                 return False
-        if build is not None and not _build_matches(build, str(record.get("build", ""))):
+        if build is not None and not _build_matches(build, str(record.build)):
             return False
-        if number is not None and not number(record.get("build_number")):
+        if number is not None and not number(record.build_number):
             return False
-        return all(str(record.get(f, "")).lower() == str(v).lower() for f, v in fields)
+        return all(str(getattr(record, f, "")).lower() == v for f, v in fields)
 
     return matches
 
