@@ -129,3 +129,21 @@ def test_a_locked_file_upstream_lacks_is_an_error_naming_the_line(mirror, tmp_pa
     result = mirror.sync("--from-lock", explicit)
     assert result.code == 2, result
     assert f"{explicit}:2: gone-1-0.conda is not in upstream pkgs/main/linux-64" in result.err
+
+
+def test_pypi_only_lockfiles_leave_the_conda_selection_alone(mirror, tmp_path):
+    pylock = tmp_path / "pylock.toml"
+    pylock.write_text('lock-version = "1.0"\ncreated-by = "tests"\n')
+    mirror.configure(whitelist=["unrelated"], blacklist=["app*"], lockfiles=[str(pylock)])
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert "unrelated-1.0-0.conda" in mirror.files("linux-64")
+    assert "zlib-1.3.1-0.conda" in mirror.files("linux-64")  # not blacklisted: kept
+
+
+def test_a_locked_file_of_a_platform_not_mirrored_is_refused(mirror, tmp_path):
+    explicit = tmp_path / "explicit.txt"
+    explicit.write_text(f"@EXPLICIT\n{mirror.upstream.url}/pkgs/main/osx-64/x-1-0.conda\n")
+    result = mirror.sync("--from-lock", explicit)
+    assert result.code == 2, result
+    assert f"{explicit}:2: x-1-0.conda is for platform osx-64, which is not in" in result.err

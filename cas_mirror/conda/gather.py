@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, os_problem
+from ..lockfiles import read_lockfiles
 from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
@@ -90,9 +91,14 @@ def network_settings(config: Config) -> NetworkSettings:
 
 
 def filter_spec(config: Config) -> FilterSpec:
-    # Given lockfiles, only what they name (and the whitelist) is mirrored: a bare "*"
-    # blacklist entry, "nothing unless asked for" (wishes.py asks for the locked files).
-    blacklist = [*config.blacklist, "*"] if config.lockfiles else config.blacklist
+    # Given conda lockfiles, only what they name (and the whitelist) is mirrored: a bare
+    # "*" blacklist entry, "nothing unless asked for" (wishes.py asks for the locked
+    # files). Lockfiles with PyPI entries only leave the conda selection alone.
+    blacklist = config.blacklist
+    if config.lockfiles:
+        contents = read_lockfiles(config.lockfiles)
+        if contents.conda or contents.environments:
+            blacklist = [*blacklist, "*"]
     return FilterSpec.from_config(config.platforms, config.license_blacklist,
                                   blacklist, config.whitelist)
 
