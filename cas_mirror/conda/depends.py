@@ -44,7 +44,8 @@ DEPENDENCY = "dependency"
 log = logging.getLogger(__name__)
 _DEPENDS = msgspec.json.Decoder(list[Any])
 _DEPENDS_BATCH = msgspec.json.Decoder(list[list[str]])
-_ANSWERS: dict[str, dict[Any, bool]] = {}  # version spec -> record version -> matches
+_ANSWERS: dict[str, dict[Any, bool]] = {}
+DECODE_CHUNK = 20_000  # version spec -> record version -> matches
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,7 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
     droppable = (BLACKLIST, LICENSE)
     while queue:
         following, queue = queue, []
-        for (platform, fn), entries in zip(following, _depends_lists(channel, following),
-                                           strict=True):
+        for (platform, fn), entries in _each_depends(channel, following):
             seen = done[platform]
             if blocked and not blocked_texts[platform].isdisjoint(entries):
                 for text in blocked_texts[platform].intersection(entries):
@@ -195,6 +195,15 @@ def _by_name(records: Mapping[str, Any]) -> dict[str, list[str]]:
         else:
             out[key] = [fn]
     return out
+
+
+def _each_depends(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
+                  following: list[tuple[str, str]]):
+    """(record, its depends) for each record of `following`, decoded a chunk at a time
+    (a whole round of 300,000 records decoded at once would hold all their strings)."""
+    for start in range(0, len(following), DECODE_CHUNK):
+        part = following[start:start + DECODE_CHUNK]
+        yield from zip(part, _depends_lists(channel, part), strict=True)
 
 
 def _depends_lists(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
