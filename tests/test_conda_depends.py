@@ -180,3 +180,16 @@ def test_an_environment_that_cannot_be_solved_is_reported(mirror):
     assert result.code == 0, result
     assert "environment broken needs app, not mirrored:" in result.out
     assert "zlib" in result.out.split("environment broken needs app")[1]
+
+
+@pytest.mark.parametrize("environments, message", [
+    ([{"name": "e", "specs": ["app >=>=1"]}], "item 1 (e): 'app >=>=1' is not a MatchSpec"),
+    ([{"name": "e", "platforms": ["linux-65"], "specs": ["app"]}],
+     "item 1 (e): unknown platform 'linux-65'"),
+    ([{"specs": ["app"]}], "item 1: expected a mapping with name, specs"),
+])
+def test_bad_environments_are_refused_with_the_item(mirror, environments, message):
+    mirror.configure(closure="solve", environments=environments)
+    result = mirror.sync("--show")
+    assert result.code == 2, result
+    assert message in result.err and "environments" in result.err
