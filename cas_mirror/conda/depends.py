@@ -121,6 +121,8 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
         following, queue = queue, []
         for (platform, fn), entries in _each_depends(channel, following):
             seen = done[platform]
+            if not blocked and seen.issuperset(entries):  # the common case, tested in C
+                continue
             if blocked and not blocked_texts[platform].isdisjoint(entries):
                 for text in blocked_texts[platform].intersection(entries):
                     b = blocked[(platform, text)]
@@ -152,14 +154,14 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
                         result.wanted.setdefault(pool, set()).add(name)
                         continue
                     offered = True
-                    records, decided = channel[pool][0], state[pool]
-                    for candidate in fns:
+                    decided = state[pool]
+                    pulled = result.pulled.setdefault(pool, {})
+                    for candidate, r in [item for item in fns if matcher(item[1])]:
                         d = decided[candidate]
                         if d.kept:
-                            if not met and matcher(records[candidate]):
-                                met = True
+                            met = True
                             continue
-                        if d.step not in droppable or not matcher(r := records[candidate]):
+                        if d.step not in droppable:
                             continue
                         if strict:
                             if (pool, candidate) not in pullable:
@@ -170,30 +172,30 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
                         if decision is None:  # one per (puller, spec): shared by its pulls
                             decision = Decision(True, DEPENDENCY, f"pulled by {record.name} "
                                                                   f"{record.version}: {text}")
-                        decided[candidate] = decision
-                        result.pulled.setdefault(pool, {})[candidate] = decision
+                        decided[candidate] = pulled[candidate] = decision
                         queue.append((pool, candidate))
                         met = True
                 if not met and offered:
                     blocked[key] = Blocked(platform, fn, text,
                                            block or "no upstream record matches it")
                     blocked_texts[platform].add(text)
+    result.pulled = {p: pulled for p, pulled in result.pulled.items() if pulled}
     result.blocked = sorted(blocked.values(), key=lambda b: (b.platform, b.needed_by, b.spec))
     for b in result.blocked:
         log.info("%s: %s needs %s: %s", b.platform, b.needed_by, b.spec, b.why)
     return result
 
 
-def _by_name(records: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Lower-case name -> file names, in the document's order."""
-    out: dict[str, list[str]] = {}
-    for fn, record in records.items():
-        name = record.name
+def _by_name(records: Mapping[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """Lower-case name -> (file name, record), in the document's order."""
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for item in records.items():
+        name = item[1].name
         key = name.lower() if type(name) is str else str(name)
         if key in out:
-            out[key].append(fn)
+            out[key].append(item)
         else:
-            out[key] = [fn]
+            out[key] = [item]
     return out
 
 
@@ -211,12 +213,12 @@ def _depends_lists(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
     """The `depends` of each record of `following`, decoded in one call (a round can
     hold 100,000 records: one decode per record would cost more than the rest)."""
     raws = [channel[p][0][fn].depends for p, fn in following]
-    if all(isinstance(raw, msgspec.Raw) for raw in raws):
-        try:
-            return _DEPENDS_BATCH.decode(b"[" + b",".join(raws) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass  # one odd record (null, a number in the list): decode them one by one
-    return [depends_list(channel[p][0][fn]) for p, fn in following]
+    try:
+        return _DEPENDS_BATCH.decode(b"[" + b",".join(raws) + b"]")
+    except (TypeError, msgspec.DecodeError, msgspec.ValidationError):
+        # a record built by hand (a list, not raw JSON), or an odd one (null, a number in
+        # the list): one by one
+        return [depends_list(channel[p][0][fn]) for p, fn in following]
 
 
 def depends_list(record: Any) -> list[str]:
