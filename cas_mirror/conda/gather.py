@@ -4,6 +4,10 @@ offers them and `upstream_shards` is on: upstream_shards.py), filter it, look at
 folder and plan what to download, keep and delete. Changes nothing on disk but the shard
 cache, and that only when `writable` (a sync, not a dry run or `--explain`).
 
+Between filtering and planning, wishes.py completes each channel's selection: the files
+lockfiles name, the solutions of `environments`, the dependency closure (which, for a
+sharded upstream, reads more shards in rounds through `_read_more`).
+
 Errors stay with their platform (its report says what went wrong); the other platforms
 go on. After planning, each channel's kept records are checked for dependencies nothing
 kept provides (a warning in the report).
