@@ -193,3 +193,27 @@ def test_bad_environments_are_refused_with_the_item(mirror, environments, messag
     result = mirror.sync("--show")
     assert result.code == 2, result
     assert message in result.err and "environments" in result.err
+
+
+SPEC_CASES = ["py", "py 3.11.*", "py >=3.11,<3.12", "py 3.11.4", "py ==3.11", "py 3.11.* *_cp",
+              "py >=3 h1*", "py !=3.11.4", "py 3.12.*|3.11.*", "py[build_number='>=3']",
+              "py[version='>=3.12']", "py ~=3.11.0", "py[build=h1_cp]"]
+RECORD_CASES = [("3.11.4", "h1_cp", 3), ("3.11.0", "h0_pypy", 0), ("3.12.1", "h2_cp", 5),
+                ("3.10.13", "h1_cp", 1)]
+
+
+@pytest.mark.parametrize("text", SPEC_CASES)
+def test_the_closure_matches_records_exactly_as_rattler_does(text):
+    """Our matcher (a rattler VersionSpec plus build and build-number tests, fast on
+    320,000 records) against rattler's own MatchSpec.matches on a PackageRecord."""
+    import rattler
+
+    from cas_mirror.conda.depends import _matcher
+
+    specs = [PkgSpec("py", v, build=b, build_number=n, subdir="linux-64")
+             for v, b, n in RECORD_CASES]
+    records = _records(specs)["linux-64"]
+    for s in specs:
+        theirs = rattler.MatchSpec(text).matches(rattler.PackageRecord(
+            "py", s.version, rattler.BuildString(s.build), s.build_number, "linux-64"))
+        assert _matcher(text)(records[s.filename]) == theirs, (text, s.filename)
