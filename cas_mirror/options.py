@@ -135,6 +135,10 @@ OPTIONS: tuple[Opt, ...] = (
     Opt(("--keep-removed",), "Keep files upstream removed.", key="keep_removed"),
     Opt(("--diff-file",), "Write the list of new/changed files here.", "text", "PATH",
         key="diff_file"),
+    Opt(("--from-lock",), "Mirror exactly what this lockfile names (pixi.lock, "
+        "conda-lock.yml, @EXPLICIT, environment.yml; for cas-sync pypi: their PyPI entries, "
+        "pylock.toml, uv.lock, hash-pinned requirements.txt); repeatable.", "multi", "FILE",
+        key="lockfiles"),
     Opt(("--debug",), "Show a traceback on unexpected errors, and log at DEBUG (as -vv)."),
 )
 BY_NAME = {opt.name: opt for opt in OPTIONS}

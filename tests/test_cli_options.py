@@ -92,7 +92,8 @@ CONDA_ONLY = {
 }
 # The others: observed one by one below.
 ACTIONS = {"--show", "--json", "--dry-run", "--verify", "-q", "--quiet", "-v", "--verbose",
-           "--pip-conf", "--debug"}
+           "--pip-conf", "--debug",
+           "--from-lock"}  # observed by tests/test_lockfiles_conda.py and _pypi.py
 
 
 def test_every_option_spelling_has_a_case():

@@ -9,7 +9,9 @@ An entry is one of (GUIDE section 1):
 - a conda-mirror style mapping, every key of which must match:
   ``{name: "r-*", version: ">=4", license: "*GPL*"}``. As in conda-mirror, each value is a
   case-insensitive glob over the record's field, except that a ``version`` containing an
-  operator is a conda version spec.
+  operator is a conda version spec. A whitelist mapping may also say
+  ``include_dependencies: true``: the records it keeps bring their dependencies
+  (conda/depends.py); it tests no field.
 
 Parsing raises `EntryError` with a message for the user; matching is a pure function of the
 entry and a record (a repodata dict). Version specs are evaluated with py-rattler, the
@@ -32,6 +34,7 @@ _SPEC_OPERATOR = re.compile(r"[=<>!~|,]")
 # Record fields a mapping entry may test. `platform` is accepted as a synonym of subdir.
 MAPPING_KEYS = ("name", "version", "build", "build_number", "license", "license_family",
                 "subdir", "platform", "fn")
+CLOSURE_KEY = "include_dependencies"
 
 
 class EntryError(ValueError):
@@ -46,6 +49,7 @@ class Entry:
     name_glob: str
     version_spec: Any = None  # rattler.VersionSpec, or None
     field_globs: tuple[tuple[str, str], ...] = ()  # (record field, lowercase glob)
+    include_dependencies: bool = False  # a whitelist mapping's own closure switch
 
     def matches(self, record: Mapping[str, Any], name_checked: bool = False) -> bool:
         """Does `record` match? `name_checked`: the caller already matched the name glob."""
@@ -104,12 +108,19 @@ def _parse_mapping(raw: Mapping[Any, Any]) -> Entry:
     name_glob = "*"
     spec = None
     globs: list[tuple[str, str]] = []
+    closure = False
     for key, value in raw.items():
+        if key == CLOSURE_KEY:
+            if not isinstance(value, bool):
+                raise EntryError(f"mapping entry {text}: {CLOSURE_KEY} must be true or "
+                                 f"false, got {value!r}")
+            closure = value
+            continue
         if not isinstance(key, str) or key.lower() not in MAPPING_KEYS:
-            hint = did_you_mean(str(key), MAPPING_KEYS)
+            hint = did_you_mean(str(key), (*MAPPING_KEYS, CLOSURE_KEY))
             raise EntryError(
                 f"mapping entry {text}: unknown key {key!r}{hint}; "
-                f"allowed keys: {', '.join(MAPPING_KEYS)}"
+                f"allowed keys: {', '.join((*MAPPING_KEYS, CLOSURE_KEY))}"
             )
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise EntryError(
@@ -123,7 +134,8 @@ def _parse_mapping(raw: Mapping[Any, Any]) -> Entry:
             spec = _version_spec(pattern, text)
         else:
             globs.append((field, pattern.lower()))
-    return Entry(text=text, name_glob=name_glob, version_spec=spec, field_globs=tuple(globs))
+    return Entry(text=text, name_glob=name_glob, version_spec=spec, field_globs=tuple(globs),
+                 include_dependencies=closure)
 
 
 def _version_spec(spec_text: str, entry_text: str) -> Any:

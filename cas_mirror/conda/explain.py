@@ -20,12 +20,16 @@ from ..config import Config
 from ..errors import EXIT_PARTIAL, ConfigError
 from ..net import Downloader, HttpError
 from ..output import Output
+from .depends import DEPENDENCY
 from .entries import EntryError, parse_entry
 from .fetch import ChannelSource, fetch_channeldata, valid_subdirs
 from .filter import PLATFORMS, Decision, matched_steps
 from .gather import channel_sources, filter_spec, gather, network_settings
 from .repodata import RepodataError
 from .results import SyncReport
+from .wishes import LOCKFILE, SOLVE
+
+ADDED_BY = (DEPENDENCY, LOCKFILE, SOLVE)
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,12 @@ def explain(config: Config, name: str, output: Output
             for fn in sorted(w.decisions):
                 record = w.upstream.records[fn]
                 if wanted.matches(record):
+                    decision = w.decisions[fn]
+                    steps = matched_steps(record, w.platform, spec)
+                    if decision.step in ADDED_BY:  # the closure, a lockfile, a solution
+                        steps.append((decision.step, decision.reason))
                     result.rows.append(ExplainRow(
-                        w.source.path, w.platform, fn, w.decisions[fn],
-                        tuple(matched_steps(record, w.platform, spec))))
+                        w.source.path, w.platform, fn, decision, tuple(steps)))
         if config.platforms is not None:
             for source in sources:
                 _other_platforms(downloader, source, wanted.name_glob, config, result)

@@ -4,6 +4,10 @@ offers them and `upstream_shards` is on: upstream_shards.py), filter it, look at
 folder and plan what to download, keep and delete. Changes nothing on disk but the shard
 cache, and that only when `writable` (a sync, not a dry run or `--explain`).
 
+Between filtering and planning, wishes.py completes each channel's selection: the files
+lockfiles name, the solutions of `environments`, the dependency closure (which, for a
+sharded upstream, reads more shards in rounds through `_read_more`).
+
 Errors stay with their platform (its report says what went wrong); the other platforms
 go on. After planning, each channel's kept records are checked for dependencies nothing
 kept provides (a warning in the report).
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, os_problem
+from ..lockfiles import read_lockfiles
 from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
@@ -51,7 +56,8 @@ from .repodata import (
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
-from .upstream_shards import fetch_sharded, read_sharded
+from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
+from .wishes import Wishes, complete
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +102,16 @@ def network_settings(config: Config) -> NetworkSettings:
 
 
 def filter_spec(config: Config) -> FilterSpec:
+    # Given conda lockfiles, only what they name (and the whitelist) is mirrored: a bare
+    # "*" blacklist entry, "nothing unless asked for" (wishes.py asks for the locked
+    # files). Lockfiles with PyPI entries only leave the conda selection alone.
+    blacklist = config.blacklist
+    if config.lockfiles:
+        contents = read_lockfiles(config.lockfiles)
+        if contents.conda or contents.environments:
+            blacklist = [*blacklist, "*"]
     return FilterSpec.from_config(config.platforms, config.license_blacklist,
-                                  config.blacklist, config.whitelist)
+                                  blacklist, config.whitelist)
 
 
 def channel_sources(config: Config) -> list[ChannelSource]:
@@ -117,12 +131,17 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
            quiet_digest: str | None = None) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
+    wishes = Wishes.of(config, spec, sources)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable,
-                                         quiet_digest), work))
-        demoted = _demote(work)
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, verify, writable,
-                                         demoted=True), demoted))
+        list(pool.map(lambda w: _prepare(w, downloader, spec, config, writable,
+                                         wishes.names(w.source, w.platform), quiet_digest),
+                      work))
+        list(pool.map(lambda w: _read(w, downloader, spec, config, writable,
+                                      wishes.names(w.source, w.platform)), _demote(work)))
+        busy = [w for w in work if w.quiet is None]
+        complete(busy, wishes, lambda w, names: _read_more(w, names, downloader, spec, config,
+                                                           writable))
+        list(pool.map(lambda w: _plan(w, config, verify), busy))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -201,27 +220,52 @@ def _demote(work: list[Work]) -> list[Work]:
 
 
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             verify: bool, writable: bool, quiet_digest: str | None = None,
-             demoted: bool = False) -> None:
-    """Fetch, parse, filter and plan one platform; errors stay with the platform.
-    `demoted`: found quiet, but its channel is not: fetched already, read it now."""
+             writable: bool, also: frozenset[str], quiet_digest: str | None = None) -> None:
+    """Fetch, parse and filter one platform; errors stay with the platform. A sync first
+    checks whether there is anything to do at all (quiet.py)."""
     try:
-        if not demoted and _fetch_or_quiet(w, downloader, spec, config, writable,
-                                           quiet_digest):
-            return
-        if w.fetched is not None:
-            w.report.upstream_changed = w.fetched.changed
-            if w.fetched.index_only:  # not quiet after all: read the shards now
-                w.fetched = read_sharded(downloader, platform_url(w.source, w.platform),
-                                         w.platform, w.fetched.index_only, w.state_folder,
-                                         config.max_repodata_size, spec, writable=writable)
-            w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "",
-                                        w.platform)
-            if w.fetched.sharded is not None:
-                w.upstream.refused.update(w.fetched.sharded.refused)
+        if not _fetch_or_quiet(w, downloader, spec, config, writable, also, quiet_digest):
+            _read(w, downloader, spec, config, writable, also)
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+    finally:
+        w.report.seconds += time.monotonic() - w.started
+
+
+def _read(w: Work, downloader: Downloader, spec: FilterSpec, config: Config, writable: bool,
+          also: frozenset[str]) -> None:
+    """Parse and filter what was fetched (also for a platform `_demote` gave back)."""
+    if w.fetched is None or w.report.error is not None:
+        return
+    try:
+        w.report.upstream_changed = w.fetched.changed
+        if w.fetched.index_only:  # found quiet, then not: read its shards now
+            w.fetched = read_sharded(downloader, platform_url(w.source, w.platform),
+                                     w.platform, w.fetched.index_only, w.state_folder,
+                                     config.max_repodata_size, spec, writable=writable,
+                                     also=also)
+        reparse(w, spec)
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+
+
+def reparse(w: Work, spec: FilterSpec) -> None:
+    """Parse and filter the platform's fetched document (again, after more shards)."""
+    w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "", w.platform)
+    if w.fetched.sharded is not None:
+        w.upstream.refused.update(w.fetched.sharded.refused)
+    w.decisions = select(w.upstream.records, w.platform, spec)
+
+
+def _plan(w: Work, config: Config, verify: bool) -> None:
+    """Look at the local folder and plan what to download, keep and delete."""
+    if w.report.error is not None:
+        return
+    started = time.monotonic()
+    try:
+        if w.upstream is not None:
             for fn, why in w.upstream.refused.items():
                 w.report.failed.append((fn, f"refused: {why}"))
-            w.decisions = select(w.upstream.records, w.platform, spec)
         selected = w.kept()
         try:
             w.local = scan_folder(w.folder)
@@ -238,14 +282,12 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.plan = plan_platform(selected, local, bad, published, w.local.partials,
                                config.keep_removed)
         _fill_plan(w, selected, bad if verify else frozenset())
-    except (HttpError, RepodataError) as exc:
-        w.report.error = str(exc)
     finally:
-        w.report.seconds += time.monotonic() - w.started
+        w.report.seconds += time.monotonic() - started
 
 
 def _fetch_or_quiet(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-                    writable: bool, quiet_digest: str | None) -> bool:
+                    writable: bool, also: frozenset[str], quiet_digest: str | None) -> bool:
     """Fetch the platform's upstream metadata (and run_exports.json for a sync); True
     when that shows there is nothing to do (quiet.py) or the platform is not offered."""
     previous = load_state(w.state_folder)
@@ -258,7 +300,7 @@ def _fetch_or_quiet(w: Work, downloader: Downloader, spec: FilterSpec, config: C
             quiet.fingerprint(quiet_digest, state, w.folder) == last.fingerprint
 
     try:
-        w.fetched = _fetch(w, downloader, previous, spec, config, writable,
+        w.fetched = _fetch(w, downloader, previous, spec, config, writable, also,
                            unchanged if last else None)
     except NotOffered as exc:
         if w.probed:
@@ -294,7 +336,7 @@ def _be_quiet(w: Work, last: quiet.Recorded) -> None:
 
 
 def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
-           writable: bool, unchanged=None) -> Fetched:
+           writable: bool, also: frozenset[str], unchanged=None) -> Fetched:
     """The platform's upstream metadata: from its shards when upstream offers them (and
     `upstream_shards`), else its whole repodata.json. A platform read whole last time is
     asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
@@ -304,7 +346,7 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
 
     def sharded() -> Fetched | None:
         return fetch_sharded(downloader, base, w.platform, previous, w.state_folder,
-                             config.max_repodata_size, spec, writable=writable,
+                             config.max_repodata_size, spec, writable=writable, also=also,
                              unchanged=unchanged)
 
     def whole() -> Fetched:
@@ -322,6 +364,23 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
             return found
         return (sharded() or fetched) if fetched.changed else fetched
     return sharded() or whole()
+
+
+def _read_more(w: Work, names: set[str], downloader: Downloader, spec: FilterSpec,
+               config: Config, writable: bool) -> bool:
+    """For the closure's rounds: read the shards of `names` too (a sharded upstream) and
+    filter the platform again; False when there was nothing more to read."""
+    if w.fetched is None or w.fetched.sharded is None or w.report.error is not None:
+        return False
+    try:
+        if not read_more_shards(downloader, w.fetched, names, w.platform, w.state_folder,
+                                config.max_repodata_size, writable=writable):
+            return False
+        reparse(w, spec)
+    except (HttpError, RepodataError) as exc:
+        w.report.error = str(exc)
+        return False
+    return True
 
 
 def _read_run_exports(w: Work, downloader: Downloader, config: Config) -> None:

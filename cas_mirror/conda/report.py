@@ -91,8 +91,22 @@ def dependency_warning(p: PlatformReport) -> str:
             f"on packages nothing mirrored provides: {'; '.join(named)}{tail}")
 
 
+def blocked_lines(p: PlatformReport) -> list[str]:
+    """The closure's unmet dependencies (and unsolvable environments) of a platform."""
+    out = []
+    for b in p.blocked[:NAMED]:
+        others = f" (and {plural(b.count - 1, 'other record')})" if b.count > 1 else ""
+        out.append(f"{p.channel}/{p.platform}: {safe(b.needed_by)}{others} needs "
+                   f"{safe(b.spec)}, not mirrored: {safe(b.why)}")
+    if len(p.blocked) > NAMED:
+        out.append(f"{p.channel}/{p.platform}: and {len(p.blocked) - NAMED} more unmet "
+                   "dependencies (--json has all)")
+    return out
+
+
 def render_warnings(report: SyncReport, stream: TextIO) -> None:
     lines = [f"  {w}" for w in report.warnings]
+    lines += [f"  {line}" for p in report.platforms for line in blocked_lines(p)]
     lines += [f"  {dependency_warning(p)}" for p in report.platforms if p.unsatisfied]
     if lines:
         print("warnings:", file=stream)
@@ -127,6 +141,8 @@ def as_json(report: SyncReport) -> str:
             "verify": [{"file": fn, "action": action} for fn, action in p.verified_bad.items()],
             "unsatisfied": [{"file": fn, "missing": names}
                             for fn, names in p.unsatisfied.items()],
+            "blocked": [{"needed_by": b.needed_by, "spec": b.spec, "why": b.why,
+                         "records": b.count} for b in p.blocked],
             "unconfigured": p.unconfigured,
             "shards": p.shards,
             "failures": [{"item": what, "error": why} for what, why in p.failed],

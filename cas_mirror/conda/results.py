@@ -36,6 +36,9 @@ class PlatformReport:
     verified_bad: dict[str, str] = field(default_factory=dict)
     # kept file -> dependency names no kept record of the platform (or noarch) provides
     unsatisfied: dict[str, list[str]] = field(default_factory=dict)
+    # dependencies the closure could not meet, environments that did not solve
+    # (depends.Blocked: platform, needed_by, spec, why, count)
+    blocked: list = field(default_factory=list)
     # set for a platform folder that is no longer configured: "removed", "kept", or what a
     # dry run would do ("would be removed")
     unconfigured: str | None = None

@@ -88,6 +88,9 @@ class ShardedUpstream:
     fetched: int = 0  # shards fetched from upstream in this run
     cached: int = 0  # shards read from the cache
     refused: dict[str, str] = field(default_factory=dict)  # fn -> why (beyond parse_repodata)
+    # for reading more shards in the same run (the dependency closure's rounds)
+    decoded: ShardIndex | None = None
+    blobs: dict[str, bytes] = field(default_factory=dict)  # name -> compressed shard
 
 
 @dataclass
@@ -145,39 +148,76 @@ def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
 
 def fetch_sharded(downloader: Downloader, base: str, platform: str,
                   previous: PlatformState, state_folder: Path, max_size: int,
-                  spec: FilterSpec, *, writable: bool, unchanged=None):
+                  spec: FilterSpec, *, writable: bool, also: frozenset[str] = frozenset(),
+                  unchanged=None):
     """The platform's records from its shards as a `Fetched` (fetch.py), or None when
-    upstream has no shard index. Raises RepodataError / HttpError for the platform.
-    When the index is unchanged and `unchanged(state)` says there is nothing to do
-    (quiet.py), no shard is read: the `Fetched` holds the index only."""
+    upstream has no shard index. `also`: names to read whatever the filters say (a
+    lockfile's). Raises RepodataError / HttpError for the platform. When the index is
+    unchanged and `unchanged(state)` says there is nothing to do (quiet.py), no shard is
+    read: the `Fetched` holds the index only."""
     found = fetch_index(downloader, base, previous, state_folder, max_size)
     if found is None:
         return None
     if not found[2] and unchanged is not None and unchanged(found[1]):
         return Fetched(None, False, found[1], index_only=found)
     return read_sharded(downloader, base, platform, found, state_folder, max_size, spec,
-                        writable=writable)
+                        writable=writable, also=also)
 
 
 def read_sharded(downloader: Downloader, base: str, platform: str,
                  found: tuple[bytes, PlatformState, bool], state_folder: Path, max_size: int,
-                 spec: FilterSpec, *, writable: bool):
+                 spec: FilterSpec, *, writable: bool, also: frozenset[str] = frozenset()):
     """`fetch_sharded` once the shard index is `found` (from `fetch_index`)."""
     packed, state, changed = found
     index = decode_index(packed, state.url or base + SHARD_INDEX, max_size)
     wanted = names_that_may_pass(index.shards, platform, spec)
+    if also:
+        wanted |= {n for n in index.shards if n.lower() in also}
+    sharded = ShardedUpstream(packed, {}, frozenset(n.lower() for n in index.shards),
+                              decoded=index)
+    document = _read_more(downloader, sharded, wanted, platform, state_folder, max_size,
+                          writable)
+    return Fetched(document, changed, state, sharded=sharded)
+
+
+def read_more_shards(downloader: Downloader, fetched: Fetched, names: set[str],
+                     platform: str, state_folder: Path, max_size: int, *, writable: bool
+                     ) -> bool:
+    """Read the shards of `names` (lower-case) too, when the index has them and they were
+    not read yet, and rebuild `fetched.document`; False when there was nothing to read."""
+    sharded: ShardedUpstream = fetched.sharded
+    index = sharded.decoded
+    wanted = {n for n in index.shards if n.lower() in names and n not in sharded.needed}
+    if not wanted:
+        return False
+    fetched.document = _read_more(downloader, sharded, wanted | set(sharded.needed), platform,
+                                  state_folder, max_size, writable)
+    return True
+
+
+def _read_more(downloader: Downloader, sharded: ShardedUpstream, wanted: set[str],
+               platform: str, state_folder: Path, max_size: int, writable: bool) -> bytes:
+    index = sharded.decoded
     needed = {name: index.shards[name] for name in sorted(wanted)}
-    unfetched = frozenset(n.lower() for n in index.shards if n not in wanted)
-    sharded = ShardedUpstream(packed, needed, unfetched)
+    new = {name: digest for name, digest in needed.items() if name not in sharded.blobs}
     cache = state_folder / SHARD_CACHE
+    fetched_before, cached_before = sharded.fetched, sharded.cached
+    sharded.fetched = 0
     with tempfile.TemporaryDirectory(prefix="cas-shards-") if not writable else \
             contextlib.nullcontext() as scratch:
-        blobs = _read_shards(downloader, index, needed, cache,
-                             Path(scratch) if scratch else cache, max_size, sharded)
-    document = _document(index, platform, blobs, max_size, sharded)
+        sharded.blobs.update(_read_shards(downloader, index, new, cache,
+                                          Path(scratch) if scratch else cache, max_size,
+                                          sharded))
+    sharded.cached += cached_before
+    sharded.fetched += fetched_before
+    sharded.needed = needed
+    sharded.unfetched = frozenset(n.lower() for n in index.shards if n not in needed)
+    sharded.refused.clear()
+    document = _document(index, platform, {n: sharded.blobs[n] for n in needed}, max_size,
+                         sharded)
     log.info("%s: %d of %s read (%d from upstream, %d cached)", index.url, len(needed),
              plural(len(index.shards), "shard"), sharded.fetched, sharded.cached)
-    return Fetched(document, changed, state, sharded=sharded)
+    return document
 
 
 def _read_shards(downloader: Downloader, index: ShardIndex, needed: dict[str, str],

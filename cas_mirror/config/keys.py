@@ -184,6 +184,18 @@ def _pypi_regex(item: Any) -> str:
     except re.error as exc:
         raise EntryError(f"{item!r} is not a regular expression: {exc}") from None
     return item.strip()
+def check_environments(value: Any, base: Path) -> list[dict]:
+    from ..conda.solve import check_environments as check
+
+    return check(value)
+
+
+def check_lockfiles(value: Any, base: Path) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    return [check_path(item, base) for item in check_str_list(value, "lockfile paths")]
 
 
 # --------------------------------------------------------------------------- settings
@@ -249,6 +261,8 @@ PYPI_SETTINGS: dict[str, Setting] = {
     "exclude_project_regex": Setting([], _pypi_list(_pypi_regex, "regular expressions")),
     "exclude_release_regex": Setting([], _pypi_list(_pypi_regex, "regular expressions")),
     "max_project_size": Setting(None, optional(check_size)),
+    # mirroring what environments need (pypi/depends.py)
+    "include_dependencies": Setting(False, check_bool),
 }
 PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
@@ -298,6 +312,11 @@ SETTINGS: dict[str, Setting] = {
     "s3_endpoint_url": Setting(None, check_optional_url),
     "s3_region": Setting(None, optional(lambda value, base: _check_word(value, "region"))),
     "s3_profile": Setting(None, optional(lambda value, base: _check_word(value, "profile"))),
+    # mirroring what environments need (conda/depends.py, conda/solve.py, lockfiles/)
+    "include_dependencies": Setting(False, check_bool),
+    "closure": Setting("depends", check_choice("depends", "solve")),
+    "environments": Setting([], check_environments),
+    "lockfiles": Setting([], check_lockfiles),
 }
 
 

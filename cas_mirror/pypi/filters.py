@@ -153,6 +153,8 @@ class FilterSpec:
     exclude_project_regex: tuple[re.Pattern, ...] = ()
     exclude_release_regex: tuple[re.Pattern, ...] = ()
     max_project_size: int | None = None
+    # normalized project -> its lockfile pins (locked.py decides those projects' files)
+    pins: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_settings(cls, s: dict[str, Any]) -> FilterSpec:
@@ -360,6 +362,7 @@ def _excluded_platform(spec: FilterSpec, filename: str) -> bool:
 class Selection:
     kept: list[UpstreamFile] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)  # filename -> why
+    problems: list[str] = field(default_factory=list)  # pins upstream cannot meet
 
 
 def select_files(spec: FilterSpec, project: str, files: list[UpstreamFile]) -> Selection:

@@ -19,6 +19,7 @@ from ..text import safe
 from .client import PageGone, UpstreamError, fetch_json_api, fetch_project
 from .filters import FilterSpec, Selection, select_files
 from .local import check_local
+from .locked import apply_pins
 from .plan import WantedFile, plan_files
 from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectWork, SyncReport
 from .settings import PypiSettings
@@ -98,6 +99,8 @@ def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Down
         except (HttpError, UpstreamError) as exc:
             w.report.failed.append((f"{s.json_api_url}/{w.name}/json", str(exc)))
     w.selection = select_files(spec, w.name, page.files)
+    if spec.pins:
+        w.selection = apply_pins(w.selection, page.files, spec.pins, w.name)
     if page.status == "quarantined":  # PEP 792: an index must not offer its files
         w.selection = Selection([], {f.filename: "project-status: quarantined"
                                      for f in page.files})

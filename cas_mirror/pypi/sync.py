@@ -25,6 +25,7 @@ import time
 from ..config import Config
 from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
 from ..lock import TreeLock
+from ..lockfiles import LockfileError, read_lockfiles
 from ..net import (
     Downloader,
     DownloadJob,
@@ -44,7 +45,9 @@ from .client import (
     fetch_listing_xmlrpc,
     whitelist_listing,
 )
+from .depends import Closure, pull_dependencies
 from .filters import FilterSpec
+from .locked import pinned_spec
 from .model import Listing
 from .plan import WantedFile, plan_projects
 from .prepare import StopFlag, prepare_all
@@ -67,6 +70,8 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
         report.notices.append("create_org has no meaning for a file tree; ignored")
         output.info("notice: create_org has no meaning for a file tree; ignored")
     spec = FilterSpec.from_settings(settings.values)
+    if config.lockfiles:
+        spec = pinned_spec(spec, read_lockfiles(config.lockfiles).pypi)
     check_tree(settings, config, dry_run)
     if dry_run:
         _run(settings, spec, output, report, dry_run, verify)
@@ -111,11 +116,13 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
 def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
          dry_run: bool, verify: bool) -> None:
     state = load_state(s.state_dir)
-    refetch_all = verify or not s.use_serial or (
-        bool(state.projects) and state.fingerprint != s.fingerprint)
+    # Pins and the closure decide a project's files from other projects: look at all.
+    refetch_all = verify or not s.use_serial or bool(spec.pins) or s.include_dependencies \
+        or (bool(state.projects) and state.fingerprint != s.fingerprint)
     guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
-        if spec.exact_names is not None and not s.use_xml_rpc:
+        # (the closure needs the whole list: dependencies are found in it)
+        if spec.exact_names is not None and not s.use_xml_rpc and not s.include_dependencies:
             listing = whitelist_listing(spec.exact_names, state)
             report.source, report.listed = listing.source, len(listing.projects)
         else:
@@ -142,6 +149,18 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
             report.listed = len(listing.projects)  # the names upstream has a page for
         report.unchanged += sum(1 for w in work if w.not_modified)
         work = [w for w in work if not w.not_modified]
+        if s.include_dependencies:
+            pulled = pull_dependencies(
+                work, Closure(spec, s.values), downloader, listing,
+                lambda n: ProjectWork(n, _display(n, listing, state),
+                                      listing.projects[n].serial, state.projects.get(n),
+                                      ProjectReport(n)),
+                lambda more, dep_spec: prepare_all(more, s, dep_spec, downloader, verify,
+                                                   report, output))
+            for name in pulled:
+                projects_plan.remove.pop(name, None)
+        if problems := [p for w in work if w.selection for p in w.selection.problems]:
+            raise LockfileError("\n".join(problems))
         removals = [ProjectReport(name, "remove", why)
                     for name, why in projects_plan.remove.items()]
         for r in removals:

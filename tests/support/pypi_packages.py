@@ -28,11 +28,13 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _metadata(name: str, version: str, requires_python: str | None) -> bytes:
+def _metadata(name: str, version: str, requires_python: str | None,
+              requires_dist: tuple[str, ...] = ()) -> bytes:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
              f"Summary: {name} for tests"]
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
+    lines.extend(f"Requires-Dist: {r}" for r in requires_dist)
     return ("\n".join(lines) + "\n\n").encode()
 
 
@@ -45,11 +47,11 @@ def _filler(size: int, seed: int) -> str:
 
 def build_wheel(name: str, version: str, tag: str = "py3-none-any",
                 requires_python: str | None = None, payload: int = 2000,
-                seed: int = 0) -> tuple[str, bytes, bytes]:
+                seed: int = 0, requires_dist: tuple[str, ...] = ()) -> tuple[str, bytes, bytes]:
     """(file name, wheel bytes, METADATA bytes) of a real, installable wheel."""
     dist = re.sub(r"[-_.]+", "_", name)
     filename = f"{dist}-{version}-{tag}.whl"
-    metadata = _metadata(name, version, requires_python)
+    metadata = _metadata(name, version, requires_python, tuple(requires_dist))
     info = f"{dist}-{version}.dist-info"
     module = f"{dist.lower()}/__init__.py"
     body = f"VERSION = {version!r}\nDATA = {_filler(payload, seed)!r}\n".encode()
@@ -73,10 +75,12 @@ def build_wheel(name: str, version: str, tag: str = "py3-none-any",
 
 
 def build_sdist(name: str, version: str, requires_python: str | None = None,
-                payload: int = 2000, seed: int = 0) -> tuple[str, bytes]:
+                payload: int = 2000, seed: int = 0,
+                requires_dist: tuple[str, ...] = ()) -> tuple[str, bytes]:
     dist = re.sub(r"[-_.]+", "_", name).lower()
     base = f"{dist}-{version}"
-    members = {f"{base}/PKG-INFO": _metadata(name, version, requires_python),
+    members = {f"{base}/PKG-INFO": _metadata(name, version, requires_python,
+                                             tuple(requires_dist)),
                f"{base}/{dist}/__init__.py":
                    f"VERSION = {version!r}\nDATA = {_filler(payload, seed + 1)!r}\n".encode()}
     buffer = io.BytesIO()
@@ -154,17 +158,19 @@ class SimpleUpstream:
 
     def add(self, name: str, version: str, kinds=("wheel", "sdist"),
             tag: str = "py3-none-any", requires_python: str | None = None,
-            payload: int = 2000, seed: int = 0, metadata: bool = True) -> list[UpFile]:
+            payload: int = 2000, seed: int = 0, metadata: bool = True,
+            requires_dist: tuple[str, ...] = ()) -> list[UpFile]:
         out = []
         for kind in kinds:
             if kind == "wheel":
                 filename, data, meta = build_wheel(name, version, tag, requires_python,
-                                                   payload, seed)
+                                                   payload, seed, tuple(requires_dist))
                 out.append(self.add_file(name, filename, data, version,
                                          metadata=meta if metadata else None,
                                          requires_python=requires_python))
             else:
-                filename, data = build_sdist(name, version, requires_python, payload, seed)
+                filename, data = build_sdist(name, version, requires_python, payload, seed,
+                                             tuple(requires_dist))
                 out.append(self.add_file(name, filename, data, version,
                                          requires_python=requires_python))
         return out
