@@ -24,7 +24,6 @@ the next run starts from the newer state. Packages are never written: they are t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from cas_index.model import ChannelReport, Options
 from cas_index.patch import PATCH_FILE
 from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 
+from .digests import file_digest
 from .storage import NEW, Conflict, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def _publish_outputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path
         if not _in_scope(key, scope):
             continue  # another platform's (maybe older) copy, or the channel's files
         path = work / key
-        sha256 = _sha256(path)
+        sha256 = file_digest(path)
         remote = listed.get(key)
         known = outputs.get(key)
         if known and remote and known["etag"] == remote.etag and known["sha256"] == sha256:
@@ -240,12 +240,6 @@ def _is_output(key: str) -> bool:
 # ---------------------------------------------------------------------- state
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _load_state(path: Path) -> dict:

@@ -9,13 +9,13 @@ before anything is downloaded for it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..digests import file_digest
 from ..net import part_path
 from ..paths import nearest_existing, not_writable
 from .plan import is_package_file
@@ -65,11 +65,7 @@ def bad_hashes(folder: Path, records: dict[str, Any], present: dict[str, int],
             expected, algorithm = record.get("md5"), "md5"
         if not expected:
             return False
-        digest = hashlib.new(algorithm)
-        with open(folder / fn, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest() != expected.lower()
+        return file_digest(folder / fn, algorithm) != expected.lower()
 
     candidates = [fn for fn in records if fn in present]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

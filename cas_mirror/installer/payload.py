@@ -24,7 +24,6 @@ Members:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -34,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..digests import file_digest
 from .contents import PackageContents, PackageError, PathEntry
 from .prefix import PrefixPatch, find_patch
 from .spec import InstallerSpec
@@ -162,9 +162,4 @@ def _history(spec: InstallerSpec, packages: Sequence[PackageContents]) -> str:
 
 
 def sha256_of_tail(path: Path, start: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, start=start)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..digests import file_digest
 from ..errors import EXIT_PARTIAL, CasError, ConfigError
 from ..net import Downloader, DownloadJob
 from ..text import plural, safe
@@ -167,13 +167,8 @@ def verify_file(path: Path, size: int | None, sha256: str | None) -> str | None:
         actual = path.stat().st_size
         if size is not None and actual != size:
             return f"{path}: {actual} bytes, the repodata says {size}"
-        if sha256:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != sha256:
-                return f"{path}: sha256 {digest.hexdigest()}, the repodata says {sha256}"
+        if sha256 and (actual_sha256 := file_digest(path)) != sha256:
+            return f"{path}: sha256 {actual_sha256}, the repodata says {sha256}"
     except OSError as exc:
         return f"{path}: cannot read ({exc.strerror or exc})"
     return None

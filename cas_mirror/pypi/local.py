@@ -5,9 +5,7 @@ entry for the same size and mtime says it was verified before; `--verify` always
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
+from ..digests import file_digest
 from .plan import WantedFile
 from .settings import PypiSettings
 
@@ -21,14 +19,6 @@ def digest_for(s: PypiSettings, want: WantedFile) -> tuple[str | None, str | Non
     if want.md5:
         return "md5", want.md5
     return None, None
-
-
-def hash_file(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_local(s: PypiSettings, want: WantedFile, cached: list | None,
@@ -49,6 +39,6 @@ def check_local(s: PypiSettings, want: WantedFile, cached: list | None,
         return [st.st_size, st.st_mtime_ns, None, None], None
     if not verify and cached and cached[:4] == [st.st_size, st.st_mtime_ns, algorithm, expected]:
         return cached, None
-    if hash_file(path, algorithm) != expected:
+    if file_digest(path, algorithm) != expected:
         return None, f"{algorithm} mismatch"
     return [st.st_size, st.st_mtime_ns, algorithm, expected], None

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cas_index.atomic import write_if_changed
 
+from ..digests import file_digest
 from ..errors import is_disk_full, os_problem
 from . import pages
 from .hashindex import project_folder, remove_other_layout
-from .local import hash_file
 from .model import Listing
 from .results import PROVENANCE_SUFFIX, ProjectWork, SyncReport
 from .settings import PypiSettings
@@ -98,7 +98,7 @@ def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
             if meta not in present:
                 core = False
             elif core is True or (isinstance(core, dict) and "sha256" not in core):
-                core = {"sha256": hash_file(s.web / "packages" / meta, "sha256")}
+                core = {"sha256": file_digest(s.web / "packages" / meta, "sha256")}
         out.append(pages.PageFile(f.filename, _href(s, f.relpath, f.url), f.hashes, size,
                                   f.requires_python, f.yanked, core, f.upload_time,
                                   _provenance_href(s, f, present)))

@@ -33,6 +33,7 @@ from pathlib import Path
 from cas_index.atomic import write_atomic, write_if_changed
 from cas_index.lock import ChannelLock
 
+from ..digests import file_digest
 from ..pypi import pages
 from ..pypi.model import normalize
 from .auth import Refusal
@@ -117,7 +118,7 @@ class PrivateIndex:
             raise Refusal(409, f"File already exists: {dist.filename}; a file name can be "
                           "uploaded once (upload a new version)")
         folder.mkdir(parents=True, exist_ok=True)
-        digest, size = _sha256(received), received.stat().st_size
+        digest, size = file_digest(received), received.stat().st_size
         entry = {"filename": dist.filename, "version": dist.version, "sha256": digest,
                  "size": size, "requires_python": dist.requires_python, "yanked": False,
                  "upload_time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}
@@ -211,9 +212,3 @@ class PrivateIndex:
             write_if_changed(self.simple / filename, body)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import shutil
@@ -31,6 +30,7 @@ from cas_index.layout import KNOWN_SUBDIRS, is_package_name
 from cas_index.model import Options
 from cas_index.package import PackageError, read_package
 
+from ..digests import file_digest
 from ..errors import is_disk_full, os_problem
 from . import audit
 from .app import Handled
@@ -131,7 +131,7 @@ class CondaUploadHandler:
         try:
             target.hardlink_to(staged)  # never replaces a file
         except FileExistsError:
-            if _sha256(target) != record["sha256"]:
+            if file_digest(target) != record["sha256"]:
                 raise Refusal(409, f"{channel}/{subdir}/{filename} exists already with other "
                               "bytes; delete it first") from None
             status, message = 200, f"OK: {channel}/{subdir}/{filename} was already published"
@@ -152,7 +152,7 @@ class CondaUploadHandler:
                 client: str) -> tuple[int, str]:
         target = self.root / channel / subdir / filename
         try:
-            digest, size = _sha256(target), target.stat().st_size
+            digest, size = file_digest(target), target.stat().st_size
             target.unlink()
         except FileNotFoundError:
             raise Refusal(404, f"{channel}/{subdir}/{filename} does not exist") from None
@@ -190,9 +190,3 @@ def _check_inflation(path: Path, filename: str) -> None:
                       "(a zip bomb?)")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
