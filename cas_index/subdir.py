@@ -60,8 +60,12 @@ class SubdirIndex:
         for name in leftovers:
             (self.folder / name).unlink(missing_ok=True)
         self.instructions, instructions_key = self._instructions()
+        # The listing in the order the folder gave it (no sort: 200,000 entries sort and
+        # encode in ~0.7 s): an unchanged folder lists in the same order, and another
+        # order only costs the slower check against the cache below.
+        listing = hashlib.sha256(json.dumps(self.listing).encode()).hexdigest()
         self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
-                              instructions_key, sorted(self.listing.items())])
+                              instructions_key, listing])
         self.cache.open()
         state = self.cache.get_meta("published")
         if (not self.options.force and state and state.get("token") == self.token
