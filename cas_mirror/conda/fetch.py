@@ -83,6 +83,10 @@ class Fetched:
             self._document, self._packed = document, None
         return self._document
 
+    @document.setter
+    def document(self, value: bytes) -> None:  # more shards read (upstream_shards.py)
+        self._document, self._packed = value, None
+
 
 def fetch_platform(downloader: Downloader, source: ChannelSource, platform: str,
                    previous: PlatformState, state_folder: Path, max_size: int) -> Fetched:
