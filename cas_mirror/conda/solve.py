@@ -13,9 +13,7 @@ with the solver's explanation, naming the environment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +98,9 @@ def solve_environment(env: Environment, platform: str,
     """Solve `env` for `platform`: `documents` is, per channel in priority order,
     (channel URL, subdir -> repodata JSON bytes of the allowed records). Returns
     ([(channel URL, subdir, file name)], None), or ([], why) when it cannot be solved."""
+    import asyncio  # (here: importing asyncio costs every sync ~20 ms of start-up)
+    import tempfile
+
     from rattler import Channel, SparseRepoData, solve_with_sparse_repodata
 
     with tempfile.TemporaryDirectory(prefix="cas-solve-") as scratch:
