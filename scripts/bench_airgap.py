@@ -155,8 +155,8 @@ def main() -> int:
             "pages), on tmpfs. Each export is a whole `cas-sync export` process (start-up, "
             "the locks, listing the tree, loading the base snapshot, the volumes with their "
             "sha256, the manifest and the new snapshot); the baselines do only the copying "
-            "or listing. The machine is shared with other sessions' test runs: the load "
-            f"average is given.\n\n{note}\n\n{report}")
+            "or listing. The load average (2 cores) is given: above 2, other work shared "
+            f"the machine.\n\n{note}\n\n{report}")
     crashes = crash_note(stats)
     body += f"\n\n{crashes}" if crashes else ""
     print(body)

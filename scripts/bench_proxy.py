@@ -215,10 +215,9 @@ def main() -> int:
         f"{args.workers} worker processes and no access log, side by side; one warm-up "
         f"window each, then {args.runs} windows of {args.duration} s, alternating; median "
         "(min - max). Cold miss: one 20 MB package with curl, the proxy's entry deleted "
-        f"before each run; one warm-up, then {args.runs} runs each, alternating. The machine "
-        "was shared with other engineers' test runs and benchmarks, so absolute figures are "
-        f"noisy; load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at the "
-        "end."
+        f"before each run; one warm-up, then {args.runs} runs each, alternating. Load "
+        f"average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at the end (above "
+        "the 2 cores, other work shared the machine and absolute figures are noisy)."
     )
     hit_ratio = hits["proxy"].extra("rps").median / base
     miss_ratio = miss["proxy-cold"].wall.median / miss["direct"].wall.median

@@ -110,8 +110,8 @@ def main() -> int:
         "the client's alone; moto is slow per request and sets most of the wall time). "
         "The peak column is not the clients': each child is forked from the benchmark "
         "process, whose moto keeps every run's objects in memory, so it grows run by run. "
-        "The machine was shared with other engineers' test runs: compare the sides of one "
-        "table, not figures across tables."),
+        "Compare the sides of one table, not figures across tables (the load average "
+        "says how busy the machine was)."),
         table(stats, against={"obstore": "boto3"}, labels=labels),
         protocol_note(args.runs, scratch, load),
         crash_note(stats),
