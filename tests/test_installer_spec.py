@@ -29,11 +29,11 @@ def test_seed_spec_reads_as_written(tmp_path: Path):
     (tmp_path / "my-license.txt").write_text("terms\n")
     spec = read_spec(write_spec(tmp_path, (
         "name: my-installer\nversion: 1.10\n"
-        "channels: [ http://repo.continuum.io/pkgs/free/ ]\n"
+        "channels: [ http://repo.example.invalid/pkgs/free/ ]\n"
         "specs: [python, conda]\nlicense_file: my-license.txt\n")), "linux-64")
     assert spec.version == "1.10"  # as written, not YAML's float 1.1
     assert spec.installer_name("linux-64") == "my-installer-1.10-linux-64.sh"
-    assert [c.url for c in spec.channels] == ["http://repo.continuum.io/pkgs/free"]
+    assert [c.url for c in spec.channels] == ["http://repo.example.invalid/pkgs/free"]
     assert spec.platforms == ("linux-64",) and spec.default_prefix == "$HOME/my-installer"
     assert spec.license_text == "terms\n"
 

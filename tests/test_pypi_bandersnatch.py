@@ -12,13 +12,15 @@ import pytest
 from cas_mirror.cli import main
 
 # The three [mirror] examples of seed 004, as its users have them.
+# The seed's example configurations (seed 004), their hosts renamed to .invalid ones: the
+# tests only read them, and no test names a host it could reach.
 MINIMAL = """\
 [mirror]
 ; base destination path for mirrored files
 directory = {dir}
 
 ; upstream package repository to mirror
-master = https://pypi.org
+master = https://pypi.example.invalid
 
 ; parallel downloads - keep low to avoid overwhelming upstream
 workers = 3
@@ -39,9 +41,9 @@ ALTERNATIVE = """\
 [mirror]
 directory = {dir}
 ; Project and package metadata received from this repository
-master = https://pypi.org
+master = https://pypi.example.invalid
 ; Package distribution artifacts downloaded from here if possible
-download-mirror = https://pypi-mirror.example.com/
+download-mirror = https://pypi-mirror.example.invalid/
 
 ; required options from basic config
 workers = 3
@@ -53,7 +55,7 @@ hash-index = false
 INDEX_ONLY = """\
 [mirror]
 directory = {dir}
-master = https://pypi.org
+master = https://pypi.example.invalid
 simple-format = ALL
 release-files = false
 root_uri = https://files.pythonhosted.org/
@@ -87,7 +89,7 @@ def test_minimal_example_maps_with_the_ini_file_as_source(run_cli, tmp_path,
     values, origins = shown["values"], shown["origins"]
     assert shown["tree"] == str(tmp_path / "srv" / "pypi" / "web")  # bandersnatch's web/
     assert shown["mirror_dir"] == str(tmp_path / "srv") and values["user"] == "pypi"
-    assert values["remote_url"] == "https://pypi.org"
+    assert values["remote_url"] == "https://pypi.example.invalid"
     assert (values["workers"], values["timeout"], values["global_timeout"]) == (3, 15, 18000)
     assert values["stop_on_error"] is False and values["hash_index"] is False
     assert origins["workers"] == f"--bandersnatch-config {conf}, line 9 ([mirror] workers)"
@@ -101,7 +103,7 @@ def test_minimal_example_maps_with_the_ini_file_as_source(run_cli, tmp_path,
 
 def test_alternative_download_source_and_index_only_examples(run_cli, tmp_path):
     values = show(run_cli, write(tmp_path, ALTERNATIVE))["values"]
-    assert values["download_mirror"] == "https://pypi-mirror.example.com"
+    assert values["download_mirror"] == "https://pypi-mirror.example.invalid"
     assert values["download_mirror_no_fallback"] is False
     values = show(run_cli, write(tmp_path, INDEX_ONLY))["values"]
     assert values["release_files"] is False and values["simple_format"] == "ALL"
@@ -252,7 +254,7 @@ def test_unreadable_files_are_one_line(run_cli, tmp_path):
     bad.write_text("directory = /srv\n")
     refused(run_cli, bad, "malformed INI file")
     no_dir = tmp_path / "nodir.conf"
-    no_dir.write_text("[mirror]\nmaster = https://pypi.org\n")
+    no_dir.write_text("[mirror]\nmaster = https://pypi.example.invalid\n")
     refused(run_cli, no_dir, "'directory' is required")
 
 
@@ -262,7 +264,7 @@ def test_the_option_is_refused_for_the_conda_sync(run_cli, tmp_path):
 
 
 def test_s3_storage_backend_is_not_available_yet(run_cli, tmp_path):
-    conf = write(tmp_path, MINIMAL.replace("master = https://pypi.org",
+    conf = write(tmp_path, MINIMAL.replace("master = https://pypi.example.invalid",
                                            "master = http://upstream.invalid")
                  + "storage-backend = s3\n")
     for args in ([], ["--dry-run"]):
