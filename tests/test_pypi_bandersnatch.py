@@ -58,7 +58,7 @@ directory = {dir}
 master = https://pypi.example.invalid
 simple-format = ALL
 release-files = false
-root_uri = https://files.pythonhosted.org/
+root_uri = https://files.example.invalid/
 
 ; required options from basic config
 workers = 3
@@ -107,7 +107,7 @@ def test_alternative_download_source_and_index_only_examples(run_cli, tmp_path):
     assert values["download_mirror_no_fallback"] is False
     values = show(run_cli, write(tmp_path, INDEX_ONLY))["values"]
     assert values["release_files"] is False and values["simple_format"] == "ALL"
-    assert values["root_uri"] == "https://files.pythonhosted.org"
+    assert values["root_uri"] == "https://files.example.invalid"
 
 
 def test_every_mirror_option_of_the_reference_maps(run_cli, tmp_path):
