@@ -567,7 +567,8 @@ def test_the_user_agent_names_the_version_without_importlib_metadata():
 
 def test_no_proxy_variable_means_urllib_request_is_never_imported():
     """Start-up: urllib.request (with http.client and email) costs ~40 ms to import and is
-    needed only to read proxy variables; without any `*_proxy` variable it stays out."""
+    needed only to read proxy variables; without a `<scheme>_proxy` variable for the URL's
+    scheme (NO_PROXY alone, or another scheme's proxy) it stays out."""
     import subprocess
     import sys
 
@@ -578,6 +579,11 @@ def test_no_proxy_variable_means_urllib_request_is_never_imported():
     plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, check=True).stdout.split()
     assert plain[-1] == "False", plain
+    bypass_only = subprocess.run([sys.executable, "-c", code],  # names no proxy at all
+                                 env={**env, "NO_PROXY": "127.0.0.1", "https_proxy":
+                                      "http://other-scheme.invalid:3128"},
+                                 capture_output=True, text=True, check=True).stdout.split()
+    assert bypass_only[-1] == "False", bypass_only
     proxied = subprocess.run([sys.executable, "-c", code],
                              env={**env, "http_proxy": "http://env-proxy.invalid:3128"},
                              capture_output=True, text=True, check=True).stdout

@@ -167,11 +167,13 @@ class CurlSetup:
 
 def _environment_proxy(scheme: str, host: str) -> str:
     """The proxy the environment names for `scheme` and `host` ("" for none), as Python's
-    urllib reads it (HTTPS_PROXY, HTTP_PROXY, NO_PROXY...). On Linux urllib looks only at
-    variables ending in `_proxy`, so without one there is no proxy and urllib.request (and
-    http.client, email: ~40 ms of start-up) is not imported at all."""
+    urllib reads it (HTTPS_PROXY, HTTP_PROXY, NO_PROXY...). On Linux urllib reads a
+    scheme's proxy only from `<scheme>_proxy` (any case), so without that variable there
+    is none (a NO_PROXY alone names no proxy) and urllib.request (with http.client and
+    email: ~40 ms of start-up) is not imported at all."""
+    wanted = f"{scheme}_proxy"
     if sys.platform.startswith("linux") and not any(
-            name[-6:].lower() == "_proxy" for name in os.environ):
+            name.lower() == wanted for name in os.environ):
         return ""
     import urllib.request
 
