@@ -40,13 +40,15 @@ from . import negotiate
 from .app import CHUNK_SIZE, STREAM_THRESHOLD, Handled
 from .conditional import UNSATISFIABLE, if_range_allows, not_modified, parse_range
 from .files import (
-    _SIMPLE_CONTENT_TYPE,
     ALLOWED_METHODS,
+    SIMPLE_CONTENT_TYPE,
     SIMPLE_VARIANTS,
     Refused,
-    _cache_control,
+    cache_control,
     content_type_for,
     error,
+    not_acceptable,
+    present_variants,
     url_segments,
 )
 
@@ -94,7 +96,7 @@ class BucketHandler:
             key, simple = join_key(*segments), False
         if path.endswith("/") or not key:
             return await self._folder(method, path, key, simple, headers, protocol)
-        extra = _cache_control(segments, segments[-1])
+        extra = cache_control(segments, segments[-1])
         handled = await self._object(method, key, headers, protocol, extra=extra)
         if handled is not None:
             return handled
@@ -180,22 +182,15 @@ class BucketHandler:
         found = await asyncio.gather(*(_run(self.storage.head, join_key(key, n))
                                        for n in names))
         exists = {name for name, info in zip(names, found, strict=True) if info is not None}
-        present = {}
-        for media_type, candidates in SIMPLE_VARIANTS.items():
-            for name in candidates:
-                if name in exists:
-                    present[media_type] = name
-                    break
+        present = present_variants(exists.__contains__)
         if not present:
             return None
         vary = [("vary", "Accept")]
         media_type = negotiate.choose(headers.get("accept"), list(present))
         if media_type is None:
-            offered = ", ".join(present)
-            return _send_error(protocol, method, 406, vary,
-                               f"this index is available as: {offered}\n")
+            return _send_error(protocol, method, 406, vary, not_acceptable(present))
         handled = await self._object(method, join_key(key, present[media_type]), headers,
-                                     protocol, content_type=_SIMPLE_CONTENT_TYPE[media_type],
+                                     protocol, content_type=SIMPLE_CONTENT_TYPE[media_type],
                                      extra=vary)
         return handled if handled is not None else _send_error(protocol, method, 404, vary)
 

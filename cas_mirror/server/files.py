@@ -58,7 +58,7 @@ SIMPLE_VARIANTS = {
     negotiate.HTML_V1: ("index.v1_html", "index.html"),
     negotiate.HTML_LEGACY: ("index.html", "index.v1_html"),
 }
-_SIMPLE_CONTENT_TYPE = {
+SIMPLE_CONTENT_TYPE = {
     negotiate.JSON_V1: negotiate.JSON_V1,
     negotiate.HTML_V1: negotiate.HTML_V1,
     negotiate.HTML_LEGACY: "text/html; charset=utf-8",
@@ -184,7 +184,7 @@ class MirrorTree:
             return error(exc.status)
         if stat.S_ISREG(st.st_mode):
             name = os.path.basename(real)
-            return self._file(fd, st, name, headers, extra=_cache_control(segments, name))
+            return self._file(fd, st, name, headers, extra=cache_control(segments, name))
         try:
             if not path.endswith("/"):
                 location = quote(path) + "/" + (f"?{query}" if query else "")
@@ -288,22 +288,13 @@ class MirrorTree:
     # ------------------------------------------------------------------ PEP 691
     def _simple_index(self, dir_fd: int, headers: dict[str, str]) -> Response | None:
         """The negotiated index of a simple-API folder; None when it holds no index file."""
-        exists: dict[str, bool] = {}
-        present = {}
-        for media_type, names in SIMPLE_VARIANTS.items():
-            for name in names:
-                if name not in exists:
-                    exists[name] = _exists(name, dir_fd)
-                if exists[name]:
-                    present[media_type] = name
-                    break
+        present = present_variants(lambda name: _exists(name, dir_fd))
         if not present:
             return None
         vary = [("vary", "Accept")]
         media_type = negotiate.choose(headers.get("accept"), list(present))
         if media_type is None:
-            offered = ", ".join(present)
-            return error(406, vary, f"this index is available as: {offered}\n")
+            return error(406, vary, not_acceptable(present))
         try:
             fd, st, _ = self._open(present[media_type], dir_fd=dir_fd)
         except Refused as exc:
@@ -312,7 +303,7 @@ class MirrorTree:
             os.close(fd)
             return error(404, vary)
         return self._file(fd, st, present[media_type], headers,
-                          content_type=_SIMPLE_CONTENT_TYPE[media_type], extra=vary)
+                          content_type=SIMPLE_CONTENT_TYPE[media_type], extra=vary)
 
     # ------------------------------------------------------------------ listings
     def _listing(self, dir_fd: int, real: str, path: str, headers: dict[str, str]) -> Response:
@@ -374,12 +365,32 @@ class MirrorTree:
         return real.startswith(self._prefix) and "/." not in real[len(self._prefix) - 1:]
 
 
+def present_variants(exists) -> dict[str, str]:
+    """Media type -> the file that holds it, for the index variants a simple-API folder
+    has (`exists(name)`: whether the folder holds that file; asked once per name)."""
+    seen: dict[str, bool] = {}
+    present = {}
+    for media_type, names in SIMPLE_VARIANTS.items():
+        for name in names:
+            if name not in seen:
+                seen[name] = exists(name)
+            if seen[name]:
+                present[media_type] = name
+                break
+    return present
+
+
+def not_acceptable(present: dict[str, str]) -> str:
+    """The body of a 406 for a simple-API folder holding the variants `present`."""
+    return f"this index is available as: {', '.join(present)}\n"
+
+
 # A CEP-16 shard is named by the sha256 of its bytes: it never changes, so clients and
 # CDNs may keep it for a year without revalidating (everything else is revalidated).
 IMMUTABLE = [("cache-control", "public, max-age=31536000, immutable")]
 
 
-def _cache_control(segments: list[str], name: str) -> list[tuple[str, str]] | None:
+def cache_control(segments: list[str], name: str) -> list[tuple[str, str]] | None:
     """The caching headers of a served file: immutable for shards (`.../shards/<sha256>`)."""
     if len(segments) >= 2 and segments[-2] == SHARDS_DIR and is_shard_file(name):
         return IMMUTABLE
