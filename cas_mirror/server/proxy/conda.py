@@ -13,7 +13,6 @@ even when asked for by URL). Packages go through the `Store`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -134,28 +133,12 @@ class CondaProxy:
 
     async def _ensure(self, channel: CondaUpstream, spec: FilterSpec, subdir: str,
                       folder: str) -> metadata.Freshness:
-        quick = metadata.fresh(folder, self.settings.metadata_ttl)
-        if quick is not None:
-            return quick
         url = f"{channel.upstream}/{subdir}/{REPODATA}"
-
-        def fetch(conditional: dict[str, str]):
-            document = self.upstream.document(url, conditional,
-                                              max_bytes=self.settings.max_repodata_size)
-            if document.status == 304:
-                return metadata.NOT_MODIFIED
-            try:
-                build_platform(document.data, url, subdir, spec, folder,
-                               self.settings.max_repodata_size)
-            except RepodataError as exc:
-                raise UpstreamFailure(str(exc), 502) from None
-            return document.headers
-
-        freshness = await asyncio.to_thread(metadata.ensure, folder,
-                                            self.settings.metadata_ttl, fetch, url)
-        if freshness.note == "STALE":
-            self.stats.add("stale")
-        return freshness
+        size = self.settings.max_repodata_size
+        return await metadata.refresh(
+            self.upstream, folder, self.settings.metadata_ttl, url,
+            lambda document: build_platform(document.data, url, subdir, spec, folder, size),
+            (RepodataError,), max_bytes=size, on_stale=lambda: self.stats.add("stale"))
 
     async def _metadata(self, method, path, query, headers, protocol,
                         freshness: metadata.Freshness) -> Handled:

@@ -13,6 +13,7 @@ request. Metadata is never evicted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -154,3 +155,32 @@ def _write_meta(folder: str, meta: dict) -> None:
     _SEEN.pop(folder, None)
     with contextlib.suppress(OSError):  # a full disk: the next request asks upstream again
         write_atomic(os.path.join(folder, META_FILE), json.dumps(meta).encode())
+
+
+async def refresh(upstream, folder: str, ttl: float, url: str, build: Callable,
+                  errors: tuple[type[Exception], ...], *, prefix: str = "",
+                  headers: Mapping[str, str] | None = None, max_bytes: int | None = None,
+                  on_stale: Callable[[], None] | None = None) -> Freshness:
+    """The entry in `folder`, fresh: as it is within `ttl`, else revalidated from `url`
+    (`upstream.document`, conditionally) and rebuilt by `build(document)` when upstream
+    sent a new one; an error of `errors` from `build` is a 502 saying `prefix` + why.
+    `on_stale` is called when the entry is served stale."""
+    quick = fresh(folder, ttl)
+    if quick is not None:
+        return quick
+
+    def fetch(conditional: dict[str, str]):
+        document = upstream.document(url, {**(headers or {}), **conditional},
+                                     max_bytes=max_bytes)
+        if document.status == 304:
+            return NOT_MODIFIED
+        try:
+            build(document)
+        except errors as exc:
+            raise UpstreamFailure(f"{prefix}{exc}", 502) from None
+        return document.headers
+
+    freshness = await asyncio.to_thread(ensure, folder, ttl, fetch, url)
+    if freshness.note == "STALE" and on_stale is not None:
+        on_stale()
+    return freshness

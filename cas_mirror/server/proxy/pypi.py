@@ -14,7 +14,6 @@ page lists one. Files the filters drop are refused with 403.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -113,25 +112,10 @@ class PypiProxy:
 
     # ------------------------------------------------------------------ pages
     async def _ensure(self, folder: str, url: str, build) -> metadata.Freshness:
-        quick = metadata.fresh(folder, self.settings.metadata_ttl)
-        if quick is not None:
-            return quick
-
-        def fetch(conditional: dict[str, str]):
-            document = self.upstream.document(url, {"Accept": ACCEPT, **conditional})
-            if document.status == 304:
-                return metadata.NOT_MODIFIED
-            try:
-                build(document)
-            except UpstreamError as exc:
-                raise UpstreamFailure(f"{url}: {exc}", 502) from None
-            return document.headers
-
-        freshness = await asyncio.to_thread(metadata.ensure, folder,
-                                            self.settings.metadata_ttl, fetch, url)
-        if freshness.note == "STALE":
-            self.stats.add("stale")
-        return freshness
+        return await metadata.refresh(
+            self.upstream, folder, self.settings.metadata_ttl, url, build, (UpstreamError,),
+            prefix=f"{url}: ", headers={"Accept": ACCEPT},
+            on_stale=lambda: self.stats.add("stale"))
 
     async def _root(self, method, path, headers, protocol) -> Handled:
         if not path.endswith("/"):
