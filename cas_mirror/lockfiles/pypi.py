@@ -51,9 +51,7 @@ def _pylock(path: str, text: str, doc: dict[str, Any]) -> list[PypiPin]:
     out = []
     for package in doc.get("packages") or []:
         name, version = str(package.get("name", "")), package.get("version")
-        files = list(package.get("wheels") or [])
-        if isinstance(package.get("sdist"), dict):
-            files.append(package["sdist"])
+        files = _files(package)
         for item in files:
             url = item.get("url")
             filename = item.get("name") or (_filename(url) if url else None)
@@ -67,6 +65,15 @@ def _pylock(path: str, text: str, doc: dict[str, Any]) -> list[PypiPin]:
     return out
 
 
+def _files(package: dict[str, Any]) -> list[dict[str, Any]]:
+    """A locked package's files: its wheels, then its sdist (pylock.toml and uv.lock
+    spell them the same way)."""
+    files = list(package.get("wheels") or [])
+    if isinstance(package.get("sdist"), dict):
+        files.append(package["sdist"])
+    return files
+
+
 def _uv_lock(path: str, text: str, doc: dict[str, Any]) -> list[PypiPin]:
     out = []
     for package in doc.get("package") or []:
@@ -74,9 +81,7 @@ def _uv_lock(path: str, text: str, doc: dict[str, Any]) -> list[PypiPin]:
         if "registry" not in source:
             continue  # the project itself, a path or git dependency: not on an index
         name, version = str(package.get("name", "")), package.get("version")
-        files = list(package.get("wheels") or [])
-        if isinstance(package.get("sdist"), dict):
-            files.append(package["sdist"])
+        files = _files(package)
         for item in files:
             url = item.get("url")
             if not url:

@@ -80,11 +80,7 @@ def inspect(path: Path, filename: str) -> Distribution:
     if canonicalize_name(meta_name) != normalized:
         raise Refusal(400, f"{filename}: its metadata names project {meta_name!r}, not "
                       f"{normalized!r}")
-    try:
-        same_version = Version(meta_version) == version
-    except InvalidVersion:
-        same_version = False
-    if not same_version:
+    if not same_version(meta_version, version):
         raise Refusal(400, f"{filename}: its metadata says version {meta_version!r}, the "
                       f"file name {version}")
     return Distribution(filename, str(meta_name), normalized, str(version), filetype,
@@ -112,6 +108,7 @@ def _wheel_metadata(path: Path, filename: str, bound: int) -> bytes:
                 return member.read(MAX_METADATA + 1)[:MAX_METADATA]
     except Refusal:
         raise
+    # (zipfile raises NotImplementedError for a compression method it cannot read)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
             NotImplementedError) as exc:
         raise Refusal(400, f"{filename}: not a valid wheel (zip archive: {exc})") from None
@@ -155,3 +152,11 @@ def _sdist_metadata(path: Path, filename: str, bound: int) -> bytes:
     except (tarfile.TarError, OSError, EOFError, ValueError, gzip.BadGzipFile) as exc:
         raise Refusal(400, f"{filename}: not a valid sdist (tar.gz archive: {exc})") from None
     raise Refusal(400, f"{filename}: not an sdist (no {base}/PKG-INFO inside)")
+
+
+def same_version(text: str, version: Version) -> bool:
+    """Whether `text` is a PEP 440 version equal to `version` (1.0 == 1.0.0)."""
+    try:
+        return Version(text) == version
+    except InvalidVersion:
+        return False

@@ -20,7 +20,6 @@ import secrets
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from cas_index.errors import LockHeldError
 
@@ -29,7 +28,7 @@ from . import audit
 from .app import Handled
 from .auth import Refusal, authorize, client_address, reply
 from .private_index import PrivateIndex
-from .pypi_archive import check_filename, inspect
+from .pypi_archive import check_filename, inspect, same_version
 from .reqbody import Form, boundary_of, copy_range, declared_length, parse_form, receive
 from .tokens import Token, TokenStore
 
@@ -121,11 +120,7 @@ class PypiUploadHandler:
         if canonicalize_name(name) != normalized:
             raise Refusal(400, f"the form says project {name!r}, the file name "
                           f"{filename!r} says {normalized!r}")
-        try:
-            same = Version(form_version) == version
-        except InvalidVersion:
-            same = False
-        if not same:
+        if not same_version(form_version, version):
             raise Refusal(400, f"the form says version {form_version!r}, the file name "
                           f"{filename!r} says {version}")
         said = form.one("filetype")
