@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,13 @@ class Recorded:
         return self.due is None or now < self.due
 
 
-# Keys that name what the run writes, not what it reads (the `pypi:` section is another
-# command's): their files change every run and say nothing about the conda mirror.
-_NOT_INPUTS = ("mirror_dir", "diff_file", "pypi")
+# Keys that name what the run writes, not what it reads: their files change every run.
+_NOT_INPUTS = ("mirror_dir", "diff_file")
 
 
 def config_digest(values: dict[str, Any]) -> str:
     """A digest of the effective configuration and of the files it names (inputs only)."""
-    values = {k: v for k, v in values.items() if k != "pypi"}
+    values = {k: v for k, v in values.items() if k != "pypi"}  # another command's keys
     files: dict[str, list[int]] = {}
 
     def visit(value: Any) -> None:
@@ -77,7 +77,7 @@ def config_digest(values: dict[str, Any]) -> str:
                 st = os.stat(value)
             except (OSError, ValueError):
                 return
-            if not os.path.isdir(value):
+            if not stat.S_ISDIR(st.st_mode):
                 files[str(value)] = [st.st_size, st.st_mtime_ns, st.st_ino]
 
     visit({k: v for k, v in values.items() if k not in _NOT_INPUTS})

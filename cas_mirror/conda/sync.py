@@ -84,10 +84,12 @@ def _stop(report: SyncReport, output: Output, reason: str) -> None:
 def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
          report: SyncReport, dry_run: bool, verify: bool) -> None:
     guard = FreeSpaceGuard(nearest_existing(mirror_dir), config.minimum_free_space)
-    digest = None if dry_run or verify else quiet.config_digest(config.values)
+    # Taken once, before anything is read: a record describes the inputs this run used.
+    digest = quiet.config_digest(config.values)
     with Downloader(network_settings(config), free_space=guard) as downloader:
         work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify,
-                      writable=not dry_run, quiet_digest=digest)
+                      writable=not dry_run,
+                      quiet_digest=None if dry_run or verify else digest)
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return
@@ -108,8 +110,7 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
         for r in retired:
             if r.source.path in written:
                 retire(r, report)
-    _record_quiet(work, written if not report.stopped else set(),
-                  quiet.config_digest(config.values))
+    _record_quiet(work, written if not report.stopped else set(), digest)
 
 
 def _record_quiet(work: list[Work], written: set[str], digest: str) -> None:
