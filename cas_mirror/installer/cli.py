@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -71,5 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(cli, "cas-installer", argv)
 
 
+def console() -> None:
+    """The `cas-installer` console script: `main()`, then an exit that skips interpreter
+    finalisation once rattler is loaded. py-rattler 0.28 can crash (SIGSEGV or abort) while
+    its runtime is torn down after a failed solve, turning exit status 2 into -11; every
+    output stream is flushed and every file closed before, so nothing is lost."""
+    import sys
+
+    status = main()
+    if "rattler" not in sys.modules:
+        raise SystemExit(status)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()
