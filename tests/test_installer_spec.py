@@ -80,13 +80,21 @@ def test_missing_spec_file(tmp_path, run_cli):
                           "found (see etc/installer-example.yaml)\n")
 
 
-def test_unsolvable_specs_name_the_spec(tmp_path, channel, run_cli):
+def test_unsolvable_specs_name_the_spec(tmp_path, channel):
+    """Run as its own process: a failed solve in py-rattler 0.28 can crash the interpreter
+    at exit, which in this process would be pytest's."""
+    import subprocess
+    import sys
+
     spec = write_spec(tmp_path, f"name: x\nversion: 1\nchannels: [{channel}]\n"
                                 "specs: [python, no-such-package]\nplatforms: [linux-64]\n")
-    result = run_cli(cli.main, [spec, "-o", tmp_path / "out", "--cache-dir", tmp_path / "c"])
-    assert result.code == 2
-    assert "cannot solve specs python, no-such-package for linux-64" in result.err
-    assert "no-such-package" in result.err.split("linux-64:", 1)[1]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cas-installer"), str(spec), "-o",
+         str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "cannot solve specs python, no-such-package for linux-64" in result.stderr
+    assert "no-such-package" in result.stderr.split("linux-64:", 1)[1]
     assert list((tmp_path / "out").glob("*.sh")) == []
 
 
