@@ -8,6 +8,10 @@ README says."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -130,3 +134,180 @@ def test_cold_sync_publishes_packages_then_metadata_and_a_no_op_sends_no_list(
     assert again.code == 0, again
     assert s3_endpoint.lists(mirror.bucket) == []
     assert writes(s3_endpoint, mirror.bucket) == []
+
+
+def upstream_bytes(root: Path, platform: str, fn: str) -> bytes:
+    return (root / CHANNEL / platform / fn).read_bytes()
+
+
+def test_verify_lists_once_per_platform_and_repairs_deleted_and_altered_objects(
+        mirror, upstream_root, s3_endpoint):  # noqa: F811
+    assert mirror.sync().code == 0
+    gone, altered = f"{CHANNEL}/linux-64/alpha-1.0-0.conda", f"{CHANNEL}/noarch/gamma-1.0-0.conda"
+    mirror.storage.delete(gone)
+    size = len(upstream_bytes(upstream_root, "noarch", "gamma-1.0-0.conda"))
+    mirror.storage.put_bytes(altered, b"x" * size)  # same size, other bytes
+    s3_endpoint.clear()
+    assert mirror.sync().code == 0  # a no-op trusts its inventory: no request sees it
+    assert mirror.storage.head(gone) is None and s3_endpoint.lists(mirror.bucket) == []
+
+    s3_endpoint.clear()
+    result = mirror.sync("--verify")
+    assert result.code == 0, result
+    assert len(s3_endpoint.lists(mirror.bucket)) == 2  # linux-64/ and noarch/
+    assert sorted(k for k in writes(s3_endpoint, mirror.bucket) if "repodata" not in k
+                  and k.endswith(".conda")) == [gone, altered]
+    assert mirror.storage.read(gone)[0] == upstream_bytes(upstream_root, "linux-64",
+                                                          "alpha-1.0-0.conda")
+    assert mirror.storage.read(altered)[0] == upstream_bytes(upstream_root, "noarch",
+                                                             "gamma-1.0-0.conda")
+
+
+def test_lost_local_state_costs_one_list_per_platform_and_no_upload(
+        mirror, s3_endpoint):  # noqa: F811
+    import shutil
+
+    assert mirror.sync().code == 0
+    before = {i.key: i.etag for i in mirror.storage.list()}
+    shutil.rmtree(mirror.tmp_path / "state")
+    s3_endpoint.clear()
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert len(s3_endpoint.lists(mirror.bucket)) == 2
+    assert writes(s3_endpoint, mirror.bucket) == []
+    assert {i.key: i.etag for i in mirror.storage.list()} == before
+
+
+def test_slow_down_is_retried(mirror, s3_endpoint):  # noqa: F811
+    s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/big-1.0-0.conda*", 503, "PUT", times=2)
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" in mirror.keys()  # noqa: SIM118
+    assert "big-1.0-0.conda" in mirror.records("linux-64")
+
+
+def test_a_package_the_bucket_refuses_is_left_out_of_the_repodata(
+        mirror, s3_endpoint):  # noqa: F811
+    s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/big-1.0-0.conda*", 500, "PUT")
+    result = mirror.sync()
+    assert result.code == 1, result
+    failed = [line for line in result.out.splitlines() if "big-1.0-0.conda" in line]
+    assert failed and "HTTP 500" in failed[-1]
+    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" not in mirror.keys()  # noqa: SIM118
+    records = mirror.records("linux-64")
+    assert "big-1.0-0.conda" not in records and "alpha-1.0-0.conda" in records
+    assert list((mirror.tmp_path / "state").rglob("big-1.0-0.conda*")) == []
+    s3_endpoint.clear()
+    assert mirror.sync().code == 0
+    assert "big-1.0-0.conda" in mirror.records("linux-64")
+
+
+def test_metadata_the_bucket_refuses_leaves_no_repodata_naming_anything_missing(
+        mirror, s3_endpoint):  # noqa: F811
+    s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/linux-64/repodata.json", 503, "PUT")
+    result = mirror.sync()
+    assert result.code == 1, result
+    lines = [line for line in (result.err + result.out).splitlines()
+             if "repodata.json" in line]
+    assert lines and "SlowDown" in lines[0] and "linux-64/repodata.json" in lines[0]
+    keys = mirror.keys()
+    assert f"{CHANNEL}/linux-64/repodata.json" not in keys
+    for key in keys:  # whatever metadata went out names packages that are there
+        if key.endswith("repodata.json.zst"):
+            import zstandard
+
+            doc = json.loads(zstandard.ZstdDecompressor().decompress(
+                mirror.storage.read(key)[0], max_output_size=10**7))
+            folder = key.rsplit("/", 1)[0]
+            assert all(f"{folder}/{fn}" in keys
+                       for fn in {**doc["packages"], **doc["packages.conda"]})
+    s3_endpoint.clear()
+    assert mirror.sync().code == 0
+    assert "big-1.0-0.conda" in mirror.records("linux-64")
+
+
+def test_wrong_credentials_are_one_line_exit_2(mirror, s3_endpoint):  # noqa: F811
+    s3_endpoint.add_fault(f"/{mirror.bucket}*", 403)
+    result = mirror.sync()
+    assert result.code == 2, result
+    assert len(result.err.strip().splitlines()) == 1
+    assert "access denied" in result.err and mirror.bucket in result.err
+
+
+def start_sync(mirror: BucketMirror, state: str) -> subprocess.Popen:
+    """cas-sync in a process of its own (another machine), with the test's environment."""
+    return subprocess.Popen([sys.executable, "-m", "cas_mirror", "-f",
+                             str(mirror.tmp_path / f"{state}.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_killed_mid_upload_is_completed_by_the_next(mirror, s3_endpoint):  # noqa: F811
+    release = threading.Event()
+    fault = s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/big-1.0-0.conda*", 500, "PUT",
+                                  times=1, release=release)
+    process = start_sync(mirror, "state")
+    try:
+        assert fault.held.wait(60), process.communicate(timeout=60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(60)
+    finally:
+        release.set()
+    assert f"{CHANNEL}/linux-64/repodata.json" not in mirror.keys()  # noqa: SIM118
+    result = mirror.sync()
+    assert result.code == 0, result
+    assert "big-1.0-0.conda" in mirror.records("linux-64")
+    staged = [p for p in (mirror.tmp_path / "state").rglob("*")
+              if p.name.endswith((".conda", ".tar.bz2", ".part"))]
+    assert staged == []
+
+
+def test_two_writers_on_one_platform_one_stops_with_exit_3(mirror, s3_endpoint):  # noqa: F811
+    """Machine A is about to publish the shard index of linux-64 when machine B (another
+    state folder, a config that drops delta) publishes the platform: A stops (exit 3),
+    naming the key, and the bucket is B's, consistent."""
+    mirror.configure("other", blacklist=["delta"])
+    release = threading.Event()
+    fault = s3_endpoint.add_fault(
+        f"/{mirror.bucket}/mirror/*/linux-64/repodata_shards.msgpack.zst", 0, "PUT", times=1,
+        release=release)
+    process = start_sync(mirror, "state")
+    try:
+        assert fault.held.wait(60), process.communicate(timeout=60)
+        other = mirror.sync(state="other")
+        assert other.code == 0, other
+    finally:
+        release.set()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 3, (out, err)
+    lines = [line for line in err.splitlines() if "another writer" in line]
+    assert len(lines) == 1 and "linux-64/repodata_shards.msgpack.zst" in lines[0]
+    keys = mirror.keys()
+    records = mirror.records("linux-64")
+    assert "delta-1.0-0.conda" not in records
+    assert all(f"{CHANNEL}/linux-64/{fn}" in keys for fn in records)
+
+
+def test_two_platforms_at_once_both_land_and_channeldata_lists_both(
+        mirror, s3_endpoint):  # noqa: F811
+    """linux-64 on one machine, osx-arm64 on another, at the same time: both publish noarch
+    (the same bytes: kept), and the channeldata.json written in between is merged."""
+    mirror.configure("arm", platforms=["osx-arm64"])
+    release = threading.Event()
+    fault = s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/channeldata.json", 0, "PUT",
+                                  times=1, release=release)
+    process = start_sync(mirror, "state")
+    try:
+        assert fault.held.wait(60), process.communicate(timeout=60)
+        arm = mirror.sync(state="arm")
+        assert arm.code == 0, arm
+    finally:
+        release.set()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, (out, err)
+    channeldata = mirror.json(f"{CHANNEL}/channeldata.json")
+    assert channeldata["subdirs"] == ["linux-64", "noarch", "osx-arm64"]
+    assert channeldata["packages"]["orca"]["subdirs"] == ["osx-arm64"]
+    assert channeldata["packages"]["gamma"]["subdirs"] == ["noarch"]
+    assert channeldata["packages"]["alpha"]["subdirs"] == ["linux-64"]
+    assert "orca-1.0-0.conda" in mirror.records("osx-arm64")
+    assert "alpha-1.0-0.conda" in mirror.records("linux-64")

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from cas_index.atomic import write_if_changed
 from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 
-from ..digests import file_digest
 from ..net import DownloadResult, ProgressReporter
 from ..storage import NEW, Conflict, Storage, StorageError
 from ..storage.inventory import Entry, Inventory, md5_of_etag
@@ -197,12 +196,16 @@ class BucketTarget:
         names = _outputs(w.folder)
         try:
             for name in names:
-                sha256 = file_digest(w.folder / name)
+                data = (w.folder / name).read_bytes()
+                sha256 = hashlib.sha256(data).hexdigest()
                 entry = inventory.entries.get(name)
-                if entry is not None and entry.sha256 == sha256:
+                if entry is not None and (entry.sha256 == sha256 or (
+                        entry.sha256 is None and
+                        md5_of_etag(entry.etag) == hashlib.md5(data).hexdigest())):
+                    # what the bucket holds (known, or listed under its MD5)
+                    inventory.entries[name] = Entry(len(data), entry.etag, sha256)
                     continue
                 key = f"{prefix}/{name}"
-                data = (w.folder / name).read_bytes()
                 expect = entry.etag if entry is not None else NEW
                 log.info("publishing %s", self.storage.describe(key))
                 try:
