@@ -253,12 +253,17 @@ def test_a_run_killed_mid_upload_is_completed_by_the_next(mirror, s3_endpoint): 
     finally:
         release.set()
     assert f"{CHANNEL}/linux-64/repodata.json" not in mirror.keys()  # noqa: SIM118
+    assert list((mirror.tmp_path / "state").rglob("big-1.0-0.conda"))  # staged, not uploaded
+    mirror.configure(blacklist=["big"])  # the next run no longer wants it
     result = mirror.sync()
     assert result.code == 0, result
-    assert "big-1.0-0.conda" in mirror.records("linux-64")
+    assert "big-1.0-0.conda" not in mirror.records("linux-64")
     staged = [p for p in (mirror.tmp_path / "state").rglob("*")
               if p.name.endswith((".conda", ".tar.bz2", ".part"))]
     assert staged == []
+    mirror.configure()
+    assert mirror.sync().code == 0
+    assert "big-1.0-0.conda" in mirror.records("linux-64")
 
 
 def test_two_writers_on_one_platform_one_stops_with_exit_3(mirror, s3_endpoint):  # noqa: F811
@@ -311,3 +316,45 @@ def test_two_platforms_at_once_both_land_and_channeldata_lists_both(
     assert channeldata["packages"]["alpha"]["subdirs"] == ["linux-64"]
     assert "orca-1.0-0.conda" in mirror.records("osx-arm64")
     assert "alpha-1.0-0.conda" in mirror.records("linux-64")
+
+
+@pytest.mark.slow
+def test_rattler_installs_from_the_synced_bucket(mirror, tmp_path, s3_endpoint,  # noqa: F811
+                                                 monkeypatch):
+    """Through cas-server --root s3://..., and straight from the bucket with py-rattler's
+    own s3:// channel support (path-style requests to the endpoint)."""
+    import asyncio
+
+    import rattler
+    from rattler.networking import Client, S3Middleware
+    from rattler.networking.middleware import S3Config
+
+    from tests.support.cas_server import CasServer
+    from tests.support.clients import rattler_install
+    from tests.support.s3 import ACCESS_KEY, SECRET_KEY
+
+    assert mirror.sync().code == 0
+    server = CasServer(mirror.url, tmp_path / "logs", "-f", str(mirror.tmp_path / "state.yaml"))
+    try:
+        installed = rattler_install([f"{server.url}/{CHANNEL}"], ["delta"], tmp_path / "p1")
+    finally:
+        server.stop()
+    assert installed == ["alpha-1.0-0.conda", "delta-1.0-0.conda", "gamma-1.0-0.conda"]
+
+    auth = tmp_path / "rattler-auth.json"
+    auth.write_text(json.dumps({f"s3://{mirror.bucket}": {"S3Credentials": {
+        "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}}}))
+    monkeypatch.setenv("RATTLER_AUTH_FILE", str(auth))
+    client = Client([S3Middleware({mirror.bucket: S3Config(s3_endpoint.url, "us-east-1",
+                                                           "path")})])
+
+    async def straight() -> list[str]:
+        gateway = rattler.Gateway(cache_dir=tmp_path / "cache2", client=client)
+        records = await rattler.solve([f"{mirror.url}/{CHANNEL}"], ["delta"], gateway=gateway,
+                                      platforms=["linux-64", "noarch"], virtual_packages=[])
+        await rattler.install(records, tmp_path / "p2", cache_dir=tmp_path / "pkgs2",
+                              client=client, show_progress=False,
+                              platform=rattler.Subdir("linux-64"))
+        return sorted(r.file_name for r in records)
+
+    assert asyncio.run(straight()) == installed
