@@ -70,7 +70,7 @@ class BucketMirror:
     def sync(self, *args, state="state"):
         return self.run_cli(main, ["-f", self.tmp_path / f"{state}.yaml", *args])
 
-    def keys(self, prefix="") -> dict[str, int]:
+    def objects(self, prefix="") -> dict[str, int]:
         return {i.key: i.size for i in self.storage.list(prefix)}
 
     def json(self, key: str) -> dict:
@@ -107,7 +107,7 @@ def test_cold_sync_publishes_packages_then_metadata_and_a_no_op_sends_no_list(
         mirror, upstream_root, s3_endpoint):  # noqa: F811
     result = mirror.sync()
     assert result.code == 0, result
-    keys = mirror.keys()
+    keys = mirror.objects()
     for platform in ("linux-64", "noarch"):
         expected = package_files(upstream_root, platform)
         assert {k.rsplit("/", 1)[1]: s for k, s in keys.items()
@@ -134,6 +134,21 @@ def test_cold_sync_publishes_packages_then_metadata_and_a_no_op_sends_no_list(
     assert again.code == 0, again
     assert s3_endpoint.lists(mirror.bucket) == []
     assert writes(s3_endpoint, mirror.bucket) == []
+
+    # A run with work to do (the configuration changed) still lists nothing, and deletes
+    # the package it drops only after the repodata that no longer names it.
+    mirror.configure(blacklist=["big"])
+    s3_endpoint.clear()
+    changed = mirror.sync()
+    assert changed.code == 0, changed
+    assert s3_endpoint.lists(mirror.bucket) == []
+    big = f"{CHANNEL}/linux-64/big-1.0-0.conda"
+    assert big not in mirror.objects() and "big-1.0-0.conda" not in mirror.records("linux-64")
+    sent = [("DELETE" if r.query == "delete" else r.method, r.path.split("/mirror/", 1)[-1])
+            for r in s3_endpoint.requests if r.method in ("PUT", "DELETE", "POST")]
+    deletes = [i for i, (method, _) in enumerate(sent) if method == "DELETE"]
+    assert len(deletes) == 1  # (obstore deletes through DeleteObjects)
+    assert deletes[0] > sent.index(("PUT", f"{CHANNEL}/linux-64/repodata.json"))
 
 
 def upstream_bytes(root: Path, platform: str, fn: str) -> bytes:
@@ -182,7 +197,7 @@ def test_slow_down_is_retried(mirror, s3_endpoint):  # noqa: F811
     s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/big-1.0-0.conda*", 503, "PUT", times=2)
     result = mirror.sync()
     assert result.code == 0, result
-    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" in mirror.keys()  # noqa: SIM118
+    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" in mirror.objects()
     assert "big-1.0-0.conda" in mirror.records("linux-64")
 
 
@@ -193,7 +208,7 @@ def test_a_package_the_bucket_refuses_is_left_out_of_the_repodata(
     assert result.code == 1, result
     failed = [line for line in result.out.splitlines() if "big-1.0-0.conda" in line]
     assert failed and "HTTP 500" in failed[-1]
-    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" not in mirror.keys()  # noqa: SIM118
+    assert f"{CHANNEL}/linux-64/big-1.0-0.conda" not in mirror.objects()
     records = mirror.records("linux-64")
     assert "big-1.0-0.conda" not in records and "alpha-1.0-0.conda" in records
     assert list((mirror.tmp_path / "state").rglob("big-1.0-0.conda*")) == []
@@ -210,7 +225,7 @@ def test_metadata_the_bucket_refuses_leaves_no_repodata_naming_anything_missing(
     lines = [line for line in (result.err + result.out).splitlines()
              if "repodata.json" in line]
     assert lines and "SlowDown" in lines[0] and "linux-64/repodata.json" in lines[0]
-    keys = mirror.keys()
+    keys = mirror.objects()
     assert f"{CHANNEL}/linux-64/repodata.json" not in keys
     for key in keys:  # whatever metadata went out names packages that are there
         if key.endswith("repodata.json.zst"):
@@ -252,7 +267,7 @@ def test_a_run_killed_mid_upload_is_completed_by_the_next(mirror, s3_endpoint): 
         process.wait(60)
     finally:
         release.set()
-    assert f"{CHANNEL}/linux-64/repodata.json" not in mirror.keys()  # noqa: SIM118
+    assert f"{CHANNEL}/linux-64/repodata.json" not in mirror.objects()
     assert list((mirror.tmp_path / "state").rglob("big-1.0-0.conda"))  # staged, not uploaded
     mirror.configure(blacklist=["big"])  # the next run no longer wants it
     result = mirror.sync()
@@ -286,19 +301,21 @@ def test_two_writers_on_one_platform_one_stops_with_exit_3(mirror, s3_endpoint):
     assert process.returncode == 3, (out, err)
     lines = [line for line in err.splitlines() if "another writer" in line]
     assert len(lines) == 1 and "linux-64/repodata_shards.msgpack.zst" in lines[0]
-    keys = mirror.keys()
+    keys = mirror.objects()
     records = mirror.records("linux-64")
     assert "delta-1.0-0.conda" not in records
     assert all(f"{CHANNEL}/linux-64/{fn}" in keys for fn in records)
 
 
+@pytest.mark.parametrize("held", ["noarch/repodata.json", "channeldata.json"])
 def test_two_platforms_at_once_both_land_and_channeldata_lists_both(
-        mirror, s3_endpoint):  # noqa: F811
-    """linux-64 on one machine, osx-arm64 on another, at the same time: both publish noarch
-    (the same bytes: kept), and the channeldata.json written in between is merged."""
+        mirror, s3_endpoint, held):  # noqa: F811
+    """linux-64 on one machine, osx-arm64 on another, at the same time (the first held
+    just before writing `held`): both publish noarch (the same bytes: kept), and the
+    channeldata.json written in between is merged."""
     mirror.configure("arm", platforms=["osx-arm64"])
     release = threading.Event()
-    fault = s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/channeldata.json", 0, "PUT",
+    fault = s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/{held}", 0, "PUT",
                                   times=1, release=release)
     process = start_sync(mirror, "state")
     try:
