@@ -375,3 +375,37 @@ def test_rattler_installs_from_the_synced_bucket(mirror, tmp_path, s3_endpoint, 
         return sorted(r.file_name for r in records)
 
     assert asyncio.run(straight()) == installed
+
+
+@pytest.mark.slow
+def test_a_killed_multipart_upload_is_aborted_by_the_next_run(
+        s3_endpoint, http_server, tmp_path, run_cli, tmp_path_factory):  # noqa: F811
+    """A package larger than the multipart chunk, killed between its parts: the next run
+    aborts the incomplete upload (invisible, but stored and billed) and publishes."""
+    from cas_mirror.storage.s3 import MULTIPART_CHUNK
+
+    root = tmp_path / "upstream-huge"
+    build_channel(root / CHANNEL, [PkgSpec("huge", "1.0", subdir="linux-64",
+                                           payload_size=MULTIPART_CHUNK + 100_000),
+                                   PkgSpec("gamma", "1.0", subdir="noarch")])
+    s3_endpoint.clear()
+    mirror = BucketMirror(s3_endpoint, http_server(root).url, tmp_path, run_cli)
+    release = threading.Event()
+    fault = s3_endpoint.add_fault(f"/{mirror.bucket}/mirror/*/huge-1.0-0.conda?partNumber=2*",
+                                  500, "PUT", times=1, release=release)
+    process = start_sync(mirror, "state")
+    try:
+        assert fault.held.wait(60), process.communicate(timeout=60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(60)
+    finally:
+        release.set()
+    huge = f"{CHANNEL}/linux-64/huge-1.0-0.conda"
+    assert huge not in mirror.objects()
+    result = mirror.sync()
+    assert result.code == 0, result
+    aborts = [r for r in s3_endpoint.requests if r.method == "DELETE" and "uploadId" in r.query
+              and r.path.endswith(huge)]
+    assert len(aborts) == 1
+    assert "huge-1.0-0.conda" in mirror.records("linux-64")
+    assert mirror.objects()[huge] > MULTIPART_CHUNK

@@ -27,6 +27,7 @@ quiet check work unchanged) and, for a moment, the packages being uploaded.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -41,10 +42,12 @@ from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 
 from ..net import DownloadResult, ProgressReporter
 from ..storage import NEW, Conflict, Storage, StorageError
+from ..storage.base import write_file_atomically
 from ..storage.inventory import Entry, Inventory, md5_of_etag
 from ..text import safe
 from .local import LocalFolder, scan_folder
 from .plan import is_package_file
+from .state import STATE_ROOT
 
 if TYPE_CHECKING:
     from .gather import Work
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INVENTORY = "bucket-inventory.json"
+UPLOADING = "bucket-uploads.json"  # keys of multipart uploads under way (in .cas-sync/)
 BATCH_FILES = 200
 BATCH_BYTES = 256 * 1024 * 1024
 UPLOAD_WORKERS = 8
@@ -134,9 +138,41 @@ class BucketTarget:
         return frozenset(bad)
 
     # ------------------------------------------------------------------ packages
+    def prepare(self) -> None:
+        """Before anything is uploaded: abort the multipart uploads a killed run left
+        (storage/multipart.py); the keys were noted in UPLOADING before they started."""
+        marker = self.staging / STATE_ROOT / UPLOADING
+        try:
+            keys = json.loads(marker.read_bytes())
+        except (OSError, ValueError):
+            return
+        from ..storage.multipart import abort_uploads
+
+        try:
+            abort_uploads(self.storage, [k for k in keys if isinstance(k, str)],
+                          datetime.datetime.now(datetime.timezone.utc))
+        except StorageError as exc:  # costs storage, not correctness: tried again next run
+            log.warning("%s", exc)
+            return
+        marker.unlink(missing_ok=True)
+
+    def _note_uploads(self, jobs) -> None:
+        """Remember the keys of the multipart uploads about to start (for `prepare`)."""
+        from ..storage.s3 import MULTIPART_CHUNK
+
+        keys = [self._key(j.dest) for j in jobs if (j.size or 0) > MULTIPART_CHUNK]
+        marker = self.staging / STATE_ROOT / UPLOADING
+        try:
+            known = json.loads(marker.read_bytes())
+        except (OSError, ValueError):
+            known = []
+        if keys and not set(keys) <= set(known):
+            write_file_atomically(marker, [json.dumps(sorted({*known, *keys})).encode()])
+
     def download(self, downloader, jobs, progress) -> list[DownloadResult]:
         """Download in batches; each batch is uploaded (and its local copies removed)
         while the next one downloads."""
+        self._note_uploads(jobs)
         batches, batch, size = [], [], 0
         for index, job in enumerate(jobs):
             batch.append(index)
@@ -161,6 +197,7 @@ class BucketTarget:
                     uploading.result()
             finally:
                 progress.finish()
+        (self.staging / STATE_ROOT / UPLOADING).unlink(missing_ok=True)
         return results
 
     def _upload_batch(self, pool, batch, got, results) -> None:

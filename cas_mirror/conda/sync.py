@@ -97,6 +97,7 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return
+        target.prepare()
         for w in work:
             if w.usable:
                 check_writable(w)

@@ -40,6 +40,9 @@ class LocalTarget:
                    workers: int) -> frozenset[str]:
         return bad_hashes(w.folder, records, present, workers)
 
+    def prepare(self) -> None:
+        """Nothing to clean: partial downloads are resumed or removed by the plan."""
+
     def download(self, downloader, jobs, progress):
         return downloader.download(jobs, progress)
 
