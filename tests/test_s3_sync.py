@@ -433,3 +433,10 @@ def test_a_platform_no_longer_configured_leaves_the_bucket_after_channeldata(
     first = min(i for i, r in enumerate(sent) if r.query == "delete")
     assert "channeldata.json" in sent[first - 1].path
     assert all(r.query == "delete" for r in sent[first:])
+
+
+def test_dry_run_writes_nothing_to_the_bucket(mirror, s3_endpoint):  # noqa: F811
+    result = mirror.sync("--dry-run")
+    assert result.code == 0, result
+    assert mirror.objects() == {}
+    assert writes(s3_endpoint, mirror.bucket) == []

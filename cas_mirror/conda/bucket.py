@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -68,19 +69,17 @@ class BucketTarget:
 
     remote = True
 
-    def __init__(self, storage: Storage, staging: Path):
-        self.storage = storage
+    def __init__(self, storage: Callable[[], Storage], staging: Path):
+        self._open = storage
+        self._storage: Storage | None = None
         self.staging = staging
         self._inventories: dict[Path, tuple[Path, Inventory]] = {}  # folder -> (file, inv)
 
-    def describe(self) -> str:
-        return self.storage.describe()
-
-    def check_access(self, sources) -> None:
-        """Fail at once, in one line (exit 2), when the bucket cannot be used as configured:
-        one HEAD request (not a LIST: a no-op run sends none)."""
-        if sources:
-            self.storage.head(f"{sources[0].path}/channeldata.json")
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = self._open()
+        return self._storage
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.staging).as_posix()
@@ -138,9 +137,16 @@ class BucketTarget:
         return frozenset(bad)
 
     # ------------------------------------------------------------------ packages
-    def prepare(self) -> None:
-        """Before anything is uploaded: abort the multipart uploads a killed run left
-        (storage/multipart.py); the keys were noted in UPLOADING before they started."""
+    def prepare(self, work: list[Work]) -> None:
+        """Before anything is uploaded (unless every platform is quiet): fail at once, in
+        one line (exit 2), when the bucket refuses us (one HEAD, not a LIST); abort the
+        multipart uploads a killed run left (storage/multipart.py), whose keys were noted
+        in UPLOADING before they started."""
+        if all(w.quiet is not None or not w.usable for w in work):
+            return
+        sources = [w.source for w in work]
+        if sources:
+            self.storage.head(f"{sources[0].path}/channeldata.json")
         marker = self.staging / STATE_ROOT / UPLOADING
         try:
             keys = json.loads(marker.read_bytes())

@@ -58,7 +58,6 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
     problem, report.mirror_dir_status = mirror_dir_status(mirror_dir)
     if problem:
         raise ConfigError(f"{config.where(key)}: {problem}")
-    target.check_access(sources)
     if dry_run:
         _run(config, sources, spec, mirror_dir, output, report, dry_run, verify, target)
     else:
@@ -97,7 +96,7 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return
-        target.prepare()
+        target.prepare(work)
         for w in work:
             if w.usable:
                 check_writable(w)

@@ -30,9 +30,6 @@ class LocalTarget:
 
     remote = False
 
-    def check_access(self, sources) -> None:
-        """The folder's checks are mirror_dir_status's (local.py)."""
-
     def scan(self, w: Work, verify: bool) -> LocalFolder:
         return scan_folder(w.folder)
 
@@ -40,7 +37,7 @@ class LocalTarget:
                    workers: int) -> frozenset[str]:
         return bad_hashes(w.folder, records, present, workers)
 
-    def prepare(self) -> None:
+    def prepare(self, work) -> None:
         """Nothing to clean: partial downloads are resumed or removed by the plan."""
 
     def download(self, downloader, jobs, progress):
@@ -79,8 +76,10 @@ def open_target(config) -> tuple[Path, LocalTarget]:
     from ..storage import S3Settings, open_storage
     from .bucket import BucketTarget
 
-    storage = open_storage(config.mirror_dir, S3Settings.from_config(config),
-                           config.where("mirror_dir"))
+    def storage():  # opened when first needed: a quiet run needs no credentials at all
+        return open_storage(config.mirror_dir, S3Settings.from_config(config),
+                            config.where("mirror_dir"))
+
     staging = Path(config.values.get("state_dir") or default_state_dir(config.mirror_dir))
     return staging, BucketTarget(storage, staging)
 
