@@ -440,3 +440,15 @@ def test_dry_run_writes_nothing_to_the_bucket(mirror, s3_endpoint):  # noqa: F81
     assert result.code == 0, result
     assert mirror.objects() == {}
     assert writes(s3_endpoint, mirror.bucket) == []
+
+
+def test_a_listing_that_keeps_failing_fails_its_platform_alone(mirror, s3_endpoint):  # noqa: F811
+    """--verify lists each platform; linux-64's listing answers 500: that platform fails
+    (exit 1, one line naming it), noarch is verified and published."""
+    assert mirror.sync().code == 0
+    s3_endpoint.add_fault(f"/{mirror.bucket}?*prefix=mirror%2Fpkgs%2Fmain%2Flinux-64*", 500)
+    s3_endpoint.add_fault(f"/{mirror.bucket}/?*prefix=mirror%2Fpkgs%2Fmain%2Flinux-64*", 500)
+    result = mirror.sync("--verify")
+    assert result.code == 1, result
+    failed = [line for line in result.out.splitlines() if "cannot list" in line]
+    assert len(failed) == 1 and "linux-64" in failed[0] and "HTTP 500" in failed[0]

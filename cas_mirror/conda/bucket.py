@@ -104,7 +104,13 @@ class BucketTarget:
         return inventory
 
     def scan(self, w: Work, verify: bool) -> LocalFolder:
-        inventory = self.inventory(w, verify)
+        """What the bucket holds for the platform; a listing that keeps failing fails the
+        platform alone (its published state stays)."""
+        try:
+            inventory = self.inventory(w, verify)
+        except StorageError as exc:
+            w.report.error = str(exc)
+            return LocalFolder()
         local = scan_folder(w.folder)
         for fn in local.packages:  # staged by a killed run, never uploaded: download again
             (w.folder / fn).unlink(missing_ok=True)
