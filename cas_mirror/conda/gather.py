@@ -56,7 +56,7 @@ from .repodata import (
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
-from .target import LOCAL, LocalTarget
+from .target import LOCAL, Target
 from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
 from .wishes import Wishes, complete
 
@@ -85,7 +85,7 @@ class Work:
     quiet: quiet.Recorded | None = None  # nothing to do: the last run's record (quiet.py)
     shards_due: float | None = None  # when publishing may delete an unnamed shard
     started: float = field(default_factory=time.monotonic)
-    target: LocalTarget = LOCAL  # where it is published (target.py)
+    target: Target = LOCAL  # where it is published (target.py)
 
     @property
     def usable(self) -> bool:
@@ -130,7 +130,7 @@ def channel_sources(config: Config) -> list[ChannelSource]:
 def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
            downloader: Downloader, output: Output, report: SyncReport,
            verify: bool = False, writable: bool = False,
-           quiet_digest: str | None = None, target: LocalTarget = LOCAL) -> list[Work]:
+           quiet_digest: str | None = None, target: Target = LOCAL) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     for w in work:

@@ -33,7 +33,7 @@ from .results import PlatformReport, SyncReport
 from .retired import Retired
 from .run_exports import publish_run_exports, remember
 from .state import save_state
-from .target import LOCAL, LocalTarget
+from .target import LOCAL, Target
 from .upstream_shards import prune_shard_cache
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def _naming(path: Path, write, *args):
 
 
 def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
-                        report: SyncReport, store: LocalTarget | None = None,
+                        report: SyncReport, store: Target | None = None,
                         removed: list[Retired] = ()) -> set[str]:
     """channeldata.json per channel: its platforms and, per package, where it is mirrored,
     so another mirror (or a client) can discover the channel's platforms. Retired platforms
@@ -206,7 +206,7 @@ def _add_platform(doc: dict[str, Any], platform: str, names) -> None:
             subdirs.append(platform)
 
 
-def retire(retired: Retired, report: SyncReport, store: LocalTarget = LOCAL) -> None:
+def retire(retired: Retired, report: SyncReport, store: Target = LOCAL) -> None:
     """Remove a platform no longer configured (after its channel's channeldata.json, which
     no longer lists it, is published)."""
     row = PlatformReport(retired.source.path, retired.platform, unconfigured="removed")

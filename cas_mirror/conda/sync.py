@@ -41,7 +41,7 @@ from .publish import (
 from .results import PlatformReport, SyncReport
 from .retired import Retired, find_retired, removal_allowed
 from .state import STATE_ROOT, load_state
-from .target import LocalTarget, open_target
+from .target import Target, open_target
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _stop(report: SyncReport, output: Output, reason: str) -> None:
 
 
 def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
-         report: SyncReport, dry_run: bool, verify: bool, target: LocalTarget) -> None:
+         report: SyncReport, dry_run: bool, verify: bool, target: Target) -> None:
     guard = FreeSpaceGuard(nearest_existing(mirror_dir), config.minimum_free_space)
     # Taken once, before anything is read: a record describes the inputs this run used.
     digest = quiet.config_digest(config.values)
@@ -174,7 +174,7 @@ def _package_url(w: Work, fn: str) -> str:
 
 
 def _download(work: list[Work], downloader: Downloader, output: Output,
-              report: SyncReport, target: LocalTarget) -> None:
+              report: SyncReport, target: Target) -> None:
     jobs: list[DownloadJob] = []
     owners: list[Work] = []
     for w in work:

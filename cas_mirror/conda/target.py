@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cas_index.atomic import write_if_changed
 
@@ -23,6 +23,45 @@ from .local import LocalFolder, bad_hashes, scan_folder
 if TYPE_CHECKING:
     from .gather import Work
     from .retired import Retired
+
+
+class Target(Protocol):
+    """What the sync (sync.py, gather.py) and the publisher (publish.py) ask of where they
+    publish; `LocalTarget` and `bucket.BucketTarget` are the two."""
+
+    remote: bool
+
+    def scan(self, w: Work, verify: bool) -> LocalFolder:
+        """What the platform holds: package file name -> size, and partial downloads."""
+        ...
+
+    def bad_hashes(self, w: Work, records: dict[str, Any], present: dict[str, int],
+                   workers: int) -> frozenset[str]:
+        """Files of `records` held whose content does not match their record."""
+        ...
+
+    def prepare(self, work: list[Work]) -> None:
+        """After planning, before the first download (not in a dry run)."""
+        ...
+
+    def download(self, downloader, jobs, progress) -> list:
+        """Download `jobs` and put them in place; one result per job."""
+        ...
+
+    def publish(self, w: Work) -> None:
+        """After publish.py wrote the platform's metadata in its folder."""
+        ...
+
+    def delete(self, w: Work, fn: str) -> bool: ...
+
+    def settle(self, w: Work) -> None:
+        """After the platform's deletes."""
+        ...
+
+    def write_channeldata(self, path: str, target: Path, data: bytes, doc: dict,
+                          owned: set[str]) -> bool: ...
+
+    def remove_platform(self, retired: Retired) -> int: ...
 
 
 class LocalTarget:
@@ -69,7 +108,7 @@ class LocalTarget:
 LOCAL = LocalTarget()
 
 
-def open_target(config) -> tuple[Path, LocalTarget]:
+def open_target(config) -> tuple[Path, Target]:
     """(the local folder the sync works in, the target it publishes to)."""
     if not is_bucket_url(config.mirror_dir):
         return Path(config.mirror_dir), LOCAL
