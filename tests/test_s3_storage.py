@@ -204,12 +204,12 @@ def test_local_writes_leave_no_temporary_files(tmp_path):
     assert sorted(os.listdir(tmp_path / "t" / "a")) == ["b.json", "c.bin"]
 
 
-def test_mirror_dir_in_a_bucket_is_refused_in_one_line(isolated_config, run_cli, tmp_path):
+def test_a_bad_bucket_mirror_dir_is_refused_in_one_line(isolated_config, run_cli, tmp_path):
     from cas_mirror.cli import main as cas_sync_main
 
-    isolated_config.write_user("mirror_dir: s3://bucket/mirror\n")
+    isolated_config.write_user("mirror_dir: s3://bucket/../mirror\n")
     result = run_cli(cas_sync_main, ["--dry-run"])
     assert result.code == 2
-    assert "mirror_dir" in result.err and "cannot write to object storage" in result.err
+    assert "mirror_dir" in result.err and "'..' are not allowed" in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "s3:").exists()

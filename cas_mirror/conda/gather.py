@@ -44,7 +44,7 @@ from .fetch import (
     resolve_channel,
 )
 from .filter import Decision, FilterSpec, select
-from .local import LocalFolder, bad_hashes, scan_folder
+from .local import LocalFolder
 from .plan import PlatformPlan, plan_platform
 from .repodata import (
     RepodataError,
@@ -56,6 +56,7 @@ from .repodata import (
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
+from .target import LOCAL, Target
 from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
 from .wishes import Wishes, complete
 
@@ -84,6 +85,7 @@ class Work:
     quiet: quiet.Recorded | None = None  # nothing to do: the last run's record (quiet.py)
     shards_due: float | None = None  # when publishing may delete an unnamed shard
     started: float = field(default_factory=time.monotonic)
+    target: Target = LOCAL  # where it is published (target.py)
 
     @property
     def usable(self) -> bool:
@@ -128,9 +130,11 @@ def channel_sources(config: Config) -> list[ChannelSource]:
 def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
            downloader: Downloader, output: Output, report: SyncReport,
            verify: bool = False, writable: bool = False,
-           quiet_digest: str | None = None) -> list[Work]:
+           quiet_digest: str | None = None, target: Target = LOCAL) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
+    for w in work:
+        w.target = target
     wishes = Wishes.of(config, spec, sources)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
         list(pool.map(lambda w: _prepare(w, downloader, spec, config, writable,
@@ -268,7 +272,7 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
                 w.report.failed.append((fn, f"refused: {why}"))
         selected = w.kept()
         try:
-            w.local = scan_folder(w.folder)
+            w.local = w.target.scan(w, verify)
         except OSError as exc:
             w.report.error = f"cannot use {w.folder}: {os_problem(exc)}"
             return
@@ -278,7 +282,8 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
         # files put there by hand) are hashed once; --verify hashes everything.
         to_hash = selected if verify else {fn: r for fn, r in selected.items()
                                            if fn in local and fn not in published}
-        bad = bad_hashes(w.folder, to_hash, local, config.workers) if to_hash else frozenset()
+        bad = w.target.bad_hashes(w, to_hash, local, config.workers) if to_hash \
+            else frozenset()
         w.plan = plan_platform(selected, local, bad, published, w.local.partials,
                                config.keep_removed)
         _fill_plan(w, selected, bad if verify else frozenset())

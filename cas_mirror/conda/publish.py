@@ -18,21 +18,22 @@ from typing import Any
 
 import msgspec
 
-from cas_index.atomic import write_if_changed
 from cas_index.layout import RUN_EXPORTS
 from cas_index.repodata import publish_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..net import part_path
 from ..paths import not_writable
+from ..storage import StorageError
 from ..text import safe
 from .fetch import platform_url
 from .gather import Work
 from .repodata import RepodataError, empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
-from .retired import Retired, remove_platform
+from .retired import Retired
 from .run_exports import publish_run_exports, remember
 from .state import save_state
+from .target import LOCAL, Target
 from .upstream_shards import prune_shard_cache
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
         if is_disk_full(exc):
             raise disk_full(exc, w.folder / "repodata.json") from None
         w.report.error = f"cannot write {exc.filename or w.folder}: {os_problem(exc)}"
+    except StorageError as exc:  # a bucket kept failing: what it had published stays
+        w.report.error = str(exc)
     finally:
         w.report.seconds += time.monotonic() - started
 
@@ -88,12 +91,13 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     w.report.shards = published.shards.as_dict() if shards else None
     if shards and published.shards.oldest_unnamed is not None:
         w.shards_due = published.shards.oldest_unnamed + shard_grace_seconds
+    # run_exports.json is metadata too: out (and, for a bucket, uploaded) before deletes
+    state_changed = _publish_run_exports(w, report, set(w.plan.up_to_date) | w.got)
+    w.target.publish(w)
     for fn in w.plan.delete:  # empty with keep_removed
-        try:
-            (w.folder / fn).unlink()
+        if w.target.delete(w, fn):
             w.report.deleted += 1
-        except FileNotFoundError:
-            pass
+    w.target.settle(w)
     for fn in w.plan.stale_partials:  # a killed run's downloads of files no longer wanted
         part_path(w.folder / fn).unlink(missing_ok=True)
         log.info("%s/%s: removed the stale partial download of %s", w.source.path,
@@ -101,7 +105,6 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     for fn in w.report.verified_bad:
         w.report.verified_bad[fn] = "downloaded again" if fn in w.got else \
             "download failed; left out of the published repodata"
-    state_changed = _publish_run_exports(w, report, set(w.plan.up_to_date) | w.got)
     sharded = w.fetched.sharded if w.fetched is not None else None
     if w.fetched is not None and (w.fetched.changed or state_changed):
         if sharded is None:
@@ -147,7 +150,8 @@ def _naming(path: Path, write, *args):
 
 
 def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
-                        report: SyncReport) -> set[str]:
+                        report: SyncReport, store: Target | None = None,
+                        removed: list[Retired] = ()) -> set[str]:
     """channeldata.json per channel: its platforms and, per package, where it is mirrored,
     so another mirror (or a client) can discover the channel's platforms. Retired platforms
     that are kept are listed too: they are still served. A channel with a platform that
@@ -172,14 +176,17 @@ def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
         doc["packages"] = dict(sorted(doc["packages"].items()))
         target = mirror_dir / path / "channeldata.json"
         data = msgspec.json.format(msgspec.json.encode(doc), indent=2)
+        owned = {*doc["subdirs"], *(r.platform for r in removed if r.source.path == path)}
         try:
-            if write_if_changed(target, data):
+            if (store or LOCAL).write_channeldata(path, target, data, doc, owned):
                 report.changed_files.append(target)
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full(exc, target) from None
             report.platforms.append(PlatformReport(
                 path, "*", error=f"cannot write {target}: {os_problem(exc)}"))
+        except StorageError as exc:
+            report.platforms.append(PlatformReport(path, "*", error=str(exc)))
     return set(channels)
 
 
@@ -199,13 +206,13 @@ def _add_platform(doc: dict[str, Any], platform: str, names) -> None:
             subdirs.append(platform)
 
 
-def retire(retired: Retired, report: SyncReport) -> None:
+def retire(retired: Retired, report: SyncReport, store: Target = LOCAL) -> None:
     """Remove a platform no longer configured (after its channel's channeldata.json, which
     no longer lists it, is published)."""
     row = PlatformReport(retired.source.path, retired.platform, unconfigured="removed")
     report.platforms.append(row)
     try:
-        row.deleted = remove_platform(retired)
+        row.deleted = store.remove_platform(retired)
     except OSError as exc:
         if is_disk_full(exc):
             raise disk_full(exc, retired.folder) from None

@@ -41,6 +41,7 @@ from .publish import (
 from .results import PlatformReport, SyncReport
 from .retired import Retired, find_retired, removal_allowed
 from .state import STATE_ROOT, load_state
+from .target import Target, open_target
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +52,25 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
     started = time.monotonic()
     sources = channel_sources(config)
     spec = filter_spec(config)
-    mirror_dir = Path(config.mirror_dir)
-    report = SyncReport(dry_run=dry_run, mirror_dir=str(mirror_dir))
+    mirror_dir, target = open_target(config)  # for a bucket: the local staging tree
+    report = SyncReport(dry_run=dry_run, mirror_dir=str(config.mirror_dir))
+    key = "state_dir" if target.remote else "mirror_dir"
     problem, report.mirror_dir_status = mirror_dir_status(mirror_dir)
     if problem:
-        raise ConfigError(f"{config.where('mirror_dir')}: {problem}")
+        raise ConfigError(f"{config.where(key)}: {problem}")
     if dry_run:
-        _run(config, sources, spec, mirror_dir, output, report, dry_run, verify)
+        _run(config, sources, spec, mirror_dir, output, report, dry_run, verify, target)
     else:
         try:
             mirror_dir.mkdir(parents=True, exist_ok=True)
             (mirror_dir / STATE_ROOT).mkdir(exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"{config.where('mirror_dir')}: cannot create "
+            raise ConfigError(f"{config.where(key)}: cannot create "
                               f"{exc.filename or mirror_dir}: {os_problem(exc)}") from None
         with TreeLock(mirror_dir / STATE_ROOT / "lock"):
             try:
-                _run(config, sources, spec, mirror_dir, output, report, dry_run, verify)
+                _run(config, sources, spec, mirror_dir, output, report, dry_run, verify,
+                     target)
             except DiskFullError as exc:
                 _stop(report, output, str(exc))
             _write_diff_file(config, report, output)
@@ -82,34 +85,36 @@ def _stop(report: SyncReport, output: Output, reason: str) -> None:
 
 
 def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
-         report: SyncReport, dry_run: bool, verify: bool) -> None:
+         report: SyncReport, dry_run: bool, verify: bool, target: Target) -> None:
     guard = FreeSpaceGuard(nearest_existing(mirror_dir), config.minimum_free_space)
     # Taken once, before anything is read: a record describes the inputs this run used.
     digest = quiet.config_digest(config.values)
     with Downloader(network_settings(config), free_space=guard) as downloader:
         work = gather(config, sources, spec, mirror_dir, downloader, output, report, verify,
                       writable=not dry_run,
-                      quiet_digest=None if dry_run or verify else digest)
+                      quiet_digest=None if dry_run or verify else digest, target=target)
         retired = _retired(config, mirror_dir, work, report, dry_run)
         if dry_run:
             return
+        target.prepare(work)
         for w in work:
             if w.usable:
                 check_writable(w)
                 if w.report.error:
                     output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
-        _download(work, downloader, output, report)
+        _download(work, downloader, output, report, target)
     for w in work:  # also after a stop for disk space: what is in place is published
         publish_platform(w, report, shards=config.shards,
                          shard_grace_seconds=config.shard_grace_period)
     # Retired platforms are removed only by a run that finished: otherwise they stay
     # listed in channeldata.json, since they are still served.
     remove = removal_allowed(config)[0] and not report.stopped
-    written = publish_channeldata(work, [] if remove else retired, mirror_dir, report)
+    written = publish_channeldata(work, [] if remove else retired, mirror_dir, report,
+                                  target, retired if remove else [])
     if remove:
         for r in retired:
             if r.source.path in written:
-                retire(r, report)
+                retire(r, report, target)
     _record_quiet(work, written if not report.stopped else set(), digest)
 
 
@@ -169,7 +174,7 @@ def _package_url(w: Work, fn: str) -> str:
 
 
 def _download(work: list[Work], downloader: Downloader, output: Output,
-              report: SyncReport) -> None:
+              report: SyncReport, target: Target) -> None:
     jobs: list[DownloadJob] = []
     owners: list[Work] = []
     for w in work:
@@ -182,7 +187,7 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
             owners.append(w)
     if not jobs:
         return
-    results = downloader.download(jobs, output.progress("conda"))
+    results = target.download(downloader, jobs, output.progress("conda"))
     for w, result in zip(owners, results, strict=True):
         if result.ok:
             w.got.add(result.job.dest.name)

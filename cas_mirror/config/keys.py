@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import did_you_mean, parse_items
+from ..errors import CasError, did_you_mean, parse_items
 from .checks import (
     BadValue,
     check_bool,
@@ -269,11 +269,15 @@ PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ss
 
 
 def _check_mirror_dir(value: Any, base: Path) -> str:
-    """A folder; a bucket location is refused in one line rather than taken for a relative
-    folder named 's3:' (the syncs write to folders only; README, "Object storage")."""
+    """A folder, or an s3://bucket/prefix location (never taken for a relative folder
+    named 's3:'; README, "Object storage")."""
     if isinstance(value, str) and value.strip()[:5].lower() == "s3://":
-        raise BadValue(f"{value.strip()!r}: the syncs cannot write to object storage yet; "
-                       "give a folder (cas-server --root and cas-index take s3:// locations)")
+        from ..storage import parse_bucket_url
+
+        try:
+            return str(parse_bucket_url(value.strip(), "mirror_dir"))
+        except CasError as exc:
+            raise BadValue(str(exc).removeprefix("mirror_dir: ")) from None
     return check_path(value, base)
 
 
@@ -312,6 +316,8 @@ SETTINGS: dict[str, Setting] = {
     "s3_endpoint_url": Setting(None, check_optional_url),
     "s3_region": Setting(None, optional(lambda value, base: _check_word(value, "region"))),
     "s3_profile": Setting(None, optional(lambda value, base: _check_word(value, "profile"))),
+    # the local state of a sync into a bucket (conda/bucket.py); null: ~/.cache/cas-mirror/...
+    "state_dir": Setting(None, check_optional_path),
     # mirroring what environments need (conda/depends.py, conda/solve.py, lockfiles/)
     "include_dependencies": Setting(False, check_bool),
     "closure": Setting("depends", check_choice("depends", "solve")),

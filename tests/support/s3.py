@@ -44,6 +44,10 @@ class S3Fault:
     status: int
     method: str = "*"
     times: int | None = None
+    # With `release`: a matching request is held (`held` is set) until `release` is set,
+    # then forwarded as usual (status 0) or answered with `status`.
+    release: threading.Event | None = None
+    held: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,8 @@ class S3Endpoint:
         return name
 
     def add_fault(self, pattern: str, status: int, method: str = "*",
-                  times: int | None = None) -> S3Fault:
-        fault = S3Fault(pattern, status, method, times)
+                  times: int | None = None, release: threading.Event | None = None) -> S3Fault:
+        fault = S3Fault(pattern, status, method, times, release)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -136,6 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             body = self._read_chunked()
         fault = endpoint._take_fault(self.command, self.path)
+        if fault is not None and fault.release is not None:
+            fault.held.set()
+            fault.release.wait(60)
+            if not fault.status:
+                fault = None
         if fault is not None:
             code, message = _S3_ERRORS.get(fault.status, ("InternalError", "injected"))
             text = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
