@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +157,9 @@ def _add_section(section: msgspec.Raw, extension: str, platform: str,
     `record_problem` says what is wrong with the others."""
     views = _VIEW_MAP.decode(section)
     safe_name, problem_of = _SAFE_FILENAME.match, record_problem
+    # Names and subdirs repeat across records: one string object for each distinct value
+    # (less memory, and its hash computed once for all the look-ups by name that follow).
+    one = {platform: platform}.setdefault
     for fn, view in views.items():
         name, version, build, size = view.name, view.version, view.build, view.size
         sha256, md5, subdir = view.sha256, view.md5, view.subdir
@@ -169,7 +173,9 @@ def _add_section(section: msgspec.Raw, extension: str, platform: str,
             if problem:
                 refused[fn] = problem
                 continue
-        view.fn = fn
+        view.fn, view.name = fn, one(name, name)
+        if subdir is not None:
+            view.subdir = platform
         records[fn] = view
 
 
@@ -226,7 +232,7 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
     return msgspec.json.encode(out)
 
 
-def depends_of(upstream: UpstreamRepodata, keep: set[str]) -> dict[str, Any]:
+def depends_of(upstream: UpstreamRepodata, keep: Iterable[str]) -> dict[str, Any]:
     """File name -> `depends` of the records in `keep`, decoded from the raw slices the
     parse kept, all in one call (one call per record costs several times more)."""
     records = upstream.records
