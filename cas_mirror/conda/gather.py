@@ -62,6 +62,7 @@ from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
 from .wishes import Wishes, complete
 
 log = logging.getLogger(__name__)
+DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once by the dependency check
 
 
 @dataclass
@@ -210,9 +211,11 @@ def _check_dependencies(work: list[Work]) -> None:
             dropped[platform] = {name.lower() for name in dropped_names}
             dropped[platform].update(unread.get(platform, ()))
         for platform, missing in missing_names(kept, dropped).items():
-            w = platforms[platform]
-            w.report.unsatisfied = unsatisfied(depends_of(w.upstream, selected[platform]),
-                                               missing)
+            w, chosen, found = platforms[platform], selected[platform], {}
+            for start in range(0, len(chosen), DEPENDS_CHUNK):  # a chunk's strings at a time
+                found.update(unsatisfied(
+                    depends_of(w.upstream, chosen[start:start + DEPENDS_CHUNK]), missing))
+            w.report.unsatisfied = found
 
 
 def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,
