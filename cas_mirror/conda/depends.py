@@ -189,9 +189,12 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
 def _by_name(records: Mapping[str, Any]) -> dict[str, list[tuple[str, Any]]]:
     """Lower-case name -> (file name, record), in the document's order."""
     out: dict[str, list[tuple[str, Any]]] = {}
+    lowered: dict[Any, str] = {}  # records of a name share its string (repodata.py)
     for item in records.items():
         name = item[1].name
-        key = name.lower() if type(name) is str else str(name)
+        key = lowered.get(name) if type(name) is str else str(name)
+        if key is None:
+            key = lowered[name] = name.lower()
         if key in out:
             out[key].append(item)
         else:

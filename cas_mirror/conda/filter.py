@@ -75,7 +75,7 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
     pipeline = _Pipeline(platform, spec, _ByName(records, spec.blacklist),
                          _ByName(records, spec.whitelist))
     per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
-    key_of = _key_of(records)
+    key_of = _key_of(records, _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:2])
     memo: dict[tuple, Decision] = {}
     decisions: dict[str, Decision] = {}
     for fn, record in records.items():
@@ -95,15 +95,16 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
 _KEY_FIELDS = ("subdir", "name", "license", "license_family")
 
 
-def _key_of(records: Mapping[str, Any]) -> Callable[[Any], tuple]:
-    """What decides a record of a name tested by name alone, read in one call for
-    records with attributes (repodata.RecordView), else through `.get`."""
+def _key_of(records: Mapping[str, Any], fields: tuple[str, ...]) -> Callable[[Any], tuple]:
+    """What decides a record of a name tested by name alone (its subdir, name and, with a
+    license_blacklist, its licence fields), read in one call for records with attributes
+    (repodata.RecordView), else through `.get`."""
     first = next(iter(records.values()), None)
     if first is not None and not isinstance(first, Mapping) and \
-            all(hasattr(first, f) for f in _KEY_FIELDS):
-        return attrgetter(*_KEY_FIELDS)
-    return lambda r: (r.get("subdir"), r.get("name", ""), r.get("license"),
-                      r.get("license_family"))
+            all(hasattr(first, f) for f in fields):
+        return attrgetter(*fields)
+    defaults = {"name": ""}
+    return lambda r: tuple(r.get(f, defaults.get(f)) for f in fields)
 
 
 class _Pipeline:
