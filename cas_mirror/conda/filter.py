@@ -72,10 +72,11 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
     if spec.platforms is not None and platform not in spec.platforms:
         dropped = Decision(False, PLATFORMS, f"{platform} is not a configured platform")
         return dict.fromkeys(records, dropped)
-    pipeline = _Pipeline(platform, spec, _ByName(records, spec.blacklist),
-                         _ByName(records, spec.whitelist))
-    per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
     key_of = _key_of(records, _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:2])
+    names = _names(records) if spec.blacklist or spec.whitelist else set()
+    pipeline = _Pipeline(platform, spec, _ByName(names, spec.blacklist),
+                         _ByName(names, spec.whitelist))
+    per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
     memo: dict[tuple, Decision] = {}
     decisions: dict[str, Decision] = {}
     for fn, record in records.items():
@@ -105,6 +106,25 @@ def _key_of(records: Mapping[str, Any], fields: tuple[str, ...]) -> Callable[[An
         return attrgetter(*fields)
     defaults = {"name": ""}
     return lambda r: tuple(r.get(f, defaults.get(f)) for f in fields)
+
+
+def _names(records: Mapping[str, Any]) -> set[str]:
+    """The distinct names of `records` (as strings), in one C-level pass for records with
+    attributes (repodata.RecordView)."""
+    first = next(iter(records.values()), None)
+    if first is not None and not isinstance(first, Mapping) and hasattr(first, "name"):
+        try:
+            names = set(map(attrgetter("name"), records.values()))
+        except (AttributeError, TypeError):  # records of another kind, unhashable names
+            pass
+        else:
+            if all(type(n) is str for n in names):
+                return names
+    out: set[str] = set()
+    for r in records.values():
+        name = r.get("name", "")
+        out.add(name if type(name) is str else str(name))
+    return out
 
 
 class _Pipeline:
@@ -209,21 +229,17 @@ def matched_steps(record: Any, platform: str, spec: FilterSpec) -> list[tuple[st
 
 
 class _ByName:
-    """The entries of one list that may match each distinct package name of `records`,
+    """The entries of one list that may match each distinct package name (`names`),
     so that a record costs one dictionary look-up: a name none matches, or whose first
     candidate tests the name alone (it matches every record of that name), is decided
     without looking at the record; only entries with a version or other fields are
     tried on it (in configured order, up to the first name-only entry)."""
 
-    def __init__(self, records: Mapping[str, Any], entries: tuple[Entry, ...]):
+    def __init__(self, names: set[str], entries: tuple[Entry, ...]):
         self.always: dict[str, Entry] = {}  # record name -> the entry matching it
         self.tried: dict[str, tuple[Entry, ...]] = {}  # record name -> entries to try
         if not entries:
             return
-        names: set[str] = set()
-        for r in records.values():
-            name = r.get("name", "")
-            names.add(name if type(name) is str else str(name))
         for name in names:
             lower = name.lower()
             candidates: list[Entry] = []

@@ -234,20 +234,36 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
 
 def depends_of(upstream: UpstreamRepodata, keep: Iterable[str]) -> dict[str, Any]:
     """File name -> `depends` of the records in `keep`, decoded from the raw slices the
-    parse kept, all in one call (one call per record costs several times more)."""
+    parse kept. Records with byte-identical `depends` (builds of one package, most of a
+    channel) share one decoded list, and the distinct ones are decoded in one call."""
     records = upstream.records
-    fns = [fn for fn in keep if fn in records]
+    slot_of: dict[bytes, int] = {}
+    distinct: list[msgspec.Raw] = []
+    slots: dict[str, int] = {}
+    for fn in keep:
+        view = records.get(fn)
+        if view is None:
+            continue
+        raw = view.depends
+        key = bytes(raw)
+        slot = slot_of.get(key)
+        if slot is None:
+            slot = slot_of[key] = len(distinct)
+            distinct.append(raw)
+        slots[fn] = slot
     try:  # encoding a list of Raw slices joins them in C
-        lists = _ANY.decode(msgspec.json.encode([records[fn].depends for fn in fns]))
+        lists = _ANY.decode(msgspec.json.encode(distinct))
     except msgspec.DecodeError:  # one of them is not JSON we can read: one by one
-        out: dict[str, Any] = {}
-        for fn in fns:
+        lists = []
+        for raw in distinct:
             try:
-                out[fn] = _ANY.decode(records[fn].depends)
+                lists.append(_ANY.decode(raw))
             except msgspec.DecodeError:
-                continue  # nothing to compare
-        return out
-    return dict(zip(fns, lists, strict=True))
+                lists.append(_UNREADABLE)  # nothing to compare
+    return {fn: lists[slot] for fn, slot in slots.items() if lists[slot] is not _UNREADABLE}
+
+
+_UNREADABLE = object()
 
 
 def published_records(path) -> dict[str, PublishedRecord]:
