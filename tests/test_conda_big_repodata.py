@@ -205,3 +205,20 @@ def test_depends_that_are_not_json_lists_are_skipped_not_fatal():
     assert depends_of(upstream, ["a-1.0-0.conda", "b-1.0-0.conda"]) == {
         "a-1.0-0.conda": "zlib", "b-1.0-0.conda": ["zlib"]}
     assert isinstance(upstream.records["a-1.0-0.conda"].depends, msgspec.Raw)
+
+
+def test_identical_depends_are_decoded_once_and_shared():
+    from cas_mirror.conda.closure import unsatisfied
+    from cas_mirror.conda.repodata import depends_of
+
+    recs = [record("a", version=f"1.{i}", depends=["zlib >=1", "python"]) for i in range(3)]
+    recs.append(record("b", depends=["python"]))
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    lists = depends_of(upstream, list(upstream.records))
+    assert lists["a-1.0-0.conda"] is lists["a-1.1-0.conda"] is lists["a-1.2-0.conda"]
+    assert lists["b-1.0-0.conda"] == ["python"]
+    found = unsatisfied(lists, {"zlib"})
+    assert found == {f"a-1.{i}-0.conda": ["zlib"] for i in range(3)}
+    found["a-1.0-0.conda"].append("changed")  # each record's finding is its own list
+    assert found["a-1.1-0.conda"] == ["zlib"]
