@@ -222,3 +222,15 @@ def test_identical_depends_are_decoded_once_and_shared():
     assert found == {f"a-1.{i}-0.conda": ["zlib"] for i in range(3)}
     found["a-1.0-0.conda"].append("changed")  # each record's finding is its own list
     assert found["a-1.1-0.conda"] == ["zlib"]
+
+
+def test_the_closure_index_groups_names_by_case_in_document_order():
+    from cas_mirror.conda.depends import _by_name
+
+    recs = [record("Foo", version="1"), record("foo", version="2"), record("bar"),
+            record("Foo", version="3")]
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    index = _by_name(upstream.records)
+    assert [fn for fn, _ in index["foo"]] == ["Foo-1-0.conda", "foo-2-0.conda", "Foo-3-0.conda"]
+    assert [fn for fn, _ in index["bar"]] == ["bar-1.0-0.conda"]
