@@ -59,10 +59,12 @@ def unsatisfied(depends: Mapping[str, Any], missing: set[str]) -> dict[str, list
     if not missing:
         return {}
     lists = {fn: d for fn, d in depends.items() if isinstance(d, list) and d}
+    # Records often share one list object (repodata.depends_of): each is looked at once.
+    distinct = list({id(d): d for d in lists.values()}.values())
     try:
-        entries = set().union(*lists.values())
+        entries = set().union(*distinct)
     except TypeError:  # an unhashable entry (malformed upstream): keep only the strings
-        entries = {e for d in lists.values() for e in d if isinstance(e, str)}
+        entries = {e for d in distinct for e in d if isinstance(e, str)}
     bad: dict[str, str] = {}  # entry -> the missing name it names
     for entry in entries:
         if isinstance(entry, str) and (name := dependency_name(entry)) in missing:
@@ -70,12 +72,16 @@ def unsatisfied(depends: Mapping[str, Any], missing: set[str]) -> dict[str, list
     if not bad:
         return {}
     keys = bad.keys()
+    needs: dict[int, list[str] | None] = {}  # id of a list -> what it misses (None: nothing)
+    for d in distinct:
+        try:
+            hit = not keys.isdisjoint(d)
+        except TypeError:
+            hit = not keys.isdisjoint([e for e in d if isinstance(e, str)])
+        needs[id(d)] = sorted({bad[e] for e in d if isinstance(e, str) and e in bad}) \
+            if hit else None
     out = {}
     for fn, entries_of in lists.items():
-        try:
-            hit = not keys.isdisjoint(entries_of)
-        except TypeError:
-            hit = not keys.isdisjoint([e for e in entries_of if isinstance(e, str)])
-        if hit:
-            out[fn] = sorted({bad[e] for e in entries_of if isinstance(e, str) and e in bad})
+        if (missed := needs[id(entries_of)]) is not None:
+            out[fn] = list(missed)
     return out

@@ -113,13 +113,15 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
     names: dict[str, str | None] = {}  # depends entry -> the name it needs
     # per pool key (a platform, or noarch for noarch records): depends entries handled
     done: dict[str, set[str]] = {p: set() for p in channel}
-    queue = [(p, fn) for p in sorted(starts) for fn in starts[p] if p in channel]
+    # (platform, file name, record): the record travels with its name (no look-ups)
+    queue = [(p, fn, channel[p][0][fn]) for p in sorted(starts) for fn in starts[p]
+             if p in channel]
     blocked: dict[tuple[str, str], Blocked] = {}
     blocked_texts: dict[str, set[str]] = {p: set() for p in channel}
     droppable = (BLACKLIST, LICENSE)
     while queue:
         following, queue = queue, []
-        for (platform, fn), entries in _each_depends(channel, following):
+        for (platform, fn, record), entries in _each_depends(following):
             seen = done[platform]
             if not blocked and seen.issuperset(entries):  # the common case, tested in C
                 continue
@@ -131,7 +133,6 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
                                                             b.why, b.count + 1)
             if seen.issuperset(entries):  # the common case, tested in C
                 continue
-            record = channel[platform][0][fn]
             pools = sorted(channel) if platform == NOARCH else (platform, NOARCH)
             for text in entries:
                 if text in seen:  # listed twice in one record
@@ -173,7 +174,7 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
                             decision = Decision(True, DEPENDENCY, f"pulled by {record.name} "
                                                                   f"{record.version}: {text}")
                         decided[candidate] = pulled[candidate] = decision
-                        queue.append((pool, candidate))
+                        queue.append((pool, candidate, r))
                         met = True
                 if not met and offered:
                     blocked[key] = Blocked(platform, fn, text,
@@ -188,37 +189,49 @@ def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]
 
 def _by_name(records: Mapping[str, Any]) -> dict[str, list[tuple[str, Any]]]:
     """Lower-case name -> (file name, record), in the document's order."""
-    out: dict[str, list[tuple[str, Any]]] = {}
+    by_name: dict[Any, list[tuple[str, Any]]] = {}  # by the record's own name first
     for item in records.items():
         name = item[1].name
-        key = name.lower() if type(name) is str else str(name)
-        if key in out:
-            out[key].append(item)
+        if type(name) is not str:
+            name = str(name)
+        group = by_name.get(name)
+        if group is None:
+            by_name[name] = [item]
         else:
-            out[key] = [item]
+            group.append(item)
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for name, group in by_name.items():  # then per lower-case name, in document order
+        key = name.lower()
+        if key in out:
+            out[key].extend(group)
+        else:
+            out[key] = group
+    if len(out) != len(by_name):  # names differing in case only: back to document order
+        order = {fn: i for i, fn in enumerate(records)}
+        for group in out.values():
+            group.sort(key=lambda item: order[item[0]])
     return out
 
 
-def _each_depends(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
-                  following: list[tuple[str, str]]):
+def _each_depends(following: list[tuple[str, str, Any]]):
     """(record, its depends) for each record of `following`, decoded a chunk at a time
     (a whole round of 300,000 records decoded at once would hold all their strings)."""
     for start in range(0, len(following), DECODE_CHUNK):
         part = following[start:start + DECODE_CHUNK]
-        yield from zip(part, _depends_lists(channel, part), strict=True)
+        yield from zip(part, _depends_lists([r for _, _, r in part]), strict=True)
 
 
-def _depends_lists(channel: Mapping[str, tuple[Mapping[str, Any], Any]],
-                   following: list[tuple[str, str]]) -> list[list[str]]:
+def _depends_lists(following: list[Any]) -> list[list[str]]:
     """The `depends` of each record of `following`, decoded in one call (a round can
     hold 100,000 records: one decode per record would cost more than the rest)."""
-    raws = [channel[p][0][fn].depends for p, fn in following]
-    try:
-        return _DEPENDS_BATCH.decode(b"[" + b",".join(raws) + b"]")
-    except (TypeError, msgspec.DecodeError, msgspec.ValidationError):
+    try:  # encoding a list of Raw slices joins them in C
+        return _DEPENDS_BATCH.decode(msgspec.json.encode(
+            [r.depends for r in following]))
+    except (AttributeError, TypeError, msgspec.EncodeError, msgspec.DecodeError,
+            msgspec.ValidationError):
         # a record built by hand (a list, not raw JSON), or an odd one (null, a number in
         # the list): one by one
-        return [depends_list(channel[p][0][fn]) for p, fn in following]
+        return [depends_list(r) for r in following]
 
 
 def depends_list(record: Any) -> list[str]:

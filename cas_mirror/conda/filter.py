@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from .entries import Entry, parse_entries
@@ -62,40 +63,116 @@ class FilterSpec:
 
 
 def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[str, Decision]:
-    """A decision for every record (file name -> Decision) of one platform."""
+    """A decision for every record (file name -> Decision) of one platform.
+
+    Records of a name whose entries test the name alone (most configurations) are
+    decided once per distinct (subdir, name, license, license_family): a record then
+    costs one look-up. Names with entries that test versions or other fields are
+    decided record by record."""
     if spec.platforms is not None and platform not in spec.platforms:
         dropped = Decision(False, PLATFORMS, f"{platform} is not a configured platform")
         return dict.fromkeys(records, dropped)
-    black_by_name = _entries_by_name(records, spec.blacklist)
-    white_by_name = _entries_by_name(records, spec.whitelist)
-    licenses: dict[tuple[Any, Any], Decision | None] = {}  # few distinct pairs: decide once
+    key_of = _key_of(records, _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:2])
+    names = _names(records) if spec.blacklist or spec.whitelist else set()
+    pipeline = _Pipeline(platform, spec, _ByName(names, spec.blacklist),
+                         _ByName(names, spec.whitelist))
+    per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
+    memo: dict[tuple, Decision] = {}
     decisions: dict[str, Decision] = {}
     for fn, record in records.items():
-        get = record.get
+        try:
+            key = key_of(record)
+            decision = memo.get(key)
+        except (AttributeError, TypeError):  # a record of another kind, unhashable values
+            key = decision = None
+        if decision is None:
+            decision = pipeline.decide(record)
+            if key is not None and type(key[1]) is str and key[1] not in per_record:
+                memo[key] = decision
+        decisions[fn] = decision
+    return decisions
+
+
+_KEY_FIELDS = ("subdir", "name", "license", "license_family")
+
+
+def _key_of(records: Mapping[str, Any], fields: tuple[str, ...]) -> Callable[[Any], tuple]:
+    """What decides a record of a name tested by name alone (its subdir, name and, with a
+    license_blacklist, its licence fields), read in one call for records with attributes
+    (repodata.RecordView), else through `.get`."""
+    first = next(iter(records.values()), None)
+    if first is not None and not isinstance(first, Mapping) and \
+            all(hasattr(first, f) for f in fields):
+        return attrgetter(*fields)
+    defaults = {"name": ""}
+    return lambda r: tuple(r.get(f, defaults.get(f)) for f in fields)
+
+
+def _names(records: Mapping[str, Any]) -> set[str]:
+    """The distinct names of `records` (as strings), in one C-level pass for records with
+    attributes (repodata.RecordView)."""
+    first = next(iter(records.values()), None)
+    if first is not None and not isinstance(first, Mapping) and hasattr(first, "name"):
+        try:
+            names = set(map(attrgetter("name"), records.values()))
+        except (AttributeError, TypeError):  # records of another kind, unhashable names
+            pass
+        else:
+            if all(type(n) is str for n in names):
+                return names
+    out: set[str] = set()
+    for r in records.values():
+        name = r.get("name", "")
+        out.add(name if type(name) is str else str(name))
+    return out
+
+
+class _Pipeline:
+    """The pipeline on one record of one platform. Decisions are shared by every record
+    they describe (few distinct ones), licenses decided once per distinct pair."""
+
+    def __init__(self, platform: str, spec: FilterSpec, black: _ByName, white: _ByName):
+        self.platform, self.spec, self.black, self.white = platform, spec, black, white
+        self.licenses: dict[tuple[Any, Any], Decision | None] = {}
+        self.blacklisted: dict[str, Decision] = {}
+        self.overridden: dict[tuple[str, Decision], Decision] = {}
+
+    def decide(self, record: Any) -> Decision:
+        get, platform = record.get, self.platform
         record_subdir = get("subdir")
         if record_subdir is not None and record_subdir != platform:
-            decisions[fn] = Decision(False, PLATFORMS,
-                                     f"record says subdir {record_subdir}, not {platform}")
-            continue
+            return Decision(False, PLATFORMS, f"record says subdir {record_subdir}, not "
+                                              f"{platform}")
         dropped: Decision | None = None
-        if spec.license_blacklist:
+        if self.spec.license_blacklist:
             key = (get("license"), get("license_family"))
-            if key not in licenses:
-                hit = license_match(key[0], key[1], spec.license_blacklist)
-                licenses[key] = Decision(False, LICENSE, f"license matches {hit!r}") if hit \
-                    else None
-            dropped = licenses[key]
-        if dropped is None and black_by_name:
-            entry = _first_match(record, black_by_name)
+            try:
+                dropped = self.licenses[key]
+            except KeyError:
+                hit = license_match(key[0], key[1], self.spec.license_blacklist)
+                dropped = self.licenses[key] = \
+                    Decision(False, LICENSE, f"license matches {hit!r}") if hit else None
+            except TypeError:  # unhashable license fields
+                hit = license_match(key[0], key[1], self.spec.license_blacklist)
+                dropped = Decision(False, LICENSE, f"license matches {hit!r}") if hit else None
+        if dropped is None and self.black:
+            entry = self.black.first_match(record)
             if entry is not None:
-                dropped = Decision(False, BLACKLIST, f"matches {entry.text!r}")
+                dropped = self.blacklisted.get(entry.text)
+                if dropped is None:
+                    dropped = self.blacklisted[entry.text] = Decision(
+                        False, BLACKLIST, f"matches {entry.text!r}")
         if dropped is None:
-            decisions[fn] = KEPT
-            continue
-        entry = _first_match(record, white_by_name) if white_by_name else None
-        decisions[fn] = dropped if entry is None else Decision(
-            True, WHITELIST, f"matches {entry.text!r} (overrides {dropped.step}: {dropped.reason})")
-    return decisions
+            return KEPT
+        entry = self.white.first_match(record) if self.white else None
+        if entry is None:
+            return dropped
+        decision = self.overridden.get((entry.text, dropped))
+        if decision is None:
+            decision = self.overridden[(entry.text, dropped)] = Decision(
+                True, WHITELIST, f"matches {entry.text!r} (overrides {dropped.step}: "
+                                 f"{dropped.reason})")
+        return decision
 
 
 def names_that_may_pass(names: Iterable[str], platform: str, spec: FilterSpec) -> set[str]:
@@ -151,27 +228,47 @@ def matched_steps(record: Any, platform: str, spec: FilterSpec) -> list[tuple[st
     return steps
 
 
-def _entries_by_name(records: Mapping[str, Any], entries: tuple[Entry, ...]
-                     ) -> dict[str, tuple[Entry, ...]]:
-    """For each distinct name, the entries whose name glob matches it."""
-    if not entries:
-        return {}
-    names = {str(r.get("name", "")).lower() for r in records.values()}
-    out = {}
-    for name in names:
-        matching = tuple(e for e in entries if fnmatchcase(name, e.name_glob))
-        if matching:
-            out[name] = matching
-    return out
+class _ByName:
+    """The entries of one list that may match each distinct package name (`names`),
+    so that a record costs one dictionary look-up: a name none matches, or whose first
+    candidate tests the name alone (it matches every record of that name), is decided
+    without looking at the record; only entries with a version or other fields are
+    tried on it (in configured order, up to the first name-only entry)."""
 
+    def __init__(self, names: set[str], entries: tuple[Entry, ...]):
+        self.always: dict[str, Entry] = {}  # record name -> the entry matching it
+        self.tried: dict[str, tuple[Entry, ...]] = {}  # record name -> entries to try
+        if not entries:
+            return
+        for name in names:
+            lower = name.lower()
+            candidates: list[Entry] = []
+            for e in entries:
+                if fnmatchcase(lower, e.name_glob):
+                    candidates.append(e)
+                    if e.version_spec is None and not e.field_globs:
+                        break  # matches every record of the name: no later entry is reached
+            if len(candidates) == 1 and candidates[0].version_spec is None \
+                    and not candidates[0].field_globs:
+                self.always[name] = candidates[0]
+            elif candidates:
+                self.tried[name] = tuple(candidates)
 
-def _first_match(record: Any, by_name: dict[str, tuple[Entry, ...]]) -> Entry | None:
-    candidates = by_name.get(str(record.get("name", "")).lower())
-    if candidates:
-        for entry in candidates:
+    def __bool__(self) -> bool:
+        return bool(self.always or self.tried)
+
+    def first_match(self, record: Any) -> Entry | None:
+        """The first entry (in configured order) matching `record`, or None."""
+        name = record.get("name", "")
+        if type(name) is not str:
+            name = str(name)
+        entry = self.always.get(name)
+        if entry is not None:
+            return entry
+        for entry in self.tried.get(name, ()):
             if entry.matches(record, name_checked=True):
                 return entry
-    return None
+        return None
 
 
 # ----------------------------------------------------------------------------- licenses

@@ -19,9 +19,11 @@ every platform of its channel is in the same case.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,7 @@ from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
 from .wishes import Wishes, complete
 
 log = logging.getLogger(__name__)
+DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once by the dependency check
 
 
 @dataclass
@@ -94,7 +97,8 @@ class Work:
     def kept(self) -> dict:
         if self.upstream is None:
             return {}
-        return {fn: self.upstream.records[fn] for fn, d in self.decisions.items() if d.kept}
+        records = self.upstream.records
+        return {fn: records[fn] for fn, d in self.decisions.items() if d.kept}
 
 
 def network_settings(config: Config) -> NetworkSettings:
@@ -132,6 +136,29 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
            verify: bool = False, writable: bool = False,
            quiet_digest: str | None = None, target: Target = LOCAL) -> list[Work]:
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
+    with collector_paused():
+        return _gather(config, sources, spec, mirror_dir, downloader, output, report,
+                       verify, writable, quiet_digest)
+
+
+@contextmanager
+def collector_paused():
+    """The cyclic garbage collector waits while the pipeline runs: a big platform is
+    hundreds of thousands of records, plans and decisions alive at once, which its passes
+    would walk again and again (the pipeline makes no reference cycles worth collecting
+    early; reference counting frees the rest as usual)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
+            downloader: Downloader, output: Output, report: SyncReport, verify: bool,
+            writable: bool, quiet_digest: str | None) -> list[Work]:
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     for w in work:
         w.target = target
@@ -173,17 +200,26 @@ def _check_dependencies(work: list[Work]) -> None:
         if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
                 not any(unread.values()):
             continue  # nothing filtered out: nothing can be missing because of it
+        selected: dict[str, list[str]] = {}
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            kept[platform] = {records[fn].name.lower() for fn, d in w.decisions.items()
-                              if d.kept}
-            dropped[platform] = {records[fn].name.lower() for fn, d in w.decisions.items()
-                                 if not d.kept}
+            chosen, kept_names, dropped_names = [], set(), set()
+            for fn, d in w.decisions.items():  # one pass; names lowered once each
+                if d.kept:
+                    chosen.append(fn)
+                    kept_names.add(records[fn].name)
+                else:
+                    dropped_names.add(records[fn].name)
+            selected[platform] = chosen
+            kept[platform] = {name.lower() for name in kept_names}
+            dropped[platform] = {name.lower() for name in dropped_names}
             dropped[platform].update(unread.get(platform, ()))
         for platform, missing in missing_names(kept, dropped).items():
-            w = platforms[platform]
-            selected = {fn for fn, d in w.decisions.items() if d.kept}
-            w.report.unsatisfied = unsatisfied(depends_of(w.upstream, selected), missing)
+            w, chosen, found = platforms[platform], selected[platform], {}
+            for start in range(0, len(chosen), DEPENDS_CHUNK):  # a chunk's strings at a time
+                found.update(unsatisfied(
+                    depends_of(w.upstream, chosen[start:start + DEPENDS_CHUNK]), missing))
+            w.report.unsatisfied = found
 
 
 def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,

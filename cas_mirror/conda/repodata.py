@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,13 @@ class RepodataError(CasError):
     """Upstream repodata that cannot be used; the message names the URL."""
 
 
-class RecordView(msgspec.Struct):
-    """The fields of a record the filter and the plan need (the rest stays in the Raw)."""
+class RecordView(msgspec.Struct, gc=False):
+    """The fields of a record the filter and the plan need (the record's exact bytes stay
+    in the document: `restricted_document` finds them there when publishing).
+
+    Not tracked by the garbage collector (`gc=False`): a platform holds hundreds of
+    thousands of them, none can be part of a reference cycle (strings, numbers, raw
+    slices), and the collector's passes over them cost more than the parse."""
 
     name: Any = None
     version: Any = None
@@ -76,13 +82,14 @@ _INFO = msgspec.json.Decoder(dict[str, Any])
 
 @dataclass
 class UpstreamRepodata:
-    """One platform's upstream document: records by file name, and what was refused."""
+    """One platform's upstream document: records by file name, and what was refused.
+    The views are the only per-record objects kept; `top` holds the document's sections
+    as raw slices, from which publishing takes the records' bytes."""
 
     url: str
     platform: str
     top: dict[str, msgspec.Raw]  # every top-level key, raw
     info: dict[str, Any]
-    raw: dict[str, dict[str, msgspec.Raw]]  # "packages" / "packages.conda" -> fn -> Raw
     records: dict[str, RecordView] = field(default_factory=dict)  # fn -> view, both kinds
     refused: dict[str, str] = field(default_factory=dict)  # fn -> why
 
@@ -129,30 +136,47 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
         if subdir is not None and subdir != platform:
             raise RepodataError(
                 f"{url}: info.subdir is {subdir!r}, expected {platform!r}; refusing")
-        raw: dict[str, dict[str, msgspec.Raw]] = {}
         records: dict[str, RecordView] = {}
         refused: dict[str, str] = {}
         for key in PACKAGE_KEYS:
-            if key not in top:
-                raw[key] = {}
-                continue
-            raws = _RAW_MAP.decode(top[key])
-            views = _VIEW_MAP.decode(top[key])
-            extension = ".conda" if key == "packages.conda" else ".tar.bz2"
-            for fn, view in views.items():
-                problem = record_problem(fn, view, extension, platform)
-                if problem:
-                    refused[fn] = problem
-                    del raws[fn]
-                else:
-                    view.fn = fn
-                    records[fn] = view
-            raw[key] = raws
+            if key in top:
+                _add_section(top[key], ".conda" if key == "packages.conda" else ".tar.bz2",
+                             platform, records, refused)
     except msgspec.DecodeError as exc:
         raise RepodataError(f"{url}: malformed repodata ({exc})") from None
     except msgspec.ValidationError as exc:
         raise RepodataError(f"{url}: malformed repodata ({exc})") from None
-    return UpstreamRepodata(url, platform, top, info, raw, records, refused)
+    return UpstreamRepodata(url, platform, top, info, records, refused)
+
+
+def _add_section(section: msgspec.Raw, extension: str, platform: str,
+                 records: dict[str, RecordView], refused: dict[str, str]) -> None:
+    """Decode one of `packages` / `packages.conda` into `records` (valid records) and
+    `refused` (fn -> why). The common case, a record whose fields have the expected
+    types and whose file name is its name-version-build, is tested inline;
+    `record_problem` says what is wrong with the others."""
+    views = _VIEW_MAP.decode(section)
+    safe_name, problem_of = _SAFE_FILENAME.match, record_problem
+    # Names and subdirs repeat across records: one string object for each distinct value
+    # (less memory, and its hash computed once for all the look-ups by name that follow).
+    one = {platform: platform}.setdefault
+    for fn, view in views.items():
+        name, version, build, size = view.name, view.version, view.build, view.size
+        sha256, md5, subdir = view.sha256, view.md5, view.subdir
+        if not (type(name) is str and type(version) is str and type(build) is str
+                and fn == f"{name}-{version}-{build}{extension}" and safe_name(fn)
+                and ".." not in fn and (subdir is None or subdir == platform)
+                and (size is None or (type(size) is int and size >= 0))
+                and (sha256 is None or (type(sha256) is str and len(sha256) == 64))
+                and (md5 is None or (type(md5) is str and len(md5) == 32))):
+            problem = problem_of(fn, view, extension, platform)
+            if problem:
+                refused[fn] = problem
+                continue
+        view.fn, view.name = fn, one(name, name)
+        if subdir is not None:
+            view.subdir = platform
+        records[fn] = view
 
 
 def record_problem(fn: str, view: RecordView, extension: str, platform: str) -> str | None:
@@ -189,31 +213,57 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
     `packages` and `packages.conda` stay apart; `info`, `repodata_version` and `removed`
     are upstream's, except that `info.base_url` is dropped (the files are now here).
     Other top-level sections are dropped: they may name files we did not mirror.
+    Each record is written as upstream's bytes (a slice of its section, found now: a
+    dry run never needs them), never decoded and encoded again.
     """
     out: dict[str, Any] = {}
     if "info" in upstream.top:
         info = {k: v for k, v in upstream.info.items() if k != "base_url"}
         out["info"] = info if len(info) != len(upstream.info) else upstream.top["info"]
-    for key in PACKAGE_KEYS:
-        records = upstream.raw.get(key, {})
-        out[key] = {fn: records[fn] for fn in sorted(records) if fn in keep}
+    records = upstream.records
+    chosen = sorted(fn for fn in keep if fn in records)
+    for key, extension in zip(PACKAGE_KEYS, EXTENSIONS[::-1], strict=True):
+        raws = _RAW_MAP.decode(upstream.top[key]) if key in upstream.top else {}
+        out[key] = {fn: raws[fn] for fn in chosen if fn.endswith(extension) and fn in raws}
+        del raws
     for key in ("removed", "repodata_version"):
         if key in upstream.top:
             out[key] = upstream.top[key]
     return msgspec.json.encode(out)
 
 
-def depends_of(upstream: UpstreamRepodata, keep: set[str]) -> dict[str, Any]:
+def depends_of(upstream: UpstreamRepodata, keep: Iterable[str]) -> dict[str, Any]:
     """File name -> `depends` of the records in `keep`, decoded from the raw slices the
-    parse kept (a tenth of the cost of decoding the records again)."""
-    out: dict[str, Any] = {}
+    parse kept. Records with byte-identical `depends` (builds of one package, most of a
+    channel) share one decoded list, and the distinct ones are decoded in one call."""
     records = upstream.records
-    for fn in keep.intersection(records):
-        try:
-            out[fn] = _ANY.decode(records[fn].depends)
-        except msgspec.DecodeError:
-            continue  # not JSON we can read: nothing to compare
-    return out
+    slot_of: dict[bytes, int] = {}
+    distinct: list[msgspec.Raw] = []
+    slots: dict[str, int] = {}
+    for fn in keep:
+        view = records.get(fn)
+        if view is None:
+            continue
+        raw = view.depends
+        key = bytes(raw)
+        slot = slot_of.get(key)
+        if slot is None:
+            slot = slot_of[key] = len(distinct)
+            distinct.append(raw)
+        slots[fn] = slot
+    try:  # encoding a list of Raw slices joins them in C
+        lists = _ANY.decode(msgspec.json.encode(distinct))
+    except msgspec.DecodeError:  # one of them is not JSON we can read: one by one
+        lists = []
+        for raw in distinct:
+            try:
+                lists.append(_ANY.decode(raw))
+            except msgspec.DecodeError:
+                lists.append(_UNREADABLE)  # nothing to compare
+    return {fn: lists[slot] for fn, slot in slots.items() if lists[slot] is not _UNREADABLE}
+
+
+_UNREADABLE = object()
 
 
 def published_records(path) -> dict[str, PublishedRecord]:

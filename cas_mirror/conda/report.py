@@ -5,6 +5,7 @@ monitoring, and `--explain` lines."""
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import TextIO
 
 from ..net import human_bytes
@@ -61,15 +62,15 @@ def render_plan(report: SyncReport, stream: TextIO) -> None:
 def _render_files(title: str, report: SyncReport, files, stream: TextIO) -> None:
     """The files a dry run would download or delete: the first MAX_ROWS named, the rest
     counted (a platform of 300,000 records would otherwise print 300,000 lines)."""
-    listed = [(p, f) for p in report.platforms for f in files(p)]
-    if not listed:
+    count = sum(len(files(p)) for p in report.platforms)
+    if not count:
         return
-    shown = listed[:MAX_ROWS]
-    print(f"{title} ({plural(len(listed), 'file')}):", file=stream)
+    shown = list(islice(((p, f) for p in report.platforms for f in files(p)), MAX_ROWS))
+    print(f"{title} ({plural(count, 'file')}):", file=stream)
     print("\n".join(f"  {p.channel}/{p.platform}/{safe(f.name)}  "
                     f"{'size unknown' if f.size is None else human_bytes(f.size)}"
                     for p, f in shown), file=stream)
-    if note := rows_note(len(listed), len(shown), "files"):
+    if note := rows_note(count, len(shown), "files"):
         print(note, file=stream)
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL
 
 
-@dataclass(frozen=True)
-class PlannedFile:
+class PlannedFile(NamedTuple):  # a tuple: a dry run of a big platform makes 300,000
     name: str
     size: int | None  # None: upstream did not say
 

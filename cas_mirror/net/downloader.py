@@ -3,6 +3,7 @@ over libcurl, with connection set-up (proxies, TLS, timeouts) decided in one pla
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -122,7 +123,9 @@ class Downloader:
             c.setopt(pycurl.POSTFIELDS, body or b"")
         elif method != "GET":
             raise ValueError(f"get() sends GET or POST, not {method}")
-        chunks: list[bytes] = []
+        # One growing buffer, not a list of chunks joined at the end: a 170 MB repodata.json
+        # would briefly be held twice (and the chunks' heap is not given back).
+        body = io.BytesIO()
         size = 0
         too_big = False
 
@@ -133,7 +136,7 @@ class Downloader:
             if max_bytes is not None and size > max_bytes:
                 too_big = True
                 return -1  # stop the transfer
-            chunks.append(data)
+            body.write(data)
             return None
 
         response_headers = Headers()
@@ -152,7 +155,7 @@ class Downloader:
             log.info("not modified (304), the copy we have is current: %s", safe(url))
         if status == 304 or (status in accepted and status not in RETRY_STATUSES):
             return HttpResponse(c.getinfo(pycurl.EFFECTIVE_URL) or url, status, values,
-                                b"" if status == 304 else b"".join(chunks))
+                                b"" if status == 304 else body.getvalue())
         raise_for_status(status, values)
         raise Fatal(f"unexpected HTTP {status}", status)
 

@@ -1,0 +1,236 @@
+"""Big repodata documents (issues 15 and 14): the parse keeps one small view per record and
+refuses bad records with the same one-line reasons as before; publishing writes
+upstream's bytes of the kept records; the filter's per-name shortcut decides exactly as
+the pipeline does record by record; the downloader holds a big body once; the collector
+waits while the pipeline runs; the dependency check gives the same findings a chunk at a
+time."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+
+import msgspec
+import pytest
+
+from cas_mirror.conda import gather as gather_module
+from cas_mirror.conda.filter import FilterSpec, decide, matched_steps, select
+from cas_mirror.conda.repodata import parse_repodata, restricted_document
+from cas_mirror.net import Downloader, NetworkSettings
+from tests.support.http_server import Response
+
+
+def record(name, version="1.0", build="0", **extra):
+    return {"name": name, "version": version, "build": build, "build_number": 0,
+            "subdir": "linux-64", "size": 10, "sha256": "a" * 64, "md5": "b" * 32,
+            "depends": [], **extra}
+
+
+def fn(r, ext=".conda"):
+    return f"{r['name']}-{r['version']}-{r['build']}{ext}"
+
+
+# A record of each kind the inline test lets through only to record_problem, with the
+# reason it gives (the same as before the inline test existed).
+BAD = [
+    (record("badsize", size="12"), "record has an invalid size '12'"),
+    (record("negsize", size=-1), "record has an invalid size -1"),
+    (record("shortsha", sha256="abc"), "record has an invalid sha256"),
+    (record("intsha", sha256=7), "record has an invalid sha256"),
+    (record("shortmd5", md5="abc"), "record has an invalid md5"),
+    (record("othersubdir", subdir="win-64"), "record says subdir 'win-64', expected 'linux-64'"),
+]
+
+
+def test_records_with_a_field_of_the_wrong_type_are_refused_with_their_reason():
+    good = [record("good"), record("alsogood", version="2.0", license="MIT")]
+    conda = {fn(r): r for r in good + [bad for bad, _ in BAD]}
+    conda["noname-1.0-0.conda"] = {k: v for k, v in record("noname").items() if k != "name"}
+    conda["listname-1.0-0.conda"] = record(["listname"])
+    conda["wrongname-1.0-0.conda"] = record("othername")
+    tar = {fn(record("old"), ".tar.bz2"): record("old"),
+           fn(record("misfiled")): record("misfiled")}  # a .conda under packages
+    doc = {"info": {"subdir": "linux-64"}, "packages": tar, "packages.conda": conda}
+    upstream = parse_repodata(json.dumps(doc).encode(), "u", "linux-64")
+    assert sorted(upstream.records) == sorted(
+        [fn(r) for r in good] + ["old-1.0-0.tar.bz2"])
+    expected = {fn(bad): why for bad, why in BAD}
+    expected["noname-1.0-0.conda"] = "record has no name"
+    expected["listname-1.0-0.conda"] = "record has no name"
+    expected["wrongname-1.0-0.conda"] = ("file name does not match the record "
+                                         "(othername-1.0-0)")
+    expected["misfiled-1.0-0.conda"] = "file name does not end in .tar.bz2"
+    assert upstream.refused == expected
+    view = upstream.records["alsogood-2.0-0.conda"]
+    assert (view.fn, view.name, view.version, view.license, view.size) == (
+        "alsogood-2.0-0.conda", "alsogood", "2.0", "MIT", 10)
+
+
+def test_records_of_one_name_share_one_name_string():
+    names = "".join(["pkg", "a"])  # built at run time: not a constant of this module
+    doc = {"packages.conda": {fn(r): r for r in (record(names, version=f"1.{i}")
+                                                 for i in range(3))}}
+    views = list(parse_repodata(json.dumps(doc).encode(), "u", "linux-64").records.values())
+    assert views[0].name is views[1].name is views[2].name
+    assert views[0].subdir is views[2].subdir
+
+
+def test_published_records_are_upstreams_bytes():
+    # Odd spacing, key order, escapes and a float: re-encoding would change each.
+    kept = ('{"name":"keep", "version":"1.0","build":"0",  "size":10,'
+            '"summary":"caf\\u00e9","weight":1.50,"depends":["x >=1"]}')
+    other = '{"name":"drop","version":"1.0","build":"0"}'
+    old = '{"build":"0","name":"old","version":"1.0"}'
+    text = ('{"info":{"subdir":"linux-64"},"packages":{"old-1.0-0.tar.bz2":' + old +
+            '},"packages.conda":{"keep-1.0-0.conda":' + kept + ',"drop-1.0-0.conda":' +
+            other + '},"removed":["gone-1.0-0.conda"],"repodata_version":1}')
+    upstream = parse_repodata(text.encode(), "u", "linux-64")
+    out = restricted_document(upstream, {"keep-1.0-0.conda", "old-1.0-0.tar.bz2"})
+    assert out == ('{"info":{"subdir":"linux-64"},"packages":{"old-1.0-0.tar.bz2":' + old +
+                   '},"packages.conda":{"keep-1.0-0.conda":' + kept + '},'
+                   '"removed":["gone-1.0-0.conda"],"repodata_version":1}').encode()
+    assert restricted_document(upstream, set()) == (
+        b'{"info":{"subdir":"linux-64"},"packages":{},"packages.conda":{},'
+        b'"removed":["gone-1.0-0.conda"],"repodata_version":1}')
+
+
+def reference(record, platform, spec):
+    """The pipeline of GUIDE section 1 from every entry's own test (matched_steps tries
+    each entry on the record; no per-name shortcut)."""
+    steps = matched_steps(record, platform, spec)
+    if any(step == "platforms" for step, _ in steps):
+        return (False, "platforms", next(why for step, why in steps if step == "platforms"))
+    dropped = next(((s, w) for s, w in steps if s in ("license_blacklist", "blacklist")), None)
+    if dropped is None:
+        return (True, "default", "no filter dropped it")
+    white = next((w for s, w in steps if s == "whitelist"), None)
+    if white is None:
+        return (False, *dropped)
+    return (True, "whitelist", f"{white} (overrides {dropped[0]}: {dropped[1]})")
+
+
+@pytest.mark.parametrize("as_views", [True, False], ids=["views", "dicts"])
+def test_the_per_name_shortcut_decides_as_the_pipeline_does_record_by_record(as_views):
+    records = {}
+    for name in ("numpy", "numba", "scipy", "r-base", "r-x", "zlib", "gcc"):
+        for version in ("0.9", "1.5", "2.1"):
+            for license in ("MIT", "GPL-3.0-only", None):
+                r = record(name, version=version, build=f"h{len(records)}_0",
+                           license=license)
+                records[fn(r)] = r
+    records["other-1.0-0.conda"] = record("other", subdir="win-64")
+    if as_views:
+        doc = {"packages.conda": records}
+        parsed = parse_repodata(json.dumps(doc).encode(), "u", "linux-64")
+        records = {**parsed.records, "other-1.0-0.conda": records["other-1.0-0.conda"]}
+    spec = FilterSpec.from_config(
+        ["linux-64"], ["GPL"],
+        ["numpy >=2", "num*", "r-*", {"name": "zlib", "version": "<2"}, "scipy 1.5 *_0"],
+        ["numba", "numpy 0.9", "r-base", {"name": "zlib", "license": "mit"}, "gcc"])
+    one_by_one = {f: decide(r, "linux-64", spec) for f, r in records.items()}
+    decisions = select(records, "linux-64", spec)
+    assert decisions == one_by_one
+    assert {f: (d.kept, d.step, d.reason) for f, d in decisions.items()} == {
+        f: reference(r, "linux-64", spec) for f, r in records.items()}
+    # each kind of decision occurs, so the comparison above means something
+    assert {d.step for d in decisions.values()} == {
+        "default", "license_blacklist", "blacklist", "whitelist", "platforms"}
+
+
+def test_a_big_body_is_held_once(http_server, tmp_path):
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB
+    answer = Response(200, body)  # made before tracing: the server sends it as it is
+    server = http_server(tmp_path)
+    server.route("/big.json", lambda request: answer)
+    with Downloader(NetworkSettings(workers=1, timeout=10.0)) as downloader:
+        tracemalloc.start()
+        try:
+            response = downloader.get(f"{server.url}/big.json")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.data == body
+    assert peak < 1.5 * len(body), peak  # chunks joined at the end: twice the body
+
+
+def test_the_collector_waits_while_the_pipeline_runs(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(gather_module, "_gather", lambda *a: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    gather_module.gather(*[None] * 7)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:  # a caller that had it off keeps it off
+        gather_module.gather(*[None] * 7)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.filter import KEPT, Decision
+
+    needs = {f"app{i}": ["zlib", "python"] if i % 3 else ["libx >=1"] for i in range(7)}
+    recs = [record(name, depends=deps) for name, deps in needs.items()]
+    recs += [record("zlib"), record("libx"), record("python")]
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    dropped = Decision(False, "blacklist", "matches 'zlib'")
+    decisions = {f: dropped if f.startswith("zlib") else KEPT for f in upstream.records}
+
+    def check(chunk):
+        monkeypatch.setattr(gather_module, "DEPENDS_CHUNK", chunk)
+        report = SimpleNamespace(unsatisfied={})
+        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
+                            platform="linux-64", quiet=None, fetched=None,
+                            upstream=upstream, decisions=decisions, report=report)
+        gather_module._check_dependencies([w])
+        return report.unsatisfied
+
+    whole = check(10_000)
+    assert whole == {f"app{i}-1.0-0.conda": ["zlib"] for i in range(7) if i % 3}
+    assert check(2) == whole
+
+
+def test_depends_that_are_not_json_lists_are_skipped_not_fatal():
+    text = ('{"packages.conda":{"a-1.0-0.conda":{"name":"a","version":"1.0","build":"0",'
+            '"depends":"zlib"},"b-1.0-0.conda":{"name":"b","version":"1.0","build":"0",'
+            '"depends":["zlib"]}}}')
+    upstream = parse_repodata(text.encode(), "u", "linux-64")
+    from cas_mirror.conda.repodata import depends_of
+
+    assert depends_of(upstream, ["a-1.0-0.conda", "b-1.0-0.conda"]) == {
+        "a-1.0-0.conda": "zlib", "b-1.0-0.conda": ["zlib"]}
+    assert isinstance(upstream.records["a-1.0-0.conda"].depends, msgspec.Raw)
+
+
+def test_identical_depends_are_decoded_once_and_shared():
+    from cas_mirror.conda.closure import unsatisfied
+    from cas_mirror.conda.repodata import depends_of
+
+    recs = [record("a", version=f"1.{i}", depends=["zlib >=1", "python"]) for i in range(3)]
+    recs.append(record("b", depends=["python"]))
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    lists = depends_of(upstream, list(upstream.records))
+    assert lists["a-1.0-0.conda"] is lists["a-1.1-0.conda"] is lists["a-1.2-0.conda"]
+    assert lists["b-1.0-0.conda"] == ["python"]
+    found = unsatisfied(lists, {"zlib"})
+    assert found == {f"a-1.{i}-0.conda": ["zlib"] for i in range(3)}
+    found["a-1.0-0.conda"].append("changed")  # each record's finding is its own list
+    assert found["a-1.1-0.conda"] == ["zlib"]
+
+
+def test_the_closure_index_groups_names_by_case_in_document_order():
+    from cas_mirror.conda.depends import _by_name
+
+    recs = [record("Foo", version="1"), record("foo", version="2"), record("bar"),
+            record("Foo", version="3")]
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    index = _by_name(upstream.records)
+    assert [fn for fn, _ in index["foo"]] == ["Foo-1-0.conda", "foo-2-0.conda", "Foo-3-0.conda"]
+    assert [fn for fn, _ in index["bar"]] == ["bar-1.0-0.conda"]
