@@ -138,7 +138,7 @@ def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirro
     """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
     with collector_paused():
         return _gather(config, sources, spec, mirror_dir, downloader, output, report,
-                       verify, writable, quiet_digest)
+                       verify, writable, quiet_digest, target)
 
 
 @contextmanager
@@ -158,7 +158,7 @@ def collector_paused():
 
 def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
             downloader: Downloader, output: Output, report: SyncReport, verify: bool,
-            writable: bool, quiet_digest: str | None) -> list[Work]:
+            writable: bool, quiet_digest: str | None, target: Target) -> list[Work]:
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     for w in work:
         w.target = target
