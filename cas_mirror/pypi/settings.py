@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ class PypiSettings:
     xmlrpc_url: str
     json_api_url: str  # <base>/pypi, for /pypi/<name>/json
     network: NetworkSettings
+    # The tree's bucket, `s3://bucket/prefix` (pypi.mirror_dir, else the top-level key);
+    # None for a folder. With a bucket, `mirror_dir` is this machine's folder for the
+    # state and the staging of downloads (`bucket_state_dir`).
+    bucket: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -82,8 +87,24 @@ class PypiSettings:
                                   retries=values["retries"], backoff=values["retry_backoff"],
                                   proxy=values["proxy"], ssl_verify=values["ssl_verify"],
                                   total_timeout=values["global_timeout"])
-        return cls(values, origins, Path(config.values["mirror_dir"]), simple,
-                   values["xml_rpc_api_url"] or f"{remote}/pypi", f"{remote}/pypi", network)
+        target = values["mirror_dir"] or config.values["mirror_dir"]
+        # (storage.urls.is_bucket_url's test, without importing the storage layer)
+        bucket = target if target[:5].lower() == "s3://" else None
+        return cls(values, origins, bucket_state_dir(bucket) if bucket else Path(target),
+                   simple, values["xml_rpc_api_url"] or f"{remote}/pypi", f"{remote}/pypi",
+                   network, bucket)
+
+    def where_target(self, config: Config) -> str:
+        """Where the tree's location was set, for messages."""
+        return config.where("pypi.mirror_dir" if self.values["mirror_dir"] else "mirror_dir")
+
+
+def bucket_state_dir(bucket: str) -> Path:
+    """This machine's folder for a bucket tree: $XDG_STATE_HOME/cas-mirror/pypi/<bucket>/
+    <prefix> (~/.local/state when unset); `<user>/.cas-sync/` holds the state, `<user>/web/`
+    the downloads being staged."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "cas-mirror" / "pypi" / bucket.split("://", 1)[1].strip("/")
 
 
 def _pypi_diff_file(path: str) -> str:
