@@ -19,7 +19,7 @@ from cas_mirror.storage import S3Settings, open_storage
 from tests.support.cas_server import CasServer
 from tests.support.pypi_mirror import make_upstream
 from tests.support.s3 import REGION, s3_credentials, s3_endpoint  # noqa: F401 - fixtures
-from tests.test_server_clients import pip_download
+from tests.test_proxy_pypi import pip_install, uv_install
 
 PREFIX = "mirror"
 
@@ -123,10 +123,12 @@ def test_cold_sync_into_the_bucket_pip_installs_and_noop_sends_nothing(bucket_mi
 
     server = CasServer(m.url, tmp_path / "logs", "-f", str(m.config), workers=1)
     try:
-        out = tmp_path / "pip-out"
-        pip = pip_download(f"{server.url}/pypi/simple/", "alpha", out, tmp_path)
-        assert pip.returncode == 0, pip.stdout + pip.stderr
-        assert [p.name for p in out.iterdir()] == ["alpha-2.0-py3-none-any.whl"]
+        index = f"{server.url}/pypi/simple/"
+        for install in (pip_install, uv_install):
+            target = tmp_path / install.__name__
+            done = install(index, target, tmp_path, "alpha")
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert (target / "alpha-2.0.dist-info").is_dir(), sorted(target.iterdir())
     finally:
         server.stop()
 
@@ -148,6 +150,16 @@ def test_verify_lists_once_and_repairs_a_deleted_object(bucket_mirror, upstream)
     assert m.page("beta")["name"] == "beta"
     assert "pypi/web/packages/zz/stray.whl" not in m.objects()
     assert json.loads(result.out)["strays_removed"] == 1
+
+
+def test_minimum_free_space_is_not_asked_of_the_whole_sync(bucket_mirror):
+    """The staging folder holds a few files at a time, not the sync's total: a cold sync
+    into the bucket does not need room for every file on this machine."""
+    m = bucket_mirror
+    m.configure(minimum_free_space=10**18)
+    result = m.sync()
+    assert result.code == 0, result
+    assert "pypi/web/simple/index.html" in m.objects()
 
 
 def test_slowdown_is_retried(bucket_mirror):

@@ -127,7 +127,10 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
     # Pins and the closure decide a project's files from other projects: look at all.
     refetch_all = verify or not s.use_serial or bool(spec.pins) or s.include_dependencies \
         or (bool(state.projects) and state.fingerprint != s.fingerprint)
-    guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
+    # A bucket's staging folder holds a few files at a time, never the run's total: no
+    # minimum_free_space to ask for (a full local disk still stops the run, exit 4).
+    guard = None if out_to.is_bucket else FreeSpaceGuard(nearest_existing(s.web),
+                                                         s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
         # (the closure needs the whole list: dependencies are found in it)
         if spec.exact_names is not None and not s.use_xml_rpc and not s.include_dependencies:
