@@ -255,6 +255,8 @@ signature_version = s3v4
     assert "pypi/web/simple/index.html" in m.objects()
     show = m.sync("--bandersnatch-config", conf, "--show")
     assert f"mirror_dir: s3://{m.bucket}/{PREFIX}  # --bandersnatch-config" in show.out
+    assert f"# The tree: s3://{m.bucket}/{PREFIX}/pypi/web/ (served as /pypi/simple/)" \
+        in show.out
 
 
 def test_the_journal_keeps_what_a_killed_run_published(tmp_path):

@@ -56,6 +56,13 @@ class PypiSettings:
         return self.tree / "web"
 
     @property
+    def tree_location(self) -> str:
+        """Where the published tree is: the `web/` folder, or its s3:// URL."""
+        if self.bucket:
+            return f"{self.bucket.rstrip('/')}/{self.values['user']}/web/"
+        return str(self.web)
+
+    @property
     def state_dir(self) -> Path:
         return self.tree / STATE_DIR
 
@@ -124,7 +131,9 @@ def render_show(config: Config, settings: PypiSettings) -> str:
              "# --bandersnatch-config wins over all of them):"]
     for f in config.files:
         lines.append(f"#   {f.role:<15} {f.path}  ({f.status})")
-    lines.append(f"# The tree: {settings.web} (served as /{settings.user}/simple/)")
+    lines.append(f"# The tree: {settings.tree_location} (served as /{settings.user}/simple/)")
+    if settings.bucket:
+        lines.append(f"# This machine's state and staging: {settings.tree}")
     lines.append(f"mirror_dir: {config.values['mirror_dir']}  # {config.origins['mirror_dir']}")
     for note in config.notes:
         lines.append(f"# accepted from --bandersnatch-config, no setting of its own: {note}")
@@ -140,7 +149,7 @@ def render_show(config: Config, settings: PypiSettings) -> str:
 def show_as_json(config: Config, settings: PypiSettings) -> str:
     return json.dumps({
         "values": settings.values, "origins": settings.origins,
-        "mirror_dir": str(settings.mirror_dir), "tree": str(settings.web),
+        "mirror_dir": str(settings.mirror_dir), "tree": settings.tree_location,
         "simple_url": settings.simple_url, "xml_rpc_api_url": settings.xmlrpc_url,
         "files": [{"role": f.role, "path": str(f.path), "status": f.status}
                   for f in config.files],
