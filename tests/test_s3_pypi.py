@@ -187,26 +187,33 @@ def test_persistent_500_is_one_line_exit_1_and_nothing_half_published(bucket_mir
 
 def test_two_writers_one_stops_with_exit_3(bucket_mirror, upstream, tmp_path, monkeypatch):
     m = bucket_mirror
+    machine_a, machine_b = str(m.state), str(tmp_path / "other-machine")
     assert m.sync().code == 0
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other-machine"))
+    # B has no state: refused before it downloads or writes anything
+    monkeypatch.setenv("XDG_STATE_HOME", machine_b)
+    m.endpoint.clear()
+    result = m.sync()
+    assert result.code == 3, result
+    lines = error_lines(result)
+    assert len(lines) == 1 and "does not know it" in lines[0] and "--verify" in lines[0]
+    assert [r.method for r in m.endpoint.requests] == ["HEAD"]
+    # B adopts the bucket and publishes a new release
+    assert m.sync("--verify").code == 0
     upstream.add("beta", "0.6", kinds=("sdist",))
-    before = m.read("pypi/web/simple/beta/index.v1_json")
+    assert m.sync().code == 0
+    by_b = m.read("pypi/web/simple/beta/index.v1_json")
+    # A's recorded ETag of beta's page is stale now: its conditional write loses
+    monkeypatch.setenv("XDG_STATE_HOME", machine_a)
+    upstream.add("beta", "0.7", kinds=("sdist",))
     result = m.sync()
     assert result.code == 3, result
     lines = error_lines(result)
     assert len(lines) == 1 and "changed by another writer" in lines[0], lines
-    assert "--verify" in lines[0]
-    assert m.read("pypi/web/simple/beta/index.v1_json") == before  # not overwritten
-    # the first machine goes on: its ETags still match
-    monkeypatch.setenv("XDG_STATE_HOME", str(m.state))
-    assert m.sync().code == 0
-    assert "beta-0.6.tar.gz" in {f["filename"] for f in m.page("beta")["files"]}
-    # the second adopts the bucket with --verify and is then a writer like the first
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other-machine"))
+    assert "simple/beta/index" in lines[0]
+    assert m.read("pypi/web/simple/beta/index.v1_json") == by_b  # not overwritten
     assert m.sync("--verify").code == 0
-    upstream.add("gamma", "1.1", kinds=("sdist",))
-    assert m.sync().code == 0
-    assert "gamma-1.1.tar.gz" in {f["filename"] for f in m.page("gamma")["files"]}
+    assert {"beta-0.6.tar.gz", "beta-0.7.tar.gz"} <= {f["filename"]
+                                                      for f in m.page("beta")["files"]}
 
 
 def test_wrong_credentials_are_one_line_exit_2(bucket_mirror, monkeypatch):

@@ -227,8 +227,24 @@ class BucketTarget:
                  if self.inventory.get(k)]
         self._delete_keys(keys)
 
-    # ------------------------------------------------------------------ --verify
-    def take_inventory(self) -> None:
+    # ------------------------------------------------------------------ start, --verify
+    def begin(self, verify: bool) -> None:
+        """Before the projects are examined. --verify: one LIST of the tree replaces what
+        was remembered. Otherwise, when this machine never published the project list,
+        one HEAD of it: a tree another machine (or a lost state folder) published is
+        refused now, before anything is downloaded, rather than at its first page."""
+        if verify:
+            self._take_inventory()
+            return
+        page = "index.html" if self.s.simple_format == "HTML" else "index.v1_json"
+        root = self._key(f"simple/{page}")
+        if self.inventory.get(root) is None and self.store.head(root) is not None:
+            raise Conflict(f"{self.describe(root[len(WEB) + 1:])} exists, but this machine's "
+                           f"state ({self.s.state_dir}) does not know it: another machine "
+                           "syncs this tree, or the state was lost; run `cas-sync pypi "
+                           "--verify` once to adopt what the bucket holds")
+
+    def _take_inventory(self) -> None:
         """One LIST of the tree: what is really there replaces what was remembered."""
         log.info("--verify: listing %s", self.describe())
         objects = [(o.key, o.size, o.etag) for o in self.store.list(f"{WEB}/")]

@@ -122,8 +122,8 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
 def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
          dry_run: bool, verify: bool, out_to: Target) -> None:
     state = load_state(s.state_dir)
-    if verify and not dry_run:
-        out_to.take_inventory()  # a bucket: one LIST says what is really there
+    if not dry_run:
+        out_to.begin(verify)  # a bucket: --verify LISTs; a first run HEADs the project list
     # Pins and the closure decide a project's files from other projects: look at all.
     refetch_all = verify or not s.use_serial or bool(spec.pins) or s.include_dependencies \
         or (bool(state.projects) and state.fingerprint != s.fingerprint)

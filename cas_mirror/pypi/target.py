@@ -89,8 +89,9 @@ class Target(Protocol):
         """How the diff file names a file just downloaded to `dest`."""
         ...
 
-    def take_inventory(self) -> None:
-        """--verify: learn what the tree really holds before examining the projects."""
+    def begin(self, verify: bool) -> None:
+        """Before the projects are examined (not in a dry run); with --verify, learn what
+        the tree really holds."""
         ...
 
     def close(self) -> None:
@@ -113,8 +114,8 @@ class FolderTarget:
     def changed(self, dest: Path, relpath: str) -> Path:
         return dest
 
-    def take_inventory(self) -> None:
-        pass  # prepare.py re-hashes each file in place
+    def begin(self, verify: bool) -> None:
+        pass  # (--verify: prepare.py re-hashes each file in place)
 
     def close(self) -> None:
         pass
