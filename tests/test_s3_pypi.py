@@ -154,12 +154,17 @@ def test_verify_lists_once_and_repairs_a_deleted_object(bucket_mirror, upstream)
 
 def test_minimum_free_space_is_not_asked_of_the_whole_sync(bucket_mirror):
     """The staging folder holds a few files at a time, not the sync's total: a cold sync
-    into the bucket does not need room for every file on this machine."""
+    into the bucket does not need room for every file on this machine. Its diff file
+    lists s3:// URLs."""
     m = bucket_mirror
-    m.configure(minimum_free_space=10**18)
+    m.configure(minimum_free_space=10**18, diff_file=str(m.state / "changed"))
     result = m.sync()
     assert result.code == 0, result
     assert "pypi/web/simple/index.html" in m.objects()
+    # the diff file names the objects written, by URL
+    listed = (m.state / "changed").read_text().splitlines()
+    assert f"{m.url}/pypi/web/simple/index.html" in listed
+    assert all(line.startswith(f"{m.url}/pypi/web/") for line in listed), listed
 
 
 def test_slowdown_is_retried(bucket_mirror):
@@ -281,3 +286,29 @@ def test_the_journal_keeps_what_a_killed_run_published(tmp_path):
     again.save()
     assert not (tmp_path / "published.journal").exists()
     assert Inventory.load(tmp_path).entries == again.entries
+
+
+def test_deletions_come_after_the_pages_that_dropped_them(bucket_mirror, upstream):
+    m = bucket_mirror
+    upstream.add("beta", "0.6", kinds=("sdist",))
+    assert m.sync().code == 0
+    old = upstream.find("beta-0.5.tar.gz")[1]
+    gamma = [f"pypi/web/packages/{f.relpath}" for f in upstream.projects["gamma"].files]
+    upstream.remove_file("beta-0.5.tar.gz")
+    upstream.remove_project("gamma")
+    m.endpoint.clear()
+    assert m.sync().code == 0
+    # (the storage layer deletes with DeleteObjects: POST /<bucket>?delete)
+    writes = [("DELETE" if r.method == "POST" and "delete" in r.query else r.method,
+               r.path.split("/", 2)[-1]) for r in m.endpoint.requests
+              if r.method in ("PUT", "DELETE", "POST")]
+    puts = [key for method, key in writes if method == "PUT"]
+    first_delete = next(i for i, (method, _) in enumerate(writes) if method == "DELETE")
+    assert puts.index(f"{PREFIX}/pypi/web/simple/beta/index.v1_json") \
+        < puts.index(f"{PREFIX}/pypi/web/simple/index.v1_json")
+    assert writes[first_delete - 1] == ("PUT", f"{PREFIX}/pypi/web/simple/index.v1_json")
+    assert all(method == "DELETE" for method, _ in writes[first_delete:])
+    objects = m.objects()
+    assert f"pypi/web/packages/{old.relpath}" not in objects
+    assert not set(gamma) & set(objects)
+    assert not [k for k in objects if "/simple/gamma/" in k]

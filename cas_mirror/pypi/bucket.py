@@ -77,6 +77,7 @@ class BucketTarget:
         self.inventory = Inventory.load(s.state_dir)
         self.listed: set[str] | None = None  # --verify: the keys the LIST found
         self._store = None
+        self._opening = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(2 * max(1, s.workers))
         self._uploads: list[Future] = []
@@ -86,8 +87,9 @@ class BucketTarget:
     @property
     def store(self):
         """The bucket, opened on first use (a run with nothing to write sends nothing)."""
-        if self._store is None:
-            self._store = open_storage(self.location, self.settings, "pypi.mirror_dir")
+        with self._opening:
+            if self._store is None:
+                self._store = open_storage(self.location, self.settings, "pypi.mirror_dir")
         return self._store
 
     def describe(self, relpath: str = "") -> str:
