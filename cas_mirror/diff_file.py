@@ -23,13 +23,14 @@ from cas_index.atomic import temp_path_for, write_atomic
 from .errors import CasError, DiskFullError, is_disk_full, os_problem
 
 
-def write_diff_file(diff_file: str, append_epoch: bool, changed: Iterable[Path],
+def write_diff_file(diff_file: str, append_epoch: bool, changed: Iterable[Path | str],
                     key: str = "diff_file") -> Path:
     """Write the list; a folder gets `mirrored-files` inside. Returns the file written."""
     target = Path(diff_file)
     if target.is_dir():
         target = target / "mirrored-files"
-    data = "".join(f"{p.resolve()}\n" for p in changed).encode()
+    # (a bucket tree names its objects by URL: s3://bucket/key, a str)
+    data = "".join(f"{p if isinstance(p, str) else p.resolve()}\n" for p in changed).encode()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not append_epoch:

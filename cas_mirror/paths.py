@@ -22,6 +22,17 @@ def not_writable(folder: Path) -> str | None:
     return "permission denied"
 
 
+def bucket_work_dir(location: str, purpose: str, *, kept: bool) -> Path:
+    """This machine's folder for work on the tree at `location` (``s3://bucket/prefix``):
+    ``cas-mirror/<purpose>/<bucket>/<prefix>`` under $XDG_STATE_HOME (~/.local/state) when
+    what it holds is `kept` state (losing it costs a LIST of the bucket, or a --verify),
+    else under $XDG_CACHE_HOME (~/.cache)."""
+    variable, default = ("XDG_STATE_HOME", (".local", "state")) if kept else \
+        ("XDG_CACHE_HOME", (".cache",))
+    base = Path(os.environ.get(variable) or Path.home().joinpath(*default))
+    return base / "cas-mirror" / purpose / location.split("://", 1)[-1].strip("/")
+
+
 def nearest_existing(path: Path) -> Path:
     """`path`, or its nearest ancestor that exists (where creating it would start)."""
     while not path.exists() and path != path.parent:

@@ -43,6 +43,7 @@ from cas_index.patch import PATCH_FILE
 from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 
 from .digests import file_digest
+from .paths import bucket_work_dir
 from .storage import NEW, Conflict, ObjectInfo, Storage
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,7 @@ def _save_state(path: Path, state: dict) -> None:
 def default_state_dir(location: str) -> Path:
     """Where the staging copy of a stored channel lives by default:
     $XDG_CACHE_HOME/cas-mirror/stored-index/<bucket>/<prefix> (~/.cache when unset)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    rest = location.split("://", 1)[-1].strip("/")
-    return base / "cas-mirror" / "stored-index" / rest
+    return bucket_work_dir(location, "stored-index", kept=False)
 
 
 def channel_key_parts(prefix: str) -> tuple[str, str | None]:

@@ -25,6 +25,9 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFi
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # A sync into a bucket keeps its folder under these by default: never the real home.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     return files
 
 

@@ -263,12 +263,24 @@ def test_the_option_is_refused_for_the_conda_sync(run_cli, tmp_path):
     assert result.code == 2 and "is an option of cas-sync pypi" in result.err
 
 
-def test_s3_storage_backend_is_not_available_yet(run_cli, tmp_path):
-    conf = write(tmp_path, MINIMAL.replace("master = https://pypi.example.invalid",
-                                           "master = http://upstream.invalid")
-                 + "storage-backend = s3\n")
-    for args in ([], ["--dry-run"]):
-        result = run_cli(main, ["pypi", "--bandersnatch-config", conf, *args])
+def test_s3_storage_backend_refusals_name_the_option(run_cli, tmp_path):
+    """storage-backend = s3 (tests/test_s3_pypi.py syncs with it): a directory that names
+    no prefix, credentials in the file and another signature are refused in one line."""
+    base = MINIMAL.replace("master = https://pypi.example.invalid",
+                           "master = http://upstream.invalid") + "storage-backend = s3\n"
+    cases = [
+        (base.replace("directory = {dir}", "directory = /only-a-bucket"),
+         ["[mirror] directory", "/<bucket>/<prefix>"]),
+        (base + "\n[s3]\naws_access_key_id = AKIA\n",
+         ["[s3] aws_access_key_id", "standard AWS chain"]),
+        (base + "\n[s3]\nsignature_version = s3\n", ["[s3] signature_version", "SigV4"]),
+        (base + "\n[s3]\nconfig_param_ServerSideEncryption = aws:kms\n",
+         ["[s3] config_param_serversideencryption", "not passed on"]),
+    ]
+    for text, fragments in cases:
+        conf = write(tmp_path, text)
+        result = run_cli(main, ["pypi", "--bandersnatch-config", conf, "--dry-run"])
         assert result.code == 2, result
-        assert "[mirror] storage-backend" in result.err and "not available yet" in result.err
-        assert "Traceback" not in result.err
+        assert len(result.err.strip().splitlines()) == 1, result.err
+        for fragment in fragments:
+            assert fragment in result.err, (fragment, result.err)

@@ -11,12 +11,12 @@ sync works in (the tree itself, or the staging folder).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cas_index.atomic import write_if_changed
 
+from ..paths import bucket_work_dir
 from ..storage import is_bucket_url
 from .local import LocalFolder, bad_hashes, scan_folder
 
@@ -119,12 +119,6 @@ def open_target(config) -> tuple[Path, Target]:
         return open_storage(config.mirror_dir, S3Settings.from_config(config),
                             config.where("mirror_dir"))
 
-    staging = Path(config.values.get("state_dir") or default_state_dir(config.mirror_dir))
+    staging = Path(config.values.get("state_dir")
+                   or bucket_work_dir(config.mirror_dir, "sync", kept=True))
     return staging, BucketTarget(storage, staging)
-
-
-def default_state_dir(location: str) -> Path:
-    """The local state of a sync into `location` (s3://bucket/prefix) by default:
-    $XDG_CACHE_HOME/cas-mirror/sync/<bucket>/<prefix> (~/.cache when unset)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cas-mirror" / "sync" / location.split("://", 1)[-1].strip("/")

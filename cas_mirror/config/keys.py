@@ -210,6 +210,19 @@ class Setting:
     sub: dict[str, Setting] | None = None
 
 
+def _check_pypi_target(value: Any, base: Path) -> str | None:
+    """pypi.mirror_dir: null, a folder, or a bucket location (s3://bucket/prefix)."""
+    if isinstance(value, str) and value.strip()[:5].lower() == "s3://":
+        from ..errors import ConfigError
+        from ..storage.urls import parse_bucket_url
+
+        try:
+            return str(parse_bucket_url(value.strip(), "pypi.mirror_dir"))
+        except ConfigError as exc:
+            raise BadValue(str(exc).split(": ", 1)[-1]) from None
+    return check_optional_path(value, base)
+
+
 # The keys of the `pypi:` section (and of a --mirror-config file). A default of None on a
 # key in PYPI_INHERITED means: use the top-level key of the same name.
 PYPI_SETTINGS: dict[str, Setting] = {
@@ -263,6 +276,9 @@ PYPI_SETTINGS: dict[str, Setting] = {
     "max_project_size": Setting(None, optional(check_size)),
     # mirroring what environments need (pypi/depends.py)
     "include_dependencies": Setting(False, check_bool),
+    # where the PyPI tree goes: a folder, or s3://bucket/prefix (pypi/bucket.py); null:
+    # the top-level mirror_dir
+    "mirror_dir": Setting(None, _check_pypi_target),
 }
 PYPI_INHERITED = ("workers", "timeout", "retries", "retry_backoff", "proxy", "ssl_verify",
                   "minimum_free_space", "keep_removed", "diff_file", "diff_append_epoch")
@@ -316,7 +332,8 @@ SETTINGS: dict[str, Setting] = {
     "s3_endpoint_url": Setting(None, check_optional_url),
     "s3_region": Setting(None, optional(lambda value, base: _check_word(value, "region"))),
     "s3_profile": Setting(None, optional(lambda value, base: _check_word(value, "profile"))),
-    # the local state of a sync into a bucket (conda/bucket.py); null: ~/.cache/cas-mirror/...
+    # the local state of a sync into a bucket (conda/bucket.py, pypi/bucket.py);
+    # null: $XDG_STATE_HOME/cas-mirror/sync/<bucket>/<prefix>
     "state_dir": Setting(None, check_optional_path),
     # mirroring what environments need (conda/depends.py, conda/solve.py, lockfiles/)
     "include_dependencies": Setting(False, check_bool),

@@ -121,19 +121,20 @@ def load_config(
 def _apply_bandersnatch(values, origins, locations, files, notes, path: Path) -> None:
     """bandersnatch's INI file (pypi/bandersnatch.py maps it): like --mirror-config, it wins
     over the pypi: section; its `directory` also sets the top-level mirror_dir."""
-    from ..pypi.bandersnatch import read_bandersnatch_config
+    from ..pypi.bandersnatch import TOP_LEVEL_KEYS, read_bandersnatch_config
 
     mapped = read_bandersnatch_config(path)
     files.append(ConfigFile("--bandersnatch-config", path, "read"))
     where: dict[str, str] = {}
     for item in mapped.values:
         label = f"--bandersnatch-config {item.where}"
-        if item.key == "mirror_dir":  # the one top-level key it sets
+        if item.key in TOP_LEVEL_KEYS:  # mirror_dir, and the bucket's endpoint and region
             _apply(values, origins, locations, item.key, item.value, item.where, label,
                    path.parent)
             continue
-        where[item.key] = item.where
-        _apply_section(values, origins, locations, "pypi", {item.key: item.value},
+        key = item.key.removeprefix("pypi.")
+        where[key] = item.where
+        _apply_section(values, origins, locations, "pypi", {key: item.value},
                        item.where, label, path.parent, where, prefix="")
     notes.extend(mapped.notes)
 

@@ -133,8 +133,23 @@ _PLUGIN_OPTIONS = {
     "latest_release": {"keep": ("latest_release",), "sort_by": ("latest_release",)},
     "size_project_metadata": {"max_package_size": ("size_project_metadata",)},
 }
-# Sections bandersnatch reads for storage backends and logging: refused as a whole.
+# Sections bandersnatch reads for storage backends: [s3] is read with storage-backend = s3
+# (S3_OPTIONS), the others refused as a whole.
 _OTHER_SECTIONS = {"swift", "s3"}
+BACKENDS = ("filesystem", "s3")
+# [s3] options of bandersnatch's S3 plugin -> our top-level key (None: refused, see why)
+S3_OPTIONS = {"region_name": "s3_region", "endpoint_url": "s3_endpoint_url",
+              "signature_version": None}
+_S3_REFUSED = {
+    "aws_access_key_id": "credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID / "
+                         "AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, or a profile named by "
+                         "s3_profile; keep them out of this file",
+    "aws_secret_access_key": "credentials come from the standard AWS chain: "
+                             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, "
+                             "or a profile named by s3_profile; keep them out of this file",
+}
+# Keys a bandersnatch file sets outside the pypi: section (layers.py applies them).
+TOP_LEVEL_KEYS = ("mirror_dir", "s3_region", "s3_endpoint_url")
 
 
 def _scan_lines(text: str) -> dict[tuple[str, str], int]:
@@ -185,20 +200,26 @@ def read_bandersnatch_config(path: Path) -> Mapped:
     if not parser.has_section("mirror"):
         raise ConfigError(f"{path}: no [mirror] section; bandersnatch's configuration "
                           "needs one with at least directory and master")
-    _map_mirror(parser, where, mapped)
+    backend = _map_mirror(parser, where, mapped)
     _map_plugins(parser, where, mapped, path.parent)
+    if backend == "s3" and parser.has_section("s3"):
+        _map_s3(parser, where, mapped)
     for section in parser.sections():
-        if section in ("mirror", "plugins") or section in _PLUGIN_OPTIONS:
+        if section in ("mirror", "plugins") or section in _PLUGIN_OPTIONS \
+                or (section == "s3" and backend == "s3"):
             continue
-        why = ("a storage backend's section: cas-sync pypi writes to the filesystem"
-               if section in _OTHER_SECTIONS else "cas-sync pypi does not read it")
+        why = ("a storage backend's section: cas-sync pypi reads [s3] with storage-backend "
+               "= s3 only" if section in _OTHER_SECTIONS else "cas-sync pypi does not read it")
         raise ConfigError(f"{where(section)}: section [{section}] is not supported ({why})")
     log.info("bandersnatch configuration %s: %d settings mapped", path, len(mapped.values))
     return mapped
 
 
-def _map_mirror(parser: configparser.ConfigParser, where, mapped: Mapped) -> None:
+def _map_mirror(parser: configparser.ConfigParser, where, mapped: Mapped) -> str:
+    """The [mirror] options; returns the storage backend (filesystem or s3)."""
     seen: dict[str, str] = {}
+    directory: tuple[str, str] | None = None
+    backend = "filesystem"
     for option, raw_text in parser.items("mirror", raw=True):
         if option in parser.defaults():
             continue
@@ -232,18 +253,67 @@ def _map_mirror(parser: configparser.ConfigParser, where, mapped: Mapped) -> Non
             mapped.notes.append(NOTES[name])
             continue
         if key == "directory":
-            folder = Path(text).expanduser()
-            if not text or not folder.name:
-                raise ConfigError(f"{at}: expected the mirror's folder, got {text!r}")
-            mapped.add("mirror_dir", str(folder.parent), at)
-            mapped.add("user", folder.name, at)
+            directory = (text, at)
             continue
+        if key == "storage_backend":
+            if text not in BACKENDS:
+                raise ConfigError(f"{at}: storage-backend {text!r} is not supported (cas-sync "
+                                  "pypi writes to a folder or an S3-compatible bucket; "
+                                  f"expected one of {', '.join(BACKENDS)})")
+            backend = text
         if key == "remote_url" and value:
             value = value.rstrip("/")
         mapped.add(key, value, at)
-    if "directory" not in seen:
+    if directory is None:
         raise ConfigError(f"{where('mirror')}: option 'directory' is required (the mirror's "
                           "folder)")
+    _map_directory(*directory, backend, mapped)
+    return backend
+
+
+def _map_directory(text: str, at: str, backend: str, mapped: Mapped) -> None:
+    """`directory`: a folder split into mirror_dir + user, or with storage-backend = s3
+    bandersnatch's `/<bucket>/<prefix>`, split into pypi.mirror_dir (s3://bucket/...) and
+    user (its last name), so the tree is bandersnatch's `<prefix>/web/` in the bucket."""
+    if backend == "s3":
+        parts = [p for p in text.removeprefix("s3://").split("/") if p]
+        if len(parts) < 2:
+            raise ConfigError(f"{at}: with storage-backend = s3, expected /<bucket>/<prefix> "
+                              f"(the tree goes to <prefix>/web/ in the bucket), got {text!r}")
+        mapped.add("pypi.mirror_dir", "s3://" + "/".join(parts[:-1]), at)
+        mapped.add("user", parts[-1], at)
+        return
+    folder = Path(text).expanduser()
+    if not text or not folder.name:
+        raise ConfigError(f"{at}: expected the mirror's folder, got {text!r}")
+    mapped.add("mirror_dir", str(folder.parent), at)
+    mapped.add("user", folder.name, at)
+
+
+def _map_s3(parser: configparser.ConfigParser, where, mapped: Mapped) -> None:
+    """bandersnatch's [s3] section: the endpoint and region; the signature is always
+    SigV4; credentials and boto3 call parameters are refused."""
+    for option, raw_text in parser.items("s3", raw=True):
+        if option in parser.defaults():
+            continue
+        at = where("s3", option)
+        text = raw_text.strip()
+        if option in _S3_REFUSED:
+            raise ConfigError(f"{at}: option {option!r} is not supported "
+                              f"({_S3_REFUSED[option]})")
+        if option not in S3_OPTIONS:
+            why = ("boto3 call parameters are not passed on"
+                   if option.startswith("config_param_")
+                   else "not an option of bandersnatch's S3 plugin cas-sync pypi knows")
+            hint = did_you_mean(option, S3_OPTIONS)
+            raise ConfigError(f"{at}: option {option!r} is not supported{hint} ({why})")
+        if option == "signature_version":
+            if text.lower() not in ("s3v4", "v4", ""):
+                raise ConfigError(f"{at}: signature_version {text!r} is not supported "
+                                  "(requests are signed with SigV4: s3v4)")
+            continue
+        if text:
+            mapped.add(S3_OPTIONS[option], text, at)
 
 
 def _map_plugins(parser: configparser.ConfigParser, where, mapped: Mapped,

@@ -55,7 +55,7 @@ def pypi(ctx: click.Context, **_: object) -> int:
     from .sync import run_sync
 
     output = Output(quiet=options.quiet)
-    log.info("pypi sync: %s into %s%s", settings.simple_url, settings.web,
+    log.info("pypi sync: %s into %s%s", settings.simple_url, settings.tree_location,
              " (dry run)" if options.dry_run else "")
     result = run_sync(config, output=output, dry_run=options.dry_run, verify=options.verify)
     log.info("pypi sync finished: exit status %d", result.exit_code)

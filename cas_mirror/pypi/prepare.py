@@ -18,11 +18,11 @@ from ..output import Output
 from ..text import safe
 from .client import PageGone, UpstreamError, fetch_json_api, fetch_project
 from .filters import FilterSpec, Selection, select_files
-from .local import check_local
 from .locked import apply_pins
 from .plan import WantedFile, plan_files
 from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectWork, SyncReport
 from .settings import PypiSettings
+from .target import Target
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class StopFlag:
 
 def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
                 downloader: Downloader, verify: bool, report: SyncReport,
-                output: Output) -> None:
+                output: Output, out_to: Target) -> None:
     stop = StopFlag(downloader, report, s.stop_on_error)
 
     def prepare(w: ProjectWork) -> None:
@@ -59,7 +59,7 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
             if stop.stopped:
                 w.report.error = f"not fetched: {report.stopped_on_error}"
                 return
-            _prepare(w, s, spec, downloader, verify)
+            _prepare(w, s, spec, downloader, verify, out_to)
         except PageGone as exc:
             if w.gone_is_removal:
                 w.gone = True
@@ -85,7 +85,7 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
 
 
 def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Downloader,
-             verify: bool) -> None:
+             verify: bool, out_to: Target) -> None:
     page = fetch_project(downloader, s.simple_url, w.name, w.want_serial, w.conditional)
     if page is None:
         w.not_modified = True
@@ -110,7 +110,7 @@ def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Down
     previous = w.previous.files if w.previous else {}
     in_place = set()
     for want in wanted:
-        entry, problem = check_local(s, want, previous.get(want.relpath), verify)
+        entry, problem = out_to.check_file(want, previous.get(want.relpath), verify)
         if entry is not None:
             in_place.add(want.relpath)
             w.checked[want.relpath] = entry

@@ -10,28 +10,21 @@ page a reader sees is the previous one or the new one, never a mix.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cas_index.atomic import write_if_changed
-
-from ..digests import file_digest
 from ..errors import is_disk_full, os_problem
-from . import pages
-from .hashindex import project_folder, remove_other_layout
+from . import pages, target
 from .model import Listing
 from .results import PROVENANCE_SUFFIX, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import ProjectState, TreeState
-from .versions import publish_versioned
+from .target import Target, page_folder
 
 log = logging.getLogger(__name__)
 
-PAGE_NAMES = {"HTML": ("index.html", "index.v1_html"), "JSON": ("index.v1_json",),
-              "ALL": ("index.html", "index.v1_html", "index.v1_json")}
-ALL_PAGE_NAMES = PAGE_NAMES["ALL"]
+PAGE_NAMES, ALL_PAGE_NAMES = target.PAGE_NAMES, target.ALL_PAGE_NAMES
 
 
 class WriteFailed(Exception):
@@ -52,20 +45,6 @@ def writing(path: Path) -> Iterator[None]:
         raise WriteFailed(path, exc) from None
 
 
-def _write_pages(folder: Path, outputs: dict[str, bytes], report: SyncReport,
-                 fsync: bool, keep: tuple[str, ...] = ()) -> None:
-    with writing(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-    for filename, body in outputs.items():
-        with writing(folder / filename):
-            if write_if_changed(folder / filename, body, fsync=fsync):
-                report.changed_files.append(folder / filename)
-    for filename in ALL_PAGE_NAMES:
-        if filename not in outputs and filename not in keep:
-            with writing(folder / filename):
-                (folder / filename).unlink(missing_ok=True)
-
-
 def _provenance_href(s: PypiSettings, f, present: set[str]) -> str | None:
     """PEP 740: our copy of the provenance object, else upstream's when we keep no files."""
     if not f.provenance:
@@ -84,7 +63,7 @@ def _href(s: PypiSettings, relpath: str, upstream_url: str) -> str:
     return f"../../packages/{relpath}"
 
 
-def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
+def _page_files(w: ProjectWork, s: PypiSettings, out_to: Target) -> list[pages.PageFile]:
     present = set(w.checked)
     out = []
     for f in sorted(w.selection.kept, key=lambda f: f.filename):
@@ -98,7 +77,7 @@ def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
             if meta not in present:
                 core = False
             elif core is True or (isinstance(core, dict) and "sha256" not in core):
-                core = {"sha256": file_digest(s.web / "packages" / meta, "sha256")}
+                core = {"sha256": out_to.digest(meta)}
         out.append(pages.PageFile(f.filename, _href(s, f.relpath, f.url), f.hashes, size,
                                   f.requires_python, f.yanked, core, f.upload_time,
                                   _provenance_href(s, f, present)))
@@ -106,10 +85,10 @@ def _page_files(w: ProjectWork, s: PypiSettings) -> list[pages.PageFile]:
 
 
 def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
-                    report: SyncReport) -> None:
-    """Write the project's pages and record it in `state` (its serial only when all went
-    well, so that a failed file is tried again next run)."""
-    files = _page_files(w, s)
+                    report: SyncReport, out_to: Target) -> None:
+    """Write the project's pages to `out_to` and record it in `state` (its serial only
+    when all went well, so that a failed file is tried again next run)."""
+    files = _page_files(w, s, out_to)
     listed = {p.filename for p in files}
     versions = list(dict.fromkeys(f.version for f in w.selection.kept
                                   if f.version and f.filename in listed))
@@ -124,18 +103,15 @@ def publish_project(w: ProjectWork, s: PypiSettings, state: TreeState,
     if s.simple_format in ("ALL", "JSON"):
         outputs["index.v1_json"] = pages.project_json(w.name, files, versions, serial,
                                                       markers)
-    folder = project_folder(s.web / "simple", w.name, s.hash_index)
+    folder = page_folder(s, w.name)
     versioned = outputs.pop("index.html", None) if s.keep_index_versions else None
-    _write_pages(folder, outputs, report, fsync=False,
-                 keep=("index.html",) if versioned is not None else ())
+    out_to.write_pages(folder, outputs, report, fsync=False,
+                       keep=("index.html",) if versioned is not None else ())
     if versioned is not None:
-        with writing(folder / "index.html"):
-            report.changed_files.extend(
-                publish_versioned(folder, versioned, serial, s.keep_index_versions))
-    with writing(folder.parent):
-        remove_other_layout(s.web / "simple", w.name, s.hash_index)
+        out_to.write_versioned(folder, versioned, serial, s.keep_index_versions, report)
+    out_to.remove_other_layout(w.name)
     if w.json_api is not None:
-        _publish_json_api(s, w.name, w.json_api, report)
+        out_to.write_json_api(w.name, w.json_api, report)
     w.published = True
     log.debug("published the pages of %s (serial %s, %d files)", w.name, serial, len(files))
     entries = dict(w.checked)
@@ -159,28 +135,8 @@ def keep_unpublished(w: ProjectWork, state: TreeState) -> None:
                                               {**w.previous.files, **w.checked})
 
 
-def _publish_json_api(s: PypiSettings, name: str, data: bytes, report: SyncReport) -> None:
-    target = s.web / "json" / name
-    with writing(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if write_if_changed(target, data, fsync=False):
-            report.changed_files.append(target)
-    link = s.web / "pypi" / name / "json"
-    wanted = f"../../json/{name}"
-    with writing(link):
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink() or os.readlink(link) != wanted:
-            tmp = link.with_name(".json.tmp-link")
-            tmp.unlink(missing_ok=True)
-            try:
-                os.symlink(wanted, tmp)
-                os.replace(tmp, link)
-            finally:
-                tmp.unlink(missing_ok=True)
-
-
 def publish_root(s: PypiSettings, state: TreeState, listing: Listing,
-                 report: SyncReport) -> None:
+                 report: SyncReport, out_to: Target) -> None:
     names = sorted(state.projects)
     outputs = {}
     if s.simple_format in ("ALL", "HTML"):
@@ -190,5 +146,5 @@ def publish_root(s: PypiSettings, state: TreeState, listing: Listing,
         last = listing.last_serial if listing.last_serial is not None else state.last_serial
         outputs["index.v1_json"] = pages.root_json(
             [(state.projects[n].name, state.projects[n].serial) for n in names], last)
-    _write_pages(s.web / "simple", outputs, report, fsync=True)
+    out_to.write_pages("simple", outputs, report, fsync=True)
     log.debug("published the project list (%d projects)", len(names))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cas_index.atomic import TEMP_PREFIX
 
@@ -22,37 +22,35 @@ from ..net import PART_SUFFIX, part_path
 from .results import ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
 
+if TYPE_CHECKING:
+    from .target import Target
+
 log = logging.getLogger(__name__)
 
 
-def remove_project(r: ProjectReport, s: PypiSettings, files: Iterable[str]) -> None:
+def remove_project(r: ProjectReport, s: PypiSettings, files: Iterable[str],
+                   out_to: Target) -> None:
     """After the project list dropped it: its pages, JSON copies and (unless keep_removed)
     its files."""
     log.info("removing project %s (%s)", r.name, r.why)
     try:
-        from .hashindex import project_folder
-
-        for folder in (project_folder(s.web / "simple", r.name, s.hash_index),
-                       s.web / "pypi" / r.name):
-            if folder.exists():
-                shutil.rmtree(folder)
-        (s.web / "json" / r.name).unlink(missing_ok=True)
+        out_to.remove_pages(r.name)
         if s.keep_removed:
             return
         for relpath in files:
-            if delete_file(s, relpath):
+            if out_to.delete_file(relpath):
                 r.count_deleted(relpath)
     except OSError as exc:
         r.error = f"cannot remove {exc.filename or s.web}: {os_problem(exc)}"
 
 
-def delete_dropped(w: ProjectWork, s: PypiSettings) -> None:
+def delete_dropped(w: ProjectWork, s: PypiSettings, out_to: Target) -> None:
     """The files a project's new pages no longer list."""
     if not w.published or w.plan is None or s.keep_removed:
         return
     for relpath in w.plan.delete:
         try:
-            if delete_file(s, relpath):
+            if out_to.delete_file(relpath):
                 w.report.count_deleted(relpath)
                 log.debug("deleted %s (%s no longer lists it)", relpath, w.name)
         except OSError as exc:
@@ -66,11 +64,11 @@ def delete_file(s: PypiSettings, relpath: str) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
-    _prune_folders(path.parent, root)
+    prune_folders(path.parent, root)
     return True
 
 
-def _prune_folders(parent: Path, root: Path) -> None:
+def prune_folders(parent: Path, root: Path) -> None:
     while parent != root:  # PyPI's hashed layout leaves empty folders behind
         try:
             parent.rmdir()
@@ -96,7 +94,7 @@ def remove_stale_parts(s: PypiSettings, relpaths: Iterable[str]) -> int:
             continue
         removed += 1
         log.info("deleted %s, left by an interrupted download", part)
-        _prune_folders(part.parent, root)
+        prune_folders(part.parent, root)
     return removed
 
 

@@ -107,7 +107,7 @@ class SyncReport:
     stopped: str | None = None  # disk space: exit 4
     stopped_on_error: str | None = None  # stop_on_error: exit 1
     diff_file: Path | None = None
-    changed_files: list[Path] = field(default_factory=list)
+    changed_files: list[Path | str] = field(default_factory=list)  # str: s3:// URLs
     strays: list[tuple[str, str]] = field(default_factory=list)  # --verify: (path, why)
     stale_parts_removed: int = 0
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import DEFAULT, PYPI_INHERITED, PYPI_SETTINGS, Config
 from ..net import NetworkSettings
+from ..paths import bucket_work_dir
 
 STATE_DIR = ".cas-sync"
 # Keys whose change alters what the pages say or which files are selected.
@@ -35,6 +36,10 @@ class PypiSettings:
     xmlrpc_url: str
     json_api_url: str  # <base>/pypi, for /pypi/<name>/json
     network: NetworkSettings
+    # The tree's bucket, `s3://bucket/prefix` (pypi.mirror_dir, else the top-level key);
+    # None for a folder. With a bucket, `mirror_dir` is this machine's folder for the
+    # state and the staging of downloads (`state_dir`).
+    bucket: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -49,6 +54,13 @@ class PypiSettings:
     @property
     def web(self) -> Path:
         return self.tree / "web"
+
+    @property
+    def tree_location(self) -> str:
+        """Where the published tree is: the `web/` folder, or its s3:// URL."""
+        if self.bucket:
+            return f"{self.bucket.rstrip('/')}/{self.values['user']}/web/"
+        return str(self.web)
 
     @property
     def state_dir(self) -> Path:
@@ -82,8 +94,21 @@ class PypiSettings:
                                   retries=values["retries"], backoff=values["retry_backoff"],
                                   proxy=values["proxy"], ssl_verify=values["ssl_verify"],
                                   total_timeout=values["global_timeout"])
-        return cls(values, origins, Path(config.values["mirror_dir"]), simple,
-                   values["xml_rpc_api_url"] or f"{remote}/pypi", f"{remote}/pypi", network)
+        target = values["mirror_dir"] or config.values["mirror_dir"]
+        # (storage.urls.is_bucket_url's test, without importing the storage layer)
+        bucket = target if target[:5].lower() == "s3://" else None
+        # With a bucket: this machine's folder, laid out like a mirror_dir (`state_dir`,
+        # shared with a conda sync into a bucket, else the default per bucket/prefix).
+        local = Path(config.values["state_dir"] or bucket_work_dir(bucket, "sync", kept=True)) \
+            if bucket else Path(target)
+        return cls(values, origins, local,
+                   simple, values["xml_rpc_api_url"] or f"{remote}/pypi", f"{remote}/pypi",
+                   network, bucket)
+
+    def where_target(self, config: Config) -> str:
+        """Where the tree's location was set, for messages."""
+        return config.where("pypi.mirror_dir" if self.values["mirror_dir"] else "mirror_dir")
+
 
 
 def _pypi_diff_file(path: str) -> str:
@@ -103,7 +128,9 @@ def render_show(config: Config, settings: PypiSettings) -> str:
              "# --bandersnatch-config wins over all of them):"]
     for f in config.files:
         lines.append(f"#   {f.role:<15} {f.path}  ({f.status})")
-    lines.append(f"# The tree: {settings.web} (served as /{settings.user}/simple/)")
+    lines.append(f"# The tree: {settings.tree_location} (served as /{settings.user}/simple/)")
+    if settings.bucket:
+        lines.append(f"# This machine's state and staging: {settings.tree}")
     lines.append(f"mirror_dir: {config.values['mirror_dir']}  # {config.origins['mirror_dir']}")
     for note in config.notes:
         lines.append(f"# accepted from --bandersnatch-config, no setting of its own: {note}")
@@ -119,7 +146,7 @@ def render_show(config: Config, settings: PypiSettings) -> str:
 def show_as_json(config: Config, settings: PypiSettings) -> str:
     return json.dumps({
         "values": settings.values, "origins": settings.origins,
-        "mirror_dir": str(settings.mirror_dir), "tree": str(settings.web),
+        "mirror_dir": str(settings.mirror_dir), "tree": settings.tree_location,
         "simple_url": settings.simple_url, "xml_rpc_api_url": settings.xmlrpc_url,
         "files": [{"role": f.role, "path": str(f.path), "status": f.status}
                   for f in config.files],

@@ -56,6 +56,7 @@ from .removal import delete_dropped, remove_project, remove_stale_parts, remove_
 from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectReport, ProjectWork, SyncReport
 from .settings import PypiSettings
 from .state import TreeState, clear_pending, load_pending, load_state, save_pending, save_state
+from .target import Target, open_target
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,15 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
     if config.lockfiles:
         spec = pinned_spec(spec, read_lockfiles(config.lockfiles).pypi)
     check_tree(settings, config, dry_run)
+    out_to = open_target(settings, config)
     if dry_run:
-        _run(settings, spec, output, report, dry_run, verify)
+        _run(settings, spec, output, report, dry_run, verify, out_to)
     else:
         with TreeLock(settings.state_dir / "lock", what="cas-sync pypi"):
-            _run(settings, spec, output, report, dry_run, verify)
+            try:
+                _run(settings, spec, output, report, dry_run, verify, out_to)
+            finally:
+                out_to.close()
             if settings.diff_file:
                 _write_diff_file(settings, report, output)
     report.seconds = time.monotonic() - started
@@ -87,12 +92,13 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
 def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
     """The tree's folders exist (or can be made) and can be written; else a ConfigError
     naming where `mirror_dir` was set. A dry run creates nothing: the nearest existing
-    folder must be writable."""
-    if s.storage_backend != "filesystem":
-        raise ConfigError(f"{config.where('pypi.storage_backend')}: storage backend "
-                          f"{s.storage_backend!r} is not available yet (the object-storage "
-                          "support has not landed); use filesystem")
-    where = config.where("mirror_dir")
+    folder must be writable. A bucket tree: its settings agree (bucket.py), and this
+    machine's folder for its state and staging is checked like a tree's."""
+    if s.bucket is not None or s.storage_backend != "filesystem":
+        from .bucket import check_bucket_settings
+
+        check_bucket_settings(s, config)
+    where = s.where_target(config)
     for path in (s.mirror_dir, s.tree, s.web, s.state_dir):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{where}: {path} is a file, not a folder")
@@ -114,12 +120,17 @@ def check_tree(s: PypiSettings, config: Config, dry_run: bool) -> None:
 
 
 def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
-         dry_run: bool, verify: bool) -> None:
+         dry_run: bool, verify: bool, out_to: Target) -> None:
     state = load_state(s.state_dir)
+    if not dry_run:
+        out_to.begin(verify)  # a bucket: --verify LISTs; a first run HEADs the project list
     # Pins and the closure decide a project's files from other projects: look at all.
     refetch_all = verify or not s.use_serial or bool(spec.pins) or s.include_dependencies \
         or (bool(state.projects) and state.fingerprint != s.fingerprint)
-    guard = FreeSpaceGuard(nearest_existing(s.web), s.minimum_free_space)
+    # A bucket's staging folder holds a few files at a time, never the run's total: no
+    # minimum_free_space to ask for (a full local disk still stops the run, exit 4).
+    guard = None if out_to.is_bucket else FreeSpaceGuard(nearest_existing(s.web),
+                                                         s.minimum_free_space)
     with Downloader(s.network, free_space=guard) as downloader:
         # (the closure needs the whole list: dependencies are found in it)
         if spec.exact_names is not None and not s.use_xml_rpc and not s.include_dependencies:
@@ -142,7 +153,7 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         if work:
             output.info(f"pypi: {plural(len(work), 'project')} to examine, "
                         f"{len(projects_plan.unchanged)} unchanged")
-        prepare_all(work, s, spec, downloader, verify, report, output)
+        prepare_all(work, s, spec, downloader, verify, report, output, out_to)
         if listing.source == WHITELIST_SOURCE:
             _whitelist_gone(work, listing, state, report, projects_plan.remove)
             work = [w for w in work if not w.gone]
@@ -156,7 +167,7 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
                                       listing.projects[n].serial, state.projects.get(n),
                                       ProjectReport(n)),
                 lambda more, dep_spec: prepare_all(more, s, dep_spec, downloader, verify,
-                                                   report, output))
+                                                   report, output, out_to))
             for name in pulled:
                 projects_plan.remove.pop(name, None)
         if problems := [p for w in work if w.selection for p in w.selection.problems]:
@@ -175,14 +186,17 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         pending = load_pending(s.state_dir)
         planned = {want.relpath for w in work for want in w.downloads}
         _remember_pending(s, pending | planned)
-        _download(work, s, downloader, output, report)
-        _publish(work, removals, s, state, listing, report, output)
+        _download(work, s, downloader, output, report, out_to)
+        _publish(work, removals, s, state, listing, report, output, out_to)
         report.stale_parts_removed = remove_stale_parts(s, pending | planned)
         if s.cleanup:
             _cleanup(s, report, output)
         if verify:
             owned = {relpath for p in state.projects.values() for relpath in p.files}
-            remove_strays(s, owned, report)
+            if out_to.is_bucket:
+                out_to.remove_strays(owned, report)
+            else:
+                remove_strays(s, owned, report)
         # A failure keeps the old serial, so the next XML-RPC changelog asks again for what
         # this run did not mirror (names the list refused stay refused: not a failure here).
         failed = report.stopped or report.stopped_on_error or report.write_errors \
@@ -286,8 +300,8 @@ class _Progress(ProgressReporter):
     unknown size (PEP 658 .metadata) grow the total as their bytes arrive, so the bytes
     done never pass the total."""
 
-    def __init__(self, inner: ProgressReporter, stop: StopFlag):
-        self.inner, self.stop = inner, stop
+    def __init__(self, inner: ProgressReporter, stop: StopFlag, out_to: Target):
+        self.inner, self.stop, self.out_to = inner, stop, out_to
         self.lock = threading.Lock()
         self.total = self.received = 0
 
@@ -306,6 +320,7 @@ class _Progress(ProgressReporter):
         self.inner.advance(nbytes)
 
     def file_done(self, result: DownloadResult) -> None:
+        self.out_to.file_downloaded(result)
         self.inner.file_done(result)
         if not result.ok and not self.stop.stopped:
             self.stop.error(result.job.url)
@@ -315,7 +330,7 @@ class _Progress(ProgressReporter):
 
 
 def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
-              output: Output, report: SyncReport) -> None:
+              output: Output, report: SyncReport, out_to: Target) -> None:
     jobs: list[DownloadJob] = []
     owners: list[tuple[ProjectWork, WantedFile]] = []
     for w in work:
@@ -333,7 +348,11 @@ def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
         return
     stop = StopFlag(downloader, report, s.stop_on_error)
     try:
-        results = downloader.download(jobs, _Progress(output.progress("pypi"), stop))
+        try:
+            results = downloader.download(jobs, _Progress(output.progress("pypi"), stop,
+                                                          out_to))
+        finally:
+            out_to.downloads_done()
     except OSError as exc:  # a folder under web/packages/ could not be made
         problem = f"cannot write under {s.web / 'packages'}: {os_problem(exc)}"
         if is_disk_full(exc):
@@ -345,7 +364,7 @@ def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
         return
     for (w, want), result in zip(owners, results, strict=True):
         if result.ok:
-            _downloaded(w, want, result, s, report)
+            _downloaded(w, want, result, report, out_to)
         else:
             w.report.failed.append((result.job.url, result.error or "failed"))
     for w in work:
@@ -356,32 +375,26 @@ def _download(work: list[ProjectWork], s: PypiSettings, downloader: Downloader,
         _stop(report, output, downloader.stop_reason)
 
 
-def _downloaded(w: ProjectWork, want: WantedFile, result: DownloadResult, s: PypiSettings,
-                report: SyncReport) -> None:
-    from .local import digest_for
-
+def _downloaded(w: ProjectWork, want: WantedFile, result: DownloadResult,
+                report: SyncReport, out_to: Target) -> None:
     w.got.add(want.relpath)
-    report.changed_files.append(result.job.dest)
+    report.changed_files.append(out_to.changed(result.job.dest, want.relpath))
     if want.metadata_of:
         w.report.metadata_downloaded += 1
     else:
         w.report.downloaded += 1
     w.report.bytes += result.received
-    try:
-        st = result.job.dest.stat()
-    except OSError:
-        return
-    algorithm, expected = digest_for(s, want)
-    if algorithm == "md5" and not want.sha256 and not want.md5:
-        expected = None
-    w.checked[want.relpath] = [st.st_size, st.st_mtime_ns, algorithm, expected]
+    entry = out_to.stored(want, result)
+    if entry is not None:
+        w.checked[want.relpath] = entry
 
 
 # --------------------------------------------------------------------------- publish
 
 
 def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSettings,
-             state: TreeState, listing: Listing, report: SyncReport, output: Output) -> None:
+             state: TreeState, listing: Listing, report: SyncReport, output: Output,
+             out_to: Target) -> None:
     """Project pages, then the project list, then deletions; a full disk stops publishing
     (what was written stays consistent), another write problem fails its project."""
     for w in work:
@@ -392,7 +405,7 @@ def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSett
             continue
         started = time.monotonic()
         try:
-            publish_project(w, s, state, report)
+            publish_project(w, s, state, report, out_to)
         except WriteFailed as exc:
             keep_unpublished(w, state)
             if exc.disk_full:
@@ -405,19 +418,19 @@ def _publish(work: list[ProjectWork], removals: list[ProjectReport], s: PypiSett
     if not report.stopped:
         removed = {r.name: state.projects.pop(r.name) for r in removals}
         try:
-            publish_root(s, state, listing, report)
+            publish_root(s, state, listing, report, out_to)
         except WriteFailed as exc:
             state.projects.update(removed)  # still listed: not removed
             removed = {}
             _write_failed(report, output, exc)
     for r in removals:
         if r.name in removed:
-            remove_project(r, s, removed[r.name].files)
+            remove_project(r, s, removed[r.name].files, out_to)
             if r.error:
                 output.error(f"{r.name}: {r.error}")
                 state.projects[r.name] = removed[r.name]  # to be tried again
     for w in work:
-        delete_dropped(w, s)
+        delete_dropped(w, s, out_to)
 
 
 def _cleanup(s: PypiSettings, report: SyncReport, output: Output) -> None:
