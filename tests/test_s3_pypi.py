@@ -274,14 +274,14 @@ signature_version = s3v4
 def test_the_journal_keeps_what_a_killed_run_published(tmp_path):
     """A run killed before it saved its inventory: the next one replays the journal, so
     its conditional writes still carry the ETags the bucket has."""
-    from cas_mirror.pypi.inventory import Inventory, Published
+    from cas_mirror.pypi.inventory import Inventory, entry
 
     first = Inventory.load(tmp_path)
-    first.put("web/simple/index.html", Published(10, "ab" * 32, '"etag-1"'))
-    first.put("web/simple/gone/index.html", Published(5, "cd" * 32, '"etag-2"'))
+    first.put("web/simple/index.html", entry(10, "ab" * 32, '"etag-1"'))
+    first.put("web/simple/gone/index.html", entry(5, "cd" * 32, '"etag-2"'))
     first.drop("web/simple/gone/index.html")  # ... and the process dies here
     again = Inventory.load(tmp_path)
-    assert again.get("web/simple/index.html") == Published(10, "ab" * 32, '"etag-1"')
+    assert again.get("web/simple/index.html") == entry(10, "ab" * 32, '"etag-1"')
     assert again.get("web/simple/gone/index.html") is None
     again.save()
     assert not (tmp_path / "published.journal").exists()

@@ -35,7 +35,7 @@ from ..digests import file_digest
 from ..errors import CasError, ConfigError
 from ..storage import NEW, Conflict, S3Settings, open_storage
 from .hashindex import project_folder
-from .inventory import Inventory, Published
+from .inventory import Inventory, entry
 from .local import digest_for
 from .settings import PypiSettings
 from .target import ALL_PAGE_NAMES, page_folder
@@ -144,7 +144,7 @@ class BucketTarget:
             relpath = path.relative_to(self.s.web).as_posix()
             sha256 = file_digest(path, "sha256")
             info = self.store.put_file(self._key(relpath), path)
-            self.inventory.put(info.key, Published(info.size, sha256, info.etag))
+            self.inventory.put(info.key, entry(info.size, sha256, info.etag))
             log.debug("uploaded %s", self.describe(relpath))
         except CasError as exc:
             if self._failure is None:
@@ -194,7 +194,7 @@ class BucketTarget:
         except Conflict as exc:
             raise Conflict(f"{exc} (if no other sync writes this tree, `cas-sync pypi "
                            "--verify` adopts what the bucket holds)") from None
-        self.inventory.put(key, Published(len(body), sha256, info.etag))
+        self.inventory.put(key, entry(len(body), sha256, info.etag))
         return True
 
     def _delete_keys(self, keys) -> None:

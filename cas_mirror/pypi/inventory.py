@@ -10,8 +10,8 @@ killed run loses nothing it published: the next run replays the journal and its
 conditional writes still match. `save` folds the journal into the file. `--verify`
 replaces the whole with one LIST of the bucket (`adopt_listing`).
 
-(A generic inventory of published objects: the conda side may grow its own; the two
-could share one module.)
+The entries are the conda side's `storage.inventory.Entry`; what differs is how they
+are kept (a journal of each object as it lands here, batch saves there).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from cas_index.atomic import write_if_changed
+
+from ..storage.inventory import Entry
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +36,30 @@ JOURNAL = "published.journal"
 VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    size: int
-    sha256: str | None  # None: listed by --verify, bytes not known to this machine
-    etag: str
+def entry(size: int, sha256: str | None, etag: str) -> Entry:
+    """The entry of one published object, in this file's order (size, sha256, ETag);
+    sha256 is None when --verify listed it and this machine does not know its bytes."""
+    return Entry(size, etag, sha256)
 
 
 class Inventory:
     """The published objects of one bucket tree (thread-safe: uploads record from worker
     threads)."""
 
-    def __init__(self, folder: Path, entries: dict[str, Published] | None = None):
+    def __init__(self, folder: Path, entries: dict[str, Entry] | None = None):
         self.folder = folder
-        self.entries: dict[str, Published] = entries or {}
+        self.entries: dict[str, Entry] = entries or {}
         self.lock = threading.Lock()
         self._journal = None
         self.dirty = False
 
     @classmethod
     def load(cls, folder: Path) -> Inventory:
-        entries: dict[str, Published] = {}
+        entries: dict[str, Entry] = {}
         try:
             data = msgspec.json.decode((folder / FILE).read_bytes())
             if isinstance(data, dict) and data.get("version") == VERSION:
-                entries = {k: Published(*v) for k, v in data["objects"].items()}
+                entries = {k: entry(*v) for k, v in data["objects"].items()}
         except (OSError, msgspec.DecodeError, KeyError, TypeError):
             entries = {}
         inventory = cls(folder, entries)
@@ -82,13 +82,13 @@ class Inventory:
             except (msgspec.DecodeError, ValueError, TypeError):
                 continue  # the last line of a killed run may be cut short
             if kind == "put" and len(rest) == 3:
-                self.entries[key] = Published(*rest)
+                self.entries[key] = entry(*rest)
             elif kind == "del":
                 self.entries.pop(key, None)
             count += 1
         return count
 
-    def get(self, key: str) -> Published | None:
+    def get(self, key: str) -> Entry | None:
         with self.lock:
             return self.entries.get(key)
 
@@ -96,7 +96,7 @@ class Inventory:
         with self.lock:
             return sorted(k for k in self.entries if k.startswith(prefix))
 
-    def put(self, key: str, entry: Published) -> None:
+    def put(self, key: str, entry: Entry) -> None:
         with self.lock:
             self.entries[key] = entry
             self._log(["put", key, entry.size, entry.sha256, entry.etag])
@@ -114,7 +114,7 @@ class Inventory:
             for key, size, etag in listed:
                 old = self.entries.get(key)
                 keep = old is not None and old.etag == etag and old.size == size
-                fresh[key] = old if keep else Published(size, None, etag)
+                fresh[key] = old if keep else entry(size, None, etag)
             self.entries = fresh
             self.dirty = True
 
