@@ -13,8 +13,6 @@ from pathlib import Path
 
 from .atomic import TEMP_PREFIX
 from .model import Skipped
-from .patch import PATCH_FILE
-from .shards import SHARD_INDEX, SHARDS_DIR
 
 # The platform folders conda clients know (conda's and rattler's lists).
 KNOWN_SUBDIRS = frozenset({
@@ -28,6 +26,9 @@ REPODATA = "repodata.json"
 FROM_PACKAGES = "repodata_from_packages.json"
 CURRENT = "current_repodata.json"
 RUN_EXPORTS = "run_exports.json"  # CEP-12
+PATCH_FILE = "patch_instructions.json"  # patch.py
+SHARD_INDEX = "repodata_shards.msgpack.zst"  # CEP-16, shards.py
+SHARDS_DIR = "shards"
 CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
 # Every file cas-index writes in a platform folder; their sizes and mtimes are part of the
 # "nothing changed" check, so a deleted or hand-edited output is rebuilt. The shards
