@@ -32,6 +32,7 @@ from .layout import (
     SHARDS_DIR,
     SUBDIR_OUTPUTS,
     list_packages,
+    listing_digest,
 )
 from .model import Options, Skipped, SubdirReport
 
@@ -69,7 +70,7 @@ class SubdirIndex:
         # The listing in the order the folder gave it (no sort: 200,000 entries sort and
         # encode in ~0.7 s): an unchanged folder lists in the same order, and another
         # order only costs the slower check against the cache below.
-        listing = hashlib.sha256(json.dumps(self.listing).encode()).hexdigest()
+        listing = listing_digest(self.listing)
         self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
                               instructions_key, listing])
         self.cache.open()
