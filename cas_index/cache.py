@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 CACHE_DIR = ".cache"
 CACHE_FILE = "cas-index.sqlite"

@@ -13,11 +13,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_BUG, EXIT_OK, CasIndexError, UsageError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model import ChannelReport
 
 PROG = "cas-index"

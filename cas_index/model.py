@@ -9,10 +9,10 @@ to import as such a run spends indexing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import EXIT_OK, EXIT_SKIPPED
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
     from typing import ClassVar
 

@@ -18,7 +18,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from .atomic import write_if_changed
 from .cache import CACHE_DIR, SubdirCache
@@ -35,6 +34,10 @@ from .layout import (
     listing_digest,
 )
 from .model import Options, Skipped, SubdirReport
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Bump when the bytes we publish for the same input change, so old states do not match.
 STATE_VERSION = 1

@@ -222,7 +222,7 @@ def test_a_run_with_nothing_to_do_imports_little(channel):
 def test_a_run_with_nothing_to_do_skips_click_and_the_writers(channel):
     # the whole of a warm run is start-up: it reads its ordinary arguments without click,
     # and nothing that only writing needs (compression, msgpack, shards, temporary files,
-    # dataclasses) is imported
+    # dataclasses, typing, threads) is imported
     subprocess.run([CAS_INDEX, str(channel.root), "-q", "--no-bz2"], check=True, timeout=120)
     code = ("import sys; from cas_index.cli import main; "
             f"code = main([{str(channel.root)!r}, '--no-bz2', '--json', '--subdir', "
@@ -237,7 +237,7 @@ def test_a_run_with_nothing_to_do_skips_click_and_the_writers(channel):
     loaded = set(eval(modules))
     for heavy in ("click", "msgspec", "zstandard", "bz2", "tempfile", "dataclasses",
                   "logging", "cas_index.command", "cas_index.shards", "cas_index.repodata",
-                  "cas_index.patch"):
+                  "cas_index.patch", "typing", "threading", "concurrent.futures"):
         assert heavy not in loaded, heavy
 
 
