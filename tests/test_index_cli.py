@@ -381,3 +381,25 @@ def test_a_symlinked_platform_folder_is_indexed_in_its_channel(tmp_path, run_cli
     assert "alpha-1.0-0.conda" in records(chan / "linux-64")
     assert (chan / "noarch/repodata.json").is_file() and (chan / "channeldata.json").is_file()
     assert not (data / "noarch").exists() and not (data / "channeldata.json").exists()
+
+
+def test_the_plain_model_classes_behave_as_the_dataclasses_did():
+    # model.py dropped dataclasses (import cost on the warm path): keyword and positional
+    # construction, defaults, fresh lists per report, read-only options, equality
+    from cas_index.model import ChannelReport, Options, Skipped, SubdirReport
+
+    options = Options(shards=False, threads=2)
+    assert (options.shards, options.threads, options.bz2) == (False, 2, True)
+    assert options == Options(threads=2, shards=False) and options != Options()
+    assert hash(options) == hash(Options(threads=2, shards=False))
+    with pytest.raises(AttributeError):
+        options.bz2 = False
+    with pytest.raises(TypeError):
+        Options(no_such_option=True)
+    first, second = SubdirReport("linux-64"), SubdirReport(subdir="noarch")
+    first.added.append("a.conda")
+    assert second.added == [] and first.indexed == 0 and second.subdir == "noarch"
+    assert Skipped("x/a.conda", "bad") == Skipped(file="x/a.conda", reason="bad")
+    report = ChannelReport("root", [first])
+    report.subdirs[0].skipped.append(Skipped("linux-64/b.conda", "bad"))
+    assert report.exit_code == 1 and "Skipped(file='linux-64/b.conda'" in repr(report)

@@ -112,24 +112,3 @@ def test_a_damaged_package_gets_the_reason_tarfile_gives(tmp_path):
     with pytest.raises(package.PackageError, match=r"not a valid \.conda archive|no info-"):
         read_package(path)
 
-
-def test_the_plain_model_classes_behave_as_the_dataclasses_did():
-    # model.py dropped dataclasses (import cost on the warm path): keyword and positional
-    # construction, defaults, fresh lists per report, read-only options, equality
-    from cas_index.model import ChannelReport, Options, Skipped, SubdirReport
-
-    options = Options(shards=False, threads=2)
-    assert (options.shards, options.threads, options.bz2) == (False, 2, True)
-    assert options == Options(threads=2, shards=False) and options != Options()
-    assert hash(options) == hash(Options(threads=2, shards=False))
-    with pytest.raises(AttributeError):
-        options.bz2 = False
-    with pytest.raises(TypeError):
-        Options(no_such_option=True)
-    first, second = SubdirReport("linux-64"), SubdirReport(subdir="noarch")
-    first.added.append("a.conda")
-    assert second.added == [] and first.indexed == 0 and second.subdir == "noarch"
-    assert Skipped("x/a.conda", "bad") == Skipped(file="x/a.conda", reason="bad")
-    report = ChannelReport("root", [first])
-    report.subdirs[0].skipped.append(Skipped("linux-64/b.conda", "bad"))
-    assert report.exit_code == 1 and "Skipped(file='linux-64/b.conda'" in repr(report)
