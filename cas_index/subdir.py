@@ -18,16 +18,26 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from .atomic import write_if_changed
 from .cache import CACHE_DIR, SubdirCache
 from .errors import UsageError
-from .layout import CURRENT, FROM_PACKAGES, RUN_EXPORTS, SUBDIR_OUTPUTS, list_packages
+from .layout import (
+    CURRENT,
+    FROM_PACKAGES,
+    PATCH_FILE,
+    RUN_EXPORTS,
+    SHARD_INDEX,
+    SHARDS_DIR,
+    SUBDIR_OUTPUTS,
+    list_packages,
+    listing_digest,
+)
 from .model import Options, Skipped, SubdirReport
-from .patch import PATCH_FILE
-from .repodata import dumps_repodata, publish_repodata, write_repodata
-from .shards import SHARD_INDEX, SHARDS_DIR
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Bump when the bytes we publish for the same input change, so old states do not match.
 STATE_VERSION = 1
@@ -63,7 +73,7 @@ class SubdirIndex:
         # The listing in the order the folder gave it (no sort: 200,000 entries sort and
         # encode in ~0.7 s): an unchanged folder lists in the same order, and another
         # order only costs the slower check against the cache below.
-        listing = hashlib.sha256(json.dumps(self.listing).encode()).hexdigest()
+        listing = listing_digest(self.listing)
         self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
                               instructions_key, listing])
         self.cache.open()
@@ -96,8 +106,6 @@ class SubdirIndex:
         return since is not None and now - since >= self.options.shard_grace_seconds
 
     def _instructions(self) -> tuple[dict[str, Any], str | None]:
-        from .patch import parse_instructions
-
         if self.options.patch is not None:
             instructions, warning = self.options.patch.for_subdir(self.subdir)
             if warning:
@@ -110,6 +118,8 @@ class SubdirIndex:
             return {}, None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+        from .patch import parse_instructions
+
         instructions, warning = parse_instructions(raw, str(path))
         if warning:
             self.report.warnings.append(warning)
@@ -170,6 +180,8 @@ class SubdirIndex:
 
     # -- step 4
     def publish(self, channel_name: str) -> None:
+        from .repodata import dumps_repodata, publish_repodata, write_repodata
+
         started = time.perf_counter()
         options, folder, report = self.options, self.folder, self.report
         doc = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import os
 import time
 
 import pytest
@@ -371,3 +372,34 @@ def test_a_killed_run_is_repaired_by_the_next(make_channel, tmp_path):
         assert records(built.root / subdir) == built.records(subdir)
         assert not list((built.root / subdir).glob(".tmp-*"))
     assert read_json(built.root / "channeldata.json")["subdirs"] == ["linux-64", "noarch"]
+
+
+def test_a_file_rewritten_in_place_is_read_again(channel, run_cli, monkeypatch):
+    # the folder's own mtime does not change when a file is rewritten in place: the warm
+    # check looks at every file's size and mtime
+    assert run_cli(main, [channel.root]).code == 0
+    target = channel.root / "linux-64" / sorted(
+        n for n in os.listdir(channel.root / "linux-64") if n.endswith(".conda"))[0]
+    folder_mtime = (channel.root / "linux-64").stat().st_mtime_ns
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert (channel.root / "linux-64").stat().st_mtime_ns == folder_mtime
+    opened = _opened(monkeypatch)
+    result = run_cli(main, [channel.root, "--json"])
+    assert result.code == 0, result
+    assert opened == [f"linux-64/{target.name}"]
+
+
+def test_the_listing_digest_covers_names_sizes_and_mtimes():
+    from cas_index.layout import listing_digest
+
+    base = {"a.conda": (1, 2), "b.conda": (3, 4)}
+    assert listing_digest(base) == listing_digest(dict(base))
+    for other in ({"a.conda": (1, 2), "b.conda": (3, 5)},  # an mtime
+                  {"a.conda": (1, 2), "b.conda": (4, 4)},  # a size
+                  {"a.conda": (2, 1), "b.conda": (3, 4)},  # size and mtime swapped
+                  {"a.conda": (1, 2), "c.conda": (3, 4)},  # a name
+                  {"a.conda": (1, 2)},  # a file less
+                  {"a.condab.conda": (1, 2), "": (3, 4)}):  # names run together
+        assert listing_digest(other) != listing_digest(base), other
+    assert listing_digest({"\udcff.conda": (1, 2)})  # undecodable names are fine

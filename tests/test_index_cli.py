@@ -219,6 +219,78 @@ def test_a_run_with_nothing_to_do_imports_little(channel):
         assert heavy not in loaded, heavy
 
 
+def test_a_run_with_nothing_to_do_skips_click_and_the_writers(channel):
+    # the whole of a warm run is start-up: it reads its ordinary arguments without click,
+    # and nothing that only writing needs (compression, msgpack, shards, temporary files,
+    # dataclasses, typing, threads) is imported
+    subprocess.run([CAS_INDEX, str(channel.root), "-q", "--no-bz2"], check=True, timeout=120)
+    code = ("import sys; from cas_index.cli import main; "
+            f"code = main([{str(channel.root)!r}, '--no-bz2', '--json', '--subdir', "
+            "'linux-64', '--lock-timeout=5']); "
+            "print(code, sorted(sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    status, _, modules = proc.stderr.strip().splitlines()[-1].partition(" ")
+    assert status == "0", proc.stderr
+    assert json.loads(proc.stdout)["channels"][0]["subdirs"][0]["unchanged"] is True
+    loaded = set(eval(modules))
+    for heavy in ("click", "msgspec", "zstandard", "bz2", "tempfile", "dataclasses",
+                  "logging", "cas_index.command", "cas_index.shards", "cas_index.repodata",
+                  "cas_index.patch", "typing", "threading", "concurrent.futures"):
+        assert heavy not in loaded, heavy
+
+
+QUICK_ARGVS = [
+    ["chan"],
+    ["chan", "other/linux-64", "-q"],
+    ["--no-bz2", "chan", "--no-zst", "--no-shards", "--no-run-exports", "--force"],
+    ["chan", "--current-repodata", "--quiet", "--json", "--debug"],
+    ["chan", "--subdir", "linux-64", "--subdir=noarch", "--threads", "3"],
+    ["chan", "--threads=1", "--threads", "2", "--lock-timeout", "0"],
+    ["chan", "--lock-timeout=2.5", "--shard-grace-days", "0.5", "--shard-grace-days=inf"],
+    ["s3://bucket/chan", "--no-bz2"],
+]
+CLICK_ONLY_ARGVS = [
+    [], ["--help"], ["-h"], ["--version"], ["chan", "--patch", "p.json"], ["--", "-chan"],
+    ["chan", "--threads", "0"], ["chan", "--threads", "x"], ["chan", "--threads"],
+    ["chan", "--lock-timeout", "-1"], ["chan", "--shard-grace-days", "nan"],
+    ["chan", "--subdir", "-q"], ["chan", "--no-such-flag"], ["chan", "-qq"],
+    ["chan", "--quiet=yes"], ["chan", "--no-bz"],
+]
+
+
+@pytest.mark.parametrize("argv", QUICK_ARGVS)
+def test_the_quick_argument_reader_gives_what_click_gives(argv):
+    from cas_index.args import quick_parse
+    from cas_index.command import cli
+
+    with cli.make_context("cas-index", list(argv), obj={}) as ctx:
+        expected = ctx.params
+    assert quick_parse(argv) == expected
+
+
+@pytest.mark.parametrize("argv", CLICK_ONLY_ARGVS)
+def test_anything_else_is_left_to_click(argv):
+    from cas_index.args import quick_parse
+
+    assert quick_parse(argv) is None
+
+
+def test_the_quick_reader_knows_every_option_of_the_click_command():
+    # an option added to the click command must be added to args.py too (or every run
+    # would go through click, and the quick reader would drop the new parameter)
+    from cas_index import args
+    from cas_index.command import cli
+
+    assert set(args.DEFAULTS) == {p.name for p in cli.params if p.expose_value}
+    with cli.make_context("cas-index", ["chan"], obj={}) as ctx:
+        assert {k: v for k, v in args.DEFAULTS.items() if k != "paths"} == {
+            k: v for k, v in ctx.params.items() if k != "paths"}
+    options = {o for p in cli.params if p.expose_value for o in p.opts if o.startswith("-")}
+    assert options - {"--patch"} == set(args.FLAGS) | set(args.VALUED)
+
+
 def test_disk_full_while_publishing_exits_4(channel, run_cli, monkeypatch):
     import errno
 
@@ -309,3 +381,25 @@ def test_a_symlinked_platform_folder_is_indexed_in_its_channel(tmp_path, run_cli
     assert "alpha-1.0-0.conda" in records(chan / "linux-64")
     assert (chan / "noarch/repodata.json").is_file() and (chan / "channeldata.json").is_file()
     assert not (data / "noarch").exists() and not (data / "channeldata.json").exists()
+
+
+def test_the_plain_model_classes_behave_as_the_dataclasses_did():
+    # model.py dropped dataclasses (import cost on the warm path): keyword and positional
+    # construction, defaults, fresh lists per report, read-only options, equality
+    from cas_index.model import ChannelReport, Options, Skipped, SubdirReport
+
+    options = Options(shards=False, threads=2)
+    assert (options.shards, options.threads, options.bz2) == (False, 2, True)
+    assert options == Options(threads=2, shards=False) and options != Options()
+    assert hash(options) == hash(Options(threads=2, shards=False))
+    with pytest.raises(AttributeError):
+        options.bz2 = False
+    with pytest.raises(TypeError):
+        Options(no_such_option=True)
+    first, second = SubdirReport("linux-64"), SubdirReport(subdir="noarch")
+    first.added.append("a.conda")
+    assert second.added == [] and first.indexed == 0 and second.subdir == "noarch"
+    assert Skipped("x/a.conda", "bad") == Skipped(file="x/a.conda", reason="bad")
+    report = ChannelReport("root", [first])
+    report.subdirs[0].skipped.append(Skipped("linux-64/b.conda", "bad"))
+    assert report.exit_code == 1 and "Skipped(file='linux-64/b.conda'" in repr(report)
