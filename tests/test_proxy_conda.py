@@ -21,10 +21,12 @@ import requests
 import zstandard
 
 from cas_index.shards import SHARD_INDEX, decode_index
+from cas_mirror.net import part_path
 from tests.support.cas_server import CasServer, server_env
 from tests.support.clients import rattler_install
 from tests.support.conda_packages import PkgSpec, build_channel
 from tests.support.http_server import TestHTTPServer
+from tests.support.mounts import PAGE, Mounts, free_bytes
 
 SPECS = [
     PkgSpec("app", subdir="linux-64", depends=["lib >=2"], fmt=".tar.bz2"),
@@ -317,3 +319,33 @@ def test_head_of_an_uncached_package_and_other_methods(proxy, upstream, channel)
     assert requests.get(url, timeout=30).content == package_bytes(channel, "noarch", fn)
     assert upstream_gets(upstream, fn) == 1  # HEAD cached it; the GET was a hit
     assert requests.post(url, data=b"x", timeout=30).status_code == 405
+
+
+def test_a_disk_that_fills_up_mid_transfer_still_serves_the_client(channel, upstream,
+                                                                   tmp_path):
+    """The cache on a 1 MiB tmpfs and a 3 MB package: the write fails part-way (ENOSPC);
+    the client still gets the whole verified file, the log says so in one line, and no
+    entry or partial file is left."""
+    mounts = Mounts()
+    try:
+        disk = mounts.tmpfs(tmp_path / "disk", 256 * PAGE)
+        config = tmp_path / "proxy.yaml"
+        config.write_text(config_text(upstream.url, extra=f"  cache_dir: {disk}\n"))
+        (tmp_path / "root").mkdir()
+        proxy = CasServer(tmp_path / "root", tmp_path / "logs", "-f", str(config))
+        try:
+            fn = "big-1.0-0.conda"
+            want = package_bytes(channel, "noarch", fn)
+            assert len(want) > 2 * free_bytes(disk)
+            response = requests.get(f"{proxy.url}/proxy/up/noarch/{fn}", timeout=30)
+            assert response.status_code == 200 and response.content == want
+            folder = disk / "files" / "proxy" / "up" / "noarch"
+            assert not (folder / fn).exists() and not part_path(folder / fn).exists()
+            log = proxy.log()
+            warnings = [line for line in log.splitlines() if fn in line and "cache" in line]
+            assert len(warnings) == 1 and "disk" in warnings[0].lower(), warnings
+            assert "Traceback" not in log, log[-2500:]
+        finally:
+            proxy.stop()
+    finally:
+        mounts.unmount_all()
