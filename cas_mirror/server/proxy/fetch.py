@@ -54,7 +54,8 @@ def fetch(upstream: Upstream, stats: Stats, cache: CacheFile, wanted: Wanted,
         try:
             got = upstream.file(wanted.url, sink, wanted.size, wanted.digests)
         except BaseException as exc:
-            if feed is not None:
+            if feed is not None:  # no entry, no lock left when the client hears of it
+                cache.drop("")
                 feed.finish(exc)
             raise
         if feed is not None:
