@@ -148,6 +148,12 @@ class Store:
         all but the last byte at once, the last byte once the file is verified; a failed
         transfer cuts the response (or is a 502/504 when nothing was sent yet)."""
         self.stats.add("misses")
+        try:
+            return await self._send_fed(url_path, size, feed, protocol)
+        finally:
+            feed.close()  # however it ended (a cancelled request too): never wait for it
+
+    async def _send_fed(self, url_path: str, size: int, feed: Feed, protocol) -> Handled:
         transport = None
         sent = 0
         held = b""
@@ -170,7 +176,6 @@ class Store:
                 try:
                     await transport.send_bytes(data)
                 except RuntimeError:  # the client went away; the fetch goes on
-                    feed.close()
                     return Handled(200, sent, "MISS")
                 sent += len(data)
             if verdict is True:
@@ -178,7 +183,6 @@ class Store:
                     protocol.response_bytes(200, [
                         ("content-type", content_type_for(url_path))], b"")
                 return Handled(200, sent, "MISS")
-        feed.close()
         if transport is None:
             status = verdict.status if isinstance(verdict, UpstreamFailure) else 502
             return await _error("GET", protocol, status, str(verdict))
