@@ -21,10 +21,12 @@ import requests
 import zstandard
 
 from cas_index.shards import SHARD_INDEX, decode_index
+from cas_mirror.net import part_path
 from tests.support.cas_server import CasServer, server_env
 from tests.support.clients import rattler_install
 from tests.support.conda_packages import PkgSpec, build_channel
 from tests.support.http_server import TestHTTPServer
+from tests.support.mounts import PAGE, Mounts, free_bytes
 
 SPECS = [
     PkgSpec("app", subdir="linux-64", depends=["lib >=2"], fmt=".tar.bz2"),
@@ -182,7 +184,8 @@ def test_corrupt_or_truncated_body_is_never_cached_and_breaks_the_connection(
     assert not list(cache.glob(f".{fn}.part"))
     again = requests.get(url, timeout=30)
     assert again.status_code == 200 and again.content == package_bytes(channel, "noarch", fn)
-    assert (cache / fn).exists()
+    # the client's last byte goes once the body is verified; the entry is renamed just after
+    assert poll((cache / fn).exists, bool)
 
 
 @pytest.mark.slow
@@ -253,11 +256,12 @@ def test_cache_max_size_evicts_least_recently_used_and_survives_a_restart(channe
             base = f"{proxy.url}/proxy/up/noarch"
             for n in (3, 4):
                 assert requests.get(f"{base}/fault{n}-1.0-0.conda", timeout=30).ok
+                assert poll(lambda n=n: (cache / f"fault{n}-1.0-0.conda").exists(), bool)
             # the last access is the atime: make fault4 the least recently used
             os.utime(cache / "fault4-1.0-0.conda", (1_000_000, 1_000_000))
             assert requests.get(f"{base}/fault5-1.0-0.conda", timeout=30).ok
             left = poll(lambda: sorted(p.name for p in cache.glob("*.conda")),
-                        lambda names: len(names) == 2)
+                        lambda names: names == ["fault3-1.0-0.conda", "fault5-1.0-0.conda"])
             assert left == ["fault3-1.0-0.conda", "fault5-1.0-0.conda"]
         finally:
             proxy.stop()
@@ -279,7 +283,7 @@ def test_cache_max_size_evicts_least_recently_used_and_survives_a_restart(channe
     assert "evictions            1\n" in stats.stdout and "hits                 1\n" in stats.stdout
 
 
-def test_a_cache_that_cannot_be_written_gives_a_one_line_502(proxy):
+def test_a_cache_that_cannot_be_written_serves_packages_uncached(proxy, upstream, channel):
     cache = Path(proxy.root) / ".cas-proxy"
     (cache / "meta" / "proxy" / "up").mkdir(parents=True, exist_ok=True)
     (cache / "meta" / "proxy" / "up" / "win-64").write_text("in the way")
@@ -288,10 +292,21 @@ def test_a_cache_that_cannot_be_written_gives_a_one_line_502(proxy):
     assert requests.get(f"{proxy.url}/proxy/up/linux-64/repodata.json", timeout=10).ok
     (cache / "files" / "proxy" / "up").mkdir(parents=True, exist_ok=True)
     (cache / "files" / "proxy" / "up" / "linux-64").write_text("in the way")
-    package = requests.get(f"{proxy.url}/proxy/up/linux-64/app-1.0-0.tar.bz2", timeout=10)
-    assert "Traceback" not in proxy.log(), proxy.log()[-2500:]
-    assert package.status_code == 502 and "cannot write the cache" in package.text
-    assert len(package.text.splitlines()) == 2
+    fn = "app-1.0-0.tar.bz2"
+    url = f"{proxy.url}/proxy/up/linux-64/{fn}"
+    # a GET is still served, straight from upstream and verified, with one warning line
+    package = requests.get(url, timeout=10)
+    assert package.status_code == 200 and package.content == package_bytes(channel,
+                                                                            "linux-64", fn)
+    warnings = [line for line in proxy.log().splitlines() if "serving it uncached" in line]
+    assert len(warnings) == 1 and fn in warnings[0], warnings
+    # a HEAD (or Range) needs the cached entry: a one-line 502
+    head = requests.head(url, timeout=10)
+    assert head.status_code == 502
+    ranged = requests.get(url, headers={"Range": "bytes=0-9"}, timeout=10)
+    assert ranged.status_code == 502 and "cannot write the cache" in ranged.text
+    assert len(ranged.text.splitlines()) == 2
+    assert upstream_gets(upstream, fn) == 1
     assert "Traceback" not in proxy.log(), proxy.log()[-2500:]
 
 
@@ -304,3 +319,33 @@ def test_head_of_an_uncached_package_and_other_methods(proxy, upstream, channel)
     assert requests.get(url, timeout=30).content == package_bytes(channel, "noarch", fn)
     assert upstream_gets(upstream, fn) == 1  # HEAD cached it; the GET was a hit
     assert requests.post(url, data=b"x", timeout=30).status_code == 405
+
+
+def test_a_disk_that_fills_up_mid_transfer_still_serves_the_client(channel, upstream,
+                                                                   tmp_path):
+    """The cache on a 1 MiB tmpfs and a 3 MB package: the write fails part-way (ENOSPC);
+    the client still gets the whole verified file, the log says so in one line, and no
+    entry or partial file is left."""
+    mounts = Mounts()
+    try:
+        disk = mounts.tmpfs(tmp_path / "disk", 256 * PAGE)
+        config = tmp_path / "proxy.yaml"
+        config.write_text(config_text(upstream.url, extra=f"  cache_dir: {disk}\n"))
+        (tmp_path / "root").mkdir()
+        proxy = CasServer(tmp_path / "root", tmp_path / "logs", "-f", str(config))
+        try:
+            fn = "big-1.0-0.conda"
+            want = package_bytes(channel, "noarch", fn)
+            assert len(want) > 2 * free_bytes(disk)
+            response = requests.get(f"{proxy.url}/proxy/up/noarch/{fn}", timeout=30)
+            assert response.status_code == 200 and response.content == want
+            folder = disk / "files" / "proxy" / "up" / "noarch"
+            assert not (folder / fn).exists() and not part_path(folder / fn).exists()
+            log = proxy.log()
+            warnings = [line for line in log.splitlines() if fn in line and "cache" in line]
+            assert len(warnings) == 1 and "disk" in warnings[0].lower(), warnings
+            assert "Traceback" not in log, log[-2500:]
+        finally:
+            proxy.stop()
+    finally:
+        mounts.unmount_all()

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 
 from cas_mirror.net import part_path
+from cas_mirror.server.proxy import fetch
+from cas_mirror.server.proxy.feed import ClientTooSlow, Feed
 from cas_mirror.server.proxy.stats import Stats
 from cas_mirror.server.proxy.store import Store, Wanted, lock_path
+from cas_mirror.server.proxy.upstream import UpstreamFailure
 
 URL_PATH = "/chan/noarch/x-1.0-0.conda"
 
@@ -114,3 +118,104 @@ def test_a_reader_of_a_fetch_that_failed_elsewhere_ends(tmp_path):
 
     handled = asyncio.run(run())
     assert handled.sent == 100 and recorder.status == 200
+
+
+class FakeUpstream:
+    """Plays `upstream.Upstream` for the fetch thread: hands `body` to the sink in two
+    batches, the second once `go_on` is set, and checks the size as the real one does."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self.go_on = threading.Event()
+        self.settings = type("Settings", (), {"timeout": 10.0})()
+
+    def file(self, url, sink, size, digests):
+        half = len(self.body) // 2
+        sink([self.body[:half]], half)
+        assert self.go_on.wait(10)
+        sink([self.body[half:]], len(self.body) - half)
+        return len(self.body)
+
+
+def test_the_fetching_client_gets_bytes_from_memory_and_is_not_held_up_by_the_fsync(
+        tmp_path, monkeypatch):
+    """The request that started the fetch gets what upstream sent before the fetch ends
+    (even the partial file's contents are not needed), and its last byte once the body is
+    verified, while the entry is still being fsynced: it is renamed into place after."""
+    body = os.urandom(300_000)
+    upstream = FakeUpstream(body)
+    store = Store(str(tmp_path), upstream, Stats(str(tmp_path)), None)
+    synced = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        assert synced.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(fetch.os, "fsync", slow_fsync)
+    recorder = Recorder()
+    final = Path(store.final_path(URL_PATH))
+
+    async def run():
+        task = asyncio.create_task(store.serve(
+            "GET", URL_PATH, Wanted("http://x.invalid/x", len(body)), {}, recorder))
+        await until(lambda: len(recorder.body) == 150_000)
+        assert not task.done()
+        upstream.go_on.set()
+        handled = await asyncio.wait_for(task, 10)
+        assert not final.exists()  # the client is done; the entry waits for its fsync
+        synced.set()
+        await until(final.exists)
+        return handled
+
+    handled = asyncio.run(run())
+    assert handled.sent == len(body) and bytes(recorder.body) == body
+    assert final.read_bytes() == body and not part_path(final).exists()
+
+
+def test_a_failed_transfer_cuts_the_fetching_clients_response(tmp_path):
+    """All but the last byte may have gone: the verdict decides whether the last one goes."""
+    body = os.urandom(1000)
+
+    class Corrupt(FakeUpstream):
+        def file(self, url, sink, size, digests):
+            sink([self.body], len(self.body))
+            assert self.go_on.wait(10)
+            raise UpstreamFailure("x: sha256 mismatch")
+
+    upstream = Corrupt(body)
+    store = Store(str(tmp_path), upstream, Stats(str(tmp_path)), None)
+    recorder = Recorder()
+
+    async def run():
+        task = asyncio.create_task(store.serve(
+            "GET", URL_PATH, Wanted("http://x.invalid/x", len(body)), {}, recorder))
+        await until(lambda: len(recorder.body) == len(body) - 1)
+        assert not task.done()  # the last byte waits for the verdict
+        upstream.go_on.set()
+        return await asyncio.wait_for(task, 10)
+
+    handled = asyncio.run(run())
+    assert handled.sent == len(body) - 1 and ("content-length", "1000") in recorder.headers
+    final = Path(store.final_path(URL_PATH))
+    assert not final.exists() and not part_path(final).exists()
+
+
+def test_the_feed_makes_the_fetch_wait_for_a_slow_client_and_drops_a_stuck_one():
+    async def run():
+        loop = asyncio.get_running_loop()
+        feed = Feed(loop, timeout=30.0, limit=10)
+        put = loop.run_in_executor(None, feed.put, [b"x" * 20], 20)
+        chunks, verdict = await feed.take()
+        assert chunks == [b"x" * 20] and verdict is None
+        await asyncio.wait_for(put, 10)  # the take made room: the fetch goes on
+        stuck = Feed(loop, timeout=0.05, limit=10)
+        await loop.run_in_executor(None, stuck.put, [b"y" * 20], 20)  # nobody takes
+        assert stuck.closed
+        _, verdict = await stuck.take()
+        assert isinstance(verdict, ClientTooSlow)
+        stuck.put([b"z"], 1)  # a closed feed takes nothing more, and never blocks
+        stuck.finish(True)
+        assert (await stuck.take())[1] is verdict
+
+    asyncio.run(run())

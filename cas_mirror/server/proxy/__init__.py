@@ -6,7 +6,9 @@ Modules, one concern each: `settings` (the `cache_proxy:` keys, resolved once by
 `cas-server` command and handed to the workers as JSON), `upstream` (outbound HTTP on the
 shared downloader's libcurl set-up), `metadata` (TTL, conditional revalidation, stale
 copies), `store` (the package cache: one fetch per file across worker processes, clients
-streaming from the growing file, verification, LRU eviction), `conda` and `pypi` (the two
+streaming from the growing file, verification, LRU eviction), `fetch` (the fetch thread:
+upstream to the partial file and the requesting client, commit once verified), `feed`
+(that client's bytes handed over in memory), `conda` and `pypi` (the two
 request handlers; upstream pages in either representation are read by the sync's
 `pypi.client`), `stats` (counters and `cas-server proxy-stats`).
 """

@@ -6,14 +6,21 @@ folder, because granian's workers are separate processes:
 
 - `.<name>.lock` is flock()ed (exclusive, non-blocking) by the one request that fetches;
   the lock dies with its process, so a killed worker never blocks an entry.
-- The fetcher streams upstream's body into `.<name>.part` (a fresh file each time) while
-  hashing it, then, when size and sha256 match the index, fsyncs it and renames it to
-  `<name>`. A failed or corrupt transfer deletes the partial file: no entry is left.
-- Every client, the fetcher's own included, reads the partial file as it grows and sends
-  what is there, always holding back the last byte until the entry is renamed into place:
-  the response carries the index's Content-Length, so a transfer that fails leaves the
-  client with a broken connection, never a short or unverified 200. A reader knows the
-  transfer ended when its file became `<name>` (same inode) or the lock was released.
+- The fetch thread (`fetch`) streams upstream's body into `.<name>.part` (a fresh file
+  each time) while hashing it, then, when size and sha256 match the index, fsyncs it and
+  renames it to `<name>`. A failed or corrupt transfer deletes the partial file: no entry
+  is left.
+- The request that started the fetch gets the body from memory as it arrives (`feed`),
+  not from the file: its first byte leaves as soon as upstream's does. Every other client
+  reads the partial file as it grows and sends what is there. Both hold back the last
+  byte until the body is verified: the response carries the index's Content-Length, so a
+  transfer that fails leaves the client with a broken connection, never a short or
+  unverified 200. A reader knows the transfer ended when its file became `<name>` (same
+  inode) or the lock was released.
+- A cache that cannot be written (the folder cannot be created, the disk fills up
+  mid-way) costs the entry, not the client: one warning line, and the fetching request is
+  served straight from upstream, verified the same way (its followers get a 502 or a cut
+  connection, as for a failed transfer).
 - Range and HEAD requests, and files whose size the index does not give, wait for the
   verified entry and are then served from it like any cached file (conditional and Range
   requests by `files.MirrorTree`).
@@ -42,6 +49,8 @@ from ...net import part_path
 from ...text import safe
 from ..app import Handled, send
 from ..files import MirrorTree, Response, content_type_for
+from .feed import Feed
+from .fetch import CacheFile, fetch
 from .stats import Stats
 from .upstream import Upstream, UpstreamFailure
 
@@ -105,6 +114,7 @@ class Store:
         """Answer a request for the entry at `url_path` (already checked against the
         index and the filters), fetching it first when it is not cached."""
         final = self.final_path(url_path)
+        wait_whole = method == "HEAD" or "range" in headers or wanted.size is None
         for _ in range(3):
             try:
                 st = os.stat(final)
@@ -113,17 +123,72 @@ class Store:
             else:
                 return await self._serve_cached(method, url_path, final, headers, protocol,
                                                 "HIT", st)
+            feed = None
             try:
-                own = self._start_fetch(final, wanted)
+                own, feed = self._start_fetch(final, wanted, not wait_whole)
             except OSError as exc:
-                log.warning("cannot cache %s: %s", safe(final), os_problem(exc))
-                return await _error(method, protocol, 502,
-                                    f"cannot write the cache: {os_problem(exc)}")
+                if wait_whole:
+                    log.warning("cannot cache %s: %s", safe(final), os_problem(exc))
+                    return await _error(method, protocol, 502,
+                                        f"cannot write the cache: {os_problem(exc)}")
+                log.warning("cannot cache %s: %s; serving it uncached", safe(final),
+                            os_problem(exc))
+                feed = self._feed()
+                own = self._start_thread(None, None, None, None, wanted, feed)
+            if feed is not None and own is not None and not own.done():
+                return await self._send_own(url_path, wanted.size, feed, protocol)
             outcome = await self._follow(method, url_path, final, wanted, own, headers,
                                          protocol)
             if outcome is not None:
                 return outcome
         return await _error(method, protocol, 502, "the upstream transfer did not start")
+
+    async def _send_own(self, url_path: str, size: int, feed: Feed, protocol) -> Handled:
+        """Send the transfer this request started, from memory as upstream delivers it:
+        all but the last byte at once, the last byte once the file is verified; a failed
+        transfer cuts the response (or is a 502/504 when nothing was sent yet)."""
+        self.stats.add("misses")
+        try:
+            return await self._send_fed(url_path, size, feed, protocol)
+        finally:
+            feed.close()  # however it ended (a cancelled request too): never wait for it
+
+    async def _send_fed(self, url_path: str, size: int, feed: Feed, protocol) -> Handled:
+        transport = None
+        sent = 0
+        held = b""
+        while True:
+            chunks, verdict = await feed.take()
+            if held:
+                chunks.insert(0, held)
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if verdict is not True and data and sent + len(data) == size:
+                data, held = data[:-1], data[-1:]
+            else:
+                held = b""
+            if verdict is not None and verdict is not True:
+                break
+            if data:
+                if transport is None:
+                    transport = protocol.response_stream(200, [
+                        ("content-type", content_type_for(url_path)),
+                        ("content-length", str(size))])
+                try:
+                    await transport.send_bytes(data)
+                except RuntimeError:  # the client went away; the fetch goes on
+                    return Handled(200, sent, "MISS")
+                sent += len(data)
+            if verdict is True:
+                if transport is None:  # an empty file
+                    protocol.response_bytes(200, [
+                        ("content-type", content_type_for(url_path))], b"")
+                return Handled(200, sent, "MISS")
+        if transport is None:
+            status = verdict.status if isinstance(verdict, UpstreamFailure) else 502
+            return await _error("GET", protocol, status, str(verdict))
+        log.warning("%s: upstream transfer failed after %d of %d bytes; the client's "
+                    "connection is cut", safe(url_path), sent, size)
+        return Handled(200, sent, "MISS")
 
     async def _serve_cached(self, method, url_path, final, headers, protocol,
                             note: str, st: os.stat_result | None = None) -> Handled:
@@ -244,21 +309,26 @@ class Store:
         return Handled(200, sent, "MISS")
 
     # ------------------------------------------------------------------ fetching
-    def _start_fetch(self, final: str, wanted: Wanted) -> concurrent.futures.Future | None:
-        """Start the upstream transfer in a thread when nobody else is fetching; its
-        future (None when another request holds the entry's lock)."""
+    def _feed(self) -> Feed:
+        return Feed(asyncio.get_running_loop(), self.upstream.settings.timeout)
+
+    def _start_fetch(self, final: str, wanted: Wanted, stream: bool
+                     ) -> tuple[concurrent.futures.Future | None, Feed | None]:
+        """Start the upstream transfer in a thread when nobody else is fetching: its
+        future (None when another request holds the entry's lock) and, with `stream`,
+        the feed that hands its bytes to this request."""
         os.makedirs(os.path.dirname(final), exist_ok=True)
         lock_fd = os.open(lock_path(final), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
-            return None
-        future: concurrent.futures.Future = concurrent.futures.Future()
+            return None, None
         if os.path.exists(final):  # finished while we looked
             os.close(lock_fd)
+            future: concurrent.futures.Future = concurrent.futures.Future()
             future.set_result(0)
-            return future
+            return future, None
         part = str(part_path(Path(final)))
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -267,39 +337,21 @@ class Store:
         except OSError:
             os.close(lock_fd)
             raise
+        feed = self._feed() if stream else None
+        return self._start_thread(final, part, part_fd, lock_fd, wanted, feed), feed
+
+    def _start_thread(self, final, part, part_fd, lock_fd, wanted: Wanted,
+                      feed: Feed | None) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
         threading.Thread(target=self._fetch, daemon=True, name=f"fetch {wanted.url}",
-                         args=(final, part, part_fd, lock_fd, wanted, future)).start()
+                         args=(final, part, part_fd, lock_fd, wanted, feed, future)).start()
         return future
 
-    def _fetch(self, final: str, part: str, part_fd: int, lock_fd: int, wanted: Wanted,
+    def _fetch(self, final: str | None, part: str | None, part_fd: int | None,
+               lock_fd: int | None, wanted: Wanted, feed: Feed | None,
                future: concurrent.futures.Future) -> None:
-        started = time.monotonic()
-        try:
-            try:
-                got = self.upstream.file(wanted.url, part_fd, wanted.size, wanted.digests)
-                os.fsync(part_fd)
-            finally:
-                os.close(part_fd)
-            now = time.time()
-            os.utime(part, (now, now))
-            os.rename(part, final)
-        except (UpstreamFailure, OSError) as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
-            self.stats.add("upstream_failures")
-            if isinstance(exc, OSError):
-                exc = UpstreamFailure(f"cannot cache {final}: {exc.strerror}", 502)
-            log.warning("not cached: %s", safe(str(exc)))
-            future.set_exception(exc)
-        else:
-            self.stats.add("upstream_fetches")
-            self.stats.add("bytes_from_upstream", got)
-            log.info("cached %s (%d bytes in %.2f s)", safe(wanted.url), got,
-                     time.monotonic() - started)
-            future.set_result(got)
-        finally:
-            os.close(lock_fd)  # releases the lock: readers see the transfer is over
-        if self.max_size is not None and future.exception() is None:
+        cache = CacheFile(final, part, part_fd, lock_fd)
+        if fetch(self.upstream, self.stats, cache, wanted, feed, future) and self.max_size:
             self.evict()
 
     # ------------------------------------------------------------------ bounds

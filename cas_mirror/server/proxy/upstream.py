@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pycurl
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 # costs a few hundred write callbacks (each a write(), a hash update, a GIL hand-over)
 # instead of over a thousand.
 BUFFER_SIZE = 512 * 1024
+MAX_WRITE_SIZE = 16 * 1024  # CURL_MAX_WRITE_SIZE: the most one write callback gets
+BATCH_SIZE = 1024 * 1024  # the most held before the batch goes to the sink
 
 
 class UpstreamFailure(Exception):
@@ -82,10 +83,13 @@ class Upstream:
                   len(response.data), time.monotonic() - started)
         return Document(response.status, response.headers, response.data)
 
-    def file(self, url: str, fd: int, size: int | None, digests: Mapping[str, str]) -> int:
-        """Stream `url` into the open file `fd` while hashing; raise UpstreamFailure
-        unless the status is 200 and the body has `size` bytes (when known) and matches
-        every digest in `digests` (hashlib names). Returns the bytes written."""
+    def file(self, url: str, sink: Callable[[list[bytes], int], None], size: int | None,
+             digests: Mapping[str, str]) -> int:
+        """Stream `url` to `sink` (called in this thread with batches of the body's chunks
+        and their byte count) while hashing; raise UpstreamFailure unless the status is 200
+        and the body has `size` bytes (when known) and matches every digest in `digests`
+        (hashlib names). Returns the bytes received. An exception raised by `sink` ends
+        the transfer and is raised again."""
         c = getattr(self._local, "handle", None)
         if c is None:
             c, self._local.multi = pycurl.Curl(), pycurl.CurlMulti()
@@ -97,9 +101,19 @@ class Upstream:
         written = 0
         too_big = False
         headers = Headers()
+        batch: list[bytes] = []
+        batched = 0
+        failure: list[BaseException] = []
+
+        def flush() -> None:
+            nonlocal batch, batched
+            if hashers:
+                chunks.put(batch)
+            sink(batch, batched)
+            batch, batched = [], 0
 
         def write(data: bytes) -> int | None:
-            nonlocal written, too_big
+            nonlocal written, too_big, batched
             headers.last_read = time.monotonic()
             if headers.status != 200:
                 return None  # an error body: not part of the file
@@ -107,20 +121,29 @@ class Upstream:
             if size is not None and written > size:
                 too_big = True
                 return -1
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            chunks.put(data)
+            batch.append(data)
+            batched += len(data)
+            # libcurl hands over at most 16 KB per call; a shorter piece ends what one
+            # read() got, so the socket is drained: pass the batch on now (a slow upstream
+            # reaches the client at once, a fast one in batches of a few hundred KB).
+            if len(data) < MAX_WRITE_SIZE or batched >= BATCH_SIZE:
+                try:
+                    flush()
+                except BaseException as exc:  # noqa: BLE001 - raised again after perform
+                    failure.append(exc)
+                    return -1
+                headers.last_read = time.monotonic()  # the sink may have waited
             return None
 
         # Hashing runs in a helper thread (hashlib releases the GIL), overlapping the
         # receiving instead of adding to it.
-        chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        chunks: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
 
         def hash_chunks() -> None:
-            while (chunk := chunks.get()) is not None:
-                for hasher in hashers.values():
-                    hasher.update(chunk)
+            while (got := chunks.get()) is not None:
+                for chunk in got:
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
 
         hashing = threading.Thread(target=hash_chunks, daemon=True)
         hashing.start()
@@ -130,9 +153,16 @@ class Upstream:
         c.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
         try:
             error = perform_watched(multi, c, headers, self.settings.timeout)
+            if batch and not failure and not too_big and error is None:
+                try:
+                    flush()
+                except BaseException as exc:  # noqa: BLE001 - raised just below
+                    failure.append(exc)
         finally:
             chunks.put(None)
             hashing.join()
+        if failure:
+            raise failure[0]
         if error is STALLED:
             raise UpstreamFailure(f"{url}: {stall_message(self.settings.timeout)}", 504)
         if too_big:
