@@ -53,12 +53,13 @@ def cli(ctx: click.Context, **_: object) -> int:
         return EXIT_OK
 
     from .conda import report as conda_report
-    from .conda.sync import explain as explain_records
     from .conda.sync import run_sync
     from .output import Output, print_result
 
     output = Output(quiet=options.quiet)
     if options.explain is not None:
+        from .conda.explain import explain as explain_records
+
         rows, result = explain_records(config, options.explain, output)
         if options.json:
             click.echo(conda_report.explain_json(rows))

@@ -142,3 +142,27 @@ def test_dry_run_and_explain_never_take_the_shortcut(mirror, synced):
     assert rows(dry)["linux-64"]["plan"]["up_to_date"] == 4
     explain = mirror.sync("--explain", "delta")
     assert explain.code == 0 and "delta-1.0-0.conda" in explain.out
+
+
+def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
+    """Start-up is most of a no-op's cost: a run with nothing to do imports neither PyYAML
+    (its configuration file was parsed before: config/parsed.py), nor ssl (the CA bundle's
+    default path comes from _ssl), nor the --explain machinery."""
+    import subprocess
+    import sys
+
+    from cas_mirror.config import parsed
+
+    monkeypatch.setattr(parsed, "SETTLED", 0.0)  # the file was written just now
+    assert mirror.sync().code == 0
+    seen = tmp_path / "modules.json"
+    code = ("import json, sys\nfrom cas_mirror.cli import main\ncode = main(['--json'])\n"
+            f"open({str(seen)!r}, 'w').write(json.dumps([code, sorted(sys.modules)]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert all(p["upstream_changed"] is False for p in json.loads(done.stdout)["platforms"])
+    status, modules = json.loads(seen.read_text())
+    assert status == 0
+    unused = {"yaml", "ssl", "cas_mirror.conda.explain"}
+    assert unused.isdisjoint(modules), sorted(unused & set(modules))
