@@ -90,3 +90,18 @@ def test_an_empty_cache_variable_turns_it_off(tmp_path, settled, monkeypatch):
     read_yaml_mapping(path, required=True)
     assert parsed.cache_folder() is None
     assert not (tmp_path / "cas-mirror-cache").exists()
+
+
+def test_a_pipe_is_read_every_time(tmp_path, settled):
+    """`-f <(command)` names a pipe: the same identity can carry other text next time."""
+    import threading
+
+    pipe = tmp_path / "config.fifo"
+    os.mkfifo(pipe)
+    for text in (TEXT, TEXT.replace("4", "8", 1)):
+        writer = threading.Thread(target=pipe.write_text, args=(text,))
+        writer.start()
+        pairs = read_yaml_mapping(pipe, required=True)
+        writer.join()
+        assert pairs[1][1] == int(text.split("workers: ")[1][0])
+    assert not list(parsed.cache_folder().glob("*.json"))

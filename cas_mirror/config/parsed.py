@@ -10,6 +10,7 @@ for the same file unchanged: the same path, device, inode, size, modification an
 times (the change time moves on any write or `touch -d`, and cannot be set back), read by
 the same program version. It is stored only when
 
+- the file is a regular file (not a pipe such as `-f <(command)`, nor a device);
 - the parse succeeded (errors are never remembered: the next run reports them again);
 - the result survives a JSON round trip unchanged (plain strings, numbers, booleans,
   lists and mappings with string keys; a date or an `!!omap` is simply parsed every time);
@@ -32,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,9 @@ def remember(path: Path, st: os.stat_result, parsed: Parsed, read_at: float) -> 
     """Store the parse of `path` (stat `st` taken before reading it at `read_at`, epoch
     seconds) when the rules of the module's docstring allow."""
     folder = cache_folder()
-    if folder is None or read_at - max(st.st_mtime, st.st_ctime) < SETTLED:
-        return
+    if folder is None or not stat.S_ISREG(st.st_mode) \
+            or read_at - max(st.st_mtime, st.st_ctime) < SETTLED:
+        return  # (a pipe, `-f <(...)`, can say something else under the same identity)
     try:
         text = json.dumps({"key": _key(path, st), "parsed": parsed}, allow_nan=False)
     except (TypeError, ValueError):
