@@ -29,7 +29,6 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, os_problem
-from ..lockfiles import read_lockfiles
 from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
@@ -108,6 +107,8 @@ def filter_spec(config: Config) -> FilterSpec:
     # files). Lockfiles with PyPI entries only leave the conda selection alone.
     blacklist = config.blacklist
     if config.lockfiles:
+        from ..lockfiles import read_lockfiles  # not needed by a run without lockfiles
+
         contents = read_lockfiles(config.lockfiles)
         if contents.conda or contents.environments:
             blacklist = [*blacklist, "*"]
