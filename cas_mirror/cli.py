@@ -18,8 +18,29 @@ from .options import CONDA, EXIT_STATUSES, add_options, start_run
 log = logging.getLogger(__name__)
 
 
+_LAZY = {"pypi": "cas_mirror.pypi.cli:pypi",
+         "export": "cas_mirror.airgap.cli:export_command",
+         "import": "cas_mirror.airgap.cli:import_command"}
 
-@click.group(invoke_without_command=True,
+
+class _Subcommands(click.Group):
+    """A group whose subcommands are imported when one is used (or listed by --help): a
+    conda sync or `--version` does not import the PyPI side or the air-gap bundles."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            import importlib
+
+            module, _, name = _LAZY[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+
+@click.group(cls=_Subcommands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]},
              help=f"""Mirror conda channels into a local folder that conda, mamba, pixi and
 rattler use; `cas-sync pypi` mirrors PyPI.
@@ -53,12 +74,13 @@ def cli(ctx: click.Context, **_: object) -> int:
         return EXIT_OK
 
     from .conda import report as conda_report
-    from .conda.sync import explain as explain_records
     from .conda.sync import run_sync
     from .output import Output, print_result
 
     output = Output(quiet=options.quiet)
     if options.explain is not None:
+        from .conda.explain import explain as explain_records
+
         rows, result = explain_records(config, options.explain, output)
         if options.json:
             click.echo(conda_report.explain_json(rows))
@@ -75,14 +97,6 @@ def cli(ctx: click.Context, **_: object) -> int:
                         quiet=options.quiet)
 
 
-from .pypi.cli import pypi as _pypi_command  # noqa: E402  (the group must exist first)
-
-cli.add_command(_pypi_command)
-
-from .airgap.cli import export_command, import_command  # noqa: E402
-
-cli.add_command(export_command)
-cli.add_command(import_command)
 
 
 def main(argv: list[str] | None = None) -> int:

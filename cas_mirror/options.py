@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-import yaml
 from click.core import ParameterSource
 
 from . import __version__
@@ -216,6 +215,8 @@ def _chain(ctx: click.Context) -> list[click.Context]:
 def _scalar(text: str) -> Any:
     """A flag's value as the same text in a YAML file would be read: '0' -> 0, '2.5' -> 2.5,
     '5 GB' -> '5 GB', '' -> None; text that is not YAML stays text."""
+    import yaml  # (a run whose flags carry no value does not import it: config/parsed.py)
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

@@ -33,6 +33,7 @@ from benchlib import (
     VENV_BIN,
     Side,
     alternate,
+    cache_env,
     check_protocol_args,
     crash_note,
     machine_line,
@@ -98,7 +99,7 @@ def main() -> int:
         config = scratch.path / "cas-mirror.yaml"
         config.write_text(json.dumps({"mirror_dir": str(mirror)}))
         env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": "/nonexistent",
-               "CAS_MIRROR_USER_CONFIG": str(config)}
+               "CAS_MIRROR_USER_CONFIG": str(config), **cache_env(config.parent)}
         cas_sync = str(VENV_BIN / "cas-sync")
         exports = mirror / ".cas-sync" / "exports"
 

@@ -100,7 +100,8 @@ def start_server(root: Path, *args: str, workers: int) -> tuple[subprocess.Popen
     command = [*cas_server_command(), "--root", str(root), "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--quiet", *args]
     env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": os.devnull,
-           "CAS_MIRROR_USER_CONFIG": os.devnull, "NO_PROXY": "127.0.0.1"}
+           "CAS_MIRROR_USER_CONFIG": os.devnull, "NO_PROXY": "127.0.0.1",
+           "CAS_MIRROR_CACHE_DIR": ""}  # (no parse to remember: no file is read)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=env)
     url = f"http://127.0.0.1:{port}"

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from benchlib import (  # noqa: E402
     Side,
     alternate,
+    cache_env,
     check_protocol_args,
     crash_note,
     free_port,
@@ -48,6 +49,7 @@ from benchlib import (  # noqa: E402
     protocol_args,
     protocol_note,
     scratch_space,
+    settled_config,
     table,
     update_docs,
 )
@@ -276,18 +278,25 @@ def sides(args, up: SimpleUpstream, server, scratch: Path, bs: Path | None,
     per tool (its first, warm-up run fills it). The one-changed pair: our side adds a
     release upstream (outside the timing), then each tool syncs that same change."""
     env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": str(scratch / "none"),
-           "CAS_MIRROR_USER_CONFIG": str(scratch / "none"), "NO_PROXY": "127.0.0.1"}
+           "CAS_MIRROR_USER_CONFIG": str(scratch / "none"), "NO_PROXY": "127.0.0.1",
+           **cache_env(scratch)}
     cas_sync = str(ROOT / ".venv" / "bin" / "cas-sync")
 
     wanted = [p.name for p in big.projects.values()]
 
     def ours(mirror: Path, folder: Path, url: str = server.url,
-             whitelist: list[str] | None = None) -> list[str]:
-        config = folder / "cas-mirror.yaml"
+             whitelist: list[str] | None = None, settled: bool = False) -> list[str]:
+        """A cold run's configuration is new (written into its folder); a no-op's is
+        written once (benchlib.settled_config), as a nightly job's is."""
         listed = "".join(f"\n    - {name}" for name in whitelist or ())
-        config.write_text(f"mirror_dir: {mirror}\nminimum_free_space: 0\n"
-                          f"workers: {args.workers}\npypi:\n  remote_url: {url}\n"
-                          + (f"  whitelist:{listed}\n" if whitelist else ""))
+        text = (f"mirror_dir: {mirror}\nminimum_free_space: 0\n"
+                f"workers: {args.workers}\npypi:\n  remote_url: {url}\n"
+                + (f"  whitelist:{listed}\n" if whitelist else ""))
+        if settled:
+            config = settled_config(scratch / f"{mirror.name}.yaml", text)
+        else:
+            config = folder / "cas-mirror.yaml"
+            config.write_text(text)
         return [cas_sync, "pypi", "-f", str(config), "--quiet"]
 
     def theirs(mirror: Path, folder: Path, url: str = server.url,
@@ -326,21 +335,21 @@ simple-format = ALL
         changed = list(up.projects)[number % len(up.projects)]
         up.add(up.projects[changed].name, f"9.{number}", seed=900 + number)
         server.reload()
-        return ours(scratch / "ours-mirror", folder)
+        return ours(scratch / "ours-mirror", folder, settled=True)
 
     out = {"ours cold": Side(lambda f: ours(f / "mirror", f), env=env)}
     if bs:
         out["bandersnatch cold"] = Side(lambda f: theirs(f / "mirror", f))
     if shutil.which("curl"):
         out["curl"] = Side(curl)
-    out["ours no-op"] = Side(lambda f: ours(scratch / "ours-mirror", f), env=env)
+    out["ours no-op"] = Side(lambda f: ours(scratch / "ours-mirror", f, settled=True), env=env)
     if bs:
         out["bandersnatch no-op"] = Side(lambda f: theirs(scratch / "bs-mirror", f))
     out["ours changed"] = Side(change_then_ours, env=env)
     if bs:
         out["bandersnatch changed"] = Side(lambda f: theirs(scratch / "bs-mirror", f))
     out["ours whitelist"] = Side(lambda f: ours(scratch / "ours-wl", f, big_server.url,
-                                                wanted), env=env)
+                                                wanted, settled=True), env=env)
     if bs:
         out["bandersnatch whitelist"] = Side(lambda f: theirs(scratch / "bs-wl", f,
                                                               big_server.url, wanted))

@@ -41,6 +41,7 @@ from benchlib import (
     Side,
     StaticServer,
     alternate,
+    cache_env,
     check_protocol_args,
     crash_note,
     machine_line,
@@ -180,7 +181,7 @@ def main() -> int:
     sync_root = build_sync_data(args.files)
     channel = build_index_channel(args.index_files)
     env = {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": "/nonexistent",
-           "CAS_MIRROR_USER_CONFIG": "/nonexistent"}
+           "CAS_MIRROR_USER_CONFIG": "/nonexistent", **cache_env(BENCH_DATA)}
     print(header, file=sys.stderr)
     with scratch_space(args.tmpfs_size, prefix="bench-scale-") as scratch, \
             StaticServer(sync_root / "upstream") as server:

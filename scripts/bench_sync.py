@@ -42,12 +42,14 @@ from benchlib import (
     Side,
     StaticServer,
     alternate,
+    cache_env,
     check_protocol_args,
     crash_note,
     machine_line,
     protocol_args,
     protocol_note,
     scratch_space,
+    settled_config,
     table,
     update_docs,
 )
@@ -137,7 +139,7 @@ def install_conda_mirror() -> None:
 
 def cas_env(config: Path) -> dict:
     return {**os.environ, "CAS_MIRROR_SYSTEM_CONFIG": "/nonexistent",
-            "CAS_MIRROR_USER_CONFIG": str(config)}
+            "CAS_MIRROR_USER_CONFIG": str(config), **cache_env(config.parent)}
 
 
 def cold_target(packages: int) -> str:
@@ -152,11 +154,13 @@ def sync_sides(args, upstream: Path, files: list[Path], server, scratch: Path) -
     cas_sync = str(VENV_BIN / "cas-sync")
     env = cas_env(scratch / "none")
 
-    def config(folder: Path, mirror: Path, *extra: str) -> Path:
+    def text(mirror: Path) -> str:
+        return (f"remote_url: {server.url}\nmirror_dir: {mirror}\n"
+                f"platforms: [{', '.join(PLATFORMS)}]\nworkers: 8\nminimum_free_space: 0\n")
+
+    def config(folder: Path, mirror: Path) -> Path:
         path = folder / "cas-mirror.yaml"
-        path.write_text(f"remote_url: {server.url}\nmirror_dir: {mirror}\n"
-                        f"platforms: [{', '.join(PLATFORMS)}]\nworkers: 8\n"
-                        "minimum_free_space: 0\n" + "".join(extra))
+        path.write_text(text(mirror))
         return path
 
     def curl(folder: Path) -> list[str]:
@@ -177,7 +181,8 @@ def sync_sides(args, upstream: Path, files: list[Path], server, scratch: Path) -
     noop_mirror = scratch / "no-op-mirror"
 
     def noop(folder: Path) -> list[str]:  # its warm-up run is the mirror's first sync
-        return [cas_sync, "--quiet", "-f", config(folder, noop_mirror)]
+        return [cas_sync, "--quiet", "-f",
+                settled_config(scratch / "no-op.yaml", text(noop_mirror))]
 
     sides = {"curl": Side(curl),
              "cold": Side(cold, env=env, check=check_cold),

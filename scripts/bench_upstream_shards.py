@@ -42,6 +42,7 @@ from benchlib import (
     protocol_args,
     protocol_note,
     scratch_space,
+    settled_config,
     table,
     update_docs,
 )
@@ -110,12 +111,15 @@ def main() -> int:
             TestHTTPServer(root) as server:
         noop_mirror = scratch.path / "no-op-mirror"
 
-        def config_for(mirror: Path) -> Path:
-            config = mirror.parent / f"{mirror.name}.yaml"
-            config.write_text(json.dumps({
+        def text(mirror: Path) -> str:
+            return json.dumps({
                 "remote_url": server.url, "mirror_dir": str(mirror),
                 "platforms": ["linux-64"], "blacklist": ["*"], "whitelist": WHITELIST,
-                "minimum_free_space": 0}))
+                "minimum_free_space": 0})
+
+        def config_for(mirror: Path) -> Path:
+            config = mirror.parent / f"{mirror.name}.yaml"
+            config.write_text(text(mirror))
             return config
 
         def cold(folder: Path) -> list[str]:
@@ -124,7 +128,8 @@ def main() -> int:
 
         def noop(folder: Path) -> list[str]:
             server.clear_log()  # the warm-up run is this mirror's first (cold) sync
-            return [VENV_BIN / "cas-sync", "--json", "-f", config_for(noop_mirror)]
+            return [VENV_BIN / "cas-sync", "--json", "-f",
+                    settled_config(scratch.path / "no-op.yaml", text(noop_mirror))]
 
         def check(folder: Path, sample) -> dict[str, float]:
             return {"seconds": json.loads(sample.stdout)["seconds"],

@@ -47,6 +47,26 @@ def _compile_project() -> None:
 _compile_project()
 
 
+def settled_config(path: Path, text: str) -> Path:
+    """A no-op side's configuration file, written once (as a cron job's is) and returned
+    only once it is older than cas-sync's SETTLED rule (config/parsed.py): from then on
+    each run finds its parse remembered, as a user's nightly run does. The wait happens
+    once, outside the timing (while the command is being prepared)."""
+    from cas_mirror.config.parsed import SETTLED
+
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    st = path.stat()
+    while time.time() - max(st.st_mtime, st.st_ctime) < SETTLED:
+        time.sleep(0.05)
+    return path
+
+
+def cache_env(scratch: Path) -> dict[str, str]:
+    """Keep cas-sync's parsed-configuration cache in the scratch space, not ~/.cache."""
+    return {"CAS_MIRROR_CACHE_DIR": str(scratch / "cas-mirror-cache")}
+
+
 # ---------------------------------------------------------------------- one measured run
 
 

@@ -17,11 +17,13 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "http
 
 @pytest.fixture(autouse=True)
 def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFiles:
-    """Point /etc/cas-mirror and ~/.cas-mirror at files of this test (absent until written),
-    and keep proxy settings of the machine out of the way of loopback requests."""
+    """Point /etc/cas-mirror and ~/.cas-mirror at files of this test (absent until written)
+    and the parsed-configuration cache (config/parsed.py) at a folder of its own, and keep
+    proxy settings of the machine out of the way of loopback requests."""
     files = ConfigFiles(tmp_path / "etc-cas-mirror", tmp_path / "home-cas-mirror")
     monkeypatch.setenv("CAS_MIRROR_SYSTEM_CONFIG", str(files.system))
     monkeypatch.setenv("CAS_MIRROR_USER_CONFIG", str(files.user))
+    monkeypatch.setenv("CAS_MIRROR_CACHE_DIR", str(tmp_path / "cas-mirror-cache"))
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

@@ -90,6 +90,31 @@ def test_a_changed_file_named_by_the_configuration_is_applied(mirror, synced, tm
     assert json.loads(state.read_text())["fingerprint"] != recorded
 
 
+def test_a_changed_lockfile_is_applied_after_a_quiet_run(mirror, upstream, tmp_path):
+    """What lockfiles ask for (wishes.py) is worked out only for a platform that is not
+    quiet: the digest covers each lockfile, so an edited one makes the next run look again
+    and mirror what it names now."""
+    records = upstream.channel.records("linux-64")
+    first, second = sorted(fn for fn in records if fn.endswith(".conda"))[:2]
+    lockfile = tmp_path / "explicit.txt"
+
+    def lock(*names: str) -> None:
+        lockfile.write_text("# platform: linux-64\n@EXPLICIT\n" + "".join(
+            f"{upstream.url}/pkgs/main/linux-64/{fn}#{records[fn]['sha256']}\n"
+            for fn in names))
+
+    lock(first)
+    mirror.configure(lockfiles=[str(lockfile)])
+    assert mirror.sync().code == 0
+    state = mirror.dir / QUIET.format("linux-64")
+    recorded = state.read_text()
+    assert mirror.sync().code == 0 and state.read_text() == recorded  # quiet
+    assert mirror.files("linux-64") == {first}
+    lock(first, second)
+    assert mirror.sync().code == 0
+    assert mirror.files("linux-64") == {first, second}
+
+
 def test_upstream_changing_one_platform_republishes_the_whole_channel(mirror, upstream,
                                                                       synced):
     upstream.channel.remove("linux-64", "delta-1.0-0.conda")  # noarch stays as it was
@@ -142,3 +167,29 @@ def test_dry_run_and_explain_never_take_the_shortcut(mirror, synced):
     assert rows(dry)["linux-64"]["plan"]["up_to_date"] == 4
     explain = mirror.sync("--explain", "delta")
     assert explain.code == 0 and "delta-1.0-0.conda" in explain.out
+
+
+def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
+    """Start-up is most of a no-op's cost: a run with nothing to do imports neither PyYAML
+    (its configuration file was parsed before: config/parsed.py), nor ssl (the CA bundle's
+    default path comes from _ssl), nor the --explain machinery, nor what completes a
+    selection (wishes.py, solve.py: the fingerprint covers what they read)."""
+    import subprocess
+    import sys
+
+    from cas_mirror.config import parsed
+
+    monkeypatch.setattr(parsed, "SETTLED", 0.0)  # the file was written just now
+    assert mirror.sync().code == 0
+    seen = tmp_path / "modules.json"
+    code = ("import json, sys\nfrom cas_mirror.cli import main\ncode = main(['--json'])\n"
+            f"open({str(seen)!r}, 'w').write(json.dumps([code, sorted(sys.modules)]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert all(p["upstream_changed"] is False for p in json.loads(done.stdout)["platforms"])
+    status, modules = json.loads(seen.read_text())
+    assert status == 0
+    unused = {"yaml", "ssl", "cas_mirror.conda.explain", "cas_mirror.conda.wishes",
+              "cas_mirror.conda.solve", "cas_mirror.lockfiles"}
+    assert unused.isdisjoint(modules), sorted(unused & set(modules))

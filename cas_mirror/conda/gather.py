@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +31,6 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, os_problem
-from ..lockfiles import read_lockfiles
 from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
@@ -60,7 +61,6 @@ from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
 from .target import LOCAL, Target
 from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
-from .wishes import Wishes, complete
 
 log = logging.getLogger(__name__)
 DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once by the dependency check
@@ -113,6 +113,8 @@ def filter_spec(config: Config) -> FilterSpec:
     # files). Lockfiles with PyPI entries only leave the conda selection alone.
     blacklist = config.blacklist
     if config.lockfiles:
+        from ..lockfiles import read_lockfiles  # not needed by a run without lockfiles
+
         contents = read_lockfiles(config.lockfiles)
         if contents.conda or contents.environments:
             blacklist = [*blacklist, "*"]
@@ -162,16 +164,17 @@ def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirr
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     for w in work:
         w.target = target
-    wishes = Wishes.of(config, spec, sources)
+    wishes = _Wishes(config, spec, sources)
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
         list(pool.map(lambda w: _prepare(w, downloader, spec, config, writable,
-                                         wishes.names(w.source, w.platform), quiet_digest),
-                      work))
+                                         wishes.names_of(w), quiet_digest), work))
         list(pool.map(lambda w: _read(w, downloader, spec, config, writable,
-                                      wishes.names(w.source, w.platform)), _demote(work)))
+                                      wishes.names_of(w)), _demote(work)))
         busy = [w for w in work if w.quiet is None]
-        complete(busy, wishes, lambda w, names: _read_more(w, names, downloader, spec, config,
-                                                           writable))
+        if busy:
+            from .wishes import complete
+            complete(busy, wishes.get(), lambda w, names: _read_more(w, names, downloader,
+                                                                     spec, config, writable))
         list(pool.map(lambda w: _plan(w, config, verify), busy))
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
@@ -181,6 +184,29 @@ def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirr
     output.end_failures()
     _check_dependencies(work)
     return work
+
+
+class _Wishes:
+    """`Wishes.of` (wishes.py), worked out when a platform first needs it. A platform
+    found quiet needs none: its fingerprint (quiet.py) covers everything `Wishes.of` reads
+    (the configuration, the lockfiles it names and their stat), so a no-op does not
+    import wishes/lockfile/solve code at all."""
+
+    def __init__(self, config: Config, spec: FilterSpec, sources: list[ChannelSource]):
+        self._args = (config, spec, sources)
+        self._lock = threading.Lock()
+        self._wishes = None
+
+    def get(self):
+        with self._lock:
+            if self._wishes is None:
+                from .wishes import Wishes
+                self._wishes = Wishes.of(*self._args)
+            return self._wishes
+
+    def names_of(self, w: Work) -> Callable[[], frozenset[str]]:
+        """The names a sharded upstream must read for `w` whatever the filters say."""
+        return lambda: self.get().names(w.source, w.platform)
 
 
 def _check_dependencies(work: list[Work]) -> None:
@@ -260,7 +286,8 @@ def _demote(work: list[Work]) -> list[Work]:
 
 
 def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             writable: bool, also: frozenset[str], quiet_digest: str | None = None) -> None:
+             writable: bool, also: Callable[[], frozenset[str]],
+             quiet_digest: str | None = None) -> None:
     """Fetch, parse and filter one platform; errors stay with the platform. A sync first
     checks whether there is anything to do at all (quiet.py)."""
     try:
@@ -273,7 +300,7 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
 
 
 def _read(w: Work, downloader: Downloader, spec: FilterSpec, config: Config, writable: bool,
-          also: frozenset[str]) -> None:
+          also: Callable[[], frozenset[str]]) -> None:
     """Parse and filter what was fetched (also for a platform `_demote` gave back)."""
     if w.fetched is None or w.report.error is not None:
         return
@@ -283,7 +310,7 @@ def _read(w: Work, downloader: Downloader, spec: FilterSpec, config: Config, wri
             w.fetched = read_sharded(downloader, platform_url(w.source, w.platform),
                                      w.platform, w.fetched.index_only, w.state_folder,
                                      config.max_repodata_size, spec, writable=writable,
-                                     also=also)
+                                     also=also())
         reparse(w, spec)
     except (HttpError, RepodataError) as exc:
         w.report.error = str(exc)
@@ -328,7 +355,8 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
 
 
 def _fetch_or_quiet(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-                    writable: bool, also: frozenset[str], quiet_digest: str | None) -> bool:
+                    writable: bool, also: Callable[[], frozenset[str]],
+                    quiet_digest: str | None) -> bool:
     """Fetch the platform's upstream metadata (and run_exports.json for a sync); True
     when that shows there is nothing to do (quiet.py) or the platform is not offered."""
     previous = load_state(w.state_folder)
@@ -377,7 +405,7 @@ def _be_quiet(w: Work, last: quiet.Recorded) -> None:
 
 
 def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
-           writable: bool, also: frozenset[str], unchanged=None) -> Fetched:
+           writable: bool, also: Callable[[], frozenset[str]], unchanged=None) -> Fetched:
     """The platform's upstream metadata: from its shards when upstream offers them (and
     `upstream_shards`), else its whole repodata.json. A platform read whole last time is
     asked for repodata.json first (an unchanged upstream stays one 304) and looked at for

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from itertools import islice
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..net import human_bytes
 from ..output import MAX_ROWS, failure_lines, plain_table, rows_note
 from ..text import plural, safe
-from .explain import ExplainRow
 from .results import PlannedFile, PlatformReport, SyncReport
+
+if TYPE_CHECKING:  # (explain.py imports the whole pipeline: a sync's report needs none of it)
+    from .explain import ExplainRow
 
 NAMED = 5  # records named per platform in the dependency warning; --json has all
 

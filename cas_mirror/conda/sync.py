@@ -28,7 +28,6 @@ from ..net import Downloader, DownloadJob, FreeSpaceGuard
 from ..output import Output
 from ..paths import nearest_existing
 from . import quiet
-from .explain import explain  # noqa: F401  (the CLI's entry point for --explain)
 from .gather import Work, channel_sources, filter_spec, gather, network_settings
 from .local import mirror_dir_status
 from .publish import (

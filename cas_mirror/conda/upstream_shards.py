@@ -32,6 +32,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,20 +149,20 @@ def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
 
 def fetch_sharded(downloader: Downloader, base: str, platform: str,
                   previous: PlatformState, state_folder: Path, max_size: int,
-                  spec: FilterSpec, *, writable: bool, also: frozenset[str] = frozenset(),
-                  unchanged=None):
+                  spec: FilterSpec, *, writable: bool,
+                  also: Callable[[], frozenset[str]] = frozenset, unchanged=None):
     """The platform's records from its shards as a `Fetched` (fetch.py), or None when
-    upstream has no shard index. `also`: names to read whatever the filters say (a
-    lockfile's). Raises RepodataError / HttpError for the platform. When the index is
-    unchanged and `unchanged(state)` says there is nothing to do (quiet.py), no shard is
-    read: the `Fetched` holds the index only."""
+    upstream has no shard index. `also()`: names to read whatever the filters say (a
+    lockfile's), asked for only when shards are read. Raises RepodataError / HttpError
+    for the platform. When the index is unchanged and `unchanged(state)` says there is
+    nothing to do (quiet.py), no shard is read: the `Fetched` holds the index only."""
     found = fetch_index(downloader, base, previous, state_folder, max_size)
     if found is None:
         return None
     if not found[2] and unchanged is not None and unchanged(found[1]):
         return Fetched(None, False, found[1], index_only=found)
     return read_sharded(downloader, base, platform, found, state_folder, max_size, spec,
-                        writable=writable, also=also)
+                        writable=writable, also=also())
 
 
 def read_sharded(downloader: Downloader, base: str, platform: str,

@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
-
 from .keys import PYPI_INHERITED, SETTINGS
 from .layers import DEFAULT, Config
 
@@ -35,6 +33,8 @@ def render_show(config: Config, keys: Iterable[str] | None = None) -> str:
 
 
 def _render_item(key: str, value: Any, origin: str) -> list[str]:
+    import yaml  # (only --show writes YAML: a sync does not import it)
+
     dumped = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False,
                             allow_unicode=True).rstrip("\n").split("\n")
     if len(dumped) == 1:

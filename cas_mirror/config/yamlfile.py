@@ -1,41 +1,57 @@
 """Reading one YAML configuration file: a strict loader (duplicate keys refused) and the
-top-level keys with their line numbers, so every error can name the file and line.
+top-level keys with their line numbers, so every error can name the file and line. A file
+parsed before and unchanged since is taken from `parsed` (then PyYAML is not imported).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
+from . import parsed as parsed_cache
 
 
-class _StrictLoader(yaml.SafeLoader):
+@functools.cache
+def _strict_loader() -> type:
     """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+    import yaml
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None,
-                        f"duplicate key {key!r} (first on line {seen[key]})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line + 1
-            except TypeError:  # unhashable key: let PyYAML report it as usual
-                break
-        return super().construct_mapping(node, deep=deep)
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None,
+                            f"duplicate key {key!r} (first on line {seen[key]})",
+                            key_node.start_mark,
+                        )
+                    seen[key] = key_node.start_mark.line + 1
+                except TypeError:  # unhashable key: let PyYAML report it as usual
+                    break
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, dict]] | None:
     """The top-level (key, value, line, {sub-key: line} when the value is a mapping) of a
     YAML file; None when absent and not required."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None  # (reading it says what is wrong)
+    else:
+        if (known := parsed_cache.recall(path, st)) is not None:
+            return known
+    read_at = time.time()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -51,8 +67,16 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, d
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected YAML") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    pairs = _parse(path, text)
+    if st is not None:
+        parsed_cache.remember(path, st, pairs, read_at)
+    return pairs
 
-    loader = _StrictLoader(text)
+
+def _parse(path: Path, text: str) -> list[tuple[Any, Any, int, dict]]:
+    import yaml
+
+    loader = _strict_loader()(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -86,7 +110,9 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, d
         loader.dispose()
 
 
-def _sub_lines(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
+def _sub_lines(loader, node) -> dict:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return {}
     lines = {}

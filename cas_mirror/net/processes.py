@@ -145,10 +145,8 @@ def child_main(factory: type[Downloader], settings: NetworkSettings, workers: in
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # the parent handles Ctrl-C
     try:
-        from dataclasses import replace
-
-        downloader = factory(replace(settings, workers=workers, processes=1),
-                                free_space=free_space)
+        downloader = factory(settings._replace(workers=workers, processes=1),
+                             free_space=free_space)
         downloader._stop = SharedStop(stop_event)
         states = [JobState(job, downloader.policy.retries + 1) for _, job in jobs]
         progress = PipeProgress(writer, {id(s.result): i for s, (i, _) in zip(

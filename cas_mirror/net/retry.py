@@ -10,7 +10,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pycurl
@@ -21,8 +21,7 @@ MAX_RETRY_AFTER = 120.0  # never wait longer than this for one Retry-After
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     retries: int
     backoff: float
 
@@ -57,8 +56,7 @@ def raise_for_status(status: int, headers: Mapping[str, str]) -> None:
     raise Fatal(f"HTTP {status}", status)
 
 
-@dataclass(frozen=True)
-class HostCondition:
+class HostCondition(NamedTuple):
     """Every file from `host` failed the same way: one condition, to be told once."""
 
     host: str

@@ -17,14 +17,9 @@ exclude_prereleases, packagetypes, platforms, python_versions, keep_latest).
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from email.parser import BytesParser
-from email.policy import compat32
 from typing import Any
 
 from ..net import Downloader, HttpError
@@ -71,6 +66,9 @@ def environments(python_versions: Iterable[tuple[int, int]], platforms: Iterable
 def requirements(metadata: bytes, envs: list[dict[str, str]], extras: frozenset[str]
                  ) -> list[Any]:
     """The `Requires-Dist` requirements of core metadata that hold in some environment."""
+    from email.parser import BytesParser  # (email, tarfile, zipfile: ~10 ms of start-up
+    from email.policy import compat32  # that a run following no dependency never needs)
+
     from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -97,6 +95,10 @@ def requirements(metadata: bytes, envs: list[dict[str, str]], extras: frozenset[
 
 def metadata_of(downloader: Downloader, f: UpstreamFile) -> bytes | None:
     """The core metadata of an upstream file (PEP 658 first, else from the file)."""
+    import io
+    import tarfile
+    import zipfile
+
     if f.core_metadata:
         return downloader.get(f.url + ".metadata", max_bytes=MAX_METADATA).data
     data = downloader.get(f.url, max_bytes=MAX_METADATA).data

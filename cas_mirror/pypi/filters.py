@@ -27,7 +27,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import parse_items
 from .model import UpstreamFile, normalize
@@ -68,8 +68,7 @@ class EntryError(ValueError):
 # --------------------------------------------------------------------------- entries
 
 
-@dataclass(frozen=True)
-class ProjectEntry:
+class ProjectEntry(NamedTuple):  # not a dataclass: start-up (net/types.py)
     text: str
     pattern: str  # normalized name or glob
     specifier: Any  # a packaging SpecifierSet, or None
@@ -194,8 +193,7 @@ class FilterSpec:
         return tuple(dict.fromkeys(e.pattern for e in self.whitelist))
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # not a dataclass: start-up (net/types.py)
     kept: bool
     reason: str
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _NORMALIZE = re.compile(r"[-_.]+")
 # PEP 508 / core metadata: a project name is letters, digits, '.', '_', '-', starting and
@@ -25,8 +26,7 @@ def is_valid_name(name: str) -> bool:
     return bool(_VALID_NAME.match(name))
 
 
-@dataclass(frozen=True)
-class ListedProject:
+class ListedProject(NamedTuple):  # not a dataclass: start-up (net/types.py)
     name: str  # as upstream spells it
     serial: int | None  # upstream's _last-serial for the project, when it says
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL
 from .filters import Selection
@@ -23,8 +24,7 @@ METADATA_SUFFIX = ".metadata"
 PROVENANCE_SUFFIX = ".provenance"  # PEP 740 provenance objects, beside their file
 
 
-@dataclass(frozen=True)
-class PlannedFile:
+class PlannedFile(NamedTuple):  # not a dataclass: start-up (net/types.py)
     """A file a run downloads or deletes, as the dry run lists it."""
 
     relpath: str  # under web/packages/
