@@ -48,6 +48,21 @@ LEFTOVER_PREFIXES = tuple(f"{TEMP_PREFIX}{name}." for name in (*SUBDIR_OUTPUTS,
                                                               *CHANNEL_OUTPUTS))
 
 
+def publishing_rank(name: str) -> int:
+    """Where a platform output (named relative to its platform folder: `shards/<sha256>
+    .msgpack.zst`, `repodata.json.zst`...) goes in the order clients need when outputs are
+    published one by one (into a bucket): shards first, since the index names them; then
+    the other outputs; the shard index; the compressed repodata; repodata.json last, so a
+    client that finds it finds the rest."""
+    if name.startswith(f"{SHARDS_DIR}/"):
+        return 0
+    if name == SHARD_INDEX:
+        return 2
+    if name == REPODATA:
+        return 4
+    return 3 if name.startswith(REPODATA) else 1
+
+
 def is_package_name(name: str) -> bool:
     return name.endswith(PACKAGE_SUFFIXES) and not name.startswith(".")
 

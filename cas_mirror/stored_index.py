@@ -34,13 +34,14 @@ from cas_index.channel import index_channel
 from cas_index.layout import (
     CHANNEL_OUTPUTS,
     KNOWN_SUBDIRS,
+    PATCH_FILE,
     REPODATA,
+    SHARDS_DIR,
     SUBDIR_OUTPUTS,
     is_package_name,
+    publishing_rank,
 )
 from cas_index.model import ChannelReport, Options
-from cas_index.patch import PATCH_FILE
-from cas_index.shards import SHARD_INDEX, SHARDS_DIR
 
 from .digests import file_digest
 from .paths import bucket_work_dir
@@ -157,8 +158,9 @@ def _stage_inputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path,
 
 
 def _local_outputs(work: Path) -> list[str]:
-    """The output keys of the staging copy, in publishing order."""
-    shards, early, index, repodata, channel = [], [], [], [], []
+    """The output keys of the staging copy, in publishing order (`publishing_rank` within
+    the platforms, the channel's outputs after every platform)."""
+    names: list[tuple[str, str]] = []  # (subdir, name in it)
     for subdir in sorted(KNOWN_SUBDIRS):
         folder = work / subdir
         if not folder.is_dir():
@@ -167,20 +169,13 @@ def _local_outputs(work: Path) -> list[str]:
             path = folder / name
             if name == SHARDS_DIR:
                 if path.is_dir():
-                    shards += sorted(f"{subdir}/{SHARDS_DIR}/{n}" for n in os.listdir(path)
-                                     if not n.startswith("."))
+                    names += [(subdir, f"{SHARDS_DIR}/{n}") for n in os.listdir(path)
+                              if not n.startswith(".")]
             elif path.is_file():
-                key = f"{subdir}/{name}"
-                if name == SHARD_INDEX:
-                    index.append(key)
-                elif name.startswith(REPODATA):
-                    repodata.append(key)
-                else:
-                    early.append(key)
-    # plain repodata.json after its compressed forms: clients that find it find them too
-    repodata.sort(key=lambda k: (k.rsplit("/", 1)[1] == REPODATA, k))
+                names.append((subdir, name))
+    names.sort(key=lambda item: (publishing_rank(item[1]), item))
     channel = [name for name in CHANNEL_OUTPUTS if (work / name).is_file()]
-    return shards + early + index + repodata + channel
+    return [f"{subdir}/{name}" for subdir, name in names] + channel
 
 
 def _publish_outputs(storage: Storage, listed: dict[str, ObjectInfo], work: Path,

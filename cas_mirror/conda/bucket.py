@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cas_index.atomic import write_if_changed
-from cas_index.shards import SHARD_INDEX, SHARDS_DIR
+from cas_index.layout import SHARDS_DIR, publishing_rank
 
 from ..net import DownloadResult, ProgressReporter
 from ..storage import NEW, Conflict, Storage, StorageError
@@ -85,29 +85,28 @@ class BucketTarget:
         return path.relative_to(self.staging).as_posix()
 
     # ------------------------------------------------------------------ planning
-    def inventory(self, w: Work, verify: bool = False) -> Inventory:
-        """The platform's inventory: saved by the last run, else (and with --verify) from
-        one LIST of the platform prefix."""
-        known = self._inventories.get(w.folder)
+    def inventory(self, folder: Path, state_folder: Path, verify: bool = False) -> Inventory:
+        """The inventory of the platform staged in `folder`: saved (in `state_folder`) by
+        the last run, else (and with --verify) from one LIST of the platform prefix."""
+        known = self._inventories.get(folder)
         if known is not None and not verify:
             return known[1]
-        path = w.state_folder / INVENTORY
+        path = state_folder / INVENTORY
         saved = Inventory.load(path)
         inventory = saved
         if saved is None or verify:
-            prefix = self._key(w.folder) + "/"
-            log.info("%s/%s: listing %s (%s)", w.source.path, w.platform,
-                     self.storage.describe(prefix),
+            prefix = self._key(folder) + "/"
+            log.info("listing %s (%s)", self.storage.describe(prefix),
                      "--verify" if verify else "no inventory of it in the local state")
             inventory = Inventory.from_listing(self.storage.list(prefix), prefix, saved)
-        self._inventories[w.folder] = (path, inventory)
+        self._inventories[folder] = (path, inventory)
         return inventory
 
     def scan(self, w: Work, verify: bool) -> LocalFolder:
         """What the bucket holds for the platform; a listing that keeps failing fails the
         platform alone (its published state stays)."""
         try:
-            inventory = self.inventory(w, verify)
+            inventory = self.inventory(w.folder, w.state_folder, verify)
         except StorageError as exc:
             w.report.error = str(exc)
             return LocalFolder()
@@ -125,7 +124,7 @@ class BucketTarget:
         we uploaded, else the MD5 a single-part ETag states. An object listed (not
         uploaded by us) under a multipart ETag cannot be checked without reading it: it
         counts as bad only under --verify when the listing replaced what we uploaded."""
-        entries = self.inventory(w).entries
+        entries = self.inventory(w.folder, w.state_folder).entries
         bad = set()
         for fn, record in records.items():
             entry = entries.get(fn)
@@ -317,13 +316,9 @@ class BucketTarget:
     def remove_platform(self, retired: Retired) -> int:
         """A platform no longer configured: its metadata objects (repodata.json first),
         then its packages, then the staging folder and state."""
-        from types import SimpleNamespace
-
         from .retired import remove_platform
 
-        w = SimpleNamespace(folder=retired.folder, state_folder=retired.state_folder,
-                            source=retired.source, platform=retired.platform)
-        entries = self.inventory(w).entries
+        entries = self.inventory(retired.folder, retired.state_folder).entries
         prefix = self._key(retired.folder)
         order = sorted(entries, key=lambda n: (n != "repodata.json", is_package_file(n), n))
         for name in order:
@@ -334,25 +329,14 @@ class BucketTarget:
 
 
 def _outputs(folder: Path) -> list[str]:
-    """The metadata in a staging platform folder, in publishing order."""
-    shards, early, index, compressed, last = [], [], [], [], []
+    """The metadata in a staging platform folder, in publishing order (`publishing_rank`)."""
     with os.scandir(folder) as entries:
-        names = sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-    for name in names:
-        if is_package_file(name):
-            continue
-        if name == SHARD_INDEX:
-            index.append(name)
-        elif name == "repodata.json":
-            last.append(name)
-        elif name.startswith("repodata.json"):
-            compressed.append(name)
-        else:
-            early.append(name)
+        names = [e.name for e in entries if e.is_file() and not e.name.startswith(".")
+                 and not is_package_file(e.name)]
     if (folder / SHARDS_DIR).is_dir():
-        shards = sorted(f"{SHARDS_DIR}/{n}" for n in os.listdir(folder / SHARDS_DIR)
-                        if not n.startswith("."))
-    return shards + early + index + compressed + last
+        names += [f"{SHARDS_DIR}/{n}" for n in os.listdir(folder / SHARDS_DIR)
+                  if not n.startswith(".")]
+    return sorted(names, key=lambda name: (publishing_rank(name), name))
 
 
 def _decode(data: bytes) -> dict | None:
