@@ -135,14 +135,16 @@ class BucketTarget:
             self._pool = ThreadPoolExecutor(max_workers=max(1, self.s.workers),
                                             thread_name_prefix="pypi-upload")
         self._slots.acquire()
-        self._uploads.append(self._pool.submit(self._upload, path))
+        self._uploads.append(self._pool.submit(self._upload, path, result.job.sha256))
 
-    def _upload(self, path: Path) -> None:
+    def _upload(self, path: Path, verified_sha256: str | None) -> None:
+        """Upload `path`; `verified_sha256` is the digest the downloader checked it against
+        (None when upstream gave another hash only: then it is read once more here)."""
         try:
             if self._failure is not None:
                 return
             relpath = path.relative_to(self.s.web).as_posix()
-            sha256 = file_digest(path, "sha256")
+            sha256 = (verified_sha256 or "").lower() or file_digest(path, "sha256")
             info = self.store.put_file(self._key(relpath), path)
             self.inventory.put(info.key, entry(info.size, sha256, info.etag))
             log.debug("uploaded %s", self.describe(relpath))
