@@ -39,7 +39,6 @@ class _Subcommands(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-
 @click.group(cls=_Subcommands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]},
              help=f"""Mirror conda channels into a local folder that conda, mamba, pixi and
@@ -95,8 +94,6 @@ def cli(ctx: click.Context, **_: object) -> int:
     log.info("conda sync finished: exit status %d", result.exit_code)
     return print_result(conda_report, result, as_json=options.json, dry_run=options.dry_run,
                         quiet=options.quiet)
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

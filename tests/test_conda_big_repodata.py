@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from cas_mirror.conda import gather as gather_module
+from cas_mirror.conda import unsatisfied
 from cas_mirror.conda.filter import FilterSpec, decide, matched_steps, select
 from cas_mirror.conda.repodata import parse_repodata, restricted_document
 from cas_mirror.net import Downloader, NetworkSettings
@@ -182,12 +183,12 @@ def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
     decisions = {f: dropped if f.startswith("zlib") else KEPT for f in upstream.records}
 
     def check(chunk):
-        monkeypatch.setattr(gather_module, "DEPENDS_CHUNK", chunk)
+        monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
         report = SimpleNamespace(unsatisfied={})
         w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
                             platform="linux-64", quiet=None, fetched=None,
                             upstream=upstream, decisions=decisions, report=report)
-        gather_module._check_dependencies([w])
+        unsatisfied.check_dependencies([w])
         return report.unsatisfied
 
     whole = check(10_000)

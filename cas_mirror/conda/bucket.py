@@ -51,8 +51,8 @@ from .plan import is_package_file
 from .state import STATE_ROOT
 
 if TYPE_CHECKING:
-    from .gather import Work
     from .retired import Retired
+    from .work import Work
 
 log = logging.getLogger(__name__)
 

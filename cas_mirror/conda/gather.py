@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config
@@ -35,7 +34,6 @@ from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
 from . import quiet
-from .closure import missing_names, unsatisfied
 from .fetch import (
     VARIANTS,
     ChannelSource,
@@ -46,13 +44,10 @@ from .fetch import (
     platform_url,
     resolve_channel,
 )
-from .filter import Decision, FilterSpec, select
-from .local import LocalFolder
+from .filter import FilterSpec, select
 from .plan import PlatformPlan, plan_platform
 from .repodata import (
     RepodataError,
-    UpstreamRepodata,
-    depends_of,
     parse_repodata,
     published_records,
 )
@@ -60,45 +55,11 @@ from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
 from .target import LOCAL, Target
+from .unsatisfied import check_dependencies
 from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
+from .work import Work
 
 log = logging.getLogger(__name__)
-DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once by the dependency check
-
-
-@dataclass
-class Work:
-    """One channel/platform as it moves through the pipeline."""
-
-    source: ChannelSource
-    platform: str
-    folder: Path
-    state_folder: Path
-    report: PlatformReport
-    probed: bool = False
-    fetched: Fetched | None = None
-    upstream: UpstreamRepodata | None = None
-    decisions: dict[str, Decision] = field(default_factory=dict)
-    local: LocalFolder = field(default_factory=LocalFolder)
-    plan: PlatformPlan | None = None
-    got: set[str] = field(default_factory=set)  # files downloaded in this run
-    run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
-    run_exports_fetched: bool = False  # from upstream in this run (else the cached copy)
-    run_exports_error: str | None = None  # could not be read: the published one stays
-    quiet: quiet.Recorded | None = None  # nothing to do: the last run's record (quiet.py)
-    shards_due: float | None = None  # when publishing may delete an unnamed shard
-    started: float = field(default_factory=time.monotonic)
-    target: Target = LOCAL  # where it is published (target.py)
-
-    @property
-    def usable(self) -> bool:
-        return self.report.error is None and self.plan is not None
-
-    def kept(self) -> dict:
-        if self.upstream is None:
-            return {}
-        records = self.upstream.records
-        return {fn: records[fn] for fn, d in self.decisions.items() if d.kept}
 
 
 def network_settings(config: Config) -> NetworkSettings:
@@ -182,7 +143,7 @@ def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirr
         if w.report.error:
             output.failure(f"{w.source.path}/{w.platform}", w.report.error)
     output.end_failures()
-    _check_dependencies(work)
+    check_dependencies(work)
     return work
 
 
@@ -207,45 +168,6 @@ class _Wishes:
     def names_of(self, w: Work) -> Callable[[], frozenset[str]]:
         """The names a sharded upstream must read for `w` whatever the filters say."""
         return lambda: self.get().names(w.source, w.platform)
-
-
-def _check_dependencies(work: list[Work]) -> None:
-    """Per channel: kept records depending on a package the filters dropped entirely
-    (for a sharded upstream, the names whose shards were not read are dropped too)."""
-    by_channel: dict[str, dict[str, Work]] = {}
-    for w in work:
-        if w.usable:
-            by_channel.setdefault(w.source.path, {})[w.platform] = w
-    for platforms in by_channel.values():
-        if any(w.quiet for w in platforms.values()):
-            continue  # (all of them are): the last run's findings are reported again
-        kept: dict[str, set[str]] = {}
-        dropped: dict[str, set[str]] = {}
-        unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
-                  if w.fetched is not None and w.fetched.sharded is not None}
-        if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
-                not any(unread.values()):
-            continue  # nothing filtered out: nothing can be missing because of it
-        selected: dict[str, list[str]] = {}
-        for platform, w in platforms.items():
-            records = w.upstream.records if w.upstream else {}
-            chosen, kept_names, dropped_names = [], set(), set()
-            for fn, d in w.decisions.items():  # one pass; names lowered once each
-                if d.kept:
-                    chosen.append(fn)
-                    kept_names.add(records[fn].name)
-                else:
-                    dropped_names.add(records[fn].name)
-            selected[platform] = chosen
-            kept[platform] = {name.lower() for name in kept_names}
-            dropped[platform] = {name.lower() for name in dropped_names}
-            dropped[platform].update(unread.get(platform, ()))
-        for platform, missing in missing_names(kept, dropped).items():
-            w, chosen, found = platforms[platform], selected[platform], {}
-            for start in range(0, len(chosen), DEPENDS_CHUNK):  # a chunk's strings at a time
-                found.update(unsatisfied(
-                    depends_of(w.upstream, chosen[start:start + DEPENDS_CHUNK]), missing))
-            w.report.unsatisfied = found
 
 
 def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,

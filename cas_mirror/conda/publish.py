@@ -27,7 +27,6 @@ from ..paths import not_writable
 from ..storage import StorageError
 from ..text import safe
 from .fetch import platform_url
-from .gather import Work
 from .repodata import RepodataError, empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
 from .retired import Retired
@@ -35,6 +34,7 @@ from .run_exports import publish_run_exports, remember
 from .state import save_state
 from .target import LOCAL, Target
 from .upstream_shards import prune_shard_cache
+from .work import Work
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from ..net import Downloader, DownloadJob, FreeSpaceGuard
 from ..output import Output
 from ..paths import nearest_existing
 from . import quiet
-from .gather import Work, channel_sources, filter_spec, gather, network_settings
+from .gather import channel_sources, filter_spec, gather, network_settings
 from .local import mirror_dir_status
 from .publish import (
     broken_channels,
@@ -41,6 +41,7 @@ from .results import PlatformReport, SyncReport
 from .retired import Retired, find_retired, removal_allowed
 from .state import STATE_ROOT, load_state
 from .target import Target, open_target
+from .work import Work
 
 log = logging.getLogger(__name__)
 

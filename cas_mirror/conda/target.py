@@ -21,8 +21,8 @@ from ..storage import is_bucket_url
 from .local import LocalFolder, bad_hashes, scan_folder
 
 if TYPE_CHECKING:
-    from .gather import Work
     from .retired import Retired
+    from .work import Work
 
 
 class Target(Protocol):
