@@ -452,3 +452,17 @@ def test_a_listing_that_keeps_failing_fails_its_platform_alone(mirror, s3_endpoi
     assert result.code == 1, result
     failed = [line for line in result.out.splitlines() if "cannot list" in line]
     assert len(failed) == 1 and "linux-64" in failed[0] and "HTTP 500" in failed[0]
+
+
+def test_the_diff_file_names_the_objects_written_by_their_urls(mirror, tmp_path):
+    diff = tmp_path / "changed.txt"
+    mirror.configure(diff_file=str(diff))
+    result = mirror.sync()
+    assert result.code == 0, result
+    listed = diff.read_text().splitlines()
+    assert listed and all(line.startswith(f"{mirror.url}/") for line in listed)
+    keys = {line[len(mirror.url) + 1:] for line in listed}
+    assert keys <= set(mirror.objects())
+    assert f"{CHANNEL}/linux-64/alpha-1.0-0.conda" in keys
+    assert f"{CHANNEL}/linux-64/repodata.json" in keys
+    assert f"{CHANNEL}/channeldata.json" in keys

@@ -69,10 +69,11 @@ class BucketTarget:
 
     remote = True
 
-    def __init__(self, storage: Callable[[], Storage], staging: Path):
+    def __init__(self, storage: Callable[[], Storage], staging: Path, location: str):
         self._open = storage
         self._storage: Storage | None = None
         self.staging = staging
+        self.location = location.rstrip("/")  # s3://bucket/prefix
         self._inventories: dict[Path, tuple[Path, Inventory]] = {}  # folder -> (file, inv)
 
     @property
@@ -83,6 +84,9 @@ class BucketTarget:
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.staging).as_posix()
+
+    def published_name(self, path: Path) -> str:
+        return f"{self.location}/{self._key(path)}"
 
     # ------------------------------------------------------------------ planning
     def inventory(self, folder: Path, state_folder: Path, verify: bool = False) -> Inventory:

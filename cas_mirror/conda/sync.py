@@ -73,7 +73,7 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
                      target)
             except DiskFullError as exc:
                 _stop(report, output, str(exc))
-            _write_diff_file(config, report, output)
+            _write_diff_file(config, report, output, target)
     report.seconds = time.monotonic() - started
     return report
 
@@ -200,12 +200,14 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
         _stop(report, output, downloader.stop_reason)
 
 
-def _write_diff_file(config: Config, report: SyncReport, output: Output) -> None:
+def _write_diff_file(config: Config, report: SyncReport, output: Output,
+                     target: Target) -> None:
     from ..diff_file import write_diff_file
 
     if config.diff_file:
         try:
-            report.diff_file = write_diff_file(config.diff_file, config.diff_append_epoch,
-                                               report.changed_files)
+            report.diff_file = write_diff_file(
+                config.diff_file, config.diff_append_epoch,
+                [target.published_name(p) for p in report.changed_files])
         except DiskFullError as exc:
             _stop(report, output, str(exc))

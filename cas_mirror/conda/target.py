@@ -63,6 +63,11 @@ class Target(Protocol):
 
     def remove_platform(self, retired: Retired) -> int: ...
 
+    def published_name(self, path: Path) -> Path | str:
+        """How the diff file names `path`, a file of the local folder the sync works in:
+        the path itself, or for a bucket its s3:// URL."""
+        ...
+
 
 class LocalTarget:
     """The platform folders under `mirror_dir` are the published tree."""
@@ -104,6 +109,9 @@ class LocalTarget:
 
         return remove_platform(retired)
 
+    def published_name(self, path: Path) -> Path:
+        return path
+
 
 LOCAL = LocalTarget()
 
@@ -121,4 +129,4 @@ def open_target(config) -> tuple[Path, Target]:
 
     staging = Path(config.values.get("state_dir")
                    or bucket_work_dir(config.mirror_dir, "sync", kept=True))
-    return staging, BucketTarget(storage, staging)
+    return staging, BucketTarget(storage, staging, config.mirror_dir)
