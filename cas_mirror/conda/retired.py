@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cas_index.shards import SHARD_INDEX, SHARDS_DIR, is_shard_file
+from cas_index.layout import SHARD_INDEX, SHARDS_DIR
 
 from ..config import Config
 from ..net import part_path
@@ -71,6 +71,8 @@ def removal_allowed(config: Config) -> tuple[bool, str]:
 
 def _remove_shards(folder: Path) -> int:
     """The shards of a retired platform go with it (its shard index went first)."""
+    from cas_index.shards import is_shard_file
+
     try:
         names = [entry.name for entry in os.scandir(folder) if is_shard_file(entry.name)]
     except FileNotFoundError:
