@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,5 +102,7 @@ def remove_platform(retired: Retired) -> int:
         part_path(retired.folder / fn).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # something that is not ours is left in it
         retired.folder.rmdir()
+    import shutil
+
     shutil.rmtree(retired.state_folder, ignore_errors=True)
     return deleted
