@@ -1,6 +1,10 @@
-"""`cas-sync`: the command line. A thin layer that turns flags into configuration
-overrides (`options`), calls the sync functions, and maps errors to the documented exit
-statuses (`console.run_command`).
+"""`cas-sync`: the command line. A thin layer that reads the arguments (the ordinary forms
+quickly, without click: args.py; anything else, --help and usage errors through click:
+command.py), turns flags into configuration overrides (`options`), calls the sync
+functions, and maps errors to the documented exit statuses (`console`).
+
+Everything beyond reading the configuration is imported where it is used: a run with
+nothing to do is mostly start-up.
 """
 
 from __future__ import annotations
@@ -8,68 +12,57 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
-
-from . import config as cfg
-from .console import run_command
+from .args import quick_parse
+from .console import Session, run_command, run_guarded
 from .errors import EXIT_OK
-from .options import CONDA, EXIT_STATUSES, add_options, start_run
+from .options import PYPI, Options, start_run
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
-
-_LAZY = {"pypi": "cas_mirror.pypi.cli:pypi",
-         "export": "cas_mirror.airgap.cli:export_command",
-         "import": "cas_mirror.airgap.cli:import_command"}
+PROG = "cas-sync"
 
 
-class _Subcommands(click.Group):
-    """A group whose subcommands are imported when one is used (or listed by --help): a
-    conda sync or `--version` does not import the PyPI side or the air-gap bundles."""
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: runs the CLI and maps errors to exit statuses."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    quick = quick_parse(argv)
+    if quick is None:
+        from .command import cli
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_LAZY})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in _LAZY and cmd_name not in self.commands:
-            import importlib
-
-            module, _, name = _LAZY[cmd_name].partition(":")
-            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
-        return super().get_command(ctx, cmd_name)
+        return run_command(cli, PROG, argv)
+    command, options = quick
+    return run_guarded(PROG, lambda session: run(command, options, session))
 
 
-@click.group(cls=_Subcommands, invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"]},
-             help=f"""Mirror conda channels into a local folder that conda, mamba, pixi and
-rattler use; `cas-sync pypi` mirrors PyPI.
+def run(command: str, options: Options, session: Session | None) -> int:
+    """One run of `cas-sync` (CONDA) or `cas-sync pypi` (PYPI) with the options typed,
+    whichever reader read them; returns the exit status."""
+    config = start_run(options, command, session)
+    if command == PYPI:
+        from .pypi.cli import run_pypi
 
-Configuration is read from /etc/cas-mirror, then ~/.cas-mirror (the user file wins), then
--f FILE, then the flags below. Every option means the same before or after `pypi`.
-Aliases for conda-mirror users: --upstream-channel (--channel), --target-directory
-(--mirror-dir), --num-threads (--workers), --minimum-free-disk (--minimum-free-space, a
-size), -k/--insecure (--no-ssl-verify), --max-retries (--retries).
+        return run_pypi(options, config)
+    return run_conda(options, config)
 
-\b
-{EXIT_STATUSES}
-""")
-@add_options(CONDA)
-@click.pass_context
-def cli(ctx: click.Context, **_: object) -> int:
-    if ctx.invoked_subcommand is not None:
-        return EXIT_OK  # the subcommand reads the options typed here too (options.resolve)
-    options, config = start_run(ctx, CONDA)
+
+def run_conda(options: Options, config: Config) -> int:
     if options.show:
-        click.echo(cfg.show_as_json(config) if options.json else cfg.render_show(config),
-                   nl=False)
+        from . import config as cfg
+
+        sys.stdout.write(cfg.show_as_json(config) if options.json
+                         else cfg.render_show(config))
         return EXIT_OK
     if options.condarc or options.pip_conf:
         from . import clients
 
         if options.condarc:
-            click.echo(clients.condarc(config, options.condarc), nl=False)
+            sys.stdout.write(clients.condarc(config, options.condarc))
         if options.pip_conf:
-            click.echo(clients.pip_conf(config, options.pip_conf), nl=False)
+            sys.stdout.write(clients.pip_conf(config, options.pip_conf))
         return EXIT_OK
 
     from .conda import report as conda_report
@@ -82,7 +75,7 @@ def cli(ctx: click.Context, **_: object) -> int:
 
         rows, result = explain_records(config, options.explain, output)
         if options.json:
-            click.echo(conda_report.explain_json(rows))
+            print(conda_report.explain_json(rows))
         else:
             conda_report.render_explain(rows, options.explain, sys.stdout)
         return result.exit_code
@@ -94,8 +87,3 @@ def cli(ctx: click.Context, **_: object) -> int:
     log.info("conda sync finished: exit status %d", result.exit_code)
     return print_result(conda_report, result, as_json=options.json, dry_run=options.dry_run,
                         quiet=options.quiet)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: runs the CLI and maps errors to exit statuses."""
-    return run_command(cli, "cas-sync", argv)

@@ -1,4 +1,4 @@
-"""Running a click command as a console script: errors become one line and an exit status.
+"""Running a command as a console script: errors become one line and an exit status.
 
 - Usage errors (click's own: unknown option, bad value, missing argument) print one line,
   `PROG: error: ...`, and exit 2, like configuration errors.
@@ -12,6 +12,10 @@
 Every message passes through `text.safe`: it may quote upstream names or URLs.
 The command sees a `Session` as `ctx.obj`: `--debug` and `-v` record there what they ask
 for (`debug_option`, `Session.log_to_stderr`), and the session is closed after the run.
+
+`run_command` runs a click command; `run_guarded` runs a plain function (`cas-sync` when
+its quick reader read the arguments: args.py) with the same mapping. This module does not
+import click: its exception types are looked for only when click is loaded.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
-import traceback
+from collections.abc import Callable
 from pathlib import Path
-
-import click
 
 from .errors import EXIT_ABORTED, EXIT_BUG, EXIT_OK, EXIT_USAGE, CasError, is_disk_full, os_problem
 from .text import safe
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    import click
 
 
 class Session:
@@ -56,6 +62,8 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
 
 def debug_option(help: str = "Show a traceback on unexpected errors.", **kwargs):
     """The `--debug` flag of every command run by `run_command`."""
+    import click
+
     return click.option("--debug", is_flag=True, callback=_set_debug, help=help, **kwargs)
 
 
@@ -86,48 +94,82 @@ def describe_os_error(exc: OSError) -> str:
     return f"{where}: {problem}" if where else problem
 
 
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def _bug(prog: str, session: Session) -> int:
     if session.debug:
-        traceback.print_exc()
+        _traceback()
     else:
-        click.echo(
-            f"{prog}: internal error: {safe(repr(sys.exc_info()[1]))}; rerun with --debug "
-            "for the traceback and please report it",
-            err=True,
-        )
+        _say(f"{prog}: internal error: {safe(repr(sys.exc_info()[1]))}; rerun with --debug "
+             "for the traceback and please report it")
     return EXIT_BUG
 
 
-def run_command(command: click.Command, prog: str, argv: list[str] | None = None, *,
+def run_command(command, prog: str, argv: list[str] | None = None, *,
                 interrupted_status: int = 130) -> int:
+    """Run the click `command` on `argv` (default: sys.argv[1:]); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    return run_guarded(prog, lambda session: command.main(
+        args=argv, prog_name=prog, standalone_mode=False, obj=session),
+        interrupted_status=interrupted_status)
+
+
+def run_guarded(prog: str, run: Callable[[Session], object], *,
+                interrupted_status: int = 130) -> int:
+    """`run(session)`, its errors mapped to one line and an exit status (module
+    docstring); returns the exit status (`run`'s own when it returns an int)."""
     session = Session()
     try:
-        result = command.main(args=argv, prog_name=prog, standalone_mode=False, obj=session)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        hint = ""
-        if isinstance(exc, click.UsageError):
-            hint = f" (see {exc.ctx.command_path if exc.ctx else prog} --help)"
-        click.echo(f"{prog}: error: {one_line(exc.format_message())}{hint}", err=True)
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        if interrupted_status:
-            click.echo(f"{prog}: interrupted", err=True)
-        return interrupted_status
-    except CasError as exc:
-        click.echo(f"{prog}: error: {safe(exc)}", err=True)
-        return exc.exit_code
-    except OSError as exc:
-        if not is_environment_problem(exc):
-            return _bug(prog, session)
-        if session.debug:
-            traceback.print_exc()
-        click.echo(f"{prog}: error: {safe(describe_os_error(exc))}", err=True)
-        return EXIT_ABORTED if is_disk_full(exc) else EXIT_USAGE
-    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
-        return _bug(prog, session)
+        result = run(session)
+    except BaseException as exc:  # each kind is mapped (or re-raised) by _status
+        status = _status(exc, prog, session, interrupted_status)
+        if status is None:
+            raise
+        return status
     finally:
         session.close()
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _status(exc: BaseException, prog: str, session: Session,
+            interrupted_status: int) -> int | None:
+    """The exit status for `exc` (being handled), its line said; None: not ours to map
+    (SystemExit and the like)."""
+    click = sys.modules.get("click")  # a usage error can only come from a loaded click
+    if click is not None:
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException):
+            hint = ""
+            if isinstance(exc, click.UsageError):
+                hint = f" (see {exc.ctx.command_path if exc.ctx else prog} --help)"
+            _say(f"{prog}: error: {one_line(exc.format_message())}{hint}")
+            return exc.exit_code
+        if isinstance(exc, click.Abort):
+            exc = KeyboardInterrupt()
+    if isinstance(exc, KeyboardInterrupt):
+        if interrupted_status:
+            _say(f"{prog}: interrupted")
+        return interrupted_status
+    if isinstance(exc, CasError):
+        _say(f"{prog}: error: {safe(exc)}")
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        if not is_environment_problem(exc):
+            return _bug(prog, session)
+        if session.debug:
+            _traceback()
+        _say(f"{prog}: error: {safe(describe_os_error(exc))}")
+        return EXIT_ABORTED if is_disk_full(exc) else EXIT_USAGE
+    if isinstance(exc, Exception):  # a bug: say so plainly, traceback only on request
+        return _bug(prog, session)
+    return None

@@ -13,20 +13,18 @@ flags set the keys of the `pypi:` section, so they win over the files there too.
 
 Aliases carry the names conda-mirror users know (`--upstream-channel`, `--num-threads`,
 `-k/--insecure`, ...).
+
+This module is the table and what a run makes of it; it does not import click (a run
+whose arguments `args.py` reads never loads it). `command.py` declares the table on the
+click commands (--help, usage errors) and reads what click parsed back into `Options`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-import click
-from click.core import ParameterSource
-
-from . import __version__
 from .config import PYPI_INHERITED, Config, load_config
-from .console import Session, debug_option
 from .logs import level_for
 
 CONDA, PYPI = "conda", "pypi"
@@ -45,23 +43,22 @@ EXIT_STATUSES = """Exit status:
      does not continue the mirror's state); nothing was published"""
 
 
-@dataclass(frozen=True)
 class Opt:
-    decls: tuple[str, ...]
-    help: str
-    kind: str = "flag"  # "flag", "value" (scalar: YAML), "text", "multi" (text), "count"
-    metavar: str | None = None
-    key: str | None = None  # the configuration key this flag overrides
-    commands: frozenset[str] = BOTH
-    where: str = ""  # for the refusal: where the option goes instead
+    """One option: its spellings, help, kind ("flag", "value" (scalar: YAML), "text",
+    "multi" (text, repeatable), "count"), the configuration key it overrides, the commands
+    it applies to and, for the others, where it goes instead (for the refusal). A plain
+    class: a dataclass would compile its methods at every start."""
 
-    @property
-    def name(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
+    __slots__ = ("commands", "decls", "flag", "help", "key", "kind", "metavar", "name",
+                 "where")
 
-    @property
-    def flag(self) -> str:
-        return next(d for d in self.decls if d.startswith("--"))
+    def __init__(self, decls: tuple[str, ...], help: str, kind: str = "flag",
+                 metavar: str | None = None, *, key: str | None = None,
+                 commands: frozenset[str] = BOTH, where: str = "") -> None:
+        self.decls, self.help, self.kind, self.metavar = decls, help, kind, metavar
+        self.key, self.commands, self.where = key, commands, where
+        self.flag = next(d for d in decls if d.startswith("--"))
+        self.name = self.flag.lstrip("-").replace("-", "_")
 
 
 def _conda_only(use: str) -> str:
@@ -143,34 +140,6 @@ OPTIONS: tuple[Opt, ...] = (
 BY_NAME = {opt.name: opt for opt in OPTIONS}
 
 
-def add_options(command: str):
-    """Decorate a click command with every option; those that do not apply to `command`
-    are accepted (to be refused with a clear message) but hidden from its --help."""
-
-    def decorate(func):
-        func = click.version_option(__version__, prog_name="cas-sync")(func)
-        for opt in reversed(OPTIONS):
-            kwargs: dict[str, Any] = {"help": opt.help, "hidden": command not in opt.commands}
-            if opt.name == "debug":
-                func = debug_option(**kwargs)(func)
-                continue
-            if opt.kind == "flag":
-                kwargs["is_flag"] = True
-            elif opt.kind == "count":
-                kwargs["count"] = True
-            else:
-                kwargs.update(type=str, metavar=opt.metavar, multiple=opt.kind == "multi")
-            func = click.option(*opt.decls, opt.name, **kwargs)(func)
-        return func
-
-    return decorate
-
-
-def _typed(ctx: click.Context) -> dict[str, Any]:
-    return {name: value for name, value in ctx.params.items()
-            if name in BY_NAME and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
-
-
 class Options(dict):
     """The options the user typed (before and after the subcommand), by name; options not
     typed read as None (False for flags, 0 for -v)."""
@@ -181,35 +150,6 @@ class Options(dict):
         if name not in BY_NAME:
             raise AttributeError(name)
         return {"flag": False, "count": 0, "multi": ()}.get(BY_NAME[name].kind)
-
-
-def resolve(ctx: click.Context, command: str) -> Options:
-    """The options of this run, wherever they were typed; refuses (exit 2) an option that
-    does not apply to `command`. A value typed after the subcommand wins over one before."""
-    typed: dict[str, Any] = {}
-    for level in reversed(_chain(ctx)):
-        for name, value in _typed(level).items():
-            kind = BY_NAME[name].kind
-            if kind == "count":
-                typed[name] = typed.get(name, 0) + value
-            elif kind == "multi":
-                typed[name] = (*typed.get(name, ()), *value)
-            else:
-                typed[name] = value
-    for name in typed:
-        opt = BY_NAME[name]
-        if command not in opt.commands:
-            raise click.UsageError(f"{opt.flag} {opt.where}", ctx=ctx)
-    return Options(typed)
-
-
-def _chain(ctx: click.Context) -> list[click.Context]:
-    chain = []
-    level: click.Context | None = ctx
-    while level is not None:
-        chain.append(level)
-        level = level.parent
-    return chain
 
 
 def _scalar(text: str) -> Any:
@@ -244,16 +184,15 @@ def overrides_for(options: Options, command: str) -> list[tuple[str, Any, str]]:
     return out
 
 
-def start_run(ctx: click.Context, command: str) -> tuple[Options, Config]:
-    """The options of this run (wherever typed), logging set up as they ask, and the
-    configuration they select."""
-    options = resolve(ctx, command)
-    session = ctx.find_object(Session)
+def start_run(options: Options, command: str, session=None) -> Config:
+    """Logging set up as the options of this run ask (on `session`, a console.Session),
+    and the configuration they select."""
     if session is not None:
+        session.debug = session.debug or bool(options.debug)
         session.log_to_stderr(level_for(options.verbose, options.quiet, options.debug))
     config = load_config(options.config, overrides_for(options, command),
                          mirror_config=options.mirror_config,
                          bandersnatch_config=options.bandersnatch_config)
     log.info("configuration: %s", "; ".join(f"{f.role} {f.path} ({f.status})"
                                             for f in config.files))
-    return options, config
+    return config

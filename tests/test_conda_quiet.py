@@ -173,7 +173,10 @@ def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     """Start-up is most of a no-op's cost: a run with nothing to do imports neither PyYAML
     (its configuration file was parsed before: config/parsed.py), nor ssl (the CA bundle's
     default path comes from _ssl), nor the --explain machinery, nor what completes a
-    selection (wishes.py, solve.py: the fingerprint covers what they read)."""
+    selection (wishes.py, solve.py: the fingerprint covers what they read), nor click (the
+    quick argument reader: args.py), nor what parses, filters, plans or publishes
+    (msgspec, repodata, filter, plan, the shard reader, cas_index's writers), nor the
+    transfer machinery (nothing is downloaded)."""
     import subprocess
     import sys
 
@@ -191,5 +194,8 @@ def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     status, modules = json.loads(seen.read_text())
     assert status == 0
     unused = {"yaml", "ssl", "cas_mirror.conda.explain", "cas_mirror.conda.wishes",
-              "cas_mirror.conda.solve", "cas_mirror.lockfiles"}
+              "cas_mirror.conda.solve", "cas_mirror.lockfiles", "click", "msgspec",
+              "cas_mirror.conda.repodata", "cas_mirror.conda.filter", "cas_mirror.conda.plan",
+              "cas_mirror.conda.upstream_shards", "cas_index.shards", "cas_index.repodata",
+              "cas_mirror.net.multi", "cas_mirror.net.transfer", "shutil", "random"}
     assert unused.isdisjoint(modules), sorted(unused & set(modules))

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
+from ..command import resolve
 from ..config import Config, load_config
 from ..console import Session, debug_option
 from ..errors import EXIT_OK
 from ..logs import level_for
 from ..net.space import human_bytes
-from ..options import CONDA, Options, overrides_for, resolve
+from ..options import CONDA, Options, overrides_for
 from ..text import plural
 
 log = logging.getLogger(__name__)

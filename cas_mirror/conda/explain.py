@@ -62,7 +62,7 @@ def explain(config: Config, name: str, output: Output
     spec = filter_spec(config)
     result = ExplainResult(SyncReport(dry_run=True))
     with Downloader(network_settings(config)) as downloader:
-        work = gather(config, sources, spec, Path(config.mirror_dir), downloader, output,
+        work = gather(config, sources, lambda: spec, Path(config.mirror_dir), downloader, output,
                       result.report)
         for w in work:
             if w.upstream is None:

@@ -1,5 +1,6 @@
 """Upstream channel metadata: where a channel lives, which platforms it offers, and its
-`repodata.json` per platform (or its shards: upstream_shards.py).
+`repodata.json` per platform (or, when upstream offers one, its CEP-16 shard index: the
+shards themselves are read by upstream_shards.py).
 
 Prefers `repodata.json.zst`, then `.bz2`, then plain `.json`; once a variant answered,
 the next run asks for it conditionally (If-None-Match / If-Modified-Since) so an unchanged
@@ -17,12 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cas_index.layout import SHARD_INDEX
+
 from ..config import KNOWN_PLATFORMS
 from ..errors import ConfigError
 from ..net import Downloader, HttpError, HttpResponse
 from ..text import safe
-from .repodata import RepodataError, decompress
-from .state import PlatformState, load_cached_document, unpack_document
+from .errors import RepodataError
+from .state import PlatformState, load_cached_document, load_cached_shard_index, unpack_document
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .filter import FilterSpec
 
 VARIANTS = ("repodata.json.zst", "repodata.json.bz2", "repodata.json")
 NOT_THERE = (404, 403, 410)
@@ -135,6 +144,53 @@ def first_offered(downloader: Downloader, urls: list[str],
     return None
 
 
+def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
+                state_folder: Path, max_size: int
+                ) -> tuple[bytes, PlatformState, bool] | None:
+    """(compressed index, state to remember, changed) for the platform at `base`, or None
+    when upstream has no shard index."""
+    url = base + SHARD_INDEX
+    cached = load_cached_shard_index(state_folder, previous) if previous.url == url else None
+    headers = previous.validators() if cached is not None else {}
+    try:
+        response = downloader.get(url, headers, max_bytes=max_size)
+    except HttpError as exc:
+        if exc.status in NOT_THERE:
+            log.debug("%s: HTTP %s, no sharded repodata", url, exc.status)
+            return None
+        raise
+    if response.status == 304 and cached is not None:
+        log.debug("%s: 304 not modified, using the cached shard index", url)
+        return cached, previous, False
+    if (problem := html_answer(url, response)) is not None:
+        raise problem
+    log.debug("%s: %d bytes", url, len(response.data))
+    state = PlatformState(url=url, etag=response.headers.get("etag"),
+                          last_modified=response.headers.get("last-modified"))
+    return response.data, state, True
+
+
+def fetch_sharded(downloader: Downloader, base: str, platform: str,
+                  previous: PlatformState, state_folder: Path, max_size: int,
+                  spec: Callable[[], FilterSpec], *, writable: bool,
+                  also: Callable[[], frozenset[str]] = frozenset, unchanged=None) -> Fetched | None:
+    """The platform's records from its shards (upstream_shards.py) as a `Fetched`, or
+    None when upstream has no shard index. `spec()`: the filters; `also()`: names to read
+    whatever the filters say (a lockfile's); both asked for only when shards are read.
+    Raises RepodataError / HttpError for the platform. When the index is unchanged and
+    `unchanged(state)` says there is nothing to do (quiet.py), no shard is read: the
+    `Fetched` holds the index only."""
+    found = fetch_index(downloader, base, previous, state_folder, max_size)
+    if found is None:
+        return None
+    if not found[2] and unchanged is not None and unchanged(found[1]):
+        return Fetched(None, False, found[1], index_only=found)
+    from .upstream_shards import read_sharded
+
+    return read_sharded(downloader, base, platform, found, state_folder, max_size, spec(),
+                        writable=writable, also=also())
+
+
 def platform_url(source: ChannelSource, platform: str) -> str:
     return f"{source.url}/{platform}/"
 
@@ -155,6 +211,7 @@ def html_answer(url: str, response) -> RepodataError | None:
 
 def _fetched(url: str, response, max_size: int) -> Fetched:
     """A repodata answer (already known not to be HTML) as what the sync works from."""
+    from .repodata import decompress
     document = decompress(response.data, url, max_size)
     state = PlatformState(url=url, etag=response.headers.get("etag"),
                           last_modified=response.headers.get("last-modified"))

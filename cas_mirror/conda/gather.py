@@ -34,6 +34,7 @@ from ..net import Downloader, HttpError, NetworkSettings
 from ..output import Output
 from ..text import safe
 from . import quiet
+from .errors import RepodataError
 from .fetch import (
     VARIANTS,
     ChannelSource,
@@ -41,23 +42,23 @@ from .fetch import (
     NotOffered,
     discover_platforms,
     fetch_platform,
+    fetch_sharded,
     platform_url,
     resolve_channel,
-)
-from .filter import FilterSpec, select
-from .plan import PlatformPlan, plan_platform
-from .repodata import (
-    RepodataError,
-    parse_repodata,
-    published_records,
 )
 from .results import PlannedFile, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
 from .target import LOCAL, Target
 from .unsatisfied import check_dependencies
-from .upstream_shards import fetch_sharded, read_more_shards, read_sharded
 from .work import Work
+
+# A platform found quiet is neither parsed, filtered nor planned: the modules that do it
+# (repodata, filter, plan, upstream_shards, and msgspec beneath them) are imported where
+# they are used, so that a run with nothing to do does not load them at all.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .filter import FilterSpec
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def network_settings(config: Config) -> NetworkSettings:
 
 
 def filter_spec(config: Config) -> FilterSpec:
+    from .filter import FilterSpec
+
     # Given conda lockfiles, only what they name (and the whitelist) is mirrored: a bare
     # "*" blacklist entry, "nothing unless asked for" (wishes.py asks for the locked
     # files). Lockfiles with PyPI entries only leave the conda selection alone.
@@ -94,11 +97,12 @@ def channel_sources(config: Config) -> list[ChannelSource]:
     return sources
 
 
-def gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
-           downloader: Downloader, output: Output, report: SyncReport,
+def gather(config: Config, sources: list[ChannelSource], spec: Callable[[], FilterSpec],
+           mirror_dir: Path, downloader: Downloader, output: Output, report: SyncReport,
            verify: bool = False, writable: bool = False,
            quiet_digest: str | None = None, target: Target = LOCAL) -> list[Work]:
-    """Fetch, filter and plan every channel/platform (in parallel: mostly waiting)."""
+    """Fetch, filter and plan every channel/platform (in parallel: mostly waiting).
+    `spec()`: the filters, asked for when a platform is first filtered."""
     with collector_paused():
         return _gather(config, sources, spec, mirror_dir, downloader, output, report,
                        verify, writable, quiet_digest, target)
@@ -119,9 +123,9 @@ def collector_paused():
             gc.enable()
 
 
-def _gather(config: Config, sources: list[ChannelSource], spec: FilterSpec, mirror_dir: Path,
-            downloader: Downloader, output: Output, report: SyncReport, verify: bool,
-            writable: bool, quiet_digest: str | None, target: Target) -> list[Work]:
+def _gather(config: Config, sources: list[ChannelSource], spec: Callable[[], FilterSpec],
+            mirror_dir: Path, downloader: Downloader, output: Output, report: SyncReport,
+            verify: bool, writable: bool, quiet_digest: str | None, target: Target) -> list[Work]:
     work = _platform_work(config, sources, mirror_dir, downloader, output, report)
     for w in work:
         w.target = target
@@ -153,7 +157,8 @@ class _Wishes:
     (the configuration, the lockfiles it names and their stat), so a no-op does not
     import wishes/lockfile/solve code at all."""
 
-    def __init__(self, config: Config, spec: FilterSpec, sources: list[ChannelSource]):
+    def __init__(self, config: Config, spec: Callable[[], FilterSpec],
+                 sources: list[ChannelSource]):
         self._args = (config, spec, sources)
         self._lock = threading.Lock()
         self._wishes = None
@@ -162,7 +167,8 @@ class _Wishes:
         with self._lock:
             if self._wishes is None:
                 from .wishes import Wishes
-                self._wishes = Wishes.of(*self._args)
+                config, spec, sources = self._args
+                self._wishes = Wishes.of(config, spec(), sources)
             return self._wishes
 
     def names_of(self, w: Work) -> Callable[[], frozenset[str]]:
@@ -207,8 +213,8 @@ def _demote(work: list[Work]) -> list[Work]:
     return demoted
 
 
-def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-             writable: bool, also: Callable[[], frozenset[str]],
+def _prepare(w: Work, downloader: Downloader, spec: Callable[[], FilterSpec],
+             config: Config, writable: bool, also: Callable[[], frozenset[str]],
              quiet_digest: str | None = None) -> None:
     """Fetch, parse and filter one platform; errors stay with the platform. A sync first
     checks whether there is anything to do at all (quiet.py)."""
@@ -221,29 +227,34 @@ def _prepare(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
         w.report.seconds += time.monotonic() - w.started
 
 
-def _read(w: Work, downloader: Downloader, spec: FilterSpec, config: Config, writable: bool,
-          also: Callable[[], frozenset[str]]) -> None:
+def _read(w: Work, downloader: Downloader, spec: Callable[[], FilterSpec], config: Config,
+          writable: bool, also: Callable[[], frozenset[str]]) -> None:
     """Parse and filter what was fetched (also for a platform `_demote` gave back)."""
     if w.fetched is None or w.report.error is not None:
         return
     try:
         w.report.upstream_changed = w.fetched.changed
         if w.fetched.index_only:  # found quiet, then not: read its shards now
+            from .upstream_shards import read_sharded
+
             w.fetched = read_sharded(downloader, platform_url(w.source, w.platform),
                                      w.platform, w.fetched.index_only, w.state_folder,
-                                     config.max_repodata_size, spec, writable=writable,
+                                     config.max_repodata_size, spec(), writable=writable,
                                      also=also())
         reparse(w, spec)
     except (HttpError, RepodataError) as exc:
         w.report.error = str(exc)
 
 
-def reparse(w: Work, spec: FilterSpec) -> None:
+def reparse(w: Work, spec: Callable[[], FilterSpec]) -> None:
     """Parse and filter the platform's fetched document (again, after more shards)."""
+    from .filter import select
+    from .repodata import parse_repodata
+
     w.upstream = parse_repodata(w.fetched.document, w.fetched.state.url or "", w.platform)
     if w.fetched.sharded is not None:
         w.upstream.refused.update(w.fetched.sharded.refused)
-    w.decisions = select(w.upstream.records, w.platform, spec)
+    w.decisions = select(w.upstream.records, w.platform, spec())
 
 
 def _plan(w: Work, config: Config, verify: bool) -> None:
@@ -261,6 +272,9 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
         except OSError as exc:
             w.report.error = f"cannot use {w.folder}: {os_problem(exc)}"
             return
+        from .plan import plan_platform
+        from .repodata import published_records
+
         local = w.local.packages
         published = published_records(w.folder / "repodata.json")
         # Files present but not in what we published (a run killed before publishing, or
@@ -276,8 +290,8 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
         w.report.seconds += time.monotonic() - started
 
 
-def _fetch_or_quiet(w: Work, downloader: Downloader, spec: FilterSpec, config: Config,
-                    writable: bool, also: Callable[[], frozenset[str]],
+def _fetch_or_quiet(w: Work, downloader: Downloader, spec: Callable[[], FilterSpec],
+                    config: Config, writable: bool, also: Callable[[], frozenset[str]],
                     quiet_digest: str | None) -> bool:
     """Fetch the platform's upstream metadata (and run_exports.json for a sync); True
     when that shows there is nothing to do (quiet.py) or the platform is not offered."""
@@ -319,15 +333,16 @@ def _be_quiet(w: Work, last: quiet.Recorded) -> None:
     """Nothing to do: report what the last run published."""
     log.info("%s/%s: upstream and mirror unchanged since the last run; nothing to do",
              w.source.path, w.platform)
-    w.quiet, w.plan = last, PlatformPlan()
+    w.quiet = last
     r = w.report
     r.upstream_changed = False
     r.selected, r.dropped, r.up_to_date = last.selected, last.dropped, last.up_to_date
     r.unsatisfied, r.shards = last.unsatisfied, last.shards
 
 
-def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: Config,
-           writable: bool, also: Callable[[], frozenset[str]], unchanged=None) -> Fetched:
+def _fetch(w: Work, downloader: Downloader, previous, spec: Callable[[], FilterSpec],
+           config: Config, writable: bool, also: Callable[[], frozenset[str]],
+           unchanged=None) -> Fetched:
     """The platform's upstream metadata: from its shards when upstream offers them (and
     `upstream_shards`), else its whole repodata.json. A platform read whole last time is
     asked for repodata.json first (an unchanged upstream stays one 304) and looked at for
@@ -357,12 +372,14 @@ def _fetch(w: Work, downloader: Downloader, previous, spec: FilterSpec, config: 
     return sharded() or whole()
 
 
-def _read_more(w: Work, names: set[str], downloader: Downloader, spec: FilterSpec,
-               config: Config, writable: bool) -> bool:
+def _read_more(w: Work, names: set[str], downloader: Downloader,
+               spec: Callable[[], FilterSpec], config: Config, writable: bool) -> bool:
     """For the closure's rounds: read the shards of `names` too (a sharded upstream) and
     filter the platform again; False when there was nothing more to read."""
     if w.fetched is None or w.fetched.sharded is None or w.report.error is not None:
         return False
+    from .upstream_shards import read_more_shards
+
     try:
         if not read_more_shards(downloader, w.fetched, names, w.platform, w.state_folder,
                                 config.max_repodata_size, writable=writable):

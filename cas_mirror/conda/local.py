@@ -11,25 +11,31 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..digests import file_digest
 from ..net import part_path
 from ..paths import nearest_existing, not_writable
-from .plan import is_package_file
 
 
-@dataclass
 class LocalFolder:
-    packages: dict[str, int] = field(default_factory=dict)  # package file name -> size
-    partials: dict[str, int] = field(default_factory=dict)  # target name -> size of its .part
+    """What a platform folder holds (a plain class: every run makes one per platform)."""
+
+    __slots__ = ("packages", "partials")
+
+    def __init__(self, packages: dict[str, int] | None = None,
+                 partials: dict[str, int] | None = None) -> None:
+        self.packages = {} if packages is None else packages  # package file name -> size
+        self.partials = {} if partials is None else partials  # target name -> .part size
+
 
 
 def scan_folder(folder: Path) -> LocalFolder:
     """The package files and partial downloads in `folder` (none when it does not exist).
     An OSError other than "not there" (a file in its place, no permission) is raised."""
+    from .plan import is_package_file  # (plan.py imports the repodata model: not at start-up)
+
     local = LocalFolder()
     try:
         with os.scandir(folder) as entries:
@@ -48,6 +54,8 @@ def scan_folder(folder: Path) -> LocalFolder:
 
 def partial_target(name: str) -> str | None:
     """The package file a `.part` file name belongs to, or None when it is not one."""
+    from .plan import is_package_file
+
     candidate = name[1:].rsplit(".", 1)[0]
     if is_package_file(candidate) and part_path(Path(candidate)).name == name:
         return candidate

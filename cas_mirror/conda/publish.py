@@ -16,25 +16,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from cas_index.layout import RUN_EXPORTS
-from cas_index.repodata import publish_repodata
 
 from ..errors import DiskFullError, is_disk_full, os_problem
 from ..net import part_path
 from ..paths import not_writable
-from ..storage import StorageError
 from ..text import safe
+from .errors import RepodataError
 from .fetch import platform_url
-from .repodata import RepodataError, empty_document, published_records, restricted_document
 from .results import PlatformReport, SyncReport
-from .retired import Retired
 from .run_exports import publish_run_exports, remember
 from .state import save_state
 from .target import LOCAL, Target
-from .upstream_shards import prune_shard_cache
-from .work import Work
+
+# A quiet platform (quiet.py) publishes nothing: what only publishing needs (the repodata
+# writers, msgspec, the storage errors) is imported once there is something to publish.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .retired import Retired
+    from .work import Work
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
     longer names. A quiet platform (nothing to do, quiet.py) is left as it is."""
     if not w.usable or w.quiet is not None:
         return
+    from ..storage import StorageError
+
     started = time.monotonic()
     try:
         _publish(w, report, shards, shard_grace_seconds)
@@ -78,6 +80,11 @@ def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
 
 
 def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: float) -> None:
+    from cas_index.repodata import publish_repodata
+
+    from .repodata import empty_document, restricted_document
+    from .upstream_shards import prune_shard_cache
+
     w.folder.mkdir(parents=True, exist_ok=True)
     if w.upstream is None:
         document = empty_document(w.platform)
@@ -166,28 +173,39 @@ def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
                                         for fn in (*w.plan.up_to_date, *sorted(w.got))))
     for retired in kept:
         if retired.source.path in channels:
+            from .repodata import published_records
+
             names = (r.name for r in published_records(retired.folder / "repodata.json")
                      .values() if isinstance(r.name, str))
             _add_platform(channels[retired.source.path], retired.platform, names)
     for path, doc in channels.items():
-        doc["subdirs"].sort()
-        for package in doc["packages"].values():
-            package["subdirs"].sort()
-        doc["packages"] = dict(sorted(doc["packages"].items()))
-        target = mirror_dir / path / "channeldata.json"
-        data = msgspec.json.format(msgspec.json.encode(doc), indent=2)
         owned = {*doc["subdirs"], *(r.platform for r in removed if r.source.path == path)}
-        try:
-            if (store or LOCAL).write_channeldata(path, target, data, doc, owned):
-                report.changed_files.append(target)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise disk_full(exc, target) from None
-            report.platforms.append(PlatformReport(
-                path, "*", error=f"cannot write {target}: {os_problem(exc)}"))
-        except StorageError as exc:
-            report.platforms.append(PlatformReport(path, "*", error=str(exc)))
+        _write_channeldata(path, doc, mirror_dir / path / "channeldata.json", owned, report,
+                           store or LOCAL)
     return set(channels)
+
+
+def _write_channeldata(path: str, doc: dict[str, Any], target: Path, owned: set[str],
+                       report: SyncReport, store: Target) -> None:
+    import msgspec
+
+    from ..storage import StorageError
+
+    doc["subdirs"].sort()
+    for package in doc["packages"].values():
+        package["subdirs"].sort()
+    doc["packages"] = dict(sorted(doc["packages"].items()))
+    data = msgspec.json.format(msgspec.json.encode(doc), indent=2)
+    try:
+        if store.write_channeldata(path, target, data, doc, owned):
+            report.changed_files.append(target)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(exc, target) from None
+        report.platforms.append(PlatformReport(
+            path, "*", error=f"cannot write {target}: {os_problem(exc)}"))
+    except StorageError as exc:
+        report.platforms.append(PlatformReport(path, "*", error=str(exc)))
 
 
 def broken_channels(work: list[Work]) -> set[str]:

@@ -21,15 +21,11 @@ from typing import Any
 
 import msgspec
 
-from ..errors import CasError
+from .errors import RepodataError
 
 PACKAGE_KEYS = ("packages", "packages.conda")
 EXTENSIONS = (".conda", ".tar.bz2")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+!-]*\.(?:conda|tar\.bz2)$")
-
-
-class RepodataError(CasError):
-    """Upstream repodata that cannot be used; the message names the URL."""
 
 
 class RecordView(msgspec.Struct, gc=False):

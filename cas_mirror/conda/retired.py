@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cas_index.shards import SHARD_INDEX, SHARDS_DIR, is_shard_file
+from cas_index.layout import SHARD_INDEX, SHARDS_DIR
 
 from ..config import Config
 from ..net import part_path
@@ -71,6 +70,8 @@ def removal_allowed(config: Config) -> tuple[bool, str]:
 
 def _remove_shards(folder: Path) -> int:
     """The shards of a retired platform go with it (its shard index went first)."""
+    from cas_index.shards import is_shard_file
+
     try:
         names = [entry.name for entry in os.scandir(folder) if is_shard_file(entry.name)]
     except FileNotFoundError:
@@ -101,5 +102,7 @@ def remove_platform(retired: Retired) -> int:
         part_path(retired.folder / fn).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # something that is not ours is left in it
         retired.folder.rmdir()
+    import shutil
+
     shutil.rmtree(retired.state_folder, ignore_errors=True)
     return deleted

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from cas_index.atomic import write_atomic
 from cas_index.layout import RUN_EXPORTS
-from cas_index.repodata import write_repodata
 
 from ..net import Downloader
+from .errors import RepodataError
 from .fetch import first_offered
-from .repodata import PACKAGE_KEYS, RepodataError, decompress
 from .state import PlatformState
 
 log = logging.getLogger(__name__)
@@ -32,13 +30,18 @@ CACHED = "upstream_run_exports.json.zst"
 ABSENT = "absent"  # PlatformState.run_exports: upstream has none
 
 
-class _Document(msgspec.Struct, rename={"conda": "packages.conda"}):
-    info: msgspec.Raw = msgspec.Raw(b"{}")
-    packages: dict[str, msgspec.Raw] = {}
-    conda: dict[str, msgspec.Raw] = {}
+@cache
+def _decoder():
+    """A run_exports.json decoder, made when one is first published (a run with nothing
+    to do publishes none, and imports no msgspec)."""
+    import msgspec
 
-
-_DECODE = msgspec.json.Decoder(_Document)
+    document = msgspec.defstruct("_Document", [
+        ("info", msgspec.Raw, msgspec.Raw(b"{}")),
+        ("packages", dict[str, msgspec.Raw], {}),
+        ("conda", dict[str, msgspec.Raw], {}),
+    ], rename={"conda": "packages.conda"})
+    return msgspec.json.Decoder(document)
 
 
 def fetch_run_exports(downloader: Downloader, base: str, max_size: int) -> bytes | None:
@@ -48,6 +51,8 @@ def fetch_run_exports(downloader: Downloader, base: str, max_size: int) -> bytes
         log.debug("%s%s: not offered upstream", base, RUN_EXPORTS)
         return None
     url, response = found
+    from .repodata import decompress
+
     return decompress(response.data, url, max_size)
 
 
@@ -95,8 +100,12 @@ def remember(state_folder: Path, state: PlatformState, data: bytes | None) -> No
 def restricted_run_exports(data: bytes, keep: set[str], url: str) -> bytes:
     """`data` with only the entries of the files in `keep`; RepodataError when it is not
     a run_exports.json."""
+    import msgspec
+
+    from .repodata import PACKAGE_KEYS
+
     try:
-        doc = _DECODE.decode(data)
+        doc = _decoder().decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise RepodataError(f"{url}: malformed {RUN_EXPORTS} ({exc})") from None
     out: dict[str, Any] = {"info": doc.info}
@@ -113,4 +122,6 @@ def publish_run_exports(folder: Path, data: bytes | None, keep: set[str],
         for name in (RUN_EXPORTS, *(RUN_EXPORTS + s for s in (".zst", ".bz2"))):
             (folder / name).unlink(missing_ok=True)
         return []
+    from cas_index.repodata import write_repodata
+
     return write_repodata(folder, restricted_run_exports(data, keep, url), name=RUN_EXPORTS)

@@ -17,6 +17,7 @@ was done.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -25,7 +26,6 @@ from ..config import Config
 from ..errors import ConfigError, DiskFullError, os_problem
 from ..lock import TreeLock
 from ..net import Downloader, DownloadJob, FreeSpaceGuard
-from ..output import Output
 from ..paths import nearest_existing
 from . import quiet
 from .gather import channel_sources, filter_spec, gather, network_settings
@@ -43,6 +43,10 @@ from .state import STATE_ROOT, load_state
 from .target import Target, open_target
 from .work import Work
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from ..output import Output
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +55,12 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
     """Mirror every configured channel; see the module docstring for the order of work."""
     started = time.monotonic()
     sources = channel_sources(config)
-    spec = filter_spec(config)
+    # The filters are built when a platform is first filtered: a run with nothing to do
+    # needs none. Lockfiles are read now, so that one that cannot be read stops the run
+    # before anything is fetched.
+    spec = functools.cache(functools.partial(filter_spec, config))
+    if config.lockfiles:
+        spec()
     mirror_dir, target = open_target(config)  # for a bucket: the local staging tree
     report = SyncReport(dry_run=dry_run, mirror_dir=str(config.mirror_dir))
     key = "state_dir" if target.remote else "mirror_dir"
@@ -178,7 +187,7 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
     jobs: list[DownloadJob] = []
     owners: list[Work] = []
     for w in work:
-        if not w.usable:
+        if not w.usable or w.quiet is not None:
             continue
         for fn in w.plan.download:
             record = w.upstream.records[fn]

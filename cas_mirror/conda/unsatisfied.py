@@ -6,9 +6,9 @@ comparisons are closure.py's pure functions; this module walks the platforms' `W
 
 from __future__ import annotations
 
-from .closure import missing_names, unsatisfied
-from .repodata import depends_of
-from .work import Work
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .work import Work
 
 DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once
 
@@ -30,6 +30,9 @@ def check_dependencies(work: list[Work]) -> None:
         if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
                 not any(unread.values()):
             continue  # nothing filtered out: nothing can be missing because of it
+        from .closure import missing_names, unsatisfied
+        from .repodata import depends_of
+
         selected: dict[str, list[str]] = {}
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}

@@ -1,10 +1,10 @@
 """Reading a sharded upstream platform (CEP-16) shard by shard.
 
 When upstream offers `<platform>/repodata_shards.msgpack.zst`, the sync fetches it
-(conditionally: its ETag / Last-Modified and a copy live in the platform's state, so an
-unchanged upstream costs one 304), keeps the names some record of which could pass the
-filters (`names_that_may_pass`: a whitelist- or name-only config needs only its names),
-and reads their shards: from the shard cache under the platform's state folder when the
+(fetch.py, conditionally: its ETag / Last-Modified and a copy live in the platform's
+state, so an unchanged upstream costs one 304), keeps the names some record of which could
+pass the filters (`names_that_may_pass`: a whitelist- or name-only config needs only its
+names), and reads their shards: from the shard cache under the platform's state folder when the
 index names the same hash, else from upstream, in parallel through the shared downloader
 with the shard's name as its sha256 (a shard whose bytes do not hash to its name is
 refused by the downloader's verification). The cache keeps exactly the shards the last
@@ -32,7 +32,6 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,12 +47,12 @@ from cas_index.shards import (
     unpack_record,
 )
 
-from ..net import Downloader, DownloadJob, HttpError
+from ..net import Downloader, DownloadJob
 from ..text import plural, safe
-from .fetch import NOT_THERE, Fetched, html_answer
+from .fetch import Fetched
 from .filter import FilterSpec, names_that_may_pass
 from .repodata import RepodataError, decompress
-from .state import SHARD_CACHE, PlatformState, load_cached_shard_index
+from .state import SHARD_CACHE, PlatformState
 
 log = logging.getLogger(__name__)
 
@@ -121,54 +120,11 @@ def decode_index(packed: bytes, url: str, max_size: int) -> ShardIndex:
     return ShardIndex(url, doc.info.subdir, doc.info.base_url, shards_url, shards)
 
 
-def fetch_index(downloader: Downloader, base: str, previous: PlatformState,
-                state_folder: Path, max_size: int
-                ) -> tuple[bytes, PlatformState, bool] | None:
-    """(compressed index, state to remember, changed) for the platform at `base`, or None
-    when upstream has no shard index."""
-    url = base + SHARD_INDEX
-    cached = load_cached_shard_index(state_folder, previous) if previous.url == url else None
-    headers = previous.validators() if cached is not None else {}
-    try:
-        response = downloader.get(url, headers, max_bytes=max_size)
-    except HttpError as exc:
-        if exc.status in NOT_THERE:
-            log.debug("%s: HTTP %s, no sharded repodata", url, exc.status)
-            return None
-        raise
-    if response.status == 304 and cached is not None:
-        log.debug("%s: 304 not modified, using the cached shard index", url)
-        return cached, previous, False
-    if (problem := html_answer(url, response)) is not None:
-        raise problem
-    log.debug("%s: %d bytes", url, len(response.data))
-    state = PlatformState(url=url, etag=response.headers.get("etag"),
-                          last_modified=response.headers.get("last-modified"))
-    return response.data, state, True
-
-
-def fetch_sharded(downloader: Downloader, base: str, platform: str,
-                  previous: PlatformState, state_folder: Path, max_size: int,
-                  spec: FilterSpec, *, writable: bool,
-                  also: Callable[[], frozenset[str]] = frozenset, unchanged=None):
-    """The platform's records from its shards as a `Fetched` (fetch.py), or None when
-    upstream has no shard index. `also()`: names to read whatever the filters say (a
-    lockfile's), asked for only when shards are read. Raises RepodataError / HttpError
-    for the platform. When the index is unchanged and `unchanged(state)` says there is
-    nothing to do (quiet.py), no shard is read: the `Fetched` holds the index only."""
-    found = fetch_index(downloader, base, previous, state_folder, max_size)
-    if found is None:
-        return None
-    if not found[2] and unchanged is not None and unchanged(found[1]):
-        return Fetched(None, False, found[1], index_only=found)
-    return read_sharded(downloader, base, platform, found, state_folder, max_size, spec,
-                        writable=writable, also=also())
-
-
 def read_sharded(downloader: Downloader, base: str, platform: str,
                  found: tuple[bytes, PlatformState, bool], state_folder: Path, max_size: int,
                  spec: FilterSpec, *, writable: bool, also: frozenset[str] = frozenset()):
-    """`fetch_sharded` once the shard index is `found` (from `fetch_index`)."""
+    """The platform's records from its shards as a `Fetched`, once the shard index is
+    `found` (fetch.py: `fetch_index`, `fetch_sharded`)."""
     packed, state, changed = found
     index = decode_index(packed, state.url or base + SHARD_INDEX, max_size)
     wanted = names_that_may_pass(index.shards, platform, spec)

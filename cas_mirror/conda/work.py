@@ -6,46 +6,52 @@ only: it holds each stage's result and the platform's report.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import quiet
-from .fetch import ChannelSource, Fetched
-from .filter import Decision
 from .local import LocalFolder
-from .plan import PlatformPlan
-from .repodata import UpstreamRepodata
 from .results import PlatformReport
 from .target import LOCAL, Target
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from . import quiet
+    from .fetch import ChannelSource, Fetched
+    from .filter import Decision
+    from .plan import PlatformPlan
+    from .repodata import UpstreamRepodata
 
-@dataclass
+
 class Work:
-    """One channel/platform as it moves through the pipeline."""
+    """One channel/platform as it moves through the pipeline. (A plain class, not a
+    dataclass: every run builds it, and a dataclass compiles its methods at import.)"""
 
-    source: ChannelSource
-    platform: str
-    folder: Path
-    state_folder: Path
-    report: PlatformReport
-    probed: bool = False
-    fetched: Fetched | None = None
-    upstream: UpstreamRepodata | None = None
-    decisions: dict[str, Decision] = field(default_factory=dict)
-    local: LocalFolder = field(default_factory=LocalFolder)
-    plan: PlatformPlan | None = None
-    got: set[str] = field(default_factory=set)  # files downloaded in this run
-    run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
-    run_exports_fetched: bool = False  # from upstream in this run (else the cached copy)
-    run_exports_error: str | None = None  # could not be read: the published one stays
-    quiet: quiet.Recorded | None = None  # nothing to do: the last run's record (quiet.py)
-    shards_due: float | None = None  # when publishing may delete an unnamed shard
-    started: float = field(default_factory=time.monotonic)
-    target: Target = LOCAL  # where it is published (target.py)
+    def __init__(self, source: ChannelSource, platform: str, folder: Path, state_folder: Path,
+                 report: PlatformReport, probed: bool = False) -> None:
+        self.source, self.platform, self.folder = source, platform, folder
+        self.state_folder, self.report, self.probed = state_folder, report, probed
+        self.fetched: Fetched | None = None
+        self.upstream: UpstreamRepodata | None = None
+        self.decisions: dict[str, Decision] = {}
+        self.local = LocalFolder()
+        self.plan: PlatformPlan | None = None
+        self.got: set[str] = set()  # files downloaded in this run
+        self.run_exports: bytes | None = None  # upstream's run_exports.json (decompressed)
+        self.run_exports_fetched = False  # from upstream in this run (else the cached copy)
+        self.run_exports_error: str | None = None  # not read: the published one stays
+        # nothing to do: the last run's record (quiet.py); such a platform has no plan
+        self.quiet: quiet.Recorded | None = None
+        self.shards_due: float | None = None  # when publishing may delete an unnamed shard
+        self.started = time.monotonic()
+        self.target: Target = LOCAL  # where it is published (target.py)
+
+    def __repr__(self) -> str:
+        return f"Work({self.source.path}/{self.platform})"
 
     @property
     def usable(self) -> bool:
-        return self.report.error is None and self.plan is not None
+        """Fetched (and planned, unless quiet) without an error."""
+        return self.report.error is None and (self.plan is not None
+                                              or self.quiet is not None)
 
     def kept(self) -> dict:
         if self.upstream is None:

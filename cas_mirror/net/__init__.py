@@ -31,40 +31,31 @@ their validators), transfer (one job, one attempt), multi (the CurlMulti loop), 
 `logging.getLogger(__name__)`.
 """
 
-from .curl import default_ca_bundle, user_agent
-from .downloader import Downloader
-from .partial import part_path
-from .retry import HostCondition, RetryPolicy, host_conditions
-from .space import FreeSpaceGuard, human_bytes
-from .types import (
-    PART_SUFFIX,
-    DiskFull,
-    DownloadJob,
-    DownloadResult,
-    HttpError,
-    HttpResponse,
-    NetworkSettings,
-    ProgressReporter,
-    left_by_stop,
-)
+# What each name is imported from, when first asked for (PEP 562): a run that only
+# fetches metadata does not import the transfer machinery (multi, processes, transfer).
+_FROM = {
+    "default_ca_bundle": "curl", "user_agent": "curl",
+    "Downloader": "downloader",
+    "part_path": "partial",
+    "HostCondition": "retry", "RetryPolicy": "retry", "host_conditions": "retry",
+    "FreeSpaceGuard": "space", "human_bytes": "space",
+    "PART_SUFFIX": "types", "DiskFull": "types", "DownloadJob": "types",
+    "DownloadResult": "types", "HttpError": "types", "HttpResponse": "types",
+    "NetworkSettings": "types", "ProgressReporter": "types", "left_by_stop": "types",
+}
 
-__all__ = [
-    "PART_SUFFIX",
-    "DiskFull",
-    "DownloadJob",
-    "DownloadResult",
-    "Downloader",
-    "FreeSpaceGuard",
-    "HostCondition",
-    "HttpError",
-    "HttpResponse",
-    "NetworkSettings",
-    "ProgressReporter",
-    "RetryPolicy",
-    "default_ca_bundle",
-    "host_conditions",
-    "human_bytes",
-    "left_by_stop",
-    "part_path",
-    "user_agent",
-]
+__all__ = sorted(_FROM)
+
+
+def __getattr__(name: str):
+    if name not in _FROM:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM})

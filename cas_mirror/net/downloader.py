@@ -22,11 +22,8 @@ from .curl import (
     perform_watched,
     stall_message,
 )
-from .multi import MultiRun
-from .processes import run_in_processes
 from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
 from .space import FreeSpaceGuard
-from .transfer import JobState
 from .types import (
     DiskFull,
     DownloadJob,
@@ -38,6 +35,10 @@ from .types import (
     ProgressReporter,
     Retryable,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .transfer import JobState
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
@@ -175,6 +176,10 @@ class Downloader:
                 self.free_space.check(total)
             except DiskFull as exc:
                 self._stop_all(str(exc), exc.cause)
+        from .multi import MultiRun  # (a run that only fetches metadata needs none of it)
+        from .processes import run_in_processes
+        from .transfer import JobState
+
         states = [JobState(job, self.policy.retries + 1) for job in jobs]
         self._make_folders({job.dest.parent for job in jobs})
         groups = self._process_groups(states)

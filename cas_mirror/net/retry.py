@@ -7,7 +7,6 @@ or a libcurl error into `Retryable` or `Fatal` with a short message for people.
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -30,6 +29,8 @@ class RetryPolicy(NamedTuple):
         if retry_after is not None:
             return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
         base = min(self.backoff * (2 ** (attempt - 1)), 60.0)
+        import random  # (a run without retries does not import it)
+
         return base * (0.5 + random.random())  # full jitter around the base
 
 

@@ -1,53 +1,40 @@
-"""`cas-sync pypi`: the command line of the PyPI mirror. A thin layer: flags -> config ->
+"""`cas-sync pypi`: the run of the PyPI mirror once the options are read (by args.py or by
+click: command.py declares the `pypi` command and its help). A thin layer: config ->
 `run_sync` -> report; errors map to the exit statuses of `cas_mirror.cli.main`. It takes
 the same options as `cas-sync` (`cas_mirror.options`), typed before or after `pypi`.
 
 Imports stay inside the function so that `cas-sync` (the conda sync) does not pay for the
-PyPI modules, nor `cas-sync pypi --help` for the network stack.
+PyPI modules, nor `cas-sync pypi --show` for the network stack.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
-import click
-
-from ..options import EXIT_STATUSES, PYPI, add_options, start_run
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..options import Options
 
 log = logging.getLogger(__name__)
 
 
-@click.command("pypi", context_settings={"help_option_names": ["-h", "--help"]},
-               help=f"""Mirror PyPI (or any Simple API index, PEP 691 JSON or PEP 503 HTML) into
-<mirror_dir>/<user>/web/, a static tree in bandersnatch's layout that pip and uv install
-from.
-
-Settings come from the pypi: section of /etc/cas-mirror, ~/.cas-mirror and -f FILE, then
---mirror-config FILE, then --bandersnatch-config FILE (bandersnatch's INI), then the
-flags (which set the pypi: keys: --retries sets pypi.retries). Every option means the
-same before or after `pypi`; the conda-only ones (--explain, --condarc, --channel,
---platform) are refused.
-
-\b
-{EXIT_STATUSES}
-""")
-@add_options(PYPI)
-@click.pass_context
-def pypi(ctx: click.Context, **_: object) -> int:
-    options, config = start_run(ctx, PYPI)
+def run_pypi(options: Options, config: Config) -> int:
+    """One `cas-sync pypi` run with the options typed; returns the exit status."""
     from .settings import PypiSettings
 
     settings = PypiSettings.from_config(config)
     if options.show:
         from .settings import render_show, show_as_json
 
-        click.echo(show_as_json(config, settings) if options.json
-                   else render_show(config, settings), nl=False)
+        sys.stdout.write(show_as_json(config, settings) if options.json
+                         else render_show(config, settings))
         return 0
     if options.pip_conf:
         from .. import clients
 
-        click.echo(clients.pip_conf(config, options.pip_conf), nl=False)
+        sys.stdout.write(clients.pip_conf(config, options.pip_conf))
         return 0
 
     from ..output import Output, print_result
