@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pycurl
 
@@ -22,11 +23,8 @@ from .curl import (
     perform_watched,
     stall_message,
 )
-from .multi import MultiRun
-from .processes import run_in_processes
 from .retry import RETRY_STATUSES, RetryPolicy, classify, raise_for_status
 from .space import FreeSpaceGuard
-from .transfer import JobState
 from .types import (
     DiskFull,
     DownloadJob,
@@ -38,6 +36,9 @@ from .types import (
     ProgressReporter,
     Retryable,
 )
+
+if TYPE_CHECKING:
+    from .transfer import JobState
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
@@ -168,6 +169,11 @@ class Downloader:
         `stop_reason` says why (once), and each remaining job fails with "not downloaded:
         run stopped (CAUSE)" naming no other file (cause "run stopped (CAUSE)").
         """
+        # (imported here: a run that only asks for metadata never loads the transfer loop)
+        from .multi import MultiRun
+        from .processes import run_in_processes
+        from .transfer import JobState
+
         progress = progress or ProgressReporter()
         total = sum(job.size or 0 for job in jobs)
         if self.free_space is not None and jobs:

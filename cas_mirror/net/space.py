@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -33,6 +32,8 @@ class FreeSpaceGuard:
             if incoming <= self._margin:
                 self._margin -= incoming
                 return
+            import shutil  # (with its compression modules: only once a file is downloaded)
+
             free = shutil.disk_usage(self.folder).free
             if free - incoming < self.minimum:
                 raise DiskFull(

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..lockfiles import PypiPin
 from .filters import FilterSpec, ProjectEntry, Selection
 from .model import UpstreamFile, normalize
+
+if TYPE_CHECKING:  # (the lockfile readers are not imported by a run without lockfiles)
+    from ..lockfiles import PypiPin
 
 
 def pinned_spec(spec: FilterSpec, pins: Iterable[PypiPin]) -> FilterSpec:

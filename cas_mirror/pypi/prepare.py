@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ..net import Downloader, HttpError
 from ..output import Output
@@ -78,6 +77,8 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
     if len(work) == 1:
         prepare(work[0])
     elif work:
+        from concurrent.futures import ThreadPoolExecutor  # (a no-op examines no project)
+
         with ThreadPoolExecutor(max_workers=min(s.workers, len(work)),
                                 thread_name_prefix="pypi-page") as pool:
             list(pool.map(prepare, work))
