@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..errors import parse_items
@@ -137,8 +138,7 @@ def check_python_version(value: Any) -> str:
 # --------------------------------------------------------------------------- the spec
 
 
-@dataclass(frozen=True)
-class FilterSpec:
+class FilterSpec(NamedTuple):  # not a dataclass: start-up (model.py)
     whitelist: tuple[ProjectEntry, ...] = ()
     blacklist: tuple[ProjectEntry, ...] = ()
     keep_latest: int = 0  # 0: every version
@@ -153,7 +153,7 @@ class FilterSpec:
     exclude_release_regex: tuple[re.Pattern, ...] = ()
     max_project_size: int | None = None
     # normalized project -> its lockfile pins (locked.py decides those projects' files)
-    pins: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False)
+    pins: Mapping[str, tuple[Any, ...]] = MappingProxyType({})
 
     @classmethod
     def from_settings(cls, s: dict[str, Any]) -> FilterSpec:

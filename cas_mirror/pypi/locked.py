@@ -13,7 +13,6 @@ before downloading anything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .filters import FilterSpec, ProjectEntry, Selection
@@ -32,8 +31,8 @@ def pinned_spec(spec: FilterSpec, pins: Iterable[PypiPin]) -> FilterSpec:
         return spec
     entries = tuple(ProjectEntry(f"pinned by {pins_[0].where}", name, None)
                     for name, pins_ in sorted(by_project.items()))
-    return replace(spec, whitelist=spec.whitelist + entries,
-                   pins={name: tuple(p) for name, p in by_project.items()})
+    return spec._replace(whitelist=spec.whitelist + entries,
+                         pins={name: tuple(p) for name, p in by_project.items()})
 
 
 def apply_pins(selection: Selection, files: list[UpstreamFile],

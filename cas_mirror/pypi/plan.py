@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .filters import FilterSpec, project_decision
 from .model import Listing
@@ -58,8 +59,7 @@ def plan_projects(listing: Listing, mirrored: Mapping[str, int | None], spec: Fi
     return plan
 
 
-@dataclass(frozen=True)
-class WantedFile:
+class WantedFile(NamedTuple):  # not a dataclass: start-up (model.py)
     relpath: str  # under web/packages/
     url: str
     size: int | None

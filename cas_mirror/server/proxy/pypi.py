@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
 
 from cas_index.atomic import write_atomic
 
@@ -51,7 +50,7 @@ def build_page(data: bytes, headers: dict[str, str], url: str, project: str,
     kept_versions = {f.version for f in selection.kept}
     return {"name": project, "serial": page.serial,
             "versions": [v for v in page.versions if v in kept_versions],
-            "files": [asdict(f) for f in selection.kept], "dropped": selection.dropped,
+            "files": [f._asdict() for f in selection.kept], "dropped": selection.dropped,
             "refused": dict(page.refused)}
 
 
