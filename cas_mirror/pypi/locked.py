@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from .filters import FilterSpec, ProjectEntry, Selection
+from .filters import FilterSpec, ProjectEntry
 from .model import UpstreamFile, normalize
+from .selection import Selection
 
 if TYPE_CHECKING:  # (the lockfile readers are not imported by a run without lockfiles)
     from ..lockfiles import PypiPin

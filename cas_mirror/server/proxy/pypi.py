@@ -23,8 +23,9 @@ from cas_index.atomic import write_atomic
 
 from ...pypi import pages
 from ...pypi.client import ACCEPT, UpstreamError, parse_listing, parse_project_page
-from ...pypi.filters import FilterSpec, project_decision, select_files
+from ...pypi.filters import FilterSpec, project_decision
 from ...pypi.model import is_valid_name, normalize
+from ...pypi.selection import select_files
 from .. import negotiate
 from ..app import Handled, send
 from ..files import SIMPLE_VARIANTS, Response
