@@ -52,12 +52,12 @@ def test_the_pypi_records_a_no_op_imports_are_not_dataclasses():
     from cas_mirror.pypi.filters import FilterSpec
     from cas_mirror.pypi.model import UpstreamFile
     from cas_mirror.pypi.pages import PageFile, ProjectMarkers
-    from cas_mirror.pypi.plan import WantedFile
+    from cas_mirror.pypi.plan import FilesPlan, ProjectsPlan, WantedFile
     from cas_mirror.pypi.settings import PypiSettings
     from cas_mirror.pypi.state import ProjectState
 
-    records = (FilterSpec, UpstreamFile, PageFile, ProjectMarkers, WantedFile, PypiSettings,
-               ProjectState)
+    records = (FilterSpec, UpstreamFile, PageFile, ProjectMarkers, WantedFile, FilesPlan,
+               ProjectsPlan, PypiSettings, ProjectState)
     assert not [r.__name__ for r in records if dataclasses.is_dataclass(r)]
     spec = FilterSpec.from_settings({"whitelist": ["requests"]})
     assert spec._replace(keep_latest=2).whitelist == spec.whitelist and not spec.pins
