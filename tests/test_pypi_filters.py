@@ -9,10 +9,10 @@ from cas_mirror.pypi.filters import (
     FilterSpec,
     parse_entry,
     project_decision,
-    select_files,
 )
 from cas_mirror.pypi.model import ListedProject, Listing, UpstreamFile
 from cas_mirror.pypi.plan import WantedFile, plan_files, plan_projects
+from cas_mirror.pypi.selection import select_files
 
 
 def f(filename, version, yanked=False, requires_python=None):

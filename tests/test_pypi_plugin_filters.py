@@ -3,7 +3,8 @@ regex_project, size_project_metadata), as pure functions."""
 
 from __future__ import annotations
 
-from cas_mirror.pypi.filters import FilterSpec, project_decision, select_files
+from cas_mirror.pypi.filters import FilterSpec, project_decision
+from cas_mirror.pypi.selection import select_files
 from tests.test_pypi_filters import FILES, f
 
 

@@ -169,6 +169,11 @@ class Downloader:
         `stop_reason` says why (once), and each remaining job fails with "not downloaded:
         run stopped (CAUSE)" naming no other file (cause "run stopped (CAUSE)").
         """
+        # (imported here: a run that only asks for metadata never loads the transfer loop)
+        from .multi import MultiRun
+        from .processes import run_in_processes
+        from .transfer import JobState
+
         progress = progress or ProgressReporter()
         total = sum(job.size or 0 for job in jobs)
         if self.free_space is not None and jobs:
@@ -176,10 +181,6 @@ class Downloader:
                 self.free_space.check(total)
             except DiskFull as exc:
                 self._stop_all(str(exc), exc.cause)
-        from .multi import MultiRun  # (a run that only fetches metadata needs none of it)
-        from .processes import run_in_processes
-        from .transfer import JobState
-
         states = [JobState(job, self.policy.retries + 1) for job in jobs]
         self._make_folders({job.dest.parent for job in jobs})
         groups = self._process_groups(states)

@@ -234,7 +234,7 @@ def fetch_json_api(downloader: Downloader, json_api_url: str, name: str) -> byte
 
 def parse_project_page(data: bytes, url: str, project: str,
                        headers: dict[str, str] | None = None) -> ProjectPage:
-    from .filters import file_project_and_version
+    from .selection import file_project_and_version
 
     if _is_html((headers or {}).get("content-type"), data):
         from . import html

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from ..net import Downloader, HttpError
@@ -168,10 +167,10 @@ class Closure:
 
     def spec_for(self, names: Iterable[str]) -> FilterSpec:
         entries = tuple(e for n in sorted(names) for e in self.entries[n])
-        return replace(self.spec, whitelist=entries)
+        return self.spec._replace(whitelist=entries)
 
     def allowed(self, name: str) -> bool:
-        return project_decision(replace(self.spec, whitelist=()), name).kept
+        return project_decision(self.spec._replace(whitelist=()), name).kept
 
 
 def pull_dependencies(work: list[Any], closure: Closure, downloader: Downloader,

@@ -13,11 +13,14 @@ before downloading anything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..lockfiles import PypiPin
-from .filters import FilterSpec, ProjectEntry, Selection
+from .filters import FilterSpec, ProjectEntry
 from .model import UpstreamFile, normalize
+from .selection import Selection
+
+if TYPE_CHECKING:  # (the lockfile readers are not imported by a run without lockfiles)
+    from ..lockfiles import PypiPin
 
 
 def pinned_spec(spec: FilterSpec, pins: Iterable[PypiPin]) -> FilterSpec:
@@ -29,8 +32,8 @@ def pinned_spec(spec: FilterSpec, pins: Iterable[PypiPin]) -> FilterSpec:
         return spec
     entries = tuple(ProjectEntry(f"pinned by {pins_[0].where}", name, None)
                     for name, pins_ in sorted(by_project.items()))
-    return replace(spec, whitelist=spec.whitelist + entries,
-                   pins={name: tuple(p) for name, p in by_project.items()})
+    return spec._replace(whitelist=spec.whitelist + entries,
+                         pins={name: tuple(p) for name, p in by_project.items()})
 
 
 def apply_pins(selection: Selection, files: list[UpstreamFile],

@@ -2,7 +2,9 @@
 project's files, and the name rules every stage agrees on (PEP 503 normalization).
 
 No I/O and no imports beyond the standard library, so every stage (and the config check)
-can use these types without paying for the network or `packaging`.
+can use these types without paying for the network or `packaging`. The immutable records
+are NamedTuples, not frozen dataclasses: a dataclass compiles its methods at import
+(about 1 ms each, net/types.py), which every run pays, a no-op included.
 """
 
 from __future__ import annotations
@@ -45,8 +47,7 @@ class Listing:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class UpstreamFile:
+class UpstreamFile(NamedTuple):
     filename: str
     url: str  # absolute upstream URL
     relpath: str  # where it lives under web/packages/ (validated: stays inside)

@@ -18,7 +18,7 @@ Everything copied from upstream is escaped here: HTML attribute values and text 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 import msgspec
@@ -26,8 +26,7 @@ import msgspec
 API_VERSION = "1.4"  # the newest of PEP 700 (1.1), 708 (1.2), 740 (1.3) and 792 (1.4)
 
 
-@dataclass(frozen=True)
-class ProjectMarkers:
+class ProjectMarkers(NamedTuple):  # not a dataclass: start-up (model.py)
     """What a project page says about the project as a whole: PEP 792 status and reason,
     PEP 708 tracks and alternate locations (URLs of other indexes, kept as upstream said)."""
 
@@ -37,8 +36,10 @@ class ProjectMarkers:
     alternate_locations: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PageFile:
+ACTIVE = ProjectMarkers()  # what a page says without PEP 792 / 708 markers
+
+
+class PageFile(NamedTuple):
     filename: str
     href: str  # relative or absolute, not yet escaped, without fragment
     hashes: dict[str, str]
@@ -86,7 +87,7 @@ def _marker_tags(markers: ProjectMarkers) -> list[str]:
 
 
 def project_html(name: str, files: list[PageFile], digest_name: str = "sha256",
-                 markers: ProjectMarkers = ProjectMarkers()) -> bytes:
+                 markers: ProjectMarkers = ACTIVE) -> bytes:
     title = html.escape(f"Links for {name}")
     out = ["<!DOCTYPE html>", "<html>", "  <head>",
            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
@@ -111,7 +112,7 @@ def project_html(name: str, files: list[PageFile], digest_name: str = "sha256",
 
 
 def project_json(name: str, files: list[PageFile], versions: list[str],
-                 serial: int | None, markers: ProjectMarkers = ProjectMarkers()) -> bytes:
+                 serial: int | None, markers: ProjectMarkers = ACTIVE) -> bytes:
     meta: dict = {"api-version": API_VERSION}
     if serial is not None:
         meta["_last-serial"] = serial

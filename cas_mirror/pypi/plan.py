@@ -12,54 +12,54 @@ their PEP 658 `.metadata`) with those already in place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .filters import FilterSpec, project_decision
 from .model import Listing
 
 
-@dataclass
-class ProjectsPlan:
-    fetch: dict[str, int | None] = field(default_factory=dict)  # name -> serial wanted
-    unchanged: list[str] = field(default_factory=list)
-    remove: dict[str, str] = field(default_factory=dict)  # name -> why
-    skipped: int = 0  # listed upstream, not selected by the filters
+class ProjectsPlan(NamedTuple):  # not a dataclass: start-up (model.py)
+    fetch: dict[str, int | None]  # name -> serial wanted
+    unchanged: list[str]
+    remove: dict[str, str]  # name -> why
+    skipped: int  # listed upstream, not selected by the filters
 
 
 def plan_projects(listing: Listing, mirrored: Mapping[str, int | None], spec: FilterSpec,
                   refetch_all: bool) -> ProjectsPlan:
     """`mirrored`: normalized name -> the serial its pages reflect."""
-    plan = ProjectsPlan()
+    fetch: dict[str, int | None] = {}
+    unchanged: list[str] = []
+    remove: dict[str, str] = {}
+    skipped = 0
     for name, listed in sorted(listing.projects.items()):
         if not project_decision(spec, name).kept:
-            plan.skipped += 1
+            skipped += 1
             if name in mirrored:
-                plan.remove[name] = project_decision(spec, name).reason
+                remove[name] = project_decision(spec, name).reason
             continue
         have = mirrored.get(name, -1)
         if refetch_all or name not in mirrored or listed.serial is None or have is None \
                 or listed.serial > have:
-            plan.fetch[name] = listed.serial
+            fetch[name] = listed.serial
         else:
-            plan.unchanged.append(name)
+            unchanged.append(name)
     for name in sorted(mirrored):
-        if name in plan.fetch or name in plan.remove or name in listing.projects:
+        if name in fetch or name in remove or name in listing.projects:
             continue
         decision = project_decision(spec, name)
         if not decision.kept:
-            plan.remove[name] = decision.reason
+            remove[name] = decision.reason
         elif listing.complete or name in listing.dropped:
-            plan.remove[name] = "removed upstream"
+            remove[name] = "removed upstream"
         elif refetch_all:
-            plan.fetch[name] = None
+            fetch[name] = None
         else:
-            plan.unchanged.append(name)
-    plan.unchanged.sort()
-    return plan
+            unchanged.append(name)
+    return ProjectsPlan(fetch, sorted(unchanged), remove, skipped)
 
 
-@dataclass(frozen=True)
-class WantedFile:
+class WantedFile(NamedTuple):  # not a dataclass: start-up (model.py)
     relpath: str  # under web/packages/
     url: str
     size: int | None
@@ -68,26 +68,25 @@ class WantedFile:
     metadata_of: str | None = None  # for a .metadata file: the relpath of its release file
 
 
-@dataclass
-class FilesPlan:
-    download: list[WantedFile] = field(default_factory=list)
-    up_to_date: list[WantedFile] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    download_bytes: int = 0
+class FilesPlan(NamedTuple):  # not a dataclass: start-up (model.py)
+    download: list[WantedFile]
+    up_to_date: list[WantedFile]
+    delete: list[str]
+    download_bytes: int
 
 
 def plan_files(wanted: Iterable[WantedFile], in_place: set[str],
                previous: Iterable[str]) -> FilesPlan:
     """`in_place`: relpaths already present and verified; `previous`: relpaths the project
     owned after the last run."""
-    plan = FilesPlan()
+    download: list[WantedFile] = []
+    up_to_date: list[WantedFile] = []
     keep = set()
     for w in wanted:
         keep.add(w.relpath)
         if w.relpath in in_place:
-            plan.up_to_date.append(w)
+            up_to_date.append(w)
         else:
-            plan.download.append(w)
-            plan.download_bytes += w.size or 0
-    plan.delete = sorted(set(previous) - keep)
-    return plan
+            download.append(w)
+    return FilesPlan(download, up_to_date, sorted(set(previous) - keep),
+                     sum(w.size or 0 for w in download))

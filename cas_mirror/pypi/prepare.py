@@ -11,14 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ..net import Downloader, HttpError
 from ..output import Output
 from ..text import safe
 from .client import PageGone, UpstreamError, fetch_json_api, fetch_project
-from .filters import FilterSpec, Selection, select_files
-from .locked import apply_pins
+from .filters import FilterSpec
 from .plan import WantedFile, plan_files
 from .results import PROVENANCE_SUFFIX, PlannedFile, ProjectWork, SyncReport
 from .settings import PypiSettings
@@ -78,6 +76,8 @@ def prepare_all(work: list[ProjectWork], s: PypiSettings, spec: FilterSpec,
     if len(work) == 1:
         prepare(work[0])
     elif work:
+        from concurrent.futures import ThreadPoolExecutor  # (a no-op examines no project)
+
         with ThreadPoolExecutor(max_workers=min(s.workers, len(work)),
                                 thread_name_prefix="pypi-page") as pool:
             list(pool.map(prepare, work))
@@ -93,6 +93,10 @@ def _prepare(w: ProjectWork, s: PypiSettings, spec: FilterSpec, downloader: Down
         return
     w.page = page
     w.report.failed.extend(page.refused)
+    # (imported with the first page examined: a run where no serial moved needs neither)
+    from .locked import apply_pins
+    from .selection import Selection, select_files
+
     if s.json:
         try:
             w.json_api = fetch_json_api(downloader, s.json_api_url, w.name)

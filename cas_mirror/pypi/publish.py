@@ -132,7 +132,7 @@ def keep_unpublished(w: ProjectWork, state: TreeState) -> None:
     examines it again and finds the files it got in place."""
     if w.previous is not None:
         state.projects[w.name] = ProjectState(w.previous.name, w.previous.serial,
-                                              {**w.previous.files, **w.checked})
+                                              {**w.previous.files, **w.checked}, {})
 
 
 def publish_root(s: PypiSettings, state: TreeState, listing: Listing,

@@ -12,13 +12,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL
-from .filters import Selection
-from .model import ProjectPage
-from .plan import FilesPlan, WantedFile
-from .state import ProjectState
+
+if TYPE_CHECKING:  # (the stages' types, for ProjectWork's annotations only)
+    from .model import ProjectPage
+    from .plan import FilesPlan, WantedFile
+    from .selection import Selection
+    from .state import ProjectState
 
 METADATA_SUFFIX = ".metadata"
 PROVENANCE_SUFFIX = ".provenance"  # PEP 740 provenance objects, beside their file

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import DEFAULT, PYPI_INHERITED, PYPI_SETTINGS, Config
 from ..net import NetworkSettings
@@ -27,8 +26,7 @@ _SHAPING = ("whitelist", "blacklist", "latest_only", "keep_latest", "exclude_pre
             "exclude_project_regex", "exclude_release_regex", "max_project_size")
 
 
-@dataclass(frozen=True)
-class PypiSettings:
+class PypiSettings(NamedTuple):  # not a dataclass: start-up (model.py)
     values: dict[str, Any]  # every pypi key, inherited ones resolved
     origins: dict[str, str]  # key -> where its value came from
     mirror_dir: Path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -25,15 +26,16 @@ VERSION = 1
 PENDING = "pending-downloads.json"
 
 
-@dataclass
-class ProjectState:
+class ProjectState(NamedTuple):  # not a dataclass: start-up (model.py)
+    """One mirrored project; a run that changes it replaces it in `TreeState.projects`."""
+
     name: str
-    serial: int | None = None
+    serial: int | None
     # relpath under web/packages/ -> [size, mtime_ns, digest algorithm, hex digest]
-    files: dict[str, list] = field(default_factory=dict)
+    files: dict[str, list]
     # the page's ETag / Last-Modified, for a conditional request when no serial says
     # whether it changed (an exact-name whitelist, an HTML-only upstream)
-    validators: dict[str, str] = field(default_factory=dict)
+    validators: dict[str, str]
 
 
 @dataclass

@@ -25,7 +25,6 @@ import time
 from ..config import Config
 from ..errors import CasError, ConfigError, DiskFullError, is_disk_full, os_problem
 from ..lock import TreeLock
-from ..lockfiles import LockfileError, read_lockfiles
 from ..net import (
     Downloader,
     DownloadJob,
@@ -45,9 +44,7 @@ from .client import (
     fetch_listing_xmlrpc,
     whitelist_listing,
 )
-from .depends import Closure, pull_dependencies
 from .filters import FilterSpec
-from .locked import pinned_spec
 from .model import Listing
 from .plan import WantedFile, plan_projects
 from .prepare import StopFlag, prepare_all
@@ -71,7 +68,10 @@ def run_sync(config: Config, *, output: Output, dry_run: bool = False,
         report.notices.append("create_org has no meaning for a file tree; ignored")
         output.info("notice: create_org has no meaning for a file tree; ignored")
     spec = FilterSpec.from_settings(settings.values)
-    if config.lockfiles:
+    if config.lockfiles:  # (the lockfile readers are imported only when there are some)
+        from ..lockfiles import read_lockfiles
+        from .locked import pinned_spec
+
         spec = pinned_spec(spec, read_lockfiles(config.lockfiles).pypi)
     check_tree(settings, config, dry_run)
     out_to = open_target(settings, config)
@@ -161,6 +161,8 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
         report.unchanged += sum(1 for w in work if w.not_modified)
         work = [w for w in work if not w.not_modified]
         if s.include_dependencies:
+            from .depends import Closure, pull_dependencies
+
             pulled = pull_dependencies(
                 work, Closure(spec, s.values), downloader, listing,
                 lambda n: ProjectWork(n, _display(n, listing, state),
@@ -171,6 +173,8 @@ def _run(s: PypiSettings, spec: FilterSpec, output: Output, report: SyncReport,
             for name in pulled:
                 projects_plan.remove.pop(name, None)
         if problems := [p for w in work if w.selection for p in w.selection.problems]:
+            from ..lockfiles import LockfileError  # (only pins have problems)
+
             raise LockfileError("\n".join(problems))
         removals = [ProjectReport(name, "remove", why)
                     for name, why in projects_plan.remove.items()]

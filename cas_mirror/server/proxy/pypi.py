@@ -18,14 +18,14 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
 
 from cas_index.atomic import write_atomic
 
 from ...pypi import pages
 from ...pypi.client import ACCEPT, UpstreamError, parse_listing, parse_project_page
-from ...pypi.filters import FilterSpec, project_decision, select_files
+from ...pypi.filters import FilterSpec, project_decision
 from ...pypi.model import is_valid_name, normalize
+from ...pypi.selection import select_files
 from .. import negotiate
 from ..app import Handled, send
 from ..files import SIMPLE_VARIANTS, Response
@@ -51,7 +51,7 @@ def build_page(data: bytes, headers: dict[str, str], url: str, project: str,
     kept_versions = {f.version for f in selection.kept}
     return {"name": project, "serial": page.serial,
             "versions": [v for v in page.versions if v in kept_versions],
-            "files": [asdict(f) for f in selection.kept], "dropped": selection.dropped,
+            "files": [f._asdict() for f in selection.kept], "dropped": selection.dropped,
             "refused": dict(page.refused)}
 
 
