@@ -3,8 +3,9 @@
 `<platform>/.cache/cas-index.sqlite` remembers, for every package file name, the size and
 mtime (ns) it had when it was read and what reading it gave: the repodata record and the
 channeldata facts, or the reason it was refused. A file whose size and mtime are unchanged
-is never reopened. A `meta` table keeps what the last run published, so a run that finds
-nothing changed can stop after listing the folder.
+is never reopened. A `meta` table keeps the channeldata entries the last run published; what
+the "nothing changed" check needs is in a small state file beside it (state.py), so such
+a run never opens the database.
 
 The cache is disposable: a damaged or outdated database is set aside and rebuilt by
 re-reading the packages. A full disk is not damage: the database is kept and the error
@@ -13,12 +14,11 @@ goes up (`is_full`).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterable
     from typing import Any
 
@@ -66,10 +66,13 @@ class SubdirCache:
         self.close(commit=exc_type is None)
 
     def open(self) -> None:
+        """Open the database (once: a second call does nothing)."""
+        if self._db is not None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._connect()
-        except sqlite3.DatabaseError as exc:
+        except _sqlite3().DatabaseError as exc:
             if is_full(exc):
                 raise
             # Not a database we can use (damaged, or from a future version): start afresh.
@@ -77,6 +80,7 @@ class SubdirCache:
             self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
+        sqlite3 = _sqlite3()
         # One thread at a time uses a connection, but not always the one that opened it (folders
         # are published from a thread pool).
         db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
@@ -127,17 +131,34 @@ class SubdirCache:
 
     # ---------------------------------------------------------------- meta
     def get_meta(self, key: str) -> Any:
+        import json
+
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def set_meta(self, key: str, value: Any) -> None:
+        import json
+
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         (key, json.dumps(value, sort_keys=True)))
+
+
+def _sqlite3():
+    """The sqlite3 module, imported on first use: a run where nothing changed never opens
+    a cache (state.py), and sqlite3 (with datetime) is a tenth of such a run's imports."""
+    import sqlite3
+
+    return sqlite3
+
+
+def sqlite_error() -> type[Exception]:
+    """sqlite3.Error, for an `except` clause (evaluated only when something is raised)."""
+    return _sqlite3().Error
 
 
 def is_full(exc: sqlite3.Error) -> bool:
     """Whether sqlite failed because the disk (or quota) is full: SQLITE_FULL."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF == sqlite3.SQLITE_FULL
+        return code & 0xFF == _sqlite3().SQLITE_FULL
     return "database or disk is full" in str(exc)

@@ -5,7 +5,8 @@ The orchestration of one run, under the channel lock (lock.py):
 
 1. List each platform folder (layout.py says what counts as a package file).
 2. A folder whose listing (names, sizes, mtimes), options and outputs are exactly as the
-   previous run left them is done: that is the whole of a run where nothing changed.
+   previous run left them (state.py) is done: that is the whole of a run where nothing
+   changed.
 3. Otherwise the listing is compared with the cache (cache.py): new and changed files of
    all folders are read together (package.py; reading.py uses worker processes when
    there are many); files that vanished are dropped. Files that cannot be indexed are
@@ -24,18 +25,14 @@ The orchestration of one run, under the channel lock (lock.py):
 from __future__ import annotations
 
 import errno
-import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
-from .atomic import write_atomic, write_if_changed
-from .cache import CACHE_DIR, CACHE_FILE, SubdirCache, is_full
+from .cache import CACHE_DIR, CACHE_FILE, SubdirCache, is_full, sqlite_error
 from .errors import CasIndexError, DiskFull
 from .layout import (
     CHANNEL_OUTPUTS,
-    CHANNEL_STATE,
     KNOWN_SUBDIRS,
     LEFTOVER_PREFIXES,
     REPODATA,
@@ -45,7 +42,8 @@ from .layout import (
 from .lock import ChannelLock
 from .model import ChannelReport, Options, Skipped, SubdirReport
 from .reading import read_files
-from .subdir import STATE_VERSION, SubdirIndex, digest
+from .state import CHANNEL_STATE, SUBDIR_STATE, digest, read_state, write_state
+from .subdir import STATE_VERSION, SubdirIndex
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
@@ -70,7 +68,7 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
             _index_locked(root, subdirs, options, report)
     except OSError as exc:
         raise _os_error(exc, root) from None
-    except sqlite3.Error as exc:
+    except sqlite_error() as exc:  # evaluated only when something was raised
         if is_full(exc):
             raise DiskFull(f"{root}: the disk is full (sqlite could not write the index "
                            f"cache, <platform>/{CACHE_DIR}/{CACHE_FILE}); {DiskFull.advice}"
@@ -115,6 +113,8 @@ def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
         raise
     for work in works:
         work.cache.close(commit=True)
+    for work in works:
+        work.save_state()
 
 
 def _read_and_apply(works: list[SubdirIndex], options: Options) -> None:
@@ -139,21 +139,21 @@ def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options
         if subdir in works:
             tokens[subdir] = works[subdir].published_sha256
         elif (root / subdir / CACHE_DIR / CACHE_FILE).is_file():
-            others[subdir] = cache = SubdirCache(root / subdir)
-            cache.open()
-            tokens[subdir] = (cache.get_meta("published") or {}).get("sha256")
+            others[subdir] = SubdirCache(root / subdir)  # opened when publishing
+            state = read_state(root / subdir / CACHE_DIR / SUBDIR_STATE) or {}
+            tokens[subdir] = state.get("sha256")
         else:  # indexed by another tool: listed in `subdirs`, packages unknown to us
             tokens[subdir] = None
     try:
         token = digest([STATE_VERSION, root.name, tokens])
         state_path = root / CACHE_DIR / CHANNEL_STATE
         outputs = _stat_outputs(root, CHANNEL_OUTPUTS)
-        try:
-            state = json.loads(state_path.read_bytes())
-        except (FileNotFoundError, ValueError):
-            state = None
+        state = read_state(state_path)
         if not options.force and state == {"token": token, "outputs": outputs}:
             return []
+        import json
+
+        from .atomic import write_if_changed
         from .channeldata import build_channeldata
         from .html import channel_index_html
 
@@ -162,6 +162,7 @@ def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options
             if subdir in works:
                 entries[subdir] = works[subdir].channel_entries()
             elif subdir in others:
+                others[subdir].open()
                 entries[subdir] = others[subdir].get_meta("channeldata") or []
         channeldata = build_channeldata(entries, subdirs)
         written = []
@@ -171,8 +172,7 @@ def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options
         if write_if_changed(root / "index.html", channel_index_html(root.name, channeldata)):
             written.append("index.html")
         state_path.parent.mkdir(exist_ok=True)
-        write_atomic(state_path, json.dumps(
-            {"token": token, "outputs": _stat_outputs(root, CHANNEL_OUTPUTS)}).encode())
+        write_state(state_path, {"token": token, "outputs": _stat_outputs(root, CHANNEL_OUTPUTS)})
         return written
     finally:
         for cache in others.values():

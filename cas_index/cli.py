@@ -9,7 +9,6 @@ the ordinary forms; command.py is the click command, with --help and usage error
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -67,6 +66,8 @@ def run(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
         if not quiet and not as_json:
             echo(render_report(report))
     if as_json:
+        import json
+
         echo(json.dumps(json_summary(reports), indent=2))
     return max((r.exit_code for r in reports), default=EXIT_OK)
 

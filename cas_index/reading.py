@@ -7,7 +7,6 @@ is cheaper to send between processes than nested dictionaries.
 
 from __future__ import annotations
 
-import json
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
@@ -34,6 +33,8 @@ def read_job(job: tuple[str, str]) -> tuple:
 
 
 def _compact(value: Any) -> str:
+    import json  # not needed by a run that reads nothing
+
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

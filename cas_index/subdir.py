@@ -13,8 +13,6 @@ a dropped shard's grace period has passed, so that the shard is deleted.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -31,9 +29,11 @@ from .layout import (
     SHARDS_DIR,
     SUBDIR_OUTPUTS,
     list_packages,
+    listing_dict,
     listing_digest,
 )
 from .model import Options, Skipped, SubdirReport
+from .state import SUBDIR_STATE, digest, read_state, write_state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class SubdirIndex:
         self.instructions: dict[str, Any] = {}
         self.token = ""
         self.published_sha256: str | None = None
+        self.state: dict[str, Any] | None = None  # what publish() published, for state.py
         self.entries: list[dict] | None = None
         self.records: dict[str, dict[str, Any]] = {}  # file name -> record, after apply()
         self.facts: dict[str, str] = {}  # file name -> channeldata facts (JSON text)
@@ -66,19 +67,18 @@ class SubdirIndex:
         started = time.perf_counter()
         self.folder.mkdir(exist_ok=True)
         leftovers: list[str] = []
-        self.listing = list_packages(self.folder, leftovers)
+        names, numbers = list_packages(self.folder, leftovers)
         for name in leftovers:
             (self.folder / name).unlink(missing_ok=True)
         self.instructions, instructions_key = self._instructions()
         # The listing in the order the folder gave it (no sort: 200,000 entries sort and
         # encode in ~0.7 s): an unchanged folder lists in the same order, and another
         # order only costs the slower check against the cache below.
-        listing = listing_digest(self.listing)
+        listing = listing_digest(names, numbers)
         self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
                               instructions_key, listing])
-        self.cache.open()
-        state = self.cache.get_meta("published")
-        if (not self.options.force and state and state.get("token") == self.token
+        state = None if self.options.force else read_state(self.state_path)
+        if (state and state.get("token") == self.token
                 and state.get("outputs") == self._outputs_stat()
                 and not self._shards_due(state.get("shards"))):
             self.report.unchanged = True
@@ -91,6 +91,8 @@ class SubdirIndex:
                                    for fn, reason in state["skipped"]]
             self.published_sha256 = state["sha256"]
         else:
+            self.listing = listing_dict(names, numbers)
+            self.cache.open()
             self.cached = self.cache.files()
             self.to_read = sorted(
                 fn for fn, st in self.listing.items()
@@ -110,7 +112,9 @@ class SubdirIndex:
             instructions, warning = self.options.patch.for_subdir(self.subdir)
             if warning:
                 self.report.warnings.append(warning)
-            return instructions, digest(instructions)
+            import json
+
+            return instructions, digest(json.dumps(instructions, sort_keys=True))
         path = self.folder / PATCH_FILE
         try:
             raw = path.read_bytes()
@@ -123,7 +127,9 @@ class SubdirIndex:
         instructions, warning = parse_instructions(raw, str(path))
         if warning:
             self.report.warnings.append(warning)
-        return instructions, hashlib.sha256(raw).hexdigest()
+        from .state import hash_bytes
+
+        return instructions, hash_bytes(raw)
 
     def _outputs_stat(self) -> dict[str, list[int] | None]:
         out: dict[str, list[int] | None] = {}
@@ -135,8 +141,20 @@ class SubdirIndex:
                 out[name] = None
         return out
 
+    @property
+    def state_path(self) -> Path:
+        return self.folder / CACHE_DIR / SUBDIR_STATE
+
+    def save_state(self) -> None:
+        """Record what publish() published, once the cache holding its records is
+        committed (a state naming records the cache lost would make later runs wrong)."""
+        if self.state is not None:
+            write_state(self.state_path, self.state)
+
     # -- step 3
     def apply(self, results: dict[str, tuple], read_seconds: float) -> None:
+        from json import loads
+
         started = time.perf_counter()
         report, cached = self.report, self.cached
         report.read = len(results)
@@ -172,7 +190,7 @@ class SubdirIndex:
                     report.skipped.append(Skipped(f"{self.subdir}/{fn}", entry.error))
                     continue
                 record_json, facts_json = entry.record, entry.facts
-            self.records[fn] = json.loads(record_json)
+            self.records[fn] = loads(record_json)
             self.facts[fn] = facts_json or "{}"
         report.removed = sorted(previously - set(self.records))
         report.indexed = len(self.records)
@@ -180,6 +198,9 @@ class SubdirIndex:
 
     # -- step 4
     def publish(self, channel_name: str) -> None:
+        import hashlib
+        import json
+
         from .repodata import dumps_repodata, publish_repodata, write_repodata
 
         started = time.perf_counter()
@@ -245,7 +266,7 @@ class SubdirIndex:
         self.entries = subdir_entries(patched, facts)
         self.published_sha256 = hashlib.sha256(data).hexdigest()
         self.cache.set_meta("channeldata", self.entries)
-        self.cache.set_meta("published", {
+        self.state = {
             "token": self.token,
             "outputs": self._outputs_stat(),
             "indexed": report.indexed,
@@ -253,7 +274,7 @@ class SubdirIndex:
             "sha256": self.published_sha256,
             "shards": {"named": published.shards.named, "waiting": published.shards.waiting,
                        "unnamed_since": published.shards.oldest_unnamed},
-        })
+        }
         report.written = [Path(p).name for p in written]
         report.seconds += time.perf_counter() - started
 
@@ -277,9 +298,7 @@ class SubdirIndex:
 
     def channel_entries(self) -> list[dict]:
         if self.entries is None:
+            self.cache.open()  # not opened by scan() when nothing changed
             self.entries = self.cache.get_meta("channeldata") or []
         return self.entries
 
-
-def digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()

@@ -403,3 +403,44 @@ def test_the_plain_model_classes_behave_as_the_dataclasses_did():
     report = ChannelReport("root", [first])
     report.subdirs[0].skipped.append(Skipped("linux-64/b.conda", "bad"))
     assert report.exit_code == 1 and "Skipped(file='linux-64/b.conda'" in repr(report)
+
+
+def test_a_run_with_nothing_to_do_opens_no_cache(channel):
+    # the warm check reads the small state file (cas_index/state.py), not the sqlite
+    # cache: sqlite3, json and OpenSSL's hashlib stay unimported
+    subprocess.run([CAS_INDEX, str(channel.root), "-q"], check=True, timeout=120)
+    code = ("import sys; from cas_index.cli import main; "
+            f"code = main([{str(channel.root)!r}, '-q']); "
+            "print(code, sorted(sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    status, _, modules = proc.stderr.strip().splitlines()[-1].partition(" ")
+    assert status == "0", proc.stderr
+    loaded = set(eval(modules))
+    for heavy in ("sqlite3", "_sqlite3", "json", "_hashlib"):
+        assert heavy not in loaded, heavy
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_a_damaged_or_missing_state_file_means_a_check_against_the_cache(channel, run_cli,
+                                                                         damage):
+    assert run_cli(main, [channel.root]).code == 0
+    state = channel.root / "linux-64/.cache/cas-index-state.bin"
+    assert state.is_file()
+    if damage == "garbage":
+        state.write_bytes(b"\xff not marshal")
+    else:
+        state.unlink()
+    (channel.root / "linux-64/tool-9-0.conda").write_bytes(b"")  # a change, seen as one
+    result = run_cli(main, [channel.root, "--json"])
+    assert result.code == 1 and "empty file" in result.err
+    linux = next(s for s in json.loads(result.out)["channels"][0]["subdirs"]
+                 if s["subdir"] == "linux-64")
+    assert linux["read"] == 1 and not linux["unchanged"]  # the rest came from the cache
+    assert state.is_file()
+    again = run_cli(main, [channel.root, "--json"])
+    linux = next(s for s in json.loads(again.out)["channels"][0]["subdirs"]
+                 if s["subdir"] == "linux-64")
+    assert linux["unchanged"] and linux["skipped"] == [
+        {"file": "linux-64/tool-9-0.conda", "reason": linux["skipped"][0]["reason"]}]
