@@ -38,3 +38,25 @@ def test_unwanted_variants_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repodata.json"]
     assert write_repodata(tmp_path, data, zst_variant=True, bz2_variant=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repodata.json", "repodata.json.zst"]
+
+
+def _document(records: int) -> bytes:
+    packages = {f"pkg{i}-1.{i}-h{i:08x}_0.conda": {
+        "name": f"pkg{i}", "version": f"1.{i}", "build": f"h{i:08x}_0", "build_number": 0,
+        "depends": [f"pkg{i // 7} >=1.{i % 13}", "python >=3.9"], "size": 1000 + i * 37,
+        "sha256": f"{i * 2654435761 % (1 << 64):064x}", "subdir": "linux-64"}
+        for i in range(records)}
+    return dumps_repodata({"info": {"subdir": "linux-64"}, "packages": {},
+                           "packages.conda": packages})
+
+
+def test_small_documents_are_compressed_at_the_small_level(tmp_path):
+    """A platform under 1 MiB gets zstd level 6 (fast: the cold sync publishes several);
+    a larger one keeps level 16, conda-index's. Either decompresses to the document."""
+    for records, level in ((300, 6), (4000, 16)):
+        data = _document(records)
+        assert (len(data) < 1 << 20) == (level == 6)
+        write_repodata(tmp_path, data, bz2_variant=False)
+        packed = (tmp_path / "repodata.json.zst").read_bytes()
+        assert zstandard.ZstdDecompressor().decompress(packed) == data
+        assert packed == zstandard.ZstdCompressor(level=level).compress(data), records
