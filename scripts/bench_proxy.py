@@ -352,8 +352,8 @@ def main() -> int:
                "hashes it (sha256) and sends it to the client from memory, the last byte once "
                "the hash matches; that is CPU-bound, so it is the figure the machine's load "
                "and its core count move most.")
-    verdict += (" The proxy's server CPU per cold miss (user + sys of its processes, "
-                "which also shows on a loaded machine): "
+    verdict += (" Server CPU per cold miss (user + sys of its processes, in 10 ms clock "
+                "ticks; it also shows on a loaded machine): ours "
                 f"{miss['proxy-cold'].extra('server_cpu').fmt(3)} s.")
     if "nginx-cold" in miss:
         floor = miss["nginx-cold"].wall.median / miss["direct"].wall.median
