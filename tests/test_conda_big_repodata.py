@@ -196,6 +196,31 @@ def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
     assert check(2) == whole
 
 
+def test_a_chunk_with_a_depends_that_is_not_a_list_of_strings_is_checked_record_by_record(
+        monkeypatch):
+    """The check decodes a chunk's depends as lists of strings in one call; a chunk where
+    one is something else (a string, a number in the list) still reports the others."""
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.filter import KEPT, Decision
+
+    recs = [record("a", depends="zlib"), record("b", depends=["zlib", 3]),
+            record("c", depends=["zlib >=1.2", "python"]), record("d", depends=["python"]),
+            record("zlib"), record("python")]
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    dropped = Decision(False, "blacklist", "matches 'zlib'")
+    decisions = {f: dropped if f.startswith("zlib") else KEPT for f in upstream.records}
+    for chunk in (1, 2, 10):
+        monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
+        report = SimpleNamespace(unsatisfied={})
+        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
+                            platform="linux-64", quiet=None, fetched=None,
+                            upstream=upstream, decisions=decisions, report=report)
+        unsatisfied.check_dependencies([w])
+        assert report.unsatisfied == {"b-1.0-0.conda": ["zlib"], "c-1.0-0.conda": ["zlib"]}
+
+
 def test_depends_that_are_not_json_lists_are_skipped_not_fatal():
     text = ('{"packages.conda":{"a-1.0-0.conda":{"name":"a","version":"1.0","build":"0",'
             '"depends":"zlib"},"b-1.0-0.conda":{"name":"b","version":"1.0","build":"0",'
