@@ -196,6 +196,31 @@ def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
     assert check(2) == whole
 
 
+def test_a_chunk_with_a_depends_that_is_not_a_list_of_strings_is_checked_record_by_record(
+        monkeypatch):
+    """The check decodes a chunk's depends as lists of strings in one call; a chunk where
+    one is something else (a string, a number in the list) still reports the others."""
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.filter import KEPT, Decision
+
+    recs = [record("a", depends="zlib"), record("b", depends=["zlib", 3]),
+            record("c", depends=["zlib >=1.2", "python"]), record("d", depends=["python"]),
+            record("zlib"), record("python")]
+    upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
+                              .encode(), "u", "linux-64")
+    dropped = Decision(False, "blacklist", "matches 'zlib'")
+    decisions = {f: dropped if f.startswith("zlib") else KEPT for f in upstream.records}
+    for chunk in (1, 2, 10):
+        monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
+        report = SimpleNamespace(unsatisfied={})
+        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
+                            platform="linux-64", quiet=None, fetched=None,
+                            upstream=upstream, decisions=decisions, report=report)
+        unsatisfied.check_dependencies([w])
+        assert report.unsatisfied == {"b-1.0-0.conda": ["zlib"], "c-1.0-0.conda": ["zlib"]}
+
+
 def test_depends_that_are_not_json_lists_are_skipped_not_fatal():
     text = ('{"packages.conda":{"a-1.0-0.conda":{"name":"a","version":"1.0","build":"0",'
             '"depends":"zlib"},"b-1.0-0.conda":{"name":"b","version":"1.0","build":"0",'
@@ -235,3 +260,53 @@ def test_the_closure_index_groups_names_by_case_in_document_order():
     index = _by_name(upstream.records)
     assert [fn for fn, _ in index["foo"]] == ["Foo-1-0.conda", "foo-2-0.conda", "Foo-3-0.conda"]
     assert [fn for fn, _ in index["bar"]] == ["bar-1.0-0.conda"]
+
+
+def test_a_plain_section_decoded_whole_gives_the_records_the_record_by_record_path_gives():
+    """A section whose records are all plain is taken whole (types checked by msgspec
+    while decoding); one bad record sends it record by record: the good records come out
+    the same either way, and the bad one alone is refused."""
+    from cas_mirror.conda.repodata import RecordView
+
+    good = [record("a", license="MIT"), record("b", version="2.0", subdir=None),
+            record("a", version="1.1", size=None, sha256=None)]
+    good[1].pop("subdir")
+    plain = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in good}})
+                           .encode(), "u", "linux-64")
+    bad = record("c", size=-1)
+    mixed = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in [*good, bad]}})
+                           .encode(), "u", "linux-64")
+    assert mixed.refused == {fn(bad): "record has an invalid size -1"}
+    assert plain.refused == {}
+    fields = RecordView.__struct_fields__
+    assert {f: [getattr(v, f) for f in fields] for f, v in plain.records.items()} == \
+        {f: [getattr(v, f) for f in fields] for f, v in mixed.records.items()}
+    views = list(plain.records.values())
+    assert all(isinstance(v, RecordView) for v in views)
+    assert views[0].name is views[2].name  # one string object per distinct name
+    assert views[0].fn == "a-1.0-0.conda" and views[1].subdir is None
+
+
+@pytest.mark.parametrize("record_fields", [
+    {"size": True}, {"size": 1.5}, {"sha256": "A" * 63}, {"md5": 5}, {"subdir": "noarch"},
+    {"name": 3}, {"build": None}])
+def test_a_section_with_one_record_not_plain_still_refuses_only_that_one(record_fields):
+    odd = {**record("odd"), **record_fields}
+    name = odd["name"] if isinstance(odd["name"], str) else "odd"
+    build = odd["build"] if isinstance(odd["build"], str) else "0"
+    conda = {fn(record("good")): record("good"), f"{name}-1.0-{build}.conda": odd}
+    upstream = parse_repodata(json.dumps({"packages.conda": conda}).encode(), "u",
+                              "linux-64")
+    assert list(upstream.records) == ["good-1.0-0.conda"]
+    assert list(upstream.refused) == [f"{name}-1.0-{build}.conda"]
+
+
+def test_a_record_whose_licence_is_not_equal_to_itself_is_still_decided():
+    """select groups records by (subdir, name, license, license_family): a NaN licence
+    makes a key equal to no other, and that record is decided on its own."""
+    records = {"a-1-0.conda": {"name": "a", "version": "1", "build": "0",
+                               "license": float("nan")},
+               "b-1-0.conda": {"name": "b", "version": "1", "build": "0", "license": "GPL"}}
+    spec = FilterSpec.from_config(None, ["GPL"], [], [])
+    decisions = select(records, "linux-64", spec)
+    assert decisions["a-1-0.conda"].kept and not decisions["b-1-0.conda"].kept

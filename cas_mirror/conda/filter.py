@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase, translate
 from functools import lru_cache
-from operator import attrgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, is_
 from typing import Any
 
 from .entries import Entry, parse_entries
@@ -66,16 +67,48 @@ def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[
     """A decision for every record (file name -> Decision) of one platform.
 
     Records of a name whose entries test the name alone (most configurations) are
-    decided once per distinct (subdir, name, license, license_family): a record then
-    costs one look-up. Names with entries that test versions or other fields are
+    decided once per distinct (subdir, name, license, license_family), found for every
+    record in C-level passes (`map`, a dict of the distinct keys): a record costs no
+    Python code of its own. Names with entries that test versions or other fields are
     decided record by record."""
     if spec.platforms is not None and platform not in spec.platforms:
         dropped = Decision(False, PLATFORMS, f"{platform} is not a configured platform")
         return dict.fromkeys(records, dropped)
     key_of = _key_of(records, _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:2])
+    values = list(records.values())
+    first: dict[tuple, int] = {}  # key -> where its first record is
+    try:  # one hash of each key: at[i] is where the first record with record i's key is
+        at = list(map(first.setdefault, map(key_of, values), count()))
+    except (AttributeError, TypeError):  # a record of another kind, unhashable values
+        return _select_one_by_one(records, platform, spec, key_of)
+    names = {key[1] for key in first}
+    if not all(type(name) is str for name in names):
+        return _select_one_by_one(records, platform, spec, key_of)
+    pipeline = _pipeline(platform, spec, names if spec.blacklist or spec.whitelist else set())
+    per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
+    decided: list[Decision | None] = [None] * len(values)  # by the position of a first
+    for key, i in first.items():
+        if key[1] not in per_record:
+            decided[i] = pipeline.decide(values[i])
+    decisions = list(map(decided.__getitem__, at))
+    # The records left: those of names decided record by record.
+    for i in compress(count(), map(is_, decisions, repeat(None))):
+        decisions[i] = pipeline.decide(values[i])
+    return dict(zip(records, decisions, strict=True))
+
+
+def _pipeline(platform: str, spec: FilterSpec, names: set[str]) -> _Pipeline:
+    return _Pipeline(platform, spec, _ByName(names, spec.blacklist),
+                     _ByName(names, spec.whitelist))
+
+
+def _select_one_by_one(records: Mapping[str, Any], platform: str, spec: FilterSpec,
+                       key_of: Callable[[Any], tuple]) -> dict[str, Decision]:
+    """`select` for records some of which are not plain (not all of one kind, unhashable
+    or non-string values): each is looked at, and decisions are shared where the record's
+    key can be."""
     names = _names(records) if spec.blacklist or spec.whitelist else set()
-    pipeline = _Pipeline(platform, spec, _ByName(names, spec.blacklist),
-                         _ByName(names, spec.whitelist))
+    pipeline = _pipeline(platform, spec, names)
     per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
     memo: dict[tuple, Decision] = {}
     decisions: dict[str, Decision] = {}

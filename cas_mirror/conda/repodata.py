@@ -17,7 +17,10 @@ import bz2
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from itertools import repeat
+from operator import add, attrgetter
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -148,13 +151,65 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
 def _add_section(section: msgspec.Raw, extension: str, platform: str,
                  records: dict[str, RecordView], refused: dict[str, str]) -> None:
     """Decode one of `packages` / `packages.conda` into `records` (valid records) and
-    `refused` (fn -> why). The common case, a record whose fields have the expected
-    types and whose file name is its name-version-build, is tested inline;
-    `record_problem` says what is wrong with the others."""
-    views = _VIEW_MAP.decode(section)
+    `refused` (fn -> why). A section whose records all decode as `_plain_view` (msgspec
+    checks their fields' types while decoding) and whose file names `_plain_names`
+    accepts is taken whole; any other is decoded again, leniently, and tested record by
+    record (`_add_one_by_one`)."""
+    try:
+        views = _plain_decoder(platform).decode(section)
+    except msgspec.ValidationError:
+        views = None
+    if views is None or not _plain_names(views, extension):
+        _add_one_by_one(_VIEW_MAP.decode(section), extension, platform, records, refused)
+        return
+    # Each pass below is one C-level loop over the section: a Python test per record
+    # costs more than decoding it. Names repeat across records: one string object for
+    # each distinct one (less memory, and its hash computed once for all the look-ups by
+    # name that follow); subdirs already are one object (the Literal's).
+    values = views.values()
+    any(map(setattr, values, repeat("fn"), views))
+    names = list(map(_NAME, values))
+    one = {}.setdefault
+    any(map(setattr, values, repeat("name"), map(one, names, names)))
+    records.update(views)
+
+
+_NAME, _NAME_VERSION_BUILD = attrgetter("name"), attrgetter("name", "version", "build")
+_SHA256 = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
+_MD5 = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
+_SIZE = Annotated[int, msgspec.Meta(ge=0)]
+
+
+@lru_cache(maxsize=64)
+def _plain_decoder(platform: str) -> msgspec.json.Decoder:
+    """A decoder of a section whose records are all plain (`_add_one_by_one`'s inline
+    test, bar the file name): name, version and build strings, the subdir absent or
+    `platform`, the size absent or a non-negative int, sha256 and md5 absent or strings
+    of their length. Any other record fails the whole section's decode."""
+
+    plain = msgspec.defstruct("PlainView", [
+        ("name", str), ("version", str), ("build", str),
+        ("subdir", Literal[platform] | None, None),  # one string object: the Literal's
+        ("size", _SIZE | None, None), ("sha256", _SHA256 | None, None),
+        ("md5", _MD5 | None, None)], bases=(RecordView,), gc=False, module=__name__)
+    return msgspec.json.Decoder(dict[str, plain])
+
+
+def _plain_names(views: dict[str, RecordView], extension: str) -> bool:
+    """Whether every file name of a section is its record's `name-version-build` and
+    `extension`, and a plain file name (`_SAFE_FILENAME`, no `..`), tested over the whole
+    section at once."""
+    if list(map(add, map("-".join, map(_NAME_VERSION_BUILD, views.values())),
+                repeat(extension))) != list(views):
+        return False
+    return all(map(_SAFE_FILENAME.match, views)) and ".." not in "/".join(views)
+
+
+def _add_one_by_one(views: dict[str, RecordView], extension: str, platform: str,
+                    records: dict[str, RecordView], refused: dict[str, str]) -> None:
+    """`_add_section` for a section with some record that is not plain: the common case
+    is tested inline, `record_problem` says what is wrong with the others."""
     safe_name, problem_of = _SAFE_FILENAME.match, record_problem
-    # Names and subdirs repeat across records: one string object for each distinct value
-    # (less memory, and its hash computed once for all the look-ups by name that follow).
     one = {platform: platform}.setdefault
     for fn, view in views.items():
         name, version, build, size = view.name, view.version, view.build, view.size

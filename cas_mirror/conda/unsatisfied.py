@@ -2,15 +2,28 @@
 depend on a package the filters dropped entirely (for a sharded upstream, names whose
 shards were not read count as dropped), set on each platform's report as a warning. The
 comparisons are closure.py's pure functions; this module walks the platforms' `Work`.
+
+A big platform keeps hundreds of thousands of records, so the walk is done with C-level
+passes (`map`, `compress`, set operations) rather than a Python loop per record, and the
+kept records' `depends` are decoded a chunk at a time, each distinct list once, as
+`list[list[str]]`; a chunk holding a `depends` of another shape goes through
+`closure.unsatisfied` record by record, which skips what it cannot read.
 """
 
 from __future__ import annotations
 
+from functools import cache
+from itertools import compress
+from operator import attrgetter, not_
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from .work import Work
 
 DEPENDS_CHUNK = 20_000  # records whose depends are decoded at once
+_kept, _name, _depends = attrgetter("kept"), attrgetter("name"), attrgetter("depends")
 
 
 def check_dependencies(work: list[Work]) -> None:
@@ -27,29 +40,73 @@ def check_dependencies(work: list[Work]) -> None:
         dropped: dict[str, set[str]] = {}
         unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
                   if w.fetched is not None and w.fetched.sharded is not None}
-        if all(d.kept for w in platforms.values() for d in w.decisions.values()) and \
-                not any(unread.values()):
-            continue  # nothing filtered out: nothing can be missing because of it
-        from .closure import missing_names, unsatisfied
-        from .repodata import depends_of
-
-        selected: dict[str, list[str]] = {}
+        selected: dict[str, tuple[list[str], list[Any]]] = {}  # kept file names, records
+        filtered = False
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            chosen, kept_names, dropped_names = [], set(), set()
-            for fn, d in w.decisions.items():  # one pass; names lowered once each
-                if d.kept:
-                    chosen.append(fn)
-                    kept_names.add(records[fn].name)
-                else:
-                    dropped_names.add(records[fn].name)
-            selected[platform] = chosen
-            kept[platform] = {name.lower() for name in kept_names}
-            dropped[platform] = {name.lower() for name in dropped_names}
+            flags = list(map(_kept, w.decisions.values()))
+            views = _records_of(records, w.decisions)
+            names = list(map(_name, views))
+            selected[platform] = (list(compress(w.decisions, flags)),
+                                  list(compress(views, flags)))
+            filtered = filtered or len(selected[platform][0]) != len(flags)
+            # Names lowered once each (a name has many records).
+            kept[platform] = set(map(str.lower, set(compress(names, flags))))
+            dropped[platform] = set(map(str.lower, set(compress(names, map(not_, flags)))))
             dropped[platform].update(unread.get(platform, ()))
+        if not filtered and not any(unread.values()):
+            continue  # nothing filtered out: nothing can be missing because of it
+        from .closure import missing_names  # (not imported by a run with nothing to check)
+
         for platform, missing in missing_names(kept, dropped).items():
-            w, chosen, found = platforms[platform], selected[platform], {}
+            w, (chosen, views), found = platforms[platform], selected[platform], {}
+            seen: set[str] = set()  # the depends entries looked at, in any chunk
+            bad: dict[str, str] = {}  # those naming a missing package -> that name
             for start in range(0, len(chosen), DEPENDS_CHUNK):  # a chunk's strings at a time
-                found.update(unsatisfied(
-                    depends_of(w.upstream, chosen[start:start + DEPENDS_CHUNK]), missing))
+                end = start + DEPENDS_CHUNK
+                found.update(_unsatisfied_chunk(w, chosen[start:end], views[start:end],
+                                                missing, seen, bad))
             w.report.unsatisfied = found
+
+
+@cache
+def _lists_decoder():
+    """The decoder of a chunk's depends (msgspec is imported by a run that checks)."""
+    import msgspec
+
+    return msgspec.json.Decoder(list[list[str]])
+
+
+def _records_of(records: dict[str, Any], decisions: dict[str, Any]) -> list[Any]:
+    """The records `decisions` decides, in its order (in one pass over `records` when
+    both have the same keys in the same order, as `filter.select` makes them)."""
+    if len(records) == len(decisions) and list(records) == list(decisions):
+        return list(records.values())
+    return list(map(records.__getitem__, decisions))
+
+
+def _unsatisfied_chunk(w: Work, chunk: list[str], views: list[Any], missing: set[str],
+                       seen: set[str], bad: dict[str, str]) -> dict[str, list[str]]:
+    """`closure.unsatisfied` for the records `chunk` of `w` (`views`, their records), the
+    same findings in the same order: file name -> the sorted names in `missing` that
+    record depends on. `seen` and `bad` carry what earlier chunks found about entries."""
+    import msgspec
+
+    from .closure import dependency_name, unsatisfied
+    from .repodata import depends_of
+
+    try:  # joining the raw slices and decoding them in one call stays in C
+        lists = _lists_decoder().decode(b"[" + b",".join(list(map(_depends, views))) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):  # not all lists of strings
+        return unsatisfied(depends_of(w.upstream, chunk), missing)
+    new = set().union(*lists) - seen
+    seen |= new
+    for entry in new:
+        if (name := dependency_name(entry)) in missing:
+            bad[entry] = name
+    if not bad:
+        return {}
+    clear = list(map(bad.keys().isdisjoint, lists))
+    return {fn: sorted({bad[e] for e in d if e in bad})
+            for fn, d in zip(compress(chunk, map(not_, clear)),
+                             compress(lists, map(not_, clear)), strict=True)}
