@@ -1,7 +1,8 @@
 """Shared pieces of the benchmark scripts: the measuring protocol (`alternate`: one warm-up
 of each side, then N runs of every side in turn, each run a child process measured by
-os.wait4, into a fresh folder on a tmpfs), the statistics and their table, serving a folder
-on loopback with nginx when installed, and writing sections of docs/benchmarks.md.
+os.wait4 in a small launcher, into a fresh folder on a tmpfs), the statistics and their
+table, serving a folder on loopback with nginx when installed, and writing sections of
+docs/benchmarks.md.
 
 Benchmarks build their data under `bench-data/` (git-ignored) and reuse it between runs.
 """
@@ -85,18 +86,46 @@ class Sample:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+# Linux starts a child's peak RSS (ru_maxrss) at the peak of the process it was forked
+# from: a bench script that once held a 200 MB document would report 200 MB for every
+# `curl` it ran. So each measured command is forked by this small launcher, a fresh
+# interpreter without site (about 8 MB), which times the command from its fork to its
+# wait4 and writes wall, CPU (user + sys, descendants included), peak RSS (KiB) and wait
+# status to the file its first argument names.
+_LAUNCHER = """
+import os, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+with open(out, "w") as f:
+    f.write(f"{wall} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss} {status}")
+"""
+
+
 def measure(cmd: list[str], logs: Path, env: dict | None = None,
             cwd: Path | None = None) -> Sample:
-    """Run `cmd` as a child; its output goes to files in `logs` (read after the timing)."""
+    """Run `cmd` as a child of the launcher; its output goes to files in `logs` (read
+    after the timing)."""
     logs.mkdir(parents=True, exist_ok=True)
+    figures = logs / "figures"
+    figures.unlink(missing_ok=True)
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                  proc.returncode,
+        subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(figures), *cmd],
+                       env=env, cwd=cwd, stdout=out, stderr=err, check=False)
+    try:
+        wall, cpu, peak_kib, status = figures.read_text().split()
+    except (OSError, ValueError):
+        raise SystemExit(f"could not measure {cmd[0]}: the launcher wrote no figures "
+                         f"({(logs / 'stderr').read_text(errors='replace')[-300:]})") from None
+    returncode = os.waitstatus_to_exitcode(int(status))
+    return Sample(float(wall), float(cpu), int(peak_kib) / 1024, returncode,
                   (logs / "stdout").read_text(errors="replace"),
                   (logs / "stderr").read_text(errors="replace"))
 
