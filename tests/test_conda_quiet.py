@@ -169,6 +169,14 @@ def test_dry_run_and_explain_never_take_the_shortcut(mirror, synced):
     assert explain.code == 0 and "delta-1.0-0.conda" in explain.out
 
 
+# The dataclasses of our own modules a run has imported (an expression for `-c` code):
+# the records a no-op needs are plain slotted ones (cas_index/plain.py).
+DATACLASSES_OF_OURS = (
+    "[f'{m}.{n}' for m in list(sys.modules) if m.startswith(('cas_mirror', 'cas_index')) "
+    "for n, o in vars(sys.modules[m]).items() if isinstance(o, type) and o.__module__ == m "
+    "and __import__('dataclasses').is_dataclass(o)]")
+
+
 def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     """Start-up is most of a no-op's cost: a run with nothing to do imports neither PyYAML
     (its configuration file was parsed before: config/parsed.py), nor ssl (the CA bundle's
@@ -176,7 +184,8 @@ def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     selection (wishes.py, solve.py: the fingerprint covers what they read), nor click (the
     quick argument reader: args.py), nor what parses, filters, plans or publishes
     (msgspec, repodata, filter, plan, the shard reader, cas_index's writers), nor the
-    transfer machinery (nothing is downloaded)."""
+    transfer machinery (nothing is downloaded), nor concurrent.futures or the object
+    storage code; and none of our dataclasses (pycurl imports `dataclasses` itself)."""
     import subprocess
     import sys
 
@@ -186,16 +195,19 @@ def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     assert mirror.sync().code == 0
     seen = tmp_path / "modules.json"
     code = ("import json, sys\nfrom cas_mirror.cli import main\ncode = main(['--json'])\n"
-            f"open({str(seen)!r}, 'w').write(json.dumps([code, sorted(sys.modules)]))\n")
+            f"open({str(seen)!r}, 'w').write(json.dumps([code, sorted(sys.modules), "
+            f"{DATACLASSES_OF_OURS}]))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert all(p["upstream_changed"] is False for p in json.loads(done.stdout)["platforms"])
-    status, modules = json.loads(seen.read_text())
+    status, modules, dataclasses = json.loads(seen.read_text())
     assert status == 0
+    assert dataclasses == [], dataclasses  # each compiles its methods at import
     unused = {"yaml", "ssl", "cas_mirror.conda.explain", "cas_mirror.conda.wishes",
               "cas_mirror.conda.solve", "cas_mirror.lockfiles", "click", "msgspec",
               "cas_mirror.conda.repodata", "cas_mirror.conda.filter", "cas_mirror.conda.plan",
               "cas_mirror.conda.upstream_shards", "cas_index.shards", "cas_index.repodata",
-              "cas_mirror.net.multi", "cas_mirror.net.transfer", "shutil", "random"}
+              "cas_mirror.net.multi", "cas_mirror.net.transfer", "shutil", "random",
+              "concurrent.futures", "cas_mirror.storage.base", "cas_mirror.storage.settings"}
     assert unused.isdisjoint(modules), sorted(unused & set(modules))

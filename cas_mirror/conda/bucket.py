@@ -34,7 +34,6 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +222,7 @@ class BucketTarget:
             try:
                 info = self.storage.put_file(self._key(path), path)
             except StorageError as exc:
-                return replace(result, ok=False, error=str(exc), cause="upload failed")
+                return result._replace(ok=False, error=str(exc), cause="upload failed")
             finally:
                 path.unlink(missing_ok=True)
             inventory = self._inventories[path.parent][1]

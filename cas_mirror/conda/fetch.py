@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from cas_index.layout import SHARD_INDEX
+from cas_index.plain import Frozen, Plain
 
 from ..config import KNOWN_PLATFORMS
 from ..errors import ConfigError
@@ -40,11 +40,13 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ChannelSource:
-    name: str  # as configured
-    url: str  # upstream base URL, no trailing slash
-    path: str  # folder under mirror_dir
+class ChannelSource(Frozen):
+    _fields = ("name", "url", "path")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        name: str  # as configured
+        url: str  # upstream base URL, no trailing slash
+        path: str  # folder under mirror_dir
 
     def local_dir(self, mirror_dir: str | Path) -> Path:
         return Path(mirror_dir) / self.path
@@ -68,20 +70,23 @@ class NotOffered(Exception):
     """Upstream has no repodata for this platform (every variant answered 404)."""
 
 
-@dataclass
-class Fetched:
+class Fetched(Plain):
     """One platform's upstream metadata. An unchanged upstream's cached copy is
     decompressed only when `document` is first read: a run that finds nothing to do
     (quiet.py) never pays for it."""
 
-    _document: bytes | None  # decompressed upstream JSON (None: still in `_packed`)
-    changed: bool  # False: upstream answered 304 and the cached copy is used
-    state: PlatformState  # what to remember once the platform is published
-    sharded: Any = None  # upstream_shards.ShardedUpstream when read from shards
-    _packed: bytes | None = None  # the cached zstd copy `document` comes from
-    # Read from shards, and only the shard index so far (`fetch_index`'s answer, kept for
-    # `read_sharded`): quiet.py found nothing to do before any shard was read.
-    index_only: Any = None
+    _fields = ("_document", "changed", "state", "sharded", "_packed", "index_only")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"sharded": None, "_packed": None, "index_only": None}
+    if TYPE_CHECKING:
+        _document: bytes | None  # decompressed upstream JSON (None: still in `_packed`)
+        changed: bool  # False: upstream answered 304 and the cached copy is used
+        state: PlatformState  # what to remember once the platform is published
+        sharded: Any  # upstream_shards.ShardedUpstream when read from shards
+        _packed: bytes | None  # the cached zstd copy `document` comes from
+        # Read from shards, and only the shard index so far (`fetch_index`'s answer, kept
+        # for `read_sharded`): quiet.py found nothing to do before any shard was read.
+        index_only: Any
 
     @property
     def document(self) -> bytes:

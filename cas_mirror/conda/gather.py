@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -130,17 +129,16 @@ def _gather(config: Config, sources: list[ChannelSource], spec: Callable[[], Fil
     for w in work:
         w.target = target
     wishes = _Wishes(config, spec, sources)
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(work)))) as pool:
-        list(pool.map(lambda w: _prepare(w, downloader, spec, config, writable,
-                                         wishes.names_of(w), quiet_digest), work))
-        list(pool.map(lambda w: _read(w, downloader, spec, config, writable,
-                                      wishes.names_of(w)), _demote(work)))
-        busy = [w for w in work if w.quiet is None]
-        if busy:
-            from .wishes import complete
-            complete(busy, wishes.get(), lambda w, names: _read_more(w, names, downloader,
-                                                                     spec, config, writable))
-        list(pool.map(lambda w: _plan(w, config, verify), busy))
+    in_threads(lambda w: _prepare(w, downloader, spec, config, writable, wishes.names_of(w),
+                                  quiet_digest), work)
+    in_threads(lambda w: _read(w, downloader, spec, config, writable, wishes.names_of(w)),
+               _demote(work))
+    busy = [w for w in work if w.quiet is None]
+    if busy:
+        from .wishes import complete
+        complete(busy, wishes.get(), lambda w, names: _read_more(w, names, downloader,
+                                                                 spec, config, writable))
+    in_threads(lambda w: _plan(w, config, verify), busy)
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
     for w in work:
@@ -149,6 +147,41 @@ def _gather(config: Config, sources: list[ChannelSource], spec: Callable[[], Fil
     output.end_failures()
     check_dependencies(work)
     return work
+
+
+_END = object()
+
+
+def in_threads(task: Callable[[Work], None], work: list[Work], workers: int = 4) -> None:
+    """`task(w)` for every platform, in up to `workers` threads (mostly waiting on the
+    network), all finished on return; an exception a task raised (a bug: platform errors
+    stay in their reports) is raised here after the others finished. Plain threads, not
+    concurrent.futures: a no-op run should not import an executor for four requests."""
+    if len(work) <= 1:
+        for w in work:
+            task(w)
+        return
+    items, lock, raised = iter(work), threading.Lock(), []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                w = next(items, _END)
+            if w is _END:
+                return
+            try:
+                task(w)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                raised.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"gather-{i}")
+               for i in range(min(workers, len(work)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if raised:
+        raise raised[0]
 
 
 class _Wishes:

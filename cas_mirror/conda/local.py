@@ -10,7 +10,6 @@ before anything is downloaded for it.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,8 @@ def bad_hashes(folder: Path, records: dict[str, Any], present: dict[str, int],
         if not expected:
             return False
         return file_digest(folder / fn, algorithm) != expected.lower()
+
+    from concurrent.futures import ThreadPoolExecutor  # only when there is hashing to do
 
     candidates = [fn for fn in records if fn in present]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -25,11 +25,11 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cas_index.atomic import write_atomic
+from cas_index.plain import Plain
 
 from .. import __version__
 from .state import PlatformState
@@ -38,19 +38,25 @@ QUIET_FILE = "quiet.json"
 _VERSION = 1
 
 
-@dataclass
-class Recorded:
+class Recorded(Plain):
     """What the last complete run of a platform left, and the counts it reported."""
 
-    fingerprint: str
-    selected: int = 0
-    dropped: int = 0
-    up_to_date: int = 0
-    unsatisfied: dict[str, list[str]] = field(default_factory=dict)
-    shards: dict | None = None
-    # epoch seconds when an unnamed shard's grace period ends: a run after that publishes
-    # again (to delete it) instead of being quiet
-    due: float | None = None
+    _fields = ("fingerprint", "selected", "dropped", "up_to_date", "unsatisfied", "shards",
+               "due")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"selected": 0, "dropped": 0, "up_to_date": 0,
+                                 "unsatisfied": dict, "shards": None, "due": None}
+    _factories: ClassVar[frozenset] = frozenset({"unsatisfied"})
+    if TYPE_CHECKING:
+        fingerprint: str
+        selected: int
+        dropped: int
+        up_to_date: int
+        unsatisfied: dict[str, list[str]]
+        shards: dict | None
+        # epoch seconds when an unnamed shard's grace period ends: a run after that
+        # publishes again (to delete it) instead of being quiet
+        due: float | None
 
     def still_quiet(self, now: float) -> bool:
         return self.due is None or now < self.due
@@ -91,7 +97,7 @@ def fingerprint(digest: str, state: PlatformState, folder: Path) -> str | None:
         here, published = os.stat(folder), os.stat(folder / "repodata.json")
     except OSError:
         return None
-    parts = [_VERSION, digest, asdict(state),
+    parts = [_VERSION, digest, state._asdict(),
              [here.st_ino, here.st_mtime_ns],
              [published.st_ino, published.st_mtime_ns, published.st_size]]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -101,7 +107,7 @@ def recorded(state_folder: Path) -> Recorded | None:
     """What the last complete run recorded, or None."""
     try:
         data = json.loads((state_folder / QUIET_FILE).read_bytes())
-        return Recorded(**{k: data[k] for k in Recorded.__dataclass_fields__ if k in data})
+        return Recorded(**{k: data[k] for k in Recorded._fields if k in data})
     except (OSError, ValueError, TypeError):
         return None
 
@@ -117,7 +123,7 @@ def record(state_folder: Path, digest: str, state: PlatformState, folder: Path,
                      report.up_to_date + report.downloaded, report.unsatisfied,
                      _settled(report.shards), due)
     state_folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(state_folder / QUIET_FILE, json.dumps(asdict(entry)).encode(), fsync=False)
+    write_atomic(state_folder / QUIET_FILE, json.dumps(entry._asdict()).encode(), fsync=False)
 
 
 def _settled(shards: dict | None) -> dict | None:

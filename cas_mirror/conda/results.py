@@ -4,9 +4,10 @@ by monitoring through `--json`); no behaviour beyond the exit status they imply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
+
+from cas_index.plain import Plain
 
 from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL
 
@@ -16,54 +17,78 @@ class PlannedFile(NamedTuple):  # a tuple: a dry run of a big platform makes 300
     size: int | None  # None: upstream did not say
 
 
-@dataclass
-class PlatformReport:
-    channel: str
-    platform: str
-    selected: int = 0
-    dropped: int = 0
-    downloaded: int = 0
-    bytes: int = 0
-    deleted: int = 0
-    to_download: int = 0
-    to_download_bytes: int = 0
-    up_to_date: int = 0
-    to_delete: int = 0
-    to_delete_bytes: int = 0
-    planned_download: list[PlannedFile] = field(default_factory=list)
-    planned_delete: list[PlannedFile] = field(default_factory=list)  # stale .part files too
-    # --verify: file -> what was done about its wrong hash ("re-downloaded", ...)
-    verified_bad: dict[str, str] = field(default_factory=dict)
-    # kept file -> dependency names no kept record of the platform (or noarch) provides
-    unsatisfied: dict[str, list[str]] = field(default_factory=dict)
-    # dependencies the closure could not meet, environments that did not solve
-    # (depends.Blocked: platform, needed_by, spec, why, count)
-    blocked: list = field(default_factory=list)
-    # set for a platform folder that is no longer configured: "removed", "kept", or what a
-    # dry run would do ("would be removed")
-    unconfigured: str | None = None
-    shards: dict | None = None  # what publishing the shards did (written, kept, ...)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (file or URL, why)
-    seconds: float = 0.0
-    upstream_changed: bool = True
-    error: str | None = None  # the platform as a whole could not be synced
+class PlatformReport(Plain):
+    _fields = ("channel", "platform", "selected", "dropped", "downloaded", "bytes", "deleted",
+               "to_download", "to_download_bytes", "up_to_date", "to_delete",
+               "to_delete_bytes", "planned_download", "planned_delete", "verified_bad",
+               "unsatisfied", "blocked", "unconfigured", "shards", "failed", "seconds",
+               "upstream_changed", "error")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {
+        "selected": 0, "dropped": 0, "downloaded": 0, "bytes": 0, "deleted": 0,
+        "to_download": 0, "to_download_bytes": 0, "up_to_date": 0, "to_delete": 0,
+        "to_delete_bytes": 0, "planned_download": list, "planned_delete": list,
+        "verified_bad": dict, "unsatisfied": dict, "blocked": list, "unconfigured": None,
+        "shards": None, "failed": list, "seconds": 0.0, "upstream_changed": True,
+        "error": None}
+    _factories: ClassVar[frozenset] = frozenset({
+        "planned_download", "planned_delete", "verified_bad", "unsatisfied", "blocked",
+        "failed"})
+    if TYPE_CHECKING:
+        channel: str
+        platform: str
+        selected: int
+        dropped: int
+        downloaded: int
+        bytes: int
+        deleted: int
+        to_download: int
+        to_download_bytes: int
+        up_to_date: int
+        to_delete: int
+        to_delete_bytes: int
+        planned_download: list[PlannedFile]
+        planned_delete: list[PlannedFile]  # stale .part files too
+        # --verify: file -> what was done about its wrong hash ("re-downloaded", ...)
+        verified_bad: dict[str, str]
+        # kept file -> dependency names no kept record of the platform (or noarch) provides
+        unsatisfied: dict[str, list[str]]
+        # dependencies the closure could not meet, environments that did not solve
+        # (depends.Blocked: platform, needed_by, spec, why, count)
+        blocked: list
+        # set for a platform folder that is no longer configured: "removed", "kept", or
+        # what a dry run would do ("would be removed")
+        unconfigured: str | None
+        shards: dict | None  # what publishing the shards did (written, kept, ...)
+        failed: list[tuple[str, str]]  # (file or URL, why)
+        seconds: float
+        upstream_changed: bool
+        error: str | None  # the platform as a whole could not be synced
 
     @property
     def ok(self) -> bool:
         return self.error is None and not self.failed
 
 
-@dataclass
-class SyncReport:
-    platforms: list[PlatformReport] = field(default_factory=list)
-    seconds: float = 0.0
-    dry_run: bool = False
-    stopped: str | None = None  # why the run stopped early (disk space)
-    diff_file: Path | None = None
-    changed_files: list[Path] = field(default_factory=list)
-    mirror_dir: str = ""
-    mirror_dir_status: str = ""  # "exists, writable" / "does not exist; will be created"
-    warnings: list[str] = field(default_factory=list)  # run-wide, printed once
+class SyncReport(Plain):
+    _fields = ("platforms", "seconds", "dry_run", "stopped", "diff_file", "changed_files",
+               "mirror_dir", "mirror_dir_status", "warnings")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {
+        "platforms": list, "seconds": 0.0, "dry_run": False, "stopped": None,
+        "diff_file": None, "changed_files": list, "mirror_dir": "", "mirror_dir_status": "",
+        "warnings": list}
+    _factories: ClassVar[frozenset] = frozenset({"platforms", "changed_files", "warnings"})
+    if TYPE_CHECKING:
+        platforms: list[PlatformReport]
+        seconds: float
+        dry_run: bool
+        stopped: str | None  # why the run stopped early (disk space)
+        diff_file: Path | None
+        changed_files: list[Path]
+        mirror_dir: str
+        mirror_dir_status: str  # "exists, writable" / "does not exist; will be created"
+        warnings: list[str]  # run-wide, printed once
 
     @property
     def exit_code(self) -> int:

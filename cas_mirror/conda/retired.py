@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from cas_index.layout import SHARD_INDEX, SHARDS_DIR
+from cas_index.plain import Frozen
 
 from ..config import Config
 from ..net import part_path
@@ -28,15 +28,19 @@ from .fetch import ChannelSource, valid_subdirs
 from .local import scan_folder
 from .state import state_dir
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
 REPODATA_FILES = ("repodata.json", "repodata.json.zst", "repodata.json.bz2", SHARD_INDEX)
 
 
-@dataclass(frozen=True)
-class Retired:
-    source: ChannelSource
-    platform: str
-    folder: Path
-    state_folder: Path
+class Retired(Frozen):
+    _fields = ("source", "platform", "folder", "state_folder")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        source: ChannelSource
+        platform: str
+        folder: Path
+        state_folder: Path
 
 
 def find_retired(mirror_dir: Path, source: ChannelSource, active: set[str]) -> list[Retired]:

@@ -16,24 +16,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cas_index.atomic import write_atomic
+from cas_index.plain import Plain
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 STATE_ROOT = ".cas-sync"
 
 
-@dataclass
-class PlatformState:
-    url: str | None = None  # the repodata variant that answered
-    etag: str | None = None
-    last_modified: str | None = None
-    cache_sha256: str | None = None  # of the cached upstream document (.zst bytes)
-    shard_index_sha256: str | None = None  # of the cached upstream shard index
-    # run_exports.py: sha256 of the cached upstream run_exports.json, "absent", or None
-    # (not looked for yet)
-    run_exports: str | None = None
+class PlatformState(Plain):
+    _fields = ("url", "etag", "last_modified", "cache_sha256", "shard_index_sha256",
+               "run_exports")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = dict.fromkeys(_fields)
+    if TYPE_CHECKING:
+        url: str | None  # the repodata variant that answered
+        etag: str | None
+        last_modified: str | None
+        cache_sha256: str | None  # of the cached upstream document (.zst bytes)
+        shard_index_sha256: str | None  # of the cached upstream shard index
+        # run_exports.py: sha256 of the cached upstream run_exports.json, "absent", or
+        # None (not looked for yet)
+        run_exports: str | None
 
     def validators(self) -> dict[str, str]:
         """The conditional-request headers that revalidate what this state remembers."""
@@ -57,7 +65,7 @@ def state_dir(mirror_dir: str | Path, channel_path: str, platform: str) -> Path:
 def load_state(folder: Path) -> PlatformState:
     try:
         data = json.loads((folder / "state.json").read_text())
-        return PlatformState(**{k: data.get(k) for k in PlatformState.__dataclass_fields__})
+        return PlatformState(**{k: data.get(k) for k in PlatformState._fields})
     except (OSError, ValueError, TypeError):
         return PlatformState()  # no state, or unreadable: start afresh
 
@@ -115,4 +123,4 @@ def save_state(folder: Path, state: PlatformState, document: bytes | None,
         state.shard_index_sha256 = hashlib.sha256(shard_index).hexdigest()
         state.cache_sha256 = None
         (folder / UPSTREAM_DOCUMENT).unlink(missing_ok=True)
-    write_atomic(folder / "state.json", json.dumps(asdict(state), indent=1).encode())
+    write_atomic(folder / "state.json", json.dumps(state._asdict(), indent=1).encode())

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cas_index.atomic import write_if_changed
 
 from ..paths import bucket_work_dir
-from ..storage import is_bucket_url
+from ..storage.urls import is_bucket_url
 from .local import LocalFolder, bad_hashes, scan_folder
 
 if TYPE_CHECKING:

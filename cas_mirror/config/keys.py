@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cas_index.plain import Frozen
 
 from ..errors import CasError, did_you_mean, parse_items
 from .checks import (
@@ -201,13 +202,17 @@ def check_lockfiles(value: Any, base: Path) -> list[str]:
 # --------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class Setting:
-    default: Any
-    check: Callable[[Any, Path], Any]
-    # A section (the `pypi:` mapping) merges key by key across layers; `sub` holds its keys.
-    section: bool = False
-    sub: dict[str, Setting] | None = None
+class Setting(Frozen):
+    _fields = ("default", "check", "section", "sub")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"section": False, "sub": None}
+    if TYPE_CHECKING:
+        default: Any
+        check: Callable[[Any, Path], Any]
+        # A section (the `pypi:` mapping) merges key by key across layers; `sub` holds
+        # its keys.
+        section: bool
+        sub: dict[str, Setting] | None
 
 
 def _check_pypi_target(value: Any, base: Path) -> str | None:

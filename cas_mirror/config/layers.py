@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cas_index.plain import Frozen, Plain
 
 from ..errors import ConfigError, did_you_mean
 from .checks import BadValue
@@ -29,24 +30,30 @@ DEFAULT = "default"
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True)
-class ConfigFile:
-    role: str  # "system", "user" or "--config"
-    path: Path
-    status: str  # "read" or "absent"
+class ConfigFile(Frozen):
+    _fields = ("role", "path", "status")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        role: str  # "system", "user" or "--config"
+        path: Path
+        status: str  # "read" or "absent"
 
 
-@dataclass
-class Config:
+class Config(Plain):
     """The effective configuration: values, where each came from, and the files consulted."""
 
-    values: dict[str, Any]
-    origins: dict[str, str]  # key (or "pypi.<key>") -> where its value came from
-    files: list[ConfigFile] = field(default_factory=list)
-    # key (or "pypi.<key>") -> "FILE, line N" or "command line: --flag", for error messages
-    locations: dict[str, str] = field(default_factory=dict)
-    # what a --bandersnatch-config file set that has no key of its own (said by --show)
-    notes: list[str] = field(default_factory=list)
+    _fields = ("values", "origins", "files", "locations", "notes")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"files": list, "locations": dict, "notes": list}
+    _factories: ClassVar[frozenset] = frozenset(_defaults)
+    if TYPE_CHECKING:
+        values: dict[str, Any]
+        origins: dict[str, str]  # key (or "pypi.<key>") -> where its value came from
+        files: list[ConfigFile]
+        # key (or "pypi.<key>") -> "FILE, line N" or "command line: --flag", for messages
+        locations: dict[str, str]
+        # what a --bandersnatch-config file set that has no key of its own (said by --show)
+        notes: list[str]
 
     def where(self, key: str) -> str:
         """Where `key` was set, as error messages name it: "FILE, line N: key 'K'",

@@ -2,16 +2,18 @@
 
 Plain data shared by every other module of the package (and its users); no I/O here.
 `Retryable` and `Fatal` are the package's internal verdicts on one attempt. The immutable
-records are NamedTuples: a dataclass costs about 0.8 ms of start-up each (its methods are
-generated and compiled at import), which every short run pays.
+records are NamedTuples, the mutable ones plain slotted records (cas_index.plain): a
+dataclass costs about 0.8 ms of start-up each (its methods are generated and compiled at
+import), which every short run pays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
+
+from cas_index.plain import Plain
 
 from ..errors import CasError
 
@@ -45,26 +47,33 @@ class DownloadJob(NamedTuple):
     max_size: int | None = None
 
 
-@dataclass
-class DownloadResult:
-    job: DownloadJob
-    ok: bool
-    received: int = 0  # bytes received in this run (resumed bytes are not counted again)
-    attempts: int = 0
-    error: str | None = None  # the whole story, for people and --json (may name URLs)
-    # Why it failed, short and without URL or file name: the same text for every file that
-    # failed the same way ("cannot connect (connection refused)", "HTTP 404", "run stopped
-    # (no space left on device)"), so a report can group them; `host_conditions` finds the
-    # hosts where every file failed with one connection-level cause.
-    cause: str | None = None
+class DownloadResult(Plain):
+    _fields = ("job", "ok", "received", "attempts", "error", "cause")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"received": 0, "attempts": 0, "error": None, "cause": None}
+    if TYPE_CHECKING:
+        job: DownloadJob
+        ok: bool
+        received: int  # bytes received in this run (resumed bytes are not counted again)
+        attempts: int
+        error: str | None  # the whole story, for people and --json (may name URLs)
+        # Why it failed, short and without URL or file name: the same text for every file
+        # that failed the same way ("cannot connect (connection refused)", "HTTP 404",
+        # "run stopped (no space left on device)"), so a report can group them;
+        # `host_conditions` finds the hosts where every file failed with one
+        # connection-level cause.
+        cause: str | None
 
 
-@dataclass
-class HttpResponse:
-    url: str
-    status: int
-    headers: Mapping[str, str]
-    data: bytes = b""
+class HttpResponse(Plain):
+    _fields = ("url", "status", "headers", "data")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"data": b""}
+    if TYPE_CHECKING:
+        url: str
+        status: int
+        headers: Mapping[str, str]
+        data: bytes
 
 
 class HttpError(CasError):

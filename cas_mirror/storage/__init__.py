@@ -8,33 +8,47 @@ Modules: `base` (the interface, object info, errors), `urls` (``s3://bucket/pref
 
 from __future__ import annotations
 
-from .base import (
-    NEW,
-    Body,
-    Conflict,
-    Folder,
-    ObjectInfo,
-    Storage,
-    StorageAccessError,
-    StorageError,
-    join_key,
-)
-from .settings import S3Settings
-from .urls import BucketURL, is_bucket_url, parse_bucket_url
+# What each name is imported from, when first asked for (PEP 562): a run that only asks
+# whether a location is a bucket (every conda sync) imports urls.py alone.
+_FROM = {
+    "NEW": "base", "Body": "base", "Conflict": "base", "Folder": "base",
+    "ObjectInfo": "base", "Storage": "base", "StorageAccessError": "base",
+    "StorageError": "base", "join_key": "base",
+    "S3Settings": "settings",
+    "BucketURL": "urls", "is_bucket_url": "urls", "parse_bucket_url": "urls",
+}
 
-__all__ = [
-    "NEW", "Body", "BucketURL", "Conflict", "Folder", "ObjectInfo", "S3Settings", "Storage",
-    "StorageAccessError", "StorageError", "is_bucket_url", "join_key", "open_storage",
-    "parse_bucket_url",
-]
+__all__ = sorted([*_FROM, "open_storage"])
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from .base import Storage
+    from .settings import S3Settings
+
+
+def __getattr__(name: str):
+    if name not in _FROM:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM})
 
 
 def open_storage(location: str, settings: S3Settings | None = None,
                  where: str = "location") -> Storage:
     """The tree at `location`: an ``s3://bucket/prefix`` URL or a folder. `where` names
     the option or key it came from, for messages."""
+    from .urls import is_bucket_url, parse_bucket_url
+
     if is_bucket_url(location):
         from .s3 import S3Storage
+        from .settings import S3Settings
 
         return S3Storage(parse_bucket_url(location, where), settings or S3Settings())
     from .local import LocalStorage

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from cas_index.plain import Frozen
 
 from ..errors import ConfigError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 
 SCHEME = "s3://"
 
@@ -14,13 +16,15 @@ def is_bucket_url(location: str | object) -> bool:
     return isinstance(location, str) and location[:5].lower() == SCHEME
 
 
-@dataclass(frozen=True, slots=True)
-class BucketURL:
+class BucketURL(Frozen):
     """`s3://bucket/prefix`: the bucket name and the key prefix ('' or without slashes at
     either end)."""
 
-    bucket: str
-    prefix: str
+    _fields = ("bucket", "prefix")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        bucket: str
+        prefix: str
 
     def __str__(self) -> str:
         return f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
