@@ -163,10 +163,7 @@ def main() -> int:
          "moto's S3 server (in the benchmark's process, behind the tests' recording proxy); "
          f"`rclone copy` uploads the same files from a local folder with {TRANSFERS} "
          "transfers. moto handles one request at a time, slowly, and sets most of the "
-         "wall time of both; the machine is shared, so compare CPU time. The peak column "
-         "is not the tools' own: each child is forked from the benchmark process, whose "
-         "moto keeps every run's objects in memory, so it grows run by run. The no-op "
-         "re-sync sent "
+         "wall time of both, so compare CPU time. The no-op re-sync sent "
          f"{lists.max:.0f} LIST requests at most (counted by the proxy)."),
         report, note, crash_note(stats)]))
     print(section)
