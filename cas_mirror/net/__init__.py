@@ -31,6 +31,8 @@ their validators), transfer (one job, one attempt), multi (the CurlMulti loop), 
 `logging.getLogger(__name__)`.
 """
 
+from ..lazy import lazy_names
+
 # What each name is imported from, when first asked for (PEP 562): a run that only
 # fetches metadata does not import the transfer machinery (multi, processes, transfer).
 _FROM = {
@@ -45,17 +47,4 @@ _FROM = {
 }
 
 __all__ = sorted(_FROM)
-
-
-def __getattr__(name: str):
-    if name not in _FROM:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_FROM})
+__getattr__, __dir__ = lazy_names(__name__, _FROM, globals())

@@ -8,6 +8,8 @@ Modules: `base` (the interface, object info, errors), `urls` (``s3://bucket/pref
 
 from __future__ import annotations
 
+from ..lazy import lazy_names
+
 # What each name is imported from, when first asked for (PEP 562): a run that only asks
 # whether a location is a bucket (every conda sync) imports urls.py alone.
 _FROM = {
@@ -25,19 +27,7 @@ if TYPE_CHECKING:
     from .base import Storage
     from .settings import S3Settings
 
-
-def __getattr__(name: str):
-    if name not in _FROM:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_FROM})
+__getattr__, __dir__ = lazy_names(__name__, _FROM, globals())
 
 
 def open_storage(location: str, settings: S3Settings | None = None,
