@@ -27,27 +27,27 @@ class Plain:
     __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
 
     def __init__(self, *args: Any, **kwargs: Any):
-        names = self._fields
-        if len(args) > len(names):
+        names, given = self._fields, len(args)
+        if given > len(names):
             raise TypeError(f"{type(self).__name__}() takes at most {len(names)} arguments")
-        values = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key not in names:
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword "
-                                f"argument {key!r}")
-            if key in values:
-                raise TypeError(f"{type(self).__name__}() got multiple values for {key!r}")
-            values[key] = value
-        for name in names:
-            if name in values:
-                value = values[name]
+        put = object.__setattr__
+        for name, value in zip(names, args, strict=False):
+            put(self, name, value)
+        for name in names[given:]:
+            if name in kwargs:
+                value = kwargs.pop(name)
             elif name in self._factories:
                 value = self._defaults[name]()
             elif name in self._defaults:
                 value = self._defaults[name]
             else:
                 raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
-            object.__setattr__(self, name, value)
+            put(self, name, value)
+        for key in kwargs:  # what is left was not a field, or was given twice
+            if key in names:
+                raise TypeError(f"{type(self).__name__}() got multiple values for {key!r}")
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                            f"{key!r}")
 
     def _values(self) -> tuple:
         return tuple(getattr(self, name) for name in self._fields)
