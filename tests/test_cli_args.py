@@ -17,7 +17,7 @@ from cas_mirror.console import run_command
 from cas_mirror.options import OPTIONS, PYPI
 
 # One value per option that takes one (what a user would type).
-VALUES = {"explain": "alpha", "condarc": "http://127.0.0.1:8080", "pip_conf": "http://x",
+VALUES = {"explain": "alpha", "condarc": "http://127.0.0.1:8080", "pip_conf": "http://127.0.0.1:8080/x",
           "config": "/tmp/extra.yml", "mirror_config": "/tmp/m.yml",
           "bandersnatch_config": "/tmp/bs.conf", "mirror_dir": "/srv/mirror",
           "remote_url": "http://127.0.0.1:9/x", "channel": "conda-forge",
