@@ -1,4 +1,5 @@
-"""The cas-server command: where the root comes from, and one-line errors with exit 2."""
+"""The cas-server command: where the root comes from, one-line errors with exit 2, and
+stopping without leaving a worker behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from cas_mirror.server.cli import main
@@ -146,3 +148,55 @@ def test_warns_when_its_own_venv_is_inside_the_root(run_cli, tmp_path, monkeypat
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "elsewhere"))
     result = run_cli(main, ["--root", root, "--host", "127.0.0.1", "--port", str(free_port())])
     assert "warning" not in result.err
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_a_worker_that_does_not_stop_is_killed_and_no_worker_outlives_the_server(tmp_path):
+    """A stopped server leaves no worker behind: one that does not stop after SIGTERM (here
+    frozen with SIGSTOP; in the wild, one told to stop while still starting) is killed
+    after the grace period, and the server exits. Before, the server waited for it for
+    ever, and a supervisor that then killed the server left the worker holding the port."""
+    import os
+    import signal
+
+    from tests.support.cas_server import CasServer
+
+    (tmp_path / "root").mkdir()
+    server = CasServer(tmp_path / "root", tmp_path / "logs", "--quiet")
+    deadline = time.monotonic() + 30
+    while len(workers := _children(server.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGSTOP)
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        status = server.process.wait(timeout=60)  # a bound on a hang, not a speed test
+    except subprocess.TimeoutExpired:
+        status = None
+    finally:
+        for pid in (*workers, server.process.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+    assert status is not None, "cas-server did not exit after SIGTERM: it waits on the worker"
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    assert not any(map(_alive, workers))

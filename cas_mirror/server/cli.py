@@ -159,8 +159,15 @@ def check_address(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
 
 
+# How long a worker may take to stop after SIGTERM/Ctrl-C (finishing the responses in
+# flight) before the server kills it. Without a bound granian's master waits for ever on
+# a worker that does not stop (one told to stop while still starting, for instance), and
+# when the master is then killed by its supervisor the worker lives on, holding the port.
+STOP_GRACE_SECONDS = 10
+
+
 def serve(host: str, port: int, workers: int, tls: tuple[str, str] | None = None) -> None:
-    """Run granian until it is stopped (Ctrl-C, SIGTERM)."""
+    """Run granian until it is stopped (Ctrl-C, SIGTERM); no worker outlives it."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -175,6 +182,7 @@ def serve(host: str, port: int, workers: int, tls: tuple[str, str] | None = None
         websockets=False,
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
+        workers_kill_timeout=STOP_GRACE_SECONDS,
         **({"ssl_cert": Path(tls[0]), "ssl_key": Path(tls[1])} if tls else {}),
     )
     server.serve()
