@@ -251,15 +251,17 @@ def test_identical_depends_are_decoded_once_and_shared():
 
 
 def test_the_closure_index_groups_names_by_case_in_document_order():
-    from cas_mirror.conda.depends import _by_name
+    from cas_mirror.conda.depends import _Pool
+    from cas_mirror.conda.filter import KEPT
 
     recs = [record("Foo", version="1"), record("foo", version="2"), record("bar"),
             record("Foo", version="3")]
     upstream = parse_repodata(json.dumps({"packages.conda": {fn(r): r for r in recs}})
                               .encode(), "u", "linux-64")
-    index = _by_name(upstream.records)
-    assert [fn for fn, _ in index["foo"]] == ["Foo-1-0.conda", "foo-2-0.conda", "Foo-3-0.conda"]
-    assert [fn for fn, _ in index["bar"]] == ["bar-1.0-0.conda"]
+    pool = _Pool(upstream.records, dict.fromkeys(upstream.records, KEPT))
+    assert [pool.fns[at] for at in pool.groups["foo"]] == \
+        ["Foo-1-0.conda", "foo-2-0.conda", "Foo-3-0.conda"]
+    assert [pool.fns[at] for at in pool.groups["bar"]] == ["bar-1.0-0.conda"]
 
 
 def test_a_plain_section_decoded_whole_gives_the_records_the_record_by_record_path_gives():

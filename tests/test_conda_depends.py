@@ -205,15 +205,133 @@ RECORD_CASES = [("3.11.4", "h1_cp", 3), ("3.11.0", "h0_pypy", 0), ("3.12.1", "h2
 @pytest.mark.parametrize("text", SPEC_CASES)
 def test_the_closure_matches_records_exactly_as_rattler_does(text):
     """Our matcher (a rattler VersionSpec plus build and build-number tests, fast on
-    320,000 records) against rattler's own MatchSpec.matches on a PackageRecord."""
+    320,000 records) against rattler's own MatchSpec.matches on a PackageRecord, both the
+    one-record test and the selection over a name's records the closure uses."""
     import rattler
 
-    from cas_mirror.conda.depends import _matcher
+    from cas_mirror.conda.depends import _Pool
+    from cas_mirror.conda.filter import KEPT
+    from cas_mirror.conda.matchspec import matcher, parsed
 
     specs = [PkgSpec("py", v, build=b, build_number=n, subdir="linux-64")
              for v, b, n in RECORD_CASES]
     records = _records(specs)["linux-64"]
-    for s in specs:
-        theirs = rattler.MatchSpec(text).matches(rattler.PackageRecord(
-            "py", s.version, rattler.BuildString(s.build), s.build_number, "linux-64"))
-        assert _matcher(text)(records[s.filename]) == theirs, (text, s.filename)
+    theirs = [rattler.MatchSpec(text).matches(rattler.PackageRecord(
+        "py", s.version, rattler.BuildString(s.build), s.build_number, "linux-64"))
+        for s in specs]
+    assert [matcher(text)(records[s.filename]) for s in specs] == theirs, text
+    pool = _Pool(records, dict.fromkeys(records, KEPT))
+    chosen = pool.selected(parsed(text), pool.groups["py"])
+    assert [pool.fns[at] for at in chosen] == \
+        [s.filename for s, hit in zip(specs, theirs, strict=True) if hit], text
+
+
+# ------------------------------------------------- the closure against a plain oracle
+
+def _oracle(channel, spec, starts):
+    """The closure as the module docstring states it, record by record: rounds of the
+    records pulled, each round a platform at a time (in the order the platform first
+    appears in it), each record's entries in order; the first record to ask for an entry
+    meets it (pulling every matching record only a bare `*` dropped) or is named as the
+    one it is blocked for, and every record asking for a blocked entry is counted."""
+    from cas_mirror.conda.depends import (
+        DEPENDENCY,
+        Blocked,
+        blocked_by,
+        depends_list,
+        is_catch_all,
+    )
+    from cas_mirror.conda.filter import Decision
+    from cas_mirror.conda.matchspec import matcher
+
+    strict = bool(spec.license_blacklist) or any(not is_catch_all(e) for e in spec.blacklist)
+    state = {p: dict(d) for p, (_, d) in channel.items()}
+    seen = {p: set() for p in channel}
+    blocked, pulled = {}, {p: set() for p in channel}
+    round_ = [(p, fn) for p in sorted(starts) for fn in starts[p]]
+    while round_:
+        order = list(dict.fromkeys(p for p, _ in round_))
+        this = [(p, fn) for q in order for p, fn in round_ if p == q]
+        round_ = []
+        for platform, fn in this:
+            record = channel[platform][0][fn]
+            for text in dict.fromkeys(depends_list(record)):
+                if (platform, text) in blocked:
+                    b = blocked[(platform, text)]
+                    blocked[(platform, text)] = Blocked(b.platform, b.needed_by, b.spec,
+                                                        b.why, b.count + 1)
+                if text in seen[platform]:
+                    continue
+                seen[platform].add(text)
+                name = text.split()[0].lower()
+                test = matcher(text)
+                if name.startswith("__") or test is None:
+                    continue
+                met = offered = False
+                why = decision = None
+                pools = sorted(channel) if platform == "noarch" else (platform, "noarch")
+                for pool in [p for p in pools if p in channel]:
+                    for cfn, r in channel[pool][0].items():
+                        if str(r.name).lower() != name:
+                            continue
+                        offered = True
+                        if not test(r):
+                            continue
+                        d = state[pool][cfn]
+                        if d.kept:
+                            met = True
+                            continue
+                        if d.step not in ("blacklist", "license_blacklist"):
+                            continue
+                        if strict and (reason := blocked_by(r, d, spec)):
+                            why = why or reason
+                            continue
+                        decision = decision or Decision(
+                            True, DEPENDENCY, f"pulled by {record.name} {record.version}: {text}")
+                        state[pool][cfn] = decision
+                        pulled[pool].add(cfn)
+                        round_.append((pool, cfn))
+                        met = True
+                if offered and not met:
+                    blocked[(platform, text)] = Blocked(
+                        platform, fn, text, why or "no upstream record matches it")
+    return ({p: {fn: state[p][fn] for fn in fns} for p, fns in pulled.items() if fns},
+            sorted(blocked.values(), key=lambda b: (b.platform, b.needed_by, b.spec)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_closure_gives_what_a_record_by_record_walk_gives(seed):
+    """Random channels (a platform and noarch, names differing in case, shared and
+    duplicated depends lists, specs on versions, builds and build numbers, entries a
+    blacklist or license_blacklist blocks, names nobody offers): the grouped walk adds
+    the same records with the same reasons and reports the same blocked entries, with the
+    same first asker and count, as the plain oracle above."""
+    import random
+
+    rng = random.Random(seed)
+    names = [f"p{i}" for i in range(12)] + ["Mixed", "mixed"]
+    lists = [[f"{rng.choice(names)}{rng.choice(['', ' >=1', ' <2', ' 1.*', ' * b1', ' >=0 *_2'])}"
+              for _ in range(rng.randint(0, 3))] + rng.choice([[], ["__glibc >=2"], ["absent"]])
+             for _ in range(10)]
+    lists.append(["p1", "p1"])  # listed twice
+    specs = []
+    for i in range(80):
+        name = rng.choice(names)
+        specs.append(PkgSpec(name, f"{rng.randint(0, 3)}.{i}", build=f"b{i % 3}",
+                             build_number=i % 4, subdir=rng.choice(["linux-64", "noarch"]),
+                             depends=rng.choice(lists),
+                             license=rng.choice(["MIT", "GPL-3.0-only"])))
+    records = _records(specs)
+    for blacklist, licenses in ((["*"], []), (["*", "p3", "p4 >=2"], ["GPL"])):
+        spec = FilterSpec.from_config(None, licenses, blacklist, ["p0", "mixed"])
+        channel = {p: (r, select(r, p, spec)) for p, r in records.items()}
+        starts = {p: [fn for fn, d in decisions.items() if d.kept]
+                  for p, (_, decisions) in channel.items()}
+        result = close(channel, spec, starts)
+        pulled, blocked = _oracle(channel, spec, starts)
+        assert {p: {fn: result.decisions[p][fn] for fn in fns}
+                for p, fns in result.pulled.items()} == pulled, (seed, blacklist)
+        assert result.blocked == blocked, (seed, blacklist)
+        for p, fns in result.pulled.items():  # the rest of the decisions are as they were
+            assert {fn: d for fn, d in result.decisions[p].items() if fn not in fns} == \
+                {fn: d for fn, d in channel[p][1].items() if fn not in fns}

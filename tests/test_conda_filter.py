@@ -169,6 +169,22 @@ def test_many_records_are_filtered_per_name():
     assert dropped == expected
 
 
+@pytest.mark.parametrize(("blacklist", "reasons"), [
+    (["nump*", "numpy"], ["matches 'nump*'", "matches 'nump*'"]),
+    (["numpy", "nump*"], ["matches 'numpy'", "matches 'numpy'"]),
+    (["numpy >=2", "nump*"], ["matches 'nump*'", "matches 'numpy >=2'"]),
+    (["*", "numpy >=2"], ["matches '*'", "matches '*'"]),
+    (["numpy >=2", "*", "numpy"], ["matches '*'", "matches 'numpy >=2'"]),
+])
+def test_the_first_matching_entry_in_configured_order_decides(blacklist, reasons):
+    """Entries naming one package are found by look-up, globs are tried: either way the
+    entry a record is dropped by (and its reason) is the first that matches it, in the
+    order the configuration lists them."""
+    records = {"numpy-1.0-0.conda": rec("numpy", "1.0"), "numpy-2.1-0.conda": rec("numpy", "2.1")}
+    decisions = select(records, "noarch", spec(blacklist=blacklist))
+    assert [d.reason for d in decisions.values()] == reasons
+
+
 # ------------------------------------------------------- names a sharded upstream must read
 
 NAMED_RECORDS = {

@@ -8,9 +8,9 @@ that cannot be met out. The caller applies them.
 - Roots: with `include_dependencies: true` at the top level, every kept record; else the
   records kept by whitelist mappings that say `include_dependencies: true`. Pulled
   records are followed in turn (transitively).
-- Each `depends` entry is a MatchSpec and means what it means to rattler (name, version
-  and build, build number, hashes); `constrains` is not read; virtual packages
-  (`__glibc`, `__osx`, ...) come from the client's system and are skipped.
+- Each `depends` entry is a MatchSpec and means what it means to rattler (matchspec.py);
+  `constrains` is not read; virtual packages (`__glibc`, `__osx`, ...) come from the
+  client's system and are skipped.
 - A platform's record is satisfied from that platform and `noarch`; a `noarch` record
   from `noarch` and every mirrored platform of the channel (it installs on all of them).
 - Every record that matches the spec is added (all builds the solver may choose), as
@@ -20,32 +20,40 @@ that cannot be met out. The caller applies them.
   reported with the entry that blocked it (a name upstream does not offer at all is
   upstream's business, as in closure.py).
 
-The work is per distinct (pool, spec) pair, not per record: 300,000 records that share
-a few thousand dependency strings cost a few thousand matches.
+The work is per distinct `depends` list and per distinct (platform, entry), not per
+record: a round of 300,000 pulled records is grouped by the bytes of their `depends` in
+C-level passes, each distinct list is decoded once, and each entry is matched against
+its name's records once (matchspec.selection), its pulls applied in bulk. The records
+are taken in the order the rounds reach them, so "pulled by" names the first record (in
+that order) that asked, as it would record by record.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
-from functools import lru_cache
+from itertools import compress, count, repeat
+from operator import attrgetter, gt
 from typing import Any
 
 import msgspec
 
 from .closure import NOARCH, dependency_name
-from .entries import Entry, _parse_version
+from .entries import Entry
 from .filter import BLACKLIST, LICENSE, Decision, FilterSpec, license_match
+from .matchspec import Spec, parsed
 
 DEPENDENCY = "dependency"
 log = logging.getLogger(__name__)
 _DEPENDS = msgspec.json.Decoder(list[Any])
 _DEPENDS_BATCH = msgspec.json.Decoder(list[list[str]])
-_ANSWERS: dict[str, dict[Any, bool]] = {}
-DECODE_CHUNK = 20_000  # version spec -> record version -> matches
+_NAME, _VERSION = attrgetter("name"), attrgetter("version")
+_DEPENDS_OF = attrgetter("depends")
+_KEPT, _STEP = attrgetter("kept"), attrgetter("step")
+_DROPPABLE = frozenset((BLACKLIST, LICENSE))  # the steps whose drops the closure may undo
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,11 @@ class Blocked:
 
 @dataclass
 class Closure:
-    pulled: dict[str, dict[str, Decision]] = field(default_factory=dict)  # platform -> fn ->
+    # platform -> the file names the closure adds, in the document's order
+    pulled: dict[str, list[str]] = field(default_factory=dict)
+    # platform -> file name -> decision of every record, the added ones changed (for the
+    # platforms in `pulled`: the caller's decisions are left as they were)
+    decisions: dict[str, dict[str, Decision]] = field(default_factory=dict)
     blocked: list[Blocked] = field(default_factory=list)
     # platform -> names a spec asked for that are not among the records (for a sharded
     # upstream: the shards to read next)
@@ -76,162 +88,317 @@ def is_catch_all(entry: Entry) -> bool:
 def roots(records: Mapping[str, Any], decisions: Mapping[str, Decision], spec: FilterSpec,
           everything: bool) -> list[str]:
     """The kept records whose dependencies are followed (sorted file names)."""
+    kept = compress(decisions, map(_KEPT, decisions.values()))  # a C-level pass
     if everything:
-        return sorted(fn for fn, d in decisions.items() if d.kept)
+        return sorted(kept)
     entries = [e for e in spec.whitelist if e.include_dependencies]
     if not entries:
         return []
-    return sorted(fn for fn, d in decisions.items()
-                  if d.kept and any(e.matches(records[fn]) for e in entries))
+    return sorted(fn for fn in kept if any(e.matches(records[fn]) for e in entries))
 
 
 def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
           spec: FilterSpec, starts: Mapping[str, Iterable[str]]) -> Closure:
     """The closure of one channel: `channel` is platform -> (records, decisions),
     `starts` platform -> root file names. Records are repodata.RecordView (attributes)."""
-    # The closure allocates a list per record and creates no reference cycles; with
-    # 320,000 records alive, the collector's passes over them cost more than the work
-    # (measured: 16.8 s against 7.3 s on a loaded machine), so it waits until the end.
+    # The closure allocates lists and keys by the hundred thousand and creates no
+    # reference cycles; with 320,000 records alive, the collector's passes over them
+    # cost more than the work, so it waits until the end.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _close(channel, spec, starts)
+        return _Walk(channel, spec).run(starts)
     finally:
         if enabled:
             gc.enable()
 
 
-def _close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
-           spec: FilterSpec, starts: Mapping[str, Iterable[str]]) -> Closure:
-    index = {p: _by_name(records) for p, (records, _) in channel.items()}
-    # Only a license_blacklist or a blacklist entry other than "*" can block a record the
-    # filters dropped; without them every such record may be pulled (the common case).
-    strict = bool(spec.license_blacklist) or any(not is_catch_all(e) for e in spec.blacklist)
-    pullable: dict[tuple[str, str], str | None] = {}
-    result = Closure()
-    state = {p: dict(decisions) for p, (_, decisions) in channel.items()}
-    names: dict[str, str | None] = {}  # depends entry -> the name it needs
-    # per pool key (a platform, or noarch for noarch records): depends entries handled
-    done: dict[str, set[str]] = {p: set() for p in channel}
-    # (platform, file name, record): the record travels with its name (no look-ups)
-    queue = [(p, fn, channel[p][0][fn]) for p in sorted(starts) for fn in starts[p]
-             if p in channel]
-    blocked: dict[tuple[str, str], Blocked] = {}
-    blocked_texts: dict[str, set[str]] = {p: set() for p in channel}
-    droppable = (BLACKLIST, LICENSE)
-    while queue:
-        following, queue = queue, []
-        for (platform, fn, record), entries in _each_depends(following):
-            seen = done[platform]
-            if not blocked and seen.issuperset(entries):  # the common case, tested in C
-                continue
-            if blocked and not blocked_texts[platform].isdisjoint(entries):
-                for text in blocked_texts[platform].intersection(entries):
-                    b = blocked[(platform, text)]
-                    if b.needed_by != fn:
-                        blocked[(platform, text)] = Blocked(b.platform, b.needed_by, b.spec,
-                                                            b.why, b.count + 1)
-            if seen.issuperset(entries):  # the common case, tested in C
-                continue
-            pools = sorted(channel) if platform == NOARCH else (platform, NOARCH)
-            for text in entries:
-                if text in seen:  # listed twice in one record
-                    continue
-                key = (platform, text)
-                seen.add(text)
-                name = names[text] if text in names else \
-                    names.setdefault(text, dependency_name(text))
-                if name is None:
-                    continue
-                matcher = _matcher(text)
-                if matcher is None:
-                    continue
-                met, block, offered, decision = False, None, False, None
-                for pool in pools:
-                    if pool not in channel:
-                        continue
-                    fns = index[pool].get(name)
-                    if not fns:
-                        result.wanted.setdefault(pool, set()).add(name)
-                        continue
-                    offered = True
-                    decided = state[pool]
-                    pulled = result.pulled.setdefault(pool, {})
-                    for candidate, r in [item for item in fns if matcher(item[1])]:
-                        d = decided[candidate]
-                        if d.kept:
-                            met = True
-                            continue
-                        if d.step not in droppable:
-                            continue
-                        if strict:
-                            if (pool, candidate) not in pullable:
-                                pullable[(pool, candidate)] = blocked_by(r, d, spec)
-                            if (why := pullable[(pool, candidate)]) is not None:
-                                block = block or why
-                                continue
-                        if decision is None:  # one per (puller, spec): shared by its pulls
-                            decision = Decision(True, DEPENDENCY, f"pulled by {record.name} "
-                                                                  f"{record.version}: {text}")
-                        decided[candidate] = pulled[candidate] = decision
-                        queue.append((pool, candidate, r))
-                        met = True
-                if not met and offered:
-                    blocked[key] = Blocked(platform, fn, text,
-                                           block or "no upstream record matches it")
-                    blocked_texts[platform].add(text)
-    result.pulled = {p: pulled for p, pulled in result.pulled.items() if pulled}
-    result.blocked = sorted(blocked.values(), key=lambda b: (b.platform, b.needed_by, b.spec))
-    for b in result.blocked:
-        log.info("%s: %s needs %s: %s", b.platform, b.needed_by, b.spec, b.why)
-    return result
+class _Pool:
+    """One platform's records as the closure reads them: parallel lists in the
+    document's order (file names, records, decisions), each record's version and
+    `depends` as the position of the first record with the same one, and the positions
+    of each lower-case name. Built in C-level passes that read the records in the order
+    the parse made them (the walk then jumps between names: it reads these compact lists,
+    not the records)."""
+
+    __slots__ = (
+        "answers",
+        "decisions",
+        "depends_at",
+        "entries",
+        "fns",
+        "followed",
+        "groups",
+        "names",
+        "pulled",
+        "records",
+        "version_at",
+    )
+
+    def __init__(self, records: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
+        self.fns, self.records = list(records), list(records.values())
+        values = list(decisions.values())
+        self.decisions = values if list(decisions) == self.fns else \
+            list(map(decisions.__getitem__, self.fns))
+        self.names = list(map(_NAME, self.records))
+        if not all(type(name) is str for name in dict.fromkeys(self.names)):
+            self.names = list(map(str, self.names))
+        first_version: dict[Any, int] = {}
+        self.version_at = list(map(first_version.setdefault, map(_VERSION, self.records),
+                                   count()))
+        first_depends: dict[bytes, int] = {}
+        self.depends_at = list(map(first_depends.setdefault, _depends_keys(self.records),
+                                   count()))
+        self.groups = _groups(self.names)
+        self.answers: dict[str, dict[int, bool]] = {}  # version spec -> version_at -> hit
+        self.entries: dict[int, list[str]] = {}  # depends_at -> its string entries
+        self.pulled = bytearray(len(self.fns))  # 1 where the closure added the record
+        self.followed: set[int] = set()  # depends_at whose entries were all asked for
+
+    def selected(self, spec: Spec, positions: list[int]) -> list[int]:
+        """The positions whose records the entry selects."""
+        if spec.everything:
+            return positions
+        if spec.version_text is None:
+            records = self.records
+            return [p for p in positions if spec.test(records[p])]
+        answers = self.answers.setdefault(spec.version_text, {})
+        versions = list(map(self.version_at.__getitem__, positions))
+        try:
+            hits = list(map(answers.__getitem__, versions))
+        except KeyError:  # a version not asked of this spec before: ask once
+            for at in set(versions).difference(answers):
+                answers[at] = spec.version_matches(self.records[at].version)
+            hits = list(map(answers.__getitem__, versions))
+        return list(compress(positions, hits))
+
+    def decode(self, keys: Iterable[int]) -> None:
+        """Have `entries` hold the string entries of the `depends` at these positions
+        (each decoded once; the new ones in one call)."""
+        new = [k for k in keys if k not in self.entries]
+        records = self.records
+        self.entries.update(zip(new, _decoded([_key(records[k].depends) for k in new]),
+                                strict=True))
+
+    def pull(self, positions: list[int], decision: Decision) -> None:
+        deque(map(self.decisions.__setitem__, positions, repeat(decision)), maxlen=0)
+        deque(map(self.pulled.__setitem__, positions, repeat(1)), maxlen=0)
 
 
-def _by_name(records: Mapping[str, Any]) -> dict[str, list[tuple[str, Any]]]:
-    """Lower-case name -> (file name, record), in the document's order."""
-    by_name: dict[Any, list[tuple[str, Any]]] = {}  # by the record's own name first
-    for item in records.items():
-        name = item[1].name
-        if type(name) is not str:
-            name = str(name)
-        group = by_name.get(name)
-        if group is None:
-            by_name[name] = [item]
-        else:
-            group.append(item)
-    out: dict[str, list[tuple[str, Any]]] = {}
-    for name, group in by_name.items():  # then per lower-case name, in document order
+def _groups(names: list[str]) -> dict[str, list[int]]:
+    """Lower-case name -> positions of its records, in the document's order (one list
+    append per record, in C)."""
+    distinct = dict.fromkeys(names)
+    by_exact: dict[str, list[int]] = {name: [] for name in distinct}
+    deque(map(list.append, map(by_exact.__getitem__, names), count()), maxlen=0)
+    out: dict[str, list[int]] = {}
+    merged = False
+    for name, positions in by_exact.items():
         key = name.lower()
         if key in out:
-            out[key].extend(group)
+            out[key] = out[key] + positions
+            merged = True
         else:
-            out[key] = group
-    if len(out) != len(by_name):  # names differing in case only: back to document order
-        order = {fn: i for i, fn in enumerate(records)}
-        for group in out.values():
-            group.sort(key=lambda item: order[item[0]])
+            out[key] = positions
+    if merged:  # names differing in case only: back to document order
+        for positions in out.values():
+            positions.sort()
     return out
 
 
-def _each_depends(following: list[tuple[str, str, Any]]):
-    """(record, its depends) for each record of `following`, decoded a chunk at a time
-    (a whole round of 300,000 records decoded at once would hold all their strings)."""
-    for start in range(0, len(following), DECODE_CHUNK):
-        part = following[start:start + DECODE_CHUNK]
-        yield from zip(part, _depends_lists([r for _, _, r in part]), strict=True)
+class _Walk:
+    """One closure: the state the rounds share."""
+
+    def __init__(self, channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]],
+                 spec: FilterSpec) -> None:
+        self.channel, self.spec = channel, spec
+        # Only a license_blacklist or a blacklist entry other than "*" can block a record
+        # the filters dropped; without them every such record may be pulled (the common
+        # case, decided in bulk).
+        self.strict = bool(spec.license_blacklist) or \
+            any(not is_catch_all(e) for e in spec.blacklist)
+        self.pools: dict[str, _Pool] = {}  # built when first looked at
+        self.pullable: dict[tuple[str, int], str | None] = {}  # strict: why not pullable
+        self.names: dict[str, str | None] = {}  # depends entry -> the name it needs
+        # per asking platform (noarch for noarch records): depends entries handled
+        self.done: dict[str, set[str]] = {p: set() for p in channel}
+        self.blocked: dict[tuple[str, str], Blocked] = {}
+        self.blocked_texts: dict[str, set[str]] = {p: set() for p in channel}
+        self.wanted: dict[str, set[str]] = {}
+        # the next round: (platform, positions) batches, in the order pulled
+        self.next: list[tuple[str, list[int]]] = []
+
+    def pool(self, platform: str) -> _Pool:
+        pool = self.pools.get(platform)
+        if pool is None:
+            pool = self.pools[platform] = _Pool(*self.channel[platform])
+        return pool
+
+    def run(self, starts: Mapping[str, Iterable[str]]) -> Closure:
+        for platform in sorted(starts):
+            order = dict(zip(starts[platform], count()))  # root -> its place in `starts`
+            if platform in self.channel and order:
+                fns = self.pool(platform).fns
+                found = {fns[at]: at for at in compress(count(), map(order.__contains__, fns))}
+                self.next.append((platform, [found[fn] for fn in order if fn in found]))
+        while self.next:
+            batches, self.next = self.next, []
+            # each platform's records of the round, in the order they were pulled
+            rounds: dict[str, list[int]] = {}
+            for platform, positions in batches:
+                rounds.setdefault(platform, []).extend(positions)
+            for platform, positions in rounds.items():
+                self._follow(platform, positions)
+        out = Closure(wanted=self.wanted)
+        for platform, pool in self.pools.items():
+            if 1 in pool.pulled:
+                out.pulled[platform] = list(compress(pool.fns, pool.pulled))
+                out.decisions[platform] = dict(zip(pool.fns, pool.decisions, strict=True))
+        out.blocked = sorted(self.blocked.values(),
+                             key=lambda b: (b.platform, b.needed_by, b.spec))
+        for b in out.blocked:
+            log.info("%s: %s needs %s: %s", b.platform, b.needed_by, b.spec, b.why)
+        return out
+
+    def _follow(self, platform: str, positions: list[int]) -> None:
+        """Follow the depends of these records of `platform` (a round's, in order): the
+        first record of each distinct `depends` asks for its entries; the others, and
+        lists asked for in an earlier round, only count towards entries found blocked."""
+        pool = self.pools[platform]
+        keys = list(map(pool.depends_at.__getitem__, positions))
+        first: dict[int, int] = {}  # depends_at -> the first record with it here
+        deque(map(first.setdefault, keys, positions), maxlen=0)
+        followed, texts = pool.followed, self.blocked_texts[platform]
+        pool.decode(k for k in first if k not in followed)
+        many: Counter[int] | None = None  # records per depends_at, counted when needed
+        seen = self.done[platform]
+        for key, at in first.items():
+            entries = pool.entries[key]
+            if texts and not texts.isdisjoint(entries):
+                many = many or Counter(keys)
+                for text in texts.intersection(entries):
+                    self._count(platform, text, many[key])
+            if key in followed:
+                continue
+            followed.add(key)
+            if seen.issuperset(entries):  # the common case, tested in C
+                continue
+            for text in entries:
+                if text in seen:  # listed twice in one record
+                    continue
+                seen.add(text)
+                if self._ask(platform, at, text):  # blocked: count its other records
+                    texts.add(text)
+                    many = many or Counter(keys)
+                    self._count(platform, text, many[key] - 1)
+
+    def _count(self, platform: str, text: str, more: int) -> None:
+        if more:
+            b = self.blocked[(platform, text)]
+            self.blocked[(platform, text)] = Blocked(b.platform, b.needed_by, b.spec, b.why,
+                                                     b.count + more)
+
+    def _ask(self, platform: str, at: int, text: str) -> bool:
+        """Meet one entry of the record at `at` of `platform`: pull what matches it; True
+        when nothing can (then it is blocked)."""
+        names = self.names
+        name = names[text] if text in names else \
+            names.setdefault(text, dependency_name(text))
+        if name is None:
+            return False
+        spec = parsed(text)
+        if spec is None:
+            return False
+        met, block, offered, decision = False, None, False, None
+        for pool_name in (sorted(self.channel) if platform == NOARCH
+                          else (platform, NOARCH)):
+            if pool_name not in self.channel:
+                continue
+            pool = self.pool(pool_name)
+            positions = pool.groups.get(name)
+            if not positions:
+                self.wanted.setdefault(pool_name, set()).add(name)
+                continue
+            offered = True
+            chosen = pool.selected(spec, positions)
+            if not chosen:
+                continue
+            decisions = list(map(pool.decisions.__getitem__, chosen))
+            kept = list(map(_KEPT, decisions))
+            # dropped by a blacklist or license_blacklist entry (and not kept since)
+            may = list(map(gt, map(_DROPPABLE.__contains__, map(_STEP, decisions)), kept))
+            met = met or any(kept)
+            if not any(may):
+                continue
+            chosen = list(compress(chosen, may))
+            if self.strict:
+                chosen, why = self._allowed(pool_name, pool, chosen)
+                block = block or why
+                if not chosen:
+                    continue
+            if decision is None:  # one per (puller, spec): shared by its pulls
+                asking = self.pool(platform)
+                record = asking.records[at]
+                decision = Decision(True, DEPENDENCY,
+                                    f"pulled by {record.name} {record.version}: {text}")
+            pool.pull(chosen, decision)
+            self.next.append((pool_name, chosen))
+            met = True
+        if met or not offered:
+            return False
+        self.blocked[(platform, text)] = Blocked(platform, self.pool(platform).fns[at], text,
+                                                 block or "no upstream record matches it")
+        return True
+
+    def _allowed(self, pool_name: str, pool: _Pool, chosen: list[int]):
+        """With entries that can block: the candidates no entry blocks, and the first
+        entry that blocked one."""
+        allowed, block = [], None
+        for at in chosen:
+            key = (pool_name, at)
+            if key not in self.pullable:
+                self.pullable[key] = blocked_by(pool.records[at], pool.decisions[at],
+                                                self.spec)
+            why = self.pullable[key]
+            if why is None:
+                allowed.append(at)
+            else:
+                block = block or why
+        return allowed, block
 
 
-def _depends_lists(following: list[Any]) -> list[list[str]]:
-    """The `depends` of each record of `following`, decoded in one call (a round can
-    hold 100,000 records: one decode per record would cost more than the rest)."""
-    try:  # encoding a list of Raw slices joins them in C
-        return _DEPENDS_BATCH.decode(msgspec.json.encode(
-            [r.depends for r in following]))
-    except (AttributeError, TypeError, msgspec.EncodeError, msgspec.DecodeError,
-            msgspec.ValidationError):
-        # a record built by hand (a list, not raw JSON), or an odd one (null, a number in
-        # the list): one by one
-        return [depends_list(r) for r in following]
+def _depends_keys(records: list[Any]) -> Iterable[bytes]:
+    """The JSON bytes of each record's `depends`, to group records by it: the raw slice
+    the parse kept (repodata.RecordView), else the value encoded. Made one at a time."""
+    raws = list(map(_DEPENDS_OF, records))
+    return map(bytes, raws) if set(map(type, raws)) <= {msgspec.Raw} else map(_key, raws)
+
+
+def _key(raw: Any) -> bytes:
+    if type(raw) is msgspec.Raw:
+        return bytes(raw)
+    try:
+        return msgspec.json.encode(raw)
+    except (TypeError, msgspec.EncodeError):
+        return b"[]"
+
+
+def _decoded(keys: list[bytes]) -> list[list[str]]:
+    """The string entries of each distinct `depends`, decoded in one call (a round can
+    hold tens of thousands of them); one by one when one of them is odd (not a list,
+    or a number in it)."""
+    try:
+        return _DEPENDS_BATCH.decode(b"[" + b",".join(keys) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return [_strings(key) for key in keys]
+
+
+def _strings(key: bytes) -> list[str]:
+    try:
+        raw = _DEPENDS.decode(key)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    return [d for d in raw if isinstance(d, str)] if isinstance(raw, list) else []
 
 
 def depends_list(record: Any) -> list[str]:
@@ -258,76 +425,3 @@ def blocked_by(record: Any, decision: Decision, spec: FilterSpec) -> str | None:
         if not is_catch_all(entry) and entry.matches(record):
             return f"blacklist entry {entry.text!r}"
     return None
-
-
-@lru_cache(maxsize=65536)
-def _matcher(text: str):
-    """A test of a record against the MatchSpec `text` (None when it is not one)."""
-    from rattler import MatchSpec, VersionSpec
-    from rattler.exceptions import InvalidMatchSpecError, InvalidVersionSpecError
-
-    try:
-        match = MatchSpec(text)
-        version = VersionSpec(match.version) if match.version else None
-    except (InvalidMatchSpecError, InvalidVersionSpecError, ValueError) as exc:
-        log.debug("dependency %r is not a MatchSpec (%s); not followed", text, exc)
-        return None
-    build, number = match.build, _number_test(match.build_number)
-    fields = [(f, str(getattr(match, f)).lower()) for f in ("sha256", "md5", "subdir")
-              if getattr(match, f, None)]
-    if build is None and number is None and not fields:
-        if version is None:
-            return lambda record: True
-        contains = version.matches
-        # Many specs share a version spec (">=1.0") and records share versions: remember
-        # each (spec, version) answer rather than asking rattler again.
-        answers = _ANSWERS.setdefault(match.version, {})
-
-        def version_only(record: Any) -> bool:
-            have = record.version
-            hit = answers.get(have)
-            if hit is None:
-                parsed = _parse_version(have) if type(have) is str else None
-                hit = answers[have] = parsed is not None and contains(parsed)
-            return hit
-
-        return version_only
-
-    def matches(record: Any) -> bool:
-        if version is not None:
-            parsed = _parse_version(str(record.version))
-            if parsed is None or not version.matches(parsed):
-                return False
-        if build is not None and not _build_matches(build, str(record.build)):
-            return False
-        if number is not None and not number(record.build_number):
-            return False
-        return all(str(getattr(record, f, "")).lower() == v for f, v in fields)
-
-    return matches
-
-
-def _build_matches(pattern: str, build: str) -> bool:
-    if pattern.startswith("^") and pattern.endswith("$"):
-        import re
-
-        return re.match(pattern, build) is not None
-    return fnmatchcase(build, pattern)
-
-
-def _number_test(text: str | None):
-    if not text:
-        return None
-    for op in (">=", "<=", "!=", "==", ">", "<", "="):
-        if text.startswith(op):
-            value, operator = text[len(op):], op
-            break
-    else:
-        value, operator = text, "=="
-    try:
-        wanted = int(value)
-    except ValueError:
-        return None
-    compare = {">=": int.__ge__, "<=": int.__le__, "!=": int.__ne__, "==": int.__eq__,
-               "=": int.__eq__, ">": int.__gt__, "<": int.__lt__}[operator]
-    return lambda have: isinstance(have, int) and compare(have, wanted)

@@ -134,7 +134,7 @@ def complete(work: list, wishes: Wishes, read_more: Callable[[Any, set[str]], bo
                 break
             _asked(path, platforms, wishes, [])
         for platform, pulled in result.pulled.items():
-            platforms[platform].decisions.update(pulled)
+            platforms[platform].decisions = result.decisions[platform]
             log.info("%s/%s: the closure adds %d records", path, platform, len(pulled))
         for b in result.blocked:
             platforms[b.platform].report.blocked.append(b)
