@@ -588,3 +588,33 @@ def test_no_proxy_variable_means_urllib_request_is_never_imported():
                              env={**env, "http_proxy": "http://env-proxy.invalid:3128"},
                              capture_output=True, text=True, check=True).stdout
     assert "env-proxy.invalid:3128" in proxied and proxied.split()[-1] == "True", proxied
+
+
+def test_get_fills_a_buffer_of_the_announced_length_only_when_that_is_safe(
+        upstream, http_server, monkeypatch):
+    """A plain body within max_bytes is read into a buffer made its announced length once
+    (no growing by copies); an encoded body (libcurl decodes it to another length), one
+    with no Content-Length, and one announced beyond max_bytes are not; every body comes
+    back exactly as sent."""
+    import gzip
+
+    from cas_mirror.net import downloader as module
+    from tests.support.http_server import Response
+
+    made = []
+    real = module._presize
+    monkeypatch.setattr(module, "_presize", lambda *a: made.append(real(*a)) or made[-1])
+    data = upstream.files["f2.bin"]
+    upstream.route("/gz", lambda request: Response(200, gzip.compress(data),
+                                                   {"Content-Encoding": "gzip"}))
+    upstream.add_fault("/f3.bin", no_length=True)
+    downloader, _ = make()
+    assert downloader.get(f"{upstream.url}/f2.bin", max_bytes=10**6).data == data
+    assert made == [len(data)]
+    assert downloader.get(f"{upstream.url}/gz", max_bytes=10**6).data == data
+    assert downloader.get(f"{upstream.url}/f3.bin", max_bytes=10**6).data == \
+        upstream.files["f3.bin"]
+    assert downloader.get(f"{upstream.url}/f2.bin").data == data  # no limit given
+    with pytest.raises(HttpError, match="exceeds the limit"):
+        downloader.get(f"{upstream.url}/f2.bin", max_bytes=1000)
+    assert made[1:] == [0, 0, 0, 0]
