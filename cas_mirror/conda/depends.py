@@ -35,7 +35,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, count, repeat
+from itertools import compress, count, repeat, tee
 from operator import attrgetter, gt
 from typing import Any
 
@@ -115,16 +115,15 @@ def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]
 
 class _Pool:
     """One platform's records as the closure reads them: parallel lists in the
-    document's order (file names, records, decisions), each record's version and
-    `depends` as the position of the first record with the same one, and the positions
-    of each lower-case name. Built in C-level passes that read the records in the order
-    the parse made them (the walk then jumps between names: it reads these compact lists,
-    not the records)."""
+    document's order (file names, records, decisions, names, and each record's version
+    and `depends` bytes as one object shared by every record with the same), and the
+    positions of each lower-case name. Built in C-level passes that read the records in
+    the order the parse made them: the walk then jumps between names, and reads these
+    compact lists rather than the records."""
 
     __slots__ = (
-        "answers",
         "decisions",
-        "depends_at",
+        "depends_of",
         "entries",
         "fns",
         "followed",
@@ -132,7 +131,7 @@ class _Pool:
         "names",
         "pulled",
         "records",
-        "version_at",
+        "version_of",
     )
 
     def __init__(self, records: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
@@ -143,17 +142,18 @@ class _Pool:
         self.names = list(map(_NAME, self.records))
         if not all(type(name) is str for name in dict.fromkeys(self.names)):
             self.names = list(map(str, self.names))
-        first_version: dict[Any, int] = {}
-        self.version_at = list(map(first_version.setdefault, map(_VERSION, self.records),
-                                   count()))
-        first_depends: dict[bytes, int] = {}
-        self.depends_at = list(map(first_depends.setdefault, _depends_keys(self.records),
-                                   count()))
+        # Each version and each depends list as one shared object: the first record's
+        # (interned in C; the closure then compares and hashes objects whose hashes are
+        # already known, and decodes each distinct list once).
+        versions = list(map(_VERSION, self.records))
+        one_version: dict[Any, Any] = {}
+        self.version_of = list(map(one_version.setdefault, versions, versions))
+        one_depends: dict[bytes, bytes] = {}
+        self.depends_of = list(map(one_depends.setdefault, *tee(_depends_keys(self.records))))
         self.groups = _groups(self.names)
-        self.answers: dict[str, dict[int, bool]] = {}  # version spec -> version_at -> hit
-        self.entries: dict[int, list[str]] = {}  # depends_at -> its string entries
+        self.entries: dict[bytes, list[str]] = {}  # a depends list -> its string entries
         self.pulled = bytearray(len(self.fns))  # 1 where the closure added the record
-        self.followed: set[int] = set()  # depends_at whose entries were all asked for
+        self.followed: set[bytes] = set()  # depends lists whose entries were all asked
 
     def selected(self, spec: Spec, positions: list[int]) -> list[int]:
         """The positions whose records the entry selects."""
@@ -162,23 +162,21 @@ class _Pool:
         if spec.version_text is None:
             records = self.records
             return [p for p in positions if spec.test(records[p])]
-        answers = self.answers.setdefault(spec.version_text, {})
-        versions = list(map(self.version_at.__getitem__, positions))
+        answers = spec.answers
+        versions = list(map(self.version_of.__getitem__, positions))
         try:
             hits = list(map(answers.__getitem__, versions))
-        except KeyError:  # a version not asked of this spec before: ask once
-            for at in set(versions).difference(answers):
-                answers[at] = spec.version_matches(self.records[at].version)
+        except KeyError:  # a version not asked of this version spec before: ask once
+            for version in set(versions).difference(answers):
+                spec.version_matches(version)
             hits = list(map(answers.__getitem__, versions))
         return list(compress(positions, hits))
 
-    def decode(self, keys: Iterable[int]) -> None:
-        """Have `entries` hold the string entries of the `depends` at these positions
-        (each decoded once; the new ones in one call)."""
+    def decode(self, keys: Iterable[bytes]) -> None:
+        """Have `entries` hold the string entries of these depends lists (each decoded
+        once; the new ones in one call)."""
         new = [k for k in keys if k not in self.entries]
-        records = self.records
-        self.entries.update(zip(new, _decoded([_key(records[k].depends) for k in new]),
-                                strict=True))
+        self.entries.update(zip(new, _decoded(new), strict=True))
 
     def pull(self, positions: list[int], decision: Decision) -> None:
         deque(map(self.decisions.__setitem__, positions, repeat(decision)), maxlen=0)
@@ -265,12 +263,12 @@ class _Walk:
         first record of each distinct `depends` asks for its entries; the others, and
         lists asked for in an earlier round, only count towards entries found blocked."""
         pool = self.pools[platform]
-        keys = list(map(pool.depends_at.__getitem__, positions))
-        first: dict[int, int] = {}  # depends_at -> the first record with it here
+        keys = list(map(pool.depends_of.__getitem__, positions))
+        first: dict[bytes, int] = {}  # a depends list -> the first record with it here
         deque(map(first.setdefault, keys, positions), maxlen=0)
         followed, texts = pool.followed, self.blocked_texts[platform]
         pool.decode(k for k in first if k not in followed)
-        many: Counter[int] | None = None  # records per depends_at, counted when needed
+        many: Counter[bytes] | None = None  # records per depends list, counted if needed
         seen = self.done[platform]
         for key, at in first.items():
             entries = pool.entries[key]

@@ -31,18 +31,19 @@ class Spec:
     string (remembered per version spec: ">=1.0" is asked of thousands of names); one
     that names the package alone has `everything` set."""
 
-    __slots__ = ("_answers", "_contains", "everything", "test", "version_text")
+    __slots__ = ("_contains", "answers", "everything", "test", "version_text")
 
     def __init__(self, test, version_text=None, contains=None, everything=False) -> None:
         self.test, self.version_text, self.everything = test, version_text, everything
         self._contains = contains
-        self._answers = _ANSWERS.setdefault(version_text, {}) if version_text else {}
+        # version -> whether it matches (asked through version_matches)
+        self.answers = _ANSWERS.setdefault(version_text, {}) if version_text else {}
 
     def version_matches(self, have: Any) -> bool:
-        hit = self._answers.get(have)
+        hit = self.answers.get(have)
         if hit is None:
             parsed = _parse_version(have) if type(have) is str else None
-            hit = self._answers[have] = parsed is not None and self._contains(parsed)
+            hit = self.answers[have] = parsed is not None and self._contains(parsed)
         return hit
 
 
