@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 
 from ..config import Config
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from .filter import FilterSpec
 
 log = logging.getLogger(__name__)
+_SIZE = attrgetter("size")
 
 
 def network_settings(config: Config) -> NetworkSettings:
@@ -442,7 +445,10 @@ def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:
     r.up_to_date = len(plan.up_to_date)
     r.to_delete = len(plan.delete) + len(plan.stale_partials)
     r.to_delete_bytes = plan.delete_bytes
-    r.planned_download = [PlannedFile(fn, selected[fn].size) for fn in plan.download]
+    # (tuples made in C: a dry run of a big platform plans 300,000 downloads)
+    sizes = map(_SIZE, map(selected.__getitem__, plan.download))
+    r.planned_download = list(map(tuple.__new__, repeat(PlannedFile),
+                                  zip(plan.download, sizes, strict=True)))
     r.planned_delete = [PlannedFile(fn, w.local.packages[fn]) for fn in plan.delete]
     r.planned_delete += [PlannedFile(f"{fn} (partial download)", w.local.partials[fn])
                          for fn in plan.stale_partials]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from .repodata import EXTENSIONS
+
+_SIZE = attrgetter("size")
 
 
 @dataclass
@@ -48,6 +51,10 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
     not the one we published means a download."""
     plan = PlatformPlan()
     published = published or {}
+    if not local:  # a new folder: everything is downloaded (a C-level pass, no test each)
+        plan.download = list(selected)
+        plan.download_bytes = _total_size(selected.values())
+        selected = {}
     for fn, record in selected.items():
         size = record.get("size")
         have = local.get(fn)
@@ -61,12 +68,20 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
         if not keep_removed and fn not in selected and is_package_file(fn):
             plan.delete.append(fn)
             plan.delete_bytes += local[fn]
-    planned = set(plan.download)
+    planned = set(plan.download) if partials else set()
     for fn in sorted(partials or {}):
         if fn not in planned:  # a planned download resumes its .part; others never will
             plan.stale_partials.append(fn)
             plan.delete_bytes += partials[fn]
     return plan
+
+
+def _total_size(records: Any) -> int:
+    """The sum of the records' sizes (unknown ones count 0)."""
+    try:  # records with attributes (repodata.RecordView): read in C
+        return sum(filter(None, map(_SIZE, records)))
+    except AttributeError:
+        return sum(r.get("size") or 0 for r in records)
 
 
 def _content_changed(record: Any, before: Any) -> bool:

@@ -6,12 +6,15 @@ only: it holds each stage's result and the platform's report.
 from __future__ import annotations
 
 import time
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 
 from .local import LocalFolder
 from .results import PlatformReport
 from .target import LOCAL, Target
 
+_KEPT = attrgetter("kept")
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from . import quiet
@@ -54,7 +57,9 @@ class Work:
                                               or self.quiet is not None)
 
     def kept(self) -> dict:
+        """File name -> record of every kept record (C-level passes: a big platform keeps
+        hundreds of thousands)."""
         if self.upstream is None:
             return {}
-        records = self.upstream.records
-        return {fn: records[fn] for fn, d in self.decisions.items() if d.kept}
+        fns = list(compress(self.decisions, map(_KEPT, self.decisions.values())))
+        return dict(zip(fns, map(self.upstream.records.__getitem__, fns), strict=True))
