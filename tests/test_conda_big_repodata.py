@@ -312,3 +312,27 @@ def test_a_record_whose_licence_is_not_equal_to_itself_is_still_decided():
     spec = FilterSpec.from_config(None, ["GPL"], [], [])
     decisions = select(records, "linux-64", spec)
     assert decisions["a-1-0.conda"].kept and not decisions["b-1-0.conda"].kept
+
+
+def test_a_plain_document_is_decoded_in_one_pass_and_publishes_as_one_read_by_sections():
+    """A document whose records are all plain is decoded whole, its sections found only
+    when publishing asks; it gives the records, info and published bytes that the
+    section-by-section path gives a document with one odd record beside them."""
+    good = {fn(r): r for r in [record("a"), record("b", version="2.0")]}
+    doc = {"info": {"subdir": "linux-64", "base_url": "x"}, "packages.conda": good,
+           "packages": {fn(record("c"), ".tar.bz2"): record("c")},
+           "removed": ["old-1-0.conda"], "repodata_version": 1, "signatures": {}}
+    plain = parse_repodata(json.dumps(doc).encode(), "u", "linux-64")
+    assert plain.top is None and plain.refused == {}
+    odd = json.loads(json.dumps(doc))
+    odd["packages.conda"][fn(record("z", size=-1))] = record("z", size=-1)
+    sectioned = parse_repodata(json.dumps(odd).encode(), "u", "linux-64")
+    assert sectioned.top is not None and list(sectioned.refused) == [fn(record("z"))]
+    assert plain.info == sectioned.info and list(plain.records) == list(sectioned.records)
+    keep = set(plain.records)
+    assert restricted_document(plain, keep) == restricted_document(sectioned, keep)
+    assert json.loads(restricted_document(plain, keep))["removed"] == ["old-1-0.conda"]
+    from cas_mirror.conda.errors import RepodataError
+
+    with pytest.raises(RepodataError, match=r"info\.subdir is 'linux-64', expected 'osx-64'"):
+        parse_repodata(json.dumps(doc).encode(), "u", "osx-64")

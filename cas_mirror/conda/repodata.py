@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
-from operator import add, attrgetter
+from operator import add, attrgetter, ne
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -82,15 +82,21 @@ _INFO = msgspec.json.Decoder(dict[str, Any])
 @dataclass
 class UpstreamRepodata:
     """One platform's upstream document: records by file name, and what was refused.
-    The views are the only per-record objects kept; `top` holds the document's sections
-    as raw slices, from which publishing takes the records' bytes."""
+    The views are the only per-record objects kept; `sections()` gives the document's
+    top-level keys as raw slices, from which publishing takes the records' bytes."""
 
     url: str
     platform: str
-    top: dict[str, msgspec.Raw]  # every top-level key, raw
+    top: dict[str, msgspec.Raw] | None  # every top-level key, raw (None: not yet found)
     info: dict[str, Any]
     records: dict[str, RecordView] = field(default_factory=dict)  # fn -> view, both kinds
     refused: dict[str, str] = field(default_factory=dict)  # fn -> why
+    document: bytes = b""  # what `top` is found in when first asked for
+
+    def sections(self) -> dict[str, msgspec.Raw]:
+        if self.top is None:
+            self.top = _RAW_MAP.decode(self.document)
+        return self.top
 
 
 def decompress(data: bytes, url: str, max_size: int) -> bytes:
@@ -122,7 +128,16 @@ def decompress(data: bytes, url: str, max_size: int) -> bytes:
 
 def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
     """Validate and index a decompressed document. Raises RepodataError for the whole
-    platform when the document is malformed or says it is another platform."""
+    platform when the document is malformed or says it is another platform.
+
+    A document whose records are all plain is decoded in one pass (`_plain_document`);
+    any other is first cut into its top-level sections, and each is decoded on its own
+    (`_add_section`), so that a bad record costs only its own refusal."""
+    plain = _plain_document(data, platform)
+    if plain is not None:
+        info, records = plain
+        _check_subdir(info, url, platform)
+        return UpstreamRepodata(url, platform, None, info, records, document=data)
     try:
         top = _RAW_MAP.decode(data)
     except msgspec.DecodeError as exc:
@@ -131,10 +146,7 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
         info = _INFO.decode(top["info"]) if "info" in top else {}
         if not isinstance(info, dict):
             raise msgspec.ValidationError("`info` is not an object")
-        subdir = info.get("subdir")
-        if subdir is not None and subdir != platform:
-            raise RepodataError(
-                f"{url}: info.subdir is {subdir!r}, expected {platform!r}; refusing")
+        _check_subdir(info, url, platform)
         records: dict[str, RecordView] = {}
         refused: dict[str, str] = {}
         for key in PACKAGE_KEYS:
@@ -146,6 +158,58 @@ def parse_repodata(data: bytes, url: str, platform: str) -> UpstreamRepodata:
     except msgspec.ValidationError as exc:
         raise RepodataError(f"{url}: malformed repodata ({exc})") from None
     return UpstreamRepodata(url, platform, top, info, records, refused)
+
+
+def _check_subdir(info: dict[str, Any], url: str, platform: str) -> None:
+    subdir = info.get("subdir")
+    if subdir is not None and subdir != platform:
+        raise RepodataError(f"{url}: info.subdir is {subdir!r}, expected {platform!r}; refusing")
+
+
+def _plain_document(data: bytes, platform: str
+                    ) -> tuple[dict[str, Any], dict[str, RecordView]] | None:
+    """(info, records) of a document decoded whole in one pass, when every record is
+    plain (`_plain_decoder`) and every file name is its record's (`_plain_names`); None
+    for any other document, which `parse_repodata` then reads section by section (and
+    says what is wrong with it)."""
+    try:
+        doc = _plain_document_decoder(platform).decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    records: dict[str, RecordView] = {}
+    for views, extension in ((doc.packages, ".tar.bz2"), (doc.conda, ".conda")):
+        if not _plain_names(views, extension):
+            return None
+        _finish(views)
+        records.update(views)
+    return doc.info, records
+
+
+@lru_cache(maxsize=64)
+def _plain_document_decoder(platform: str) -> msgspec.json.Decoder:
+    """A decoder of a whole document whose records are all plain: `info` an object, the
+    two package sections of `_plain_decoder`'s records; other keys are left to
+    `sections()`."""
+    view = _plain_view(platform)
+    doc = msgspec.defstruct("PlainDocument", [
+        ("info", dict[str, Any], msgspec.field(default_factory=dict)),
+        ("packages", dict[str, view], msgspec.field(default_factory=dict)),
+        ("conda", dict[str, view], msgspec.field(default_factory=dict, name="packages.conda")),
+    ], gc=False, module=__name__)
+    return msgspec.json.Decoder(doc)
+
+
+def _finish(views: dict[str, RecordView]) -> None:
+    """Each view learns its file name, and records of one name share one name string.
+    Each pass is one C-level loop over the section: a Python test per record costs more
+    than decoding it. One string object for each distinct name means less memory, and
+    its hash computed once for all the look-ups by name that follow; subdirs already are
+    one object (the Literal's)."""
+    values = views.values()
+    any(map(setattr, values, repeat("fn"), views))
+    names = list(map(_NAME, values))
+    one = {}.setdefault
+    any(map(setattr, values, repeat("name"), map(one, names, names)))
 
 
 def _add_section(section: msgspec.Raw, extension: str, platform: str,
@@ -162,15 +226,7 @@ def _add_section(section: msgspec.Raw, extension: str, platform: str,
     if views is None or not _plain_names(views, extension):
         _add_one_by_one(_VIEW_MAP.decode(section), extension, platform, records, refused)
         return
-    # Each pass below is one C-level loop over the section: a Python test per record
-    # costs more than decoding it. Names repeat across records: one string object for
-    # each distinct one (less memory, and its hash computed once for all the look-ups by
-    # name that follow); subdirs already are one object (the Literal's).
-    values = views.values()
-    any(map(setattr, values, repeat("fn"), views))
-    names = list(map(_NAME, values))
-    one = {}.setdefault
-    any(map(setattr, values, repeat("name"), map(one, names, names)))
+    _finish(views)
     records.update(views)
 
 
@@ -181,26 +237,31 @@ _SIZE = Annotated[int, msgspec.Meta(ge=0)]
 
 
 @lru_cache(maxsize=64)
-def _plain_decoder(platform: str) -> msgspec.json.Decoder:
-    """A decoder of a section whose records are all plain (`_add_one_by_one`'s inline
-    test, bar the file name): name, version and build strings, the subdir absent or
-    `platform`, the size absent or a non-negative int, sha256 and md5 absent or strings
-    of their length. Any other record fails the whole section's decode."""
-
-    plain = msgspec.defstruct("PlainView", [
+def _plain_view(platform: str) -> type[RecordView]:
+    """The view of a plain record (`_add_one_by_one`'s inline test, bar the file name):
+    name, version and build strings, the subdir absent or `platform`, the size absent or
+    a non-negative int, sha256 and md5 absent or strings of their length. A section with
+    any other record fails to decode as a whole."""
+    return msgspec.defstruct("PlainView", [
         ("name", str), ("version", str), ("build", str),
         ("subdir", Literal[platform] | None, None),  # one string object: the Literal's
         ("size", _SIZE | None, None), ("sha256", _SHA256 | None, None),
         ("md5", _MD5 | None, None)], bases=(RecordView,), gc=False, module=__name__)
-    return msgspec.json.Decoder(dict[str, plain])
+
+
+@lru_cache(maxsize=64)
+def _plain_decoder(platform: str) -> msgspec.json.Decoder:
+    """A decoder of a section whose records are all plain (`_plain_view`)."""
+    return msgspec.json.Decoder(dict[str, _plain_view(platform)])
 
 
 def _plain_names(views: dict[str, RecordView], extension: str) -> bool:
     """Whether every file name of a section is its record's `name-version-build` and
     `extension`, and a plain file name (`_SAFE_FILENAME`, no `..`), tested over the whole
     section at once."""
-    if list(map(add, map("-".join, map(_NAME_VERSION_BUILD, views.values())),
-                repeat(extension))) != list(views):
+    expected = map(add, map("-".join, map(_NAME_VERSION_BUILD, views.values())),
+                   repeat(extension))
+    if any(map(ne, expected, views)):  # (compared as made: no list of names held)
         return False
     return all(map(_SAFE_FILENAME.match, views)) and ".." not in "/".join(views)
 
@@ -268,18 +329,19 @@ def restricted_document(upstream: UpstreamRepodata, keep: set[str]) -> bytes:
     dry run never needs them), never decoded and encoded again.
     """
     out: dict[str, Any] = {}
-    if "info" in upstream.top:
+    top = upstream.sections()
+    if "info" in top:
         info = {k: v for k, v in upstream.info.items() if k != "base_url"}
-        out["info"] = info if len(info) != len(upstream.info) else upstream.top["info"]
+        out["info"] = info if len(info) != len(upstream.info) else top["info"]
     records = upstream.records
     chosen = sorted(fn for fn in keep if fn in records)
     for key, extension in zip(PACKAGE_KEYS, EXTENSIONS[::-1], strict=True):
-        raws = _RAW_MAP.decode(upstream.top[key]) if key in upstream.top else {}
+        raws = _RAW_MAP.decode(top[key]) if key in top else {}
         out[key] = {fn: raws[fn] for fn in chosen if fn.endswith(extension) and fn in raws}
         del raws
     for key in ("removed", "repodata_version"):
-        if key in upstream.top:
-            out[key] = upstream.top[key]
+        if key in top:
+            out[key] = top[key]
     return msgspec.json.encode(out)
 
 
