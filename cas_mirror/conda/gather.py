@@ -315,8 +315,8 @@ def _plan(w: Work, config: Config, verify: bool) -> None:
         published = published_records(w.folder / "repodata.json")
         # Files present but not in what we published (a run killed before publishing, or
         # files put there by hand) are hashed once; --verify hashes everything.
-        to_hash = selected if verify else {fn: r for fn, r in selected.items()
-                                           if fn in local and fn not in published}
+        to_hash = selected if verify else {fn: selected[fn] for fn in local
+                                           if fn in selected and fn not in published}
         bad = w.target.bad_hashes(w, to_hash, local, config.workers) if to_hash \
             else frozenset()
         w.plan = plan_platform(selected, local, bad, published, w.local.partials,

@@ -41,21 +41,20 @@ def check_dependencies(work: list[Work]) -> None:
         unread = {p: w.fetched.sharded.unfetched for p, w in platforms.items()
                   if w.fetched is not None and w.fetched.sharded is not None}
         selected: dict[str, tuple[list[str], list[Any]]] = {}  # kept file names, records
-        filtered = False
+        kept_flags = {p: list(map(_kept, w.decisions.values())) for p, w in platforms.items()}
+        if all(map(all, kept_flags.values())) and not any(unread.values()):
+            continue  # nothing filtered out: nothing can be missing because of it
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
-            flags = list(map(_kept, w.decisions.values()))
+            flags = kept_flags[platform]
             views = _records_of(records, w.decisions)
             names = list(map(_name, views))
             selected[platform] = (list(compress(w.decisions, flags)),
                                   list(compress(views, flags)))
-            filtered = filtered or len(selected[platform][0]) != len(flags)
             # Names lowered once each (a name has many records).
             kept[platform] = set(map(str.lower, set(compress(names, flags))))
             dropped[platform] = set(map(str.lower, set(compress(names, map(not_, flags)))))
             dropped[platform].update(unread.get(platform, ()))
-        if not filtered and not any(unread.values()):
-            continue  # nothing filtered out: nothing can be missing because of it
         from .closure import missing_names  # (not imported by a run with nothing to check)
 
         for platform, missing in missing_names(kept, dropped).items():
