@@ -43,3 +43,29 @@ def test_local_files_of_the_right_size_are_up_to_date_and_partials_are_sorted():
     assert plan.delete == ["extra-1-0.tar.bz2"]
     assert plan.stale_partials == ["old-1-0.conda"]
     assert plan.delete_bytes == 7 + 2
+
+
+def test_planned_downloads_leave_the_collector_nothing_to_walk_per_file():
+    """A dry run of a big platform plans hundreds of thousands of downloads: the report
+    keeps their names and sizes (objects the collector never tracks), not a tuple per
+    file, and still reads as a list of (name, size)."""
+    import gc
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.gather import _fill_plan
+    from cas_mirror.conda.local import LocalFolder
+    from cas_mirror.conda.results import PlannedFile, PlatformReport
+
+    selected = _records("views")
+    w = SimpleNamespace(report=PlatformReport("pkgs/main", "noarch"),
+                        plan=plan_platform(selected, {}), decisions=dict.fromkeys(selected),
+                        local=LocalFolder(), source=SimpleNamespace(path="pkgs/main"),
+                        platform="noarch")
+    _fill_plan(w, selected, frozenset())
+    planned = w.report.planned_download
+    # two lists of strings and numbers; a list of tuples would hold seven tracked ones
+    assert sum(map(gc.is_tracked, gc.get_referents(planned))) <= 3  # and its class
+    assert not any(map(gc.is_tracked, [o for part in gc.get_referents(planned)
+                                       if isinstance(part, list) for o in part]))
+    assert list(planned) == [PlannedFile(fn, r.size) for fn, r in selected.items()]
+    assert len(planned) == 7 and planned[0] == PlannedFile("p1-1.0-0.conda", 10)

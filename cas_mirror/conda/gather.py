@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from .fetch import (
     platform_url,
     resolve_channel,
 )
-from .results import PlannedFile, PlatformReport, SyncReport
+from .results import PlannedFile, PlannedFiles, PlatformReport, SyncReport
 from .run_exports import upstream_run_exports
 from .state import STATE_ROOT, load_state, state_dir
 from .target import LOCAL, Target
@@ -445,10 +444,8 @@ def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:
     r.up_to_date = len(plan.up_to_date)
     r.to_delete = len(plan.delete) + len(plan.stale_partials)
     r.to_delete_bytes = plan.delete_bytes
-    # (tuples made in C: a dry run of a big platform plans 300,000 downloads)
-    sizes = map(_SIZE, map(selected.__getitem__, plan.download))
-    r.planned_download = list(map(tuple.__new__, repeat(PlannedFile),
-                                  zip(plan.download, sizes, strict=True)))
+    r.planned_download = PlannedFiles(plan.download,
+                                      list(map(_SIZE, map(selected.__getitem__, plan.download))))
     r.planned_delete = [PlannedFile(fn, w.local.packages[fn]) for fn in plan.delete]
     r.planned_delete += [PlannedFile(f"{fn} (partial download)", w.local.partials[fn])
                          for fn in plan.stale_partials]

@@ -12,9 +12,37 @@ from cas_index.plain import Plain
 from ..errors import EXIT_ABORTED, EXIT_OK, EXIT_PARTIAL
 
 
-class PlannedFile(NamedTuple):  # a tuple: a dry run of a big platform makes 300,000
+class PlannedFile(NamedTuple):
     name: str
     size: int | None  # None: upstream did not say
+
+
+class PlannedFiles:
+    """A list of PlannedFile kept as two lists, names and sizes, each PlannedFile made
+    when read: a dry run of a big platform plans 300,000 downloads, and as many tuples
+    would each be walked by the collector's first pass after the pipeline (0.13 s)."""
+
+    __slots__ = ("names", "sizes")
+    __hash__ = None  # a list is not hashable either
+
+    def __init__(self, names: list[str], sizes: list[int | None]) -> None:
+        self.names, self.sizes = names, sizes
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self):
+        return map(PlannedFile, self.names, self.sizes)
+
+    def __getitem__(self, index: int) -> PlannedFile:
+        return PlannedFile(self.names[index], self.sizes[index])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, PlannedFiles)) \
+            else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"PlannedFiles({list(self)!r})"
 
 
 class PlatformReport(Plain):
@@ -47,7 +75,7 @@ class PlatformReport(Plain):
         up_to_date: int
         to_delete: int
         to_delete_bytes: int
-        planned_download: list[PlannedFile]
+        planned_download: list[PlannedFile] | PlannedFiles
         planned_delete: list[PlannedFile]  # stale .part files too
         # --verify: file -> what was done about its wrong hash ("re-downloaded", ...)
         verified_bad: dict[str, str]
