@@ -211,7 +211,7 @@ def test_the_closure_matches_records_exactly_as_rattler_does(text):
 
     from cas_mirror.conda.depends import _Pool
     from cas_mirror.conda.filter import KEPT
-    from cas_mirror.conda.matchspec import matcher, parsed
+    from cas_mirror.conda.matchspec import parsed
 
     specs = [PkgSpec("py", v, build=b, build_number=n, subdir="linux-64")
              for v, b, n in RECORD_CASES]
@@ -219,7 +219,7 @@ def test_the_closure_matches_records_exactly_as_rattler_does(text):
     theirs = [rattler.MatchSpec(text).matches(rattler.PackageRecord(
         "py", s.version, rattler.BuildString(s.build), s.build_number, "linux-64"))
         for s in specs]
-    assert [matcher(text)(records[s.filename]) for s in specs] == theirs, text
+    assert [parsed(text).test(records[s.filename]) for s in specs] == theirs, text
     pool = _Pool(records, dict.fromkeys(records, KEPT))
     chosen = pool.selected(parsed(text), pool.groups["py"])
     assert [pool.fns[at] for at in chosen] == \
@@ -242,7 +242,7 @@ def _oracle(channel, spec, starts):
         is_catch_all,
     )
     from cas_mirror.conda.filter import Decision
-    from cas_mirror.conda.matchspec import matcher
+    from cas_mirror.conda.matchspec import parsed
 
     strict = bool(spec.license_blacklist) or any(not is_catch_all(e) for e in spec.blacklist)
     state = {p: dict(d) for p, (_, d) in channel.items()}
@@ -264,8 +264,8 @@ def _oracle(channel, spec, starts):
                     continue
                 seen[platform].add(text)
                 name = text.split()[0].lower()
-                test = matcher(text)
-                if name.startswith("__") or test is None:
+                spec_ = parsed(text)
+                if name.startswith("__") or spec_ is None:
                     continue
                 met = offered = False
                 why = decision = None
@@ -275,7 +275,7 @@ def _oracle(channel, spec, starts):
                         if str(r.name).lower() != name:
                             continue
                         offered = True
-                        if not test(r):
+                        if not spec_.test(r):
                             continue
                         d = state[pool][cfn]
                         if d.kept:

@@ -5,7 +5,6 @@ means to rattler (name, version, build string, build number, hashes, subdir).
   tests one record; an entry that tests the version alone (`numpy >=1.22`, most of a
   channel's dependencies) also answers for one version, so that the closure
   (depends.py) asks once per distinct version of a name, not once per record.
-- `matcher(text)`: the test of one record.
 
 Pure functions; rattler parses the spec and tests versions.
 """
@@ -45,12 +44,6 @@ class Spec:
             parsed = _parse_version(have) if type(have) is str else None
             hit = self.answers[have] = parsed is not None and self._contains(parsed)
         return hit
-
-
-def matcher(text: str):
-    """A test of a record against the MatchSpec `text` (None when it is not one)."""
-    spec = parsed(text)
-    return None if spec is None else spec.test
 
 
 @lru_cache(maxsize=65536)
