@@ -115,8 +115,8 @@ def close(channel: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Decision]]
 
 class _Pool:
     """One platform's records as the closure reads them: parallel lists in the
-    document's order (file names, records, decisions, names, and each record's version
-    and `depends` bytes as one object shared by every record with the same), and the
+    document's order (file names, records, decisions, and each record's version and
+    `depends` bytes as one object shared by every record with the same), and the
     positions of each lower-case name. Built in C-level passes that read the records in
     the order the parse made them: the walk then jumps between names, and reads these
     compact lists rather than the records."""
@@ -128,7 +128,6 @@ class _Pool:
         "fns",
         "followed",
         "groups",
-        "names",
         "pulled",
         "records",
         "version_of",
@@ -136,12 +135,11 @@ class _Pool:
 
     def __init__(self, records: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
         self.fns, self.records = list(records), list(records.values())
-        values = list(decisions.values())
-        self.decisions = values if list(decisions) == self.fns else \
+        self.decisions = list(decisions.values()) if list(decisions) == self.fns else \
             list(map(decisions.__getitem__, self.fns))
-        self.names = list(map(_NAME, self.records))
-        if not all(type(name) is str for name in dict.fromkeys(self.names)):
-            self.names = list(map(str, self.names))
+        names = list(map(_NAME, self.records))
+        if not all(type(name) is str for name in dict.fromkeys(names)):
+            names = list(map(str, names))
         # Each version and each depends list as one shared object: the first record's
         # (interned in C; the closure then compares and hashes objects whose hashes are
         # already known, and decodes each distinct list once).
@@ -150,7 +148,7 @@ class _Pool:
         self.version_of = list(map(one_version.setdefault, versions, versions))
         one_depends: dict[bytes, bytes] = {}
         self.depends_of = list(map(one_depends.setdefault, *tee(_depends_keys(self.records))))
-        self.groups = _groups(self.names)
+        self.groups = _groups(names)
         self.entries: dict[bytes, list[str]] = {}  # a depends list -> its string entries
         self.pulled = bytearray(len(self.fns))  # 1 where the closure added the record
         self.followed: set[bytes] = set()  # depends lists whose entries were all asked

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from operator import attrgetter
 from pathlib import Path
 
 from ..config import Config
@@ -61,7 +60,6 @@ if TYPE_CHECKING:
     from .filter import FilterSpec
 
 log = logging.getLogger(__name__)
-_SIZE = attrgetter("size")
 
 
 def network_settings(config: Config) -> NetworkSettings:
@@ -444,8 +442,10 @@ def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:
     r.up_to_date = len(plan.up_to_date)
     r.to_delete = len(plan.delete) + len(plan.stale_partials)
     r.to_delete_bytes = plan.delete_bytes
-    r.planned_download = PlannedFiles(plan.download,
-                                      list(map(_SIZE, map(selected.__getitem__, plan.download))))
+    from .plan import record_size  # (imported by _plan before this runs)
+
+    r.planned_download = PlannedFiles(
+        plan.download, list(map(record_size, map(selected.__getitem__, plan.download))))
     r.planned_delete = [PlannedFile(fn, w.local.packages[fn]) for fn in plan.delete]
     r.planned_delete += [PlannedFile(f"{fn} (partial download)", w.local.partials[fn])
                          for fn in plan.stale_partials]

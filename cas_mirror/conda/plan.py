@@ -16,7 +16,7 @@ from typing import Any
 
 from .repodata import EXTENSIONS
 
-_SIZE = attrgetter("size")
+record_size = attrgetter("size")  # of a record with attributes (repodata.RecordView)
 
 
 @dataclass
@@ -79,7 +79,7 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
 def _total_size(records: Any) -> int:
     """The sum of the records' sizes (unknown ones count 0)."""
     try:  # records with attributes (repodata.RecordView): read in C
-        return sum(filter(None, map(_SIZE, records)))
+        return sum(filter(None, map(record_size, records)))
     except AttributeError:
         return sum(r.get("size") or 0 for r in records)
 

@@ -129,7 +129,7 @@ class Downloader:
         # briefly be held twice (and the chunks' heap is not given back). It is made the
         # size the response announces (when that is within max_bytes and the body is not
         # encoded), so it never grows by copying, and read from libcurl a MiB at a time:
-        # 0.3 s -> 0.08 s for that document on loopback.
+        # get() of that document on loopback, 0.27 - 0.32 s -> 0.16 - 0.17 s.
         c.setopt(pycurl.BUFFERSIZE, READ_CHUNK)
         body = io.BytesIO()
         size = allocated = 0
@@ -258,8 +258,6 @@ class Downloader:
         if folder not in self._folders:
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-
-
 
 
 def _presize(body: io.BytesIO, headers: Headers, max_bytes: int | None) -> int:
