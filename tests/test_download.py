@@ -149,6 +149,23 @@ def test_partial_from_a_killed_run_is_resumed(upstream, tmp_path):
     assert upstream.requests[-1].headers["Range"] == "bytes=30000-"
 
 
+def test_a_reused_handle_carries_no_headers_of_the_request_before(upstream, tmp_path):
+    """One handle, four files (biggest first): resumed, fresh, resumed, fresh. A handle
+    whose last request had no headers is only pointed at the next URL; one whose request
+    had a Range is set up again, so no file gets another's Range."""
+    resumed = {"f11.bin", "f9.bin"}
+    for name in resumed:
+        (tmp_path / f".{name}.part").write_bytes(upstream.files[name][:20_000])
+    downloader, _ = make(workers=1)
+    names = ["f11.bin", "f10.bin", "f9.bin", "f8.bin"]
+    results = downloader.download([job_for(upstream, n, tmp_path) for n in names])
+    assert all(r.ok for r in results), [r.error for r in results]
+    sent = [(r.path.lstrip("/"), r.headers.get("Range")) for r in upstream.requests]
+    assert sent == [(n, "bytes=20000-" if n in resumed else None) for n in names]
+    for name in names:
+        assert (tmp_path / name).read_bytes() == upstream.files[name]
+
+
 def test_bad_partial_is_discarded_after_the_checksum_fails(upstream, tmp_path):
     data = upstream.files["f7.bin"]
     (tmp_path / ".f7.bin.part").write_bytes(b"\0" * 30_000)  # not a prefix of the real file
@@ -309,6 +326,28 @@ def many_jobs(server, out: Path) -> list[DownloadJob]:
     return [DownloadJob(f"{server.url}/{rel}", out / rel, len(data),
                         hashlib.sha256(data).hexdigest())
             for rel, data in server.files.items()]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_work_alongside_runs_beside_the_transfers_and_is_done_when_they_are(
+        many, tmp_path, processes):
+    """`alongside` starts once the worker processes run (a fork must not copy a running
+    thread: with one, multiprocessing would take the slow forkserver) and has returned by
+    the time download() does."""
+    import multiprocessing
+    import threading
+
+    seen: list = []
+
+    def alongside() -> None:
+        seen.append((threading.current_thread() is not threading.main_thread(),
+                     len(multiprocessing.active_children())))
+
+    settings = NetworkSettings(workers=4, timeout=5, retries=0, processes=processes)
+    results = Downloader(settings).download(many_jobs(many, tmp_path / "out"),
+                                            alongside=alongside)
+    assert all(r.ok for r in results)
+    assert seen == [(True, processes if processes > 1 else 0)]
 
 
 def test_a_large_download_is_shared_among_processes(many, tmp_path):

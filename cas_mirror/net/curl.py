@@ -128,7 +128,10 @@ class CurlSetup:
         self._env_proxies: dict[tuple[str, str], str] = {}  # (scheme, host) -> proxy or ""
         self._origins: dict[str, tuple[str, str]] = {}  # URL up to its path -> (scheme, proxy)
 
-    def prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None) -> None:
+    def prepare(self, c: pycurl.Curl, url: str, headers: Mapping[str, str] | None
+                ) -> tuple[str, str]:
+        """Set every option of a request for `url` on the (reset) handle `c`; returns what
+        its URL's origin decided (scheme, proxy), for `retarget`."""
         scheme, proxy = self.origin(url)
         if scheme not in ("http", "https"):
             raise Fatal(f"refusing a {scheme or 'relative'} URL (only http and https)")
@@ -150,6 +153,16 @@ class CurlSetup:
             c.setopt(pycurl.CAINFO, self.ca_bundle)
         if headers:
             c.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in headers.items()])
+        return scheme, proxy
+
+    def retarget(self, c: pycurl.Curl, url: str, prepared: tuple[str, str]) -> bool:
+        """Point a handle `prepare` set up for a request without headers at `url`, another
+        request without headers, when the two URLs' origins decide the same (`prepared`):
+        then every other option stands, and only the URL is set. False: prepare it again."""
+        if self.origin(url) != prepared:
+            return False
+        c.setopt(pycurl.URL, url)
+        return True
 
     def origin(self, url: str) -> tuple[str, str]:
         """The scheme of `url` (as urlsplit gives it) and the proxy for it ("" for none),

@@ -171,8 +171,13 @@ class Downloader:
 
     # ------------------------------------------------------------------ files
     def download(self, jobs: Sequence[DownloadJob],
-                 progress: ProgressReporter | None = None) -> list[DownloadResult]:
+                 progress: ProgressReporter | None = None,
+                 alongside: Callable[[], None] | None = None) -> list[DownloadResult]:
         """Download every job; returns one result per job, in the order given.
+
+        `alongside` runs in a thread while the transfers do (once the worker processes
+        are started: a fork must not copy a running thread) and has returned when this
+        does; it handles its own errors.
 
         A failed file does not stop the others. Not enough free space stops everything:
         `stop_reason` says why (once), and each remaining job fails with "not downloaded:
@@ -180,7 +185,7 @@ class Downloader:
         """
         # (imported here: a run that only asks for metadata never loads the transfer loop)
         from .multi import MultiRun
-        from .processes import run_in_processes
+        from .processes import beside, run_in_processes
         from .transfer import JobState
 
         progress = progress or ProgressReporter()
@@ -194,10 +199,11 @@ class Downloader:
         self._make_folders({job.dest.parent for job in jobs})
         groups = self._process_groups(states)
         if len(groups) > 1:
-            return run_in_processes(self, groups, states, progress, total)
+            return run_in_processes(self, groups, states, progress, total, alongside)
         progress.start(len(jobs), total)
         try:
-            MultiRun(self, states, progress).run()
+            with beside(alongside):
+                MultiRun(self, states, progress).run()
         finally:
             progress.finish()
         return [state.result for state in states]
@@ -242,22 +248,20 @@ class Downloader:
             self._stop.set()
 
     def _make_folders(self, folders: set[Path]) -> None:
-        """Create the destination folders before the transfers start, several at a time:
-        a PyPI tree has a folder per file, and creating one inside the transfer loop would
-        hold up every transfer for as long as the filesystem takes."""
+        """Create the destination folders before the transfers start (and before worker
+        processes fork, which then find them), many at a time: a PyPI tree has a folder per
+        file, and creating one inside the transfer loop would hold up every transfer for as
+        long as the filesystem takes."""
         new = [f for f in folders if f not in self._folders]
         if len(new) < 16:
-            return  # created as needed
-        from concurrent.futures import ThreadPoolExecutor
+            for folder in new:
+                folder.mkdir(parents=True, exist_ok=True)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
         self._folders.update(new)
-
-    def _ensure_folder(self, folder: Path) -> None:
-        if folder not in self._folders:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._folders.add(folder)
 
 
 def _presize(body: io.BytesIO, headers: Headers, max_bytes: int | None) -> int:

@@ -43,6 +43,10 @@ class MultiRun:
         count = min(max(downloader.settings.workers, 1), len(states))
         self.idle = [downloader._new_handle() for _ in range(count)]
         self.running: dict[pycurl.Curl, Attempt] = {}
+        # Handles whose last request (without headers) completed: what prepare() returned
+        # for it. The next such request on the handle only changes its URL (a reset and
+        # a dozen options per file cost more than the transfer of a small one).
+        self.plain: dict[pycurl.Curl, tuple[str, str]] = {}
         self.real_waits = downloader._sleep is time.sleep
 
     def run(self) -> None:
@@ -125,11 +129,13 @@ class MultiRun:
         state.url_attempts += 1
         if d.free_space is not None:
             d.free_space.check(state.job.size or 0)
-        d._ensure_folder(state.job.dest.parent)
         attempt = Attempt(state, self.progress)
-        c.reset()
         headers = attempt.request_headers()
-        d.curl.prepare(c, state.url, headers)
+        prepared = self.plain.pop(c, None)
+        if headers or prepared is None or not d.curl.retarget(c, state.url, prepared):
+            c.reset()
+            prepared = d.curl.prepare(c, state.url, headers)
+        attempt.prepared = None if headers else prepared
         if log.isEnabledFor(logging.DEBUG):  # built for -vv only: this runs per file
             log.debug("%s", describe_request("GET", state.url, headers))
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
@@ -159,6 +165,8 @@ class MultiRun:
         except (Retryable, Fatal, DiskFull) as exc:
             self._failed_attempt(state, exc)
             return
+        if attempt.prepared is not None:
+            self.plain[c] = attempt.prepared
         state.result.ok = True
         self.progress.file_done(state.result)
 

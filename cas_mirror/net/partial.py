@@ -37,6 +37,12 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}{PART_SUFFIX}")
 
 
+def part_name(dest: str) -> str:
+    """`part_path` of a path given as text (the transfer loop's: no Path made per file)."""
+    head, slash, name = dest.rpartition("/")
+    return f"{head}{slash}.{name}{PART_SUFFIX}"
+
+
 def response_validator(headers: Mapping[str, str]) -> str | None:
     """What `If-Range` may carry for this response: its ETag if strong (a weak one never
     matches in If-Range), else its Last-Modified date; None when it has neither."""
@@ -68,7 +74,7 @@ def remember_validator(fd: int, validator: str | None) -> None:
             raise
 
 
-def forget_validator(file: Path | int) -> None:
+def forget_validator(file: str | Path | int) -> None:
     """Remove the validator from a .part (path or open fd), if it has one. Called for every
     published file: a plain try costs less than contextlib.suppress's three calls."""
     if _XATTRS:
@@ -78,7 +84,7 @@ def forget_validator(file: Path | int) -> None:
             pass
 
 
-def read_validator(part: Path) -> str | None:
+def read_validator(part: str | Path) -> str | None:
     if not _XATTRS:
         return None
     try:
@@ -87,7 +93,7 @@ def read_validator(part: Path) -> str | None:
         return None
 
 
-def usable_partial(part: Path, size: int | None, earlier: str | None,
+def usable_partial(part: str, size: int | None, earlier: str | None,
                    verifiable: bool) -> tuple[int, str | None]:
     """Bytes of an earlier partial download worth resuming (0 when none or useless), and
     the validator of the response that wrote them: the one kept on the file (an earlier
@@ -96,7 +102,7 @@ def usable_partial(part: Path, size: int | None, earlier: str | None,
     A partial file with no validator is kept only when a hash will check the result. The
     attribute is read only when there is a partial file: a fresh download costs one stat."""
     try:
-        have = part.stat().st_size
+        have = os.stat(part).st_size
     except FileNotFoundError:
         return 0, None
     validator = read_validator(part) or earlier
@@ -105,6 +111,14 @@ def usable_partial(part: Path, size: int | None, earlier: str | None,
         if blind:
             log.info("not resuming %s: no validator and no hash to check the result",
                      safe(part))
-        part.unlink(missing_ok=True)
+        remove(part)
         return 0, None
     return have, validator
+
+
+def remove(path: str) -> None:
+    """Delete `path` if it is there (os.unlink; a missing file is no error)."""
+    try:  # noqa: SIM105 - suppress() is three Python calls
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,9 +1,12 @@
 """A large download shared among worker processes (files and hashing cost CPU on our
-side): each child runs its own CurlMulti loop and reports over a pipe."""
+side): each child runs its own CurlMulti loop and reports over a pipe. And the caller's
+work run in a thread beside the transfers (`beside`)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .multi import MultiRun
@@ -21,11 +24,27 @@ if TYPE_CHECKING:
     from .downloader import Downloader
 
 
+@contextmanager
+def beside(work: Callable[[], None] | None) -> Iterator[None]:
+    """`work` in a thread for the duration of the block, joined at its end."""
+    if work is None:
+        yield
+        return
+    thread = threading.Thread(target=work, name="beside-transfers", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
 def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                      states: list[JobState], progress: ProgressReporter,
-                     total: int) -> list[DownloadResult]:
+                     total: int, alongside: Callable[[], None] | None = None,
+                     ) -> list[DownloadResult]:
     """Run each group's downloads in a child process; results and progress come back over
-    a pipe, and one shared event stops them all (disk full, stop_on_error)."""
+    a pipe, and one shared event stops them all (disk full, stop_on_error). `alongside`
+    runs in a thread of ours once the children are started."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -48,40 +67,41 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
     progress.start(len(states), total)
     open_readers = {reader: (child, pending) for child, reader, pending in children}
     try:
-        while open_readers:
-            for reader in wait(list(open_readers)):
-                child, pending = open_readers[reader]
-                try:
-                    message = reader.recv()
-                except EOFError:
-                    message = ("end", None)
-                kind = message[0]
-                if kind == "progress":
-                    _, received_bytes, finished = message
-                    if received_bytes:
-                        progress.advance(received_bytes)
-                    for index, ok, received, attempts, error, cause in finished:
-                        result = states[index].result
-                        result.ok, result.received, result.attempts, result.error, \
-                            result.cause = ok, received, attempts, error, cause
-                        pending.discard(index)
-                        progress.file_done(result)
-                        if downloader._stop.is_set():
-                            stop_event.set()  # a caller stopped us from a progress callback
-                elif kind == "stop":
-                    downloader._stop_all(message[1], message[2])
-                    stop_event.set()
-                elif kind == "crash":
-                    raise RuntimeError(f"download worker failed:\n{message[1]}")
-                else:  # "end", or the child is gone
-                    del open_readers[reader]
-                    child.join(timeout=10)
-                    for index in pending:  # jobs a dead child never reported
-                        result = states[index].result
-                        result.error = "not downloaded: the worker process died"
-                        result.cause = "the worker process died"
-                        progress.file_done(states[index].result)
-                    reader.close()
+        with beside(alongside):
+            while open_readers:
+                for reader in wait(list(open_readers)):
+                    child, pending = open_readers[reader]
+                    try:
+                        message = reader.recv()
+                    except EOFError:
+                        message = ("end", None)
+                    kind = message[0]
+                    if kind == "progress":
+                        _, received_bytes, finished = message
+                        if received_bytes:
+                            progress.advance(received_bytes)
+                        for index, ok, received, attempts, error, cause in finished:
+                            result = states[index].result
+                            result.ok, result.received, result.attempts, result.error, \
+                                result.cause = ok, received, attempts, error, cause
+                            pending.discard(index)
+                            progress.file_done(result)
+                            if downloader._stop.is_set():
+                                stop_event.set()  # a caller stopped us from a progress callback
+                    elif kind == "stop":
+                        downloader._stop_all(message[1], message[2])
+                        stop_event.set()
+                    elif kind == "crash":
+                        raise RuntimeError(f"download worker failed:\n{message[1]}")
+                    else:  # "end", or the child is gone
+                        del open_readers[reader]
+                        child.join(timeout=10)
+                        for index in pending:  # jobs a dead child never reported
+                            result = states[index].result
+                            result.error = "not downloaded: the worker process died"
+                            result.cause = "the worker process died"
+                            progress.file_done(states[index].result)
+                        reader.close()
     finally:
         for child, _, _ in children:
             if child.is_alive():

@@ -14,8 +14,9 @@ from ..text import safe
 from .curl import Headers
 from .partial import (
     forget_validator,
-    part_path,
+    part_name,
     remember_validator,
+    remove,
     response_validator,
     same_validator,
     usable_partial,
@@ -63,15 +64,17 @@ class Attempt:
     """One transfer of one job on one curl handle: the write callback streams into the
     .part file while hashing; `finish` verifies and renames."""
 
-    __slots__ = ("error", "file", "headers", "job", "md5", "offset", "part", "progress",
-                 "result", "sha256", "state", "status_checked", "validator", "written")
+    __slots__ = ("dest", "error", "file", "headers", "job", "md5", "offset", "part",
+                 "prepared", "progress", "result", "sha256", "state", "status_checked",
+                 "validator", "written")
 
     def __init__(self, state: JobState, progress: ProgressReporter):
         self.state = state
         self.job = state.job
         self.result = state.result
         self.progress = progress
-        self.part = part_path(self.job.dest)
+        self.dest = os.fspath(self.job.dest)  # (text: os calls on it, no Path per call)
+        self.part = part_name(self.dest)
         # The validator of the response that wrote the partial file: from the file itself
         # (an earlier run), else from this run's earlier attempt.
         verifiable = bool(self.job.sha256 or self.job.md5)
@@ -88,6 +91,7 @@ class Attempt:
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5() if (self.job.md5 and not self.job.sha256) else None
         self.status_checked = False
+        self.prepared: tuple[str, str] | None = None  # the handle's set-up (multi.py)
 
     def request_headers(self) -> dict[str, str]:
         if not self.offset:
@@ -140,7 +144,7 @@ class Attempt:
             if self.validator and not same_validator(self.validator, self.headers.values):
                 self.offset = self.written = 0  # it ignored If-Range: the file changed
                 self.state.validator = None
-                self.part.unlink(missing_ok=True)
+                remove(self.part)
                 raise Retryable("upstream file changed during the resume; starting over")
             self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
             hash_prefix(self.file, self.offset, self.sha256, self.md5)
@@ -162,7 +166,7 @@ class Attempt:
         """A file whose size upstream is not the one the index gives is not worth
         retrying, and is not a refused resume: say what is true."""
         if upstream is not None and self.job.size is not None and upstream != self.job.size:
-            self.part.unlink(missing_ok=True)
+            remove(self.part)
             raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
                         f"the index says {self.job.size}", cause="size mismatch")
         if upstream is not None and self.job.max_size is not None \
@@ -170,7 +174,7 @@ class Attempt:
             raise self._too_large(upstream)
 
     def _too_large(self, announced: int | None = None) -> Fatal:
-        self.part.unlink(missing_ok=True)
+        remove(self.part)
         said = f" (upstream announces {announced})" if announced is not None else ""
         return Fatal(f"larger than the limit of {self.job.max_size} bytes{said}",
                      cause=f"larger than the limit of {self.job.max_size} bytes")
@@ -182,33 +186,33 @@ class Attempt:
             self.file = None
         if self.error is not None:
             if isinstance(self.error, (Fatal, DiskFull)) or "more than" in str(self.error):
-                self.part.unlink(missing_ok=True)
+                remove(self.part)
             raise self.error
         if curl_error is not None:
             raise classify(*curl_error)
         if status == 416 and self.offset:
-            self.part.unlink(missing_ok=True)  # our partial is not a prefix of theirs
+            remove(self.part)  # our partial is not a prefix of theirs
             self._check_size(upstream_size(status, self.headers.values))
             raise Retryable("server refused to resume the partial file (HTTP 416)")
         if status not in (200, 206):
             raise_for_status(status, self.headers.values)
             raise Fatal(f"unexpected HTTP {status}", status)
         if not self.status_checked:  # an empty body: the file is empty
-            self.part.write_bytes(b"")
+            open(self.part, "wb").close()
         if self.job.size is not None and self.written != self.job.size:
             raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes",
                             cause="truncated")
         if self.job.sha256 and self.sha256.hexdigest() != self.job.sha256.lower():
-            self.part.unlink(missing_ok=True)
+            remove(self.part)
             raise Retryable(f"sha256 mismatch: expected {self.job.sha256}, "
                             f"got {self.sha256.hexdigest()}", cause="sha256 mismatch")
         if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
-            self.part.unlink(missing_ok=True)
+            remove(self.part)
             raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}",
                             cause="md5 mismatch")
         if self.validator:
             forget_validator(self.part)  # the published file carries no download state
-        os.replace(self.part, self.job.dest)  # open() created it with the umask's permissions
+        os.replace(self.part, self.dest)  # open() created it with the umask's permissions
 
 
 def hash_prefix(handle, length: int, *hashes) -> None:
