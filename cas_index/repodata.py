@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import bz2
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import write_atomic
-from .shards import DEFAULT_GRACE_SECONDS, ShardCounts, remove_shards, write_shards
+from .plain import Frozen, Plain
+from .shards import (
+    DEFAULT_GRACE_SECONDS,
+    DerivedShards,
+    ShardCounts,
+    derive_shards,
+    remove_shards,
+    write_shards,
+)
 
 # zstd level 16 is what conda-index publishes with; multithreaded compression keeps large
 # documents (hundreds of MB) affordable. Below a few MB zstd cannot split the work and its
@@ -48,8 +55,8 @@ def compress_zst(data: bytes, level: int | None = None) -> bytes:
     return zstandard.ZstdCompressor(level=level, threads=threads).compress(data)
 
 
-def _compress(path: Path, data: bytes) -> bytes:
-    return compress_zst(data) if path.suffix == ".zst" else bz2.compress(data, 9)
+def _compress(suffix: str, data: bytes) -> bytes:
+    return compress_zst(data) if suffix == ".zst" else bz2.compress(data, 9)
 
 
 def write_repodata(
@@ -59,10 +66,12 @@ def write_repodata(
     name: str = "repodata.json",
     bz2_variant: bool = True,
     zst_variant: bool = True,
+    packed: dict[str, bytes] | None = None,
 ) -> list[Path]:
     """Publish `data` as `folder/name` (+ `.zst`, `.bz2`). Returns the paths rewritten.
 
     Variants not wanted are removed so they can never go stale beside a new document.
+    `packed`: suffix -> `data` compressed so, done before (Prepared); the rest is done here.
     """
     folder = Path(folder)
     target = folder / name
@@ -71,9 +80,12 @@ def write_repodata(
     written: list[Path] = []
     unchanged = _holds(target, data) and all(p.exists() for p, want in variants.items() if want)
     if not unchanged:
+        ready = packed or {}
         wanted = [path for path, want in variants.items() if want]
-        for path, packed in zip(wanted, _compress_all(wanted, data), strict=True):
-            write_atomic(path, packed)
+        missing = [path.suffix for path in wanted if path.suffix not in ready]
+        ready = {**ready, **dict(zip(missing, _compress_all(missing, data), strict=True))}
+        for path in wanted:
+            write_atomic(path, ready[path.suffix])
             written.append(path)
         write_atomic(target, data)
         written.append(target)
@@ -83,10 +95,32 @@ def write_repodata(
     return written
 
 
-@dataclass
-class Published:
-    paths: list[Path]  # files created or replaced
-    shards: ShardCounts
+class Published(Plain):
+    _fields = ("paths", "shards")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        paths: list[Path]  # files created or replaced
+        shards: ShardCounts
+
+
+class Prepared(Frozen):
+    """The CPU part of publishing one document, done before it may be published (a sync
+    does it while the packages download): its compressed variants and its shards."""
+    _fields = ("data", "packed", "shards")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        data: bytes
+        packed: dict[str, bytes]  # ".zst" / ".bz2" -> the document compressed so
+        shards: DerivedShards | None
+
+
+def prepare_repodata(data: bytes, *, shards: bool = True, bz2_variant: bool = True,
+                     zst_variant: bool = True) -> Prepared:
+    """What `publish_repodata` with the same switches would compute for `data` (pure)."""
+    suffixes = [suffix for suffix, want in ((".zst", zst_variant), (".bz2", bz2_variant))
+                if want]
+    packed = dict(zip(suffixes, _compress_all(suffixes, data), strict=True))
+    return Prepared(data, packed, derive_shards(data) if shards else None)
 
 
 def publish_repodata(
@@ -100,45 +134,51 @@ def publish_repodata(
     shard_state_dir: str | Path | None = None,
     bz2_variant: bool = True,
     zst_variant: bool = True,
+    prepared: Prepared | None = None,
 ) -> Published:
     """Publish the platform document `data` as `repodata.json` (+ variants) and, when
     `shards`, its shards and shard index beside it. With `shards=False` an old shard index
     is removed at once and its shards after the grace period, so no stale shard index can
     contradict the new `repodata.json`. The shards' state file goes in `shard_state_dir`
-    (default `<folder>/.cache`)."""
-    paths = write_repodata(folder, data, bz2_variant=bz2_variant, zst_variant=zst_variant)
+    (default `<folder>/.cache`). `prepared`: what prepare_repodata gave for these bytes;
+    one prepared for other bytes is ignored."""
+    if prepared is not None and prepared.data != data:
+        prepared = None
+    paths = write_repodata(folder, data, bz2_variant=bz2_variant, zst_variant=zst_variant,
+                           packed=prepared.packed if prepared else None)
     if shards:
         counts = write_shards(folder, data, grace_seconds=shard_grace_seconds, now=now,
-                              force=force, state_dir=shard_state_dir)
+                              force=force, state_dir=shard_state_dir,
+                              derived=prepared.shards if prepared else None)
     else:
         counts = remove_shards(folder, grace_seconds=shard_grace_seconds, now=now,
                                state_dir=shard_state_dir)
     return Published(paths + counts.paths, counts)
 
 
-def _compress_all(paths: list[Path], data: bytes) -> list[bytes]:
-    """Each variant of `data`; two at once in threads (bz2 and zstd release the GIL, so the
-    slower one sets the time, not the sum)."""
-    if len(paths) < 2:
-        return [_compress(path, data) for path in paths]
+def _compress_all(suffixes: list[str], data: bytes) -> list[bytes]:
+    """`data` compressed as each suffix says; two at once in threads (bz2 and zstd release
+    the GIL, so the slower one sets the time, not the sum)."""
+    if len(suffixes) < 2:
+        return [_compress(suffix, data) for suffix in suffixes]
     import threading
 
-    results: dict[Path, bytes] = {}
+    results: dict[str, bytes] = {}
     errors: list[BaseException] = []
 
-    def work(path: Path) -> None:
+    def work(suffix: str) -> None:
         try:
-            results[path] = _compress(path, data)
+            results[suffix] = _compress(suffix, data)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
 
-    helper = threading.Thread(target=work, args=(paths[1],))
+    helper = threading.Thread(target=work, args=(suffixes[1],))
     helper.start()
-    work(paths[0])
+    work(suffixes[0])
     helper.join()
     if errors:
         raise errors[0]
-    return [results[path] for path in paths]
+    return [results[suffix] for suffix in suffixes]
 
 
 def _holds(path: Path, data: bytes) -> bool:

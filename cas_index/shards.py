@@ -47,13 +47,13 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .atomic import TEMP_PREFIX, write_atomic, write_if_changed
 from .cache import CACHE_DIR
 from .layout import SHARD_INDEX, SHARDS_DIR
+from .plain import Frozen, Plain
 
 log = logging.getLogger(__name__)
 
@@ -73,41 +73,51 @@ _HASH_LENGTHS = {"sha256": 64, "md5": 32}
 PACKAGE_KEYS = ("packages", "packages.conda")
 
 
-@dataclass(frozen=True)
-class Shard:
-    name: str  # the package name
-    sha256: str  # hex sha256 of `data`: the shard's file name without SHARD_SUFFIX
-    data: bytes  # zstd-compressed msgpack
+class Shard(Frozen):
+    _fields = ("name", "sha256", "data")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        name: str  # the package name
+        sha256: str  # hex sha256 of `data`: the shard's file name without SHARD_SUFFIX
+        data: bytes  # zstd-compressed msgpack
 
     @property
     def filename(self) -> str:
         return self.sha256 + SHARD_SUFFIX
 
 
-@dataclass(frozen=True)
-class ShardSet:
-    shards: dict[str, Shard]  # package name -> its shard
-    index: bytes  # repodata_shards.msgpack.zst, compressed
+class ShardSet(Frozen):
+    _fields = ("shards", "index")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        shards: dict[str, Shard]  # package name -> its shard
+        index: bytes  # repodata_shards.msgpack.zst, compressed
 
 
-@dataclass
-class ShardCounts:
+class ShardCounts(Plain):
     """What publishing the shards of one platform did."""
-
-    written: int = 0  # shard files written (new names, or repaired)
-    kept: int = 0  # named shards already in place, left alone
-    deleted: int = 0  # unnamed shards past their grace period, deleted
-    waiting: int = 0  # unnamed shards still within their grace period
-    index_written: bool = False
-    index_deleted: bool = False  # shards turned off: the index was removed
-    named: int = 0  # shards the published index names
-    oldest_unnamed: float | None = None  # epoch s: when the longest-waiting shard was dropped
-    paths: list[Path] = field(default_factory=list)  # files created or replaced
+    _fields = (
+        "written", "kept", "deleted", "waiting", "index_written", "index_deleted", "named",
+        "oldest_unnamed", "paths")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {
+        "written": 0, "kept": 0, "deleted": 0, "waiting": 0, "index_written": False,
+        "index_deleted": False, "named": 0, "oldest_unnamed": None, "paths": list}
+    _factories: ClassVar[frozenset] = frozenset({"paths"})
+    if TYPE_CHECKING:
+        written: int  # shard files written (new names, or repaired)
+        kept: int  # named shards already in place, left alone
+        deleted: int  # unnamed shards past their grace period, deleted
+        waiting: int  # unnamed shards still within their grace period
+        index_written: bool
+        index_deleted: bool  # shards turned off: the index was removed
+        named: int  # shards the published index names
+        oldest_unnamed: float | None  # epoch s: when the longest-waiting shard was dropped
+        paths: list[Path]  # files created or replaced
 
     def as_dict(self) -> dict[str, int | bool]:
         return {"written": self.written, "kept": self.kept, "deleted": self.deleted,
                 "waiting": self.waiting, "index_written": self.index_written}
-
 
 # ------------------------------------------------------------------------- pure part
 
@@ -156,10 +166,12 @@ def unpack_record(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class _Parsed:
-    info: dict[str, Any]
-    groups: dict[str, dict[str, list]]  # name -> packages / packages.conda / removed
+class _Parsed(Plain):
+    _fields = ("info", "groups")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        info: dict[str, Any]
+        groups: dict[str, dict[str, list]]  # name -> packages / packages.conda / removed
 
 
 def _parse(data: bytes) -> _Parsed:
@@ -259,6 +271,26 @@ def _subdir_and_base(info: dict[str, Any], folder_name: str) -> tuple[str, str]:
             base_url if isinstance(base_url, str) and base_url else "./")
 
 
+class DerivedShards(Frozen):
+    """The shards of one document, derived ahead of publishing it (`derive_shards`):
+    `write_shards` takes them instead of deriving again when `digest` is its document's."""
+    _fields = ("digest", "info", "shards")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        digest: str  # hex sha256 of the document
+        info: dict[str, Any]
+        shards: list[Shard]  # in name order
+
+
+def derive_shards(data: bytes) -> DerivedShards:
+    """Every shard of the document `data` (pure): the CPU part of `write_shards`, for a
+    caller with a core to spare before it may publish (a sync, while its packages
+    download)."""
+    parsed = _parse(data)
+    return DerivedShards(hashlib.sha256(data).hexdigest(), parsed.info,
+                         list(_shards(parsed)))
+
+
 def shard_document(data: bytes, *, created_at: float, folder_name: str = "") -> ShardSet:
     """All shards of the document `data` and the index naming them (pure). The index's
     subdir is the document's `info.subdir`, else `folder_name`."""
@@ -276,11 +308,14 @@ def shard_document(data: bytes, *, created_at: float, folder_name: str = "") -> 
 def write_shards(folder: str | os.PathLike, data: bytes, *,
                  grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  now: float | None = None, force: bool = False,
-                 state_dir: str | os.PathLike | None = None) -> ShardCounts:
+                 state_dir: str | os.PathLike | None = None,
+                 derived: DerivedShards | None = None) -> ShardCounts:
     """Publish the shards and shard index of the document `data` in `folder`, then delete
     the shards unnamed for longer than `grace_seconds` (see the module docstring). The
     state file goes in `state_dir` (default `<folder>/.cache`). With `force`, derive and
-    check every shard even when the state says nothing changed."""
+    check every shard even when the state says nothing changed. `derived`: this
+    document's shards, derived before (derive_shards); one of another document is
+    ignored."""
     folder = Path(folder)
     now = time.time() if now is None else now
     digest = hashlib.sha256(data).hexdigest()
@@ -290,14 +325,18 @@ def write_shards(folder: str | os.PathLike, data: bytes, *,
         unnamed = state["unnamed_since"]
         return ShardCounts(kept=state["named"], named=state["named"], waiting=len(unnamed),
                            oldest_unnamed=min(unnamed.values(), default=None))
-    parsed = _parse(data)
-    subdir, base_url = _subdir_and_base(parsed.info, folder.name)
+    if derived is not None and derived.digest == digest:
+        info, shards = derived.info, iter(derived.shards)
+    else:
+        parsed = _parse(data)  # (the shards come one at a time: a big document's are many)
+        info, shards = parsed.info, _shards(parsed)
+    subdir, base_url = _subdir_and_base(info, folder.name)
     shards_dir = folder / SHARDS_DIR
     shards_dir.mkdir(exist_ok=True)
     present = _shard_files(shards_dir)
     counts = ShardCounts()
     hashes: dict[str, str] = {}
-    for shard in _shards(parsed):
+    for shard in shards:
         hashes[shard.name] = shard.sha256
         if present.get(shard.filename) == len(shard.data):
             counts.kept += 1

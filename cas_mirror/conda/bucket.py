@@ -183,9 +183,9 @@ class BucketTarget:
         if keys and not set(keys) <= set(known):
             write_file_atomically(marker, [json.dumps(sorted({*known, *keys})).encode()])
 
-    def download(self, downloader, jobs, progress) -> list[DownloadResult]:
+    def download(self, downloader, jobs, progress, alongside=None) -> list[DownloadResult]:
         """Download in batches; each batch is uploaded (and its local copies removed)
-        while the next one downloads."""
+        while the next one downloads. `alongside` runs beside the first batch."""
         self._note_uploads(jobs)
         batches, batch, size = [], [], 0
         for index, job in enumerate(jobs):
@@ -203,7 +203,8 @@ class BucketTarget:
             uploading = None
             try:
                 for batch in batches:
-                    got = downloader.download([jobs[i] for i in batch], each)
+                    got = downloader.download([jobs[i] for i in batch], each, alongside)
+                    alongside = None
                     if uploading is not None:
                         uploading.result()
                     uploading = pool.submit(self._upload_batch, pool, batch, got, results)

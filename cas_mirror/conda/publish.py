@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +80,48 @@ def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
         w.report.seconds += time.monotonic() - started
 
 
+def prepare_ahead(work: list[Work], shards: bool) -> Callable[[], None] | None:
+    """A function doing publishing's CPU work (compression, shards) for each platform with
+    downloads, on the document it publishes once they all succeed, to run while they do.
+    Where one fails the document differs, and publishing does that work itself. None when
+    no platform downloads."""
+    due = [w for w in work if w.usable and w.quiet is None and w.plan.download]
+    if not due:
+        return None
+
+    def run() -> None:
+        from cas_index.repodata import prepare_repodata
+
+        for w in due:
+            try:
+                w.prepared = prepare_repodata(_document(w, set(w.plan.download)),
+                                              shards=shards)
+            except Exception:  # publishing does the same work and meets the error again
+                log.debug("%s/%s: repodata not prepared ahead", w.source.path, w.platform,
+                          exc_info=True)
+    return run
+
+
+def _document(w: Work, got: set[str]) -> bytes:
+    """The platform's repodata.json as published when the files `got` were downloaded."""
+    from .repodata import empty_document, restricted_document
+
+    if w.upstream is None:
+        return empty_document(w.platform)
+    return restricted_document(w.upstream, set(w.plan.up_to_date) | got)
+
+
 def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: float) -> None:
     from cas_index.repodata import publish_repodata
 
-    from .repodata import empty_document, restricted_document
     from .upstream_shards import prune_shard_cache
 
     w.folder.mkdir(parents=True, exist_ok=True)
-    if w.upstream is None:
-        document = empty_document(w.platform)
-    else:
-        document = restricted_document(w.upstream, set(w.plan.up_to_date) | w.got)
+    document = _document(w, w.got)
     publish = functools.partial(publish_repodata, shards=shards,
                                 shard_grace_seconds=shard_grace_seconds,
-                                shard_state_dir=w.state_folder)
+                                shard_state_dir=w.state_folder, prepared=w.prepared)
+    w.prepared = None  # (its bytes are not kept past publishing)
     published = _naming(w.folder / "repodata.json", publish, w.folder, document)
     report.changed_files.extend(published.paths)
     w.report.shards = published.shards.as_dict() if shards else None

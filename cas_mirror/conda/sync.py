@@ -33,6 +33,7 @@ from .local import mirror_dir_status
 from .publish import (
     broken_channels,
     check_writable,
+    prepare_ahead,
     publish_channeldata,
     publish_platform,
     retire,
@@ -111,7 +112,7 @@ def _run(config: Config, sources, spec, mirror_dir: Path, output: Output,
                 check_writable(w)
                 if w.report.error:
                     output.error(f"{w.source.path}/{w.platform}: {w.report.error}")
-        _download(work, downloader, output, report, target)
+        _download(work, downloader, output, report, target, config.shards)
     for w in work:  # also after a stop for disk space: what is in place is published
         publish_platform(w, report, shards=config.shards,
                          shard_grace_seconds=config.shard_grace_period)
@@ -183,7 +184,7 @@ def _package_url(w: Work, fn: str) -> str:
 
 
 def _download(work: list[Work], downloader: Downloader, output: Output,
-              report: SyncReport, target: Target) -> None:
+              report: SyncReport, target: Target, shards: bool) -> None:
     jobs: list[DownloadJob] = []
     owners: list[Work] = []
     for w in work:
@@ -196,7 +197,8 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
             owners.append(w)
     if not jobs:
         return
-    results = target.download(downloader, jobs, output.progress("conda"))
+    results = target.download(downloader, jobs, output.progress("conda"),
+                              prepare_ahead(work, shards))
     for w, result in zip(owners, results, strict=True):
         if result.ok:
             w.got.add(result.job.dest.name)

@@ -44,8 +44,9 @@ class Target(Protocol):
         """After planning, before the first download (not in a dry run)."""
         ...
 
-    def download(self, downloader, jobs, progress) -> list:
-        """Download `jobs` and put them in place; one result per job."""
+    def download(self, downloader, jobs, progress, alongside=None) -> list:
+        """Download `jobs` and put them in place; one result per job. `alongside` is
+        run beside the transfers (Downloader.download) and has returned by the end."""
         ...
 
     def publish(self, w: Work) -> None:
@@ -84,8 +85,8 @@ class LocalTarget:
     def prepare(self, work) -> None:
         """Nothing to clean: partial downloads are resumed or removed by the plan."""
 
-    def download(self, downloader, jobs, progress):
-        return downloader.download(jobs, progress)
+    def download(self, downloader, jobs, progress, alongside=None):
+        return downloader.download(jobs, progress, alongside)
 
     def publish(self, w: Work) -> None:
         """Nothing more: publish.py wrote the repodata in the folder itself."""

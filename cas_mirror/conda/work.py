@@ -17,6 +17,8 @@ from .target import LOCAL, Target
 _KEPT = attrgetter("kept")
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    from cas_index.repodata import Prepared
+
     from . import quiet
     from .fetch import ChannelSource, Fetched
     from .filter import Decision
@@ -44,6 +46,9 @@ class Work:
         # nothing to do: the last run's record (quiet.py); such a platform has no plan
         self.quiet: quiet.Recorded | None = None
         self.shards_due: float | None = None  # when publishing may delete an unnamed shard
+        # publishing's CPU work for the document expected after the downloads, done while
+        # they run (publish.prepare_ahead)
+        self.prepared: Prepared | None = None
         self.started = time.monotonic()
         self.target: Target = LOCAL  # where it is published (target.py)
 

@@ -1,0 +1,80 @@
+"""What a sync with packages to download does once, not twice: publishing's CPU work
+(compression, shards) is done while the packages download, on the document expected once
+they all arrive, and used only when that is the document published."""
+
+from __future__ import annotations
+
+import bz2
+import json
+
+import pytest
+import zstandard
+
+import cas_index.repodata
+import cas_index.shards
+from cas_index.shards import SHARD_INDEX, decode_index, decode_shard
+from tests.support.conda_mirror import Mirror, make_upstream
+
+
+@pytest.fixture
+def upstream(tmp_path, http_server):
+    return make_upstream(tmp_path, http_server)
+
+
+@pytest.fixture
+def mirror(tmp_path, isolated_config, upstream, run_cli):
+    return Mirror(tmp_path / "mirror", isolated_config.user, run_cli, upstream)
+
+
+def counting(monkeypatch, module, name: str) -> list:
+    calls: list = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def published_forms(folder) -> dict[str, set[str]]:
+    """The file names each published form of the platform's repodata names."""
+    raw = (folder / "repodata.json").read_bytes()
+    assert zstandard.ZstdDecompressor().decompress(
+        (folder / "repodata.json.zst").read_bytes()) == raw
+    assert bz2.decompress((folder / "repodata.json.bz2").read_bytes()) == raw
+    doc = json.loads(raw)
+    in_shards: set[str] = set()
+    for digest in decode_index((folder / SHARD_INDEX).read_bytes())["shards"].values():
+        shard = decode_shard((folder / "shards" / f"{digest.hex()}.msgpack.zst").read_bytes())
+        in_shards |= {*shard["packages"], *shard["packages.conda"]}
+    return {"json": {*doc["packages"], *doc["packages.conda"]}, "shards": in_shards}
+
+
+def test_what_was_prepared_while_downloading_is_published_without_doing_it_again(
+        mirror, monkeypatch):
+    mirror.configure(platforms=["linux-64", "noarch"])
+    prepared = counting(monkeypatch, cas_index.repodata, "prepare_repodata")
+    compressed = counting(monkeypatch, cas_index.repodata, "_compress")
+    parsed = counting(monkeypatch, cas_index.shards, "_parse")
+    assert mirror.sync().code == 0
+    assert len(prepared) == 2
+    # .zst and .bz2 of each platform, and its shards, once each: not again to publish
+    assert sorted(suffix for suffix, _ in compressed) == [".bz2", ".bz2", ".zst", ".zst"]
+    assert len(parsed) == 2
+    forms = published_forms(mirror.folder("linux-64"))
+    assert forms["json"] == forms["shards"] == mirror.files("linux-64")
+
+
+def test_a_failed_download_is_in_no_published_form_though_it_was_prepared_for(
+        mirror, upstream, monkeypatch):
+    upstream.server.add_fault("*/beta-2.0-0.conda", status=404)
+    compressed = counting(monkeypatch, cas_index.repodata, "_compress")
+    result = mirror.sync()
+    assert result.code == 1 and "beta-2.0-0.conda" in result.out
+    # noarch's prepared once; linux-64's prepared with beta, then again without it
+    assert len(compressed) == 6
+    forms = published_forms(mirror.folder("linux-64"))
+    assert "beta-2.0-0.conda" not in forms["json"] | forms["shards"]
+    assert forms["json"] == forms["shards"] == mirror.files("linux-64")
