@@ -1,11 +1,14 @@
 """What a sync with packages to download does once, not twice: publishing's CPU work
 (compression, shards) is done while the packages download, on the document expected once
-they all arrive, and used only when that is the document published."""
+they all arrive, and used only when that is the document published; and a run whose
+configuration asks for no closure, lockfile or environment imports none of that code."""
 
 from __future__ import annotations
 
 import bz2
 import json
+import subprocess
+import sys
 
 import pytest
 import zstandard
@@ -78,3 +81,19 @@ def test_a_failed_download_is_in_no_published_form_though_it_was_prepared_for(
     forms = published_forms(mirror.folder("linux-64"))
     assert "beta-2.0-0.conda" not in forms["json"] | forms["shards"]
     assert forms["json"] == forms["shards"] == mirror.files("linux-64")
+
+
+def test_a_sync_that_asks_for_no_closure_imports_none_of_its_code(mirror, tmp_path):
+    """Wishes (closure, lockfiles, environments to solve) are worked out only when the
+    configuration asks for one of them (gather._Wishes); the closure tests cover those."""
+    seen = tmp_path / "modules.json"
+    code = ("import json, sys\nfrom cas_mirror.cli import main\ncode = main(['--quiet'])\n"
+            f"open({str(seen)!r}, 'w').write(json.dumps([code, sorted(sys.modules)]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    status, modules = json.loads(seen.read_text())
+    assert status == 0 and mirror.files("linux-64")
+    unused = {"cas_mirror.conda.wishes", "cas_mirror.conda.depends", "cas_mirror.conda.solve",
+              "cas_mirror.lockfiles", "cas_mirror.storage.base"}
+    assert unused.isdisjoint(modules), sorted(unused & set(modules))

@@ -134,10 +134,10 @@ def _gather(config: Config, sources: list[ChannelSource], spec: Callable[[], Fil
     in_threads(lambda w: _read(w, downloader, spec, config, writable, wishes.names_of(w)),
                _demote(work))
     busy = [w for w in work if w.quiet is None]
-    if busy:
+    if busy and (asked := wishes.get()) is not None:
         from .wishes import complete
-        complete(busy, wishes.get(), lambda w, names: _read_more(w, names, downloader,
-                                                                 spec, config, writable))
+        complete(busy, asked, lambda w, names: _read_more(w, names, downloader,
+                                                          spec, config, writable))
     in_threads(lambda w: _plan(w, config, verify), busy)
     work = [w for w in work if not (w.probed and w.report.error == "not offered")]
     report.platforms.extend(w.report for w in work)
@@ -188,25 +188,37 @@ class _Wishes:
     """`Wishes.of` (wishes.py), worked out when a platform first needs it. A platform
     found quiet needs none: its fingerprint (quiet.py) covers everything `Wishes.of` reads
     (the configuration, the lockfiles it names and their stat), so a no-op does not
-    import wishes/lockfile/solve code at all."""
+    import wishes/lockfile/solve code at all; nor does a run whose configuration asks
+    for nothing `Wishes.of` would read (`get` is None)."""
 
     def __init__(self, config: Config, spec: Callable[[], FilterSpec],
                  sources: list[ChannelSource]):
         self._args = (config, spec, sources)
         self._lock = threading.Lock()
         self._wishes = None
+        self._asked: bool | None = None
 
     def get(self):
         with self._lock:
-            if self._wishes is None:
+            config, spec, sources = self._args
+            if self._asked is None:
+                # What Wishes.of reads: lockfiles, environments to solve, and the closure
+                # switches (top level, or a whitelist mapping's own).
+                self._asked = bool(config.lockfiles or config.closure == "solve"
+                                   or config.include_dependencies
+                                   or any(e.include_dependencies for e in spec().whitelist))
+            if self._asked and self._wishes is None:
                 from .wishes import Wishes
-                config, spec, sources = self._args
                 self._wishes = Wishes.of(config, spec(), sources)
             return self._wishes
 
     def names_of(self, w: Work) -> Callable[[], frozenset[str]]:
         """The names a sharded upstream must read for `w` whatever the filters say."""
-        return lambda: self.get().names(w.source, w.platform)
+        def names() -> frozenset[str]:
+            wishes = self.get()
+            return frozenset() if wishes is None else wishes.names(w.source, w.platform)
+
+        return names
 
 
 def _platform_work(config: Config, sources: list[ChannelSource], mirror_dir: Path,

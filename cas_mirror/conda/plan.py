@@ -10,23 +10,32 @@ stale. Gathering the local inventory and hashing are I/O, done by the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from cas_index.plain import Plain
 
 from .repodata import EXTENSIONS
 
 record_size = attrgetter("size")  # of a record with attributes (repodata.RecordView)
 
 
-@dataclass
-class PlatformPlan:
-    download: list[str] = field(default_factory=list)  # file names
-    up_to_date: list[str] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    stale_partials: list[str] = field(default_factory=list)  # targets of useless .part files
-    download_bytes: int = 0
-    delete_bytes: int = 0
+class PlatformPlan(Plain):
+    _fields = (
+        "download", "up_to_date", "delete", "stale_partials", "download_bytes", "delete_bytes")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {
+        "download": list, "up_to_date": list, "delete": list, "stale_partials": list,
+        "download_bytes": 0, "delete_bytes": 0}
+    _factories: ClassVar[frozenset] = frozenset({
+        "download", "up_to_date", "delete", "stale_partials"})
+    if TYPE_CHECKING:
+        download: list[str]  # file names
+        up_to_date: list[str]
+        delete: list[str]
+        stale_partials: list[str]  # targets of useless .part files
+        download_bytes: int
+        delete_bytes: int
 
 
 def is_package_file(name: str) -> bool:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import bz2
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
 from operator import add, attrgetter, ne
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
+
+from cas_index.plain import Plain
 
 from .errors import RepodataError
 
@@ -79,19 +80,22 @@ _VIEW_MAP = msgspec.json.Decoder(dict[str, RecordView])
 _INFO = msgspec.json.Decoder(dict[str, Any])
 
 
-@dataclass
-class UpstreamRepodata:
+class UpstreamRepodata(Plain):
     """One platform's upstream document: records by file name, and what was refused.
     The views are the only per-record objects kept; `sections()` gives the document's
     top-level keys as raw slices, from which publishing takes the records' bytes."""
-
-    url: str
-    platform: str
-    top: dict[str, msgspec.Raw] | None  # every top-level key, raw (None: not yet found)
-    info: dict[str, Any]
-    records: dict[str, RecordView] = field(default_factory=dict)  # fn -> view, both kinds
-    refused: dict[str, str] = field(default_factory=dict)  # fn -> why
-    document: bytes = b""  # what `top` is found in when first asked for
+    _fields = ("url", "platform", "top", "info", "records", "refused", "document")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {"records": dict, "refused": dict, "document": b""}
+    _factories: ClassVar[frozenset] = frozenset({"records", "refused"})
+    if TYPE_CHECKING:
+        url: str
+        platform: str
+        top: dict[str, msgspec.Raw] | None  # every top-level key, raw (None: not yet found)
+        info: dict[str, Any]
+        records: dict[str, RecordView]  # fn -> view, both kinds
+        refused: dict[str, str]  # fn -> why
+        document: bytes  # what `top` is found in when first asked for
 
     def sections(self) -> dict[str, msgspec.Raw]:
         if self.top is None:

@@ -32,13 +32,13 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin
 
 import msgspec
 
+from cas_index.plain import Plain
 from cas_index.shards import (
     PACKAGE_KEYS,
     SHARD_INDEX,
@@ -78,28 +78,34 @@ _INDEX = msgspec.msgpack.Decoder(_Index)
 _SHARD = msgspec.msgpack.Decoder(_Shard)
 
 
-@dataclass
-class ShardedUpstream:
+class ShardedUpstream(Plain):
     """What a sync read from a sharded upstream platform, beyond the document."""
+    _fields = ("index", "needed", "unfetched", "fetched", "cached", "refused", "decoded", "blobs")
+    __slots__ = _fields
+    _defaults: ClassVar[dict] = {
+        "fetched": 0, "cached": 0, "refused": dict, "decoded": None, "blobs": dict}
+    _factories: ClassVar[frozenset] = frozenset({"refused", "blobs"})
+    if TYPE_CHECKING:
+        index: bytes  # the shard index as fetched (compressed), to remember
+        needed: dict[str, str]  # package name -> hex sha256 of the shards read
+        unfetched: frozenset[str]  # lower-case names upstream offers whose shards were not read
+        fetched: int  # shards fetched from upstream in this run
+        cached: int  # shards read from the cache
+        refused: dict[str, str]  # fn -> why (beyond parse_repodata)
+        # for reading more shards in the same run (the dependency closure's rounds)
+        decoded: ShardIndex | None
+        blobs: dict[str, bytes]  # name -> compressed shard
 
-    index: bytes  # the shard index as fetched (compressed), to remember
-    needed: dict[str, str]  # package name -> hex sha256 of the shards read
-    unfetched: frozenset[str]  # lower-case names upstream offers whose shards were not read
-    fetched: int = 0  # shards fetched from upstream in this run
-    cached: int = 0  # shards read from the cache
-    refused: dict[str, str] = field(default_factory=dict)  # fn -> why (beyond parse_repodata)
-    # for reading more shards in the same run (the dependency closure's rounds)
-    decoded: ShardIndex | None = None
-    blobs: dict[str, bytes] = field(default_factory=dict)  # name -> compressed shard
 
-
-@dataclass
-class ShardIndex:
-    url: str
-    subdir: str | None
-    base_url: str
-    shards_url: str  # absolute, ends with "/"
-    shards: dict[str, str]  # name -> hex sha256
+class ShardIndex(Plain):
+    _fields = ("url", "subdir", "base_url", "shards_url", "shards")
+    __slots__ = _fields
+    if TYPE_CHECKING:
+        url: str
+        subdir: str | None
+        base_url: str
+        shards_url: str  # absolute, ends with "/"
+        shards: dict[str, str]  # name -> hex sha256
 
 
 def decode_index(packed: bytes, url: str, max_size: int) -> ShardIndex:

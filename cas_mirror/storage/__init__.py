@@ -2,7 +2,7 @@
 interface (`base.Storage`: put verified, replace conditionally, delete, list, read). The
 code above it asks `open_storage(location)` and does not know which one it has.
 
-Modules: `base` (the interface, object info, errors), `urls` (``s3://bucket/prefix``),
+Modules: `base` (the interface, object info), `errors`, `urls` (``s3://bucket/prefix``),
 `settings` (endpoint, region, profile; the AWS credential chain), `local`, `s3`.
 """
 
@@ -13,9 +13,9 @@ from ..lazy import lazy_names
 # What each name is imported from, when first asked for (PEP 562): a run that only asks
 # whether a location is a bucket (every conda sync) imports urls.py alone.
 _FROM = {
-    "NEW": "base", "Body": "base", "Conflict": "base", "Folder": "base",
-    "ObjectInfo": "base", "Storage": "base", "StorageAccessError": "base",
-    "StorageError": "base", "join_key": "base",
+    "NEW": "base", "Body": "base", "Conflict": "errors", "Folder": "base",
+    "ObjectInfo": "base", "Storage": "base", "StorageAccessError": "errors",
+    "StorageError": "errors", "join_key": "base",
     "S3Settings": "settings",
     "BucketURL": "urls", "is_bucket_url": "urls", "parse_bucket_url": "urls",
 }

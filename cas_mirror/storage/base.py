@@ -26,26 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import EXIT_LOCKED, EXIT_PARTIAL, CasError, ConfigError
+from .errors import Conflict, StorageAccessError, StorageError
+
+__all__ = ["NEW", "Body", "Conflict", "Folder", "ObjectInfo", "Storage",
+           "StorageAccessError", "StorageError", "join_key", "write_file_atomically"]
 
 # `put_bytes(expect=NEW)`: create the key only if no object holds it.
 NEW = "*"
-
-
-class StorageError(CasError):
-    """The storage service kept failing (after the retries); nothing half-written is visible."""
-
-    exit_code = EXIT_PARTIAL
-
-
-class StorageAccessError(ConfigError):
-    """The tree cannot be reached as configured: credentials, bucket, endpoint (exit 2)."""
-
-
-class Conflict(CasError):
-    """A conditional write lost: another writer changed the object since it was read."""
-
-    exit_code = EXIT_LOCKED
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from .base import StorageAccessError
+from .errors import StorageAccessError
 
 log = logging.getLogger(__name__)
 
