@@ -477,6 +477,25 @@ def test_timeout_limits_given_to_libcurl_are_derived_from_the_settings():
     assert not stalled(last_read=10.0, timeout=1.0, now=10.9)
 
 
+def test_header_lines_are_collected_by_a_builtin_and_parsed_once_per_response():
+    """libcurl hands each header line to list.append (no Python code runs per line); the
+    last response's status and headers are parsed when first asked for."""
+    from cas_mirror.net.curl import Headers
+
+    headers = Headers()
+    assert type(headers.add) is type([].append)
+    headers.last_read = 0.0
+    for line in (b"HTTP/1.1 301 Moved Permanently\r\n", b"Location: /b\r\n", b"\r\n",
+                 b"HTTP/1.1 200 OK\r\n", b"ETag:  \"v1\" \r\n", b"Content-Length: 5\r\n",
+                 b"X-Odd\r\n", b"\r\n"):
+        headers.add(line)
+    assert headers.status == 200
+    assert headers.values == {"etag": '"v1"', "content-length": "5"}
+    # header lines count as activity for the stall watch, once, when it next looks
+    assert headers.since(10.0) == 10.0 and headers.since(20.0) == 10.0
+    assert Headers().status == 0 and Headers().values == {}
+
+
 def test_a_transfer_that_stalls_mid_body_is_abandoned_after_timeout(upstream, tmp_path):
     # The server would send the rest after 4 s; a 1 s timeout must give up long before
     # (libcurl's low-speed check alone waited 7 s, and the download then succeeded).

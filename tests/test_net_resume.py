@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cas_mirror.net import Downloader, DownloadJob, NetworkSettings
-from cas_mirror.net.partial import part_path, read_validator, remember_validator
+from cas_mirror.net.partial import RECORD_FROM, part_path, read_validator, remember_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def served(tmp_path, http_server):
     """A factory: serve one 60 kB file, with server options; returns (server, data)."""
 
-    def start(**options):
+    def start(size: int = 60_000, **options):
         root = tmp_path / "up"
         root.mkdir()
-        data = os.urandom(60_000)
+        data = os.urandom(size)
         (root / "pkg.bin").write_bytes(data)
         return http_server(root, **options), data
 
@@ -57,10 +57,10 @@ def file_requests(server):
     return [r for r in server.requests if r.path == "/pkg.bin"]
 
 
-def kill_mid_download(server, out: Path) -> Path:
-    """Run a download in another process, kill it once the server's first 20 kB are in
-    the .part (the server sends no more), and return the .part."""
-    server.add_fault("/pkg.bin", stall=60, stall_after=20_000)
+def kill_mid_download(server, out: Path, after: int = 20_000) -> Path:
+    """Run a download in another process, kill it once the server's first `after` bytes
+    are in the .part (the server sends no more), and return the .part."""
+    server.add_fault("/pkg.bin", stall=60, stall_after=after)
     script = (
         "import sys; from pathlib import Path\n"
         "from cas_mirror.net import Downloader, DownloadJob, NetworkSettings\n"
@@ -71,7 +71,7 @@ def kill_mid_download(server, out: Path) -> Path:
     part = part_path(out / "pkg.bin")
     try:
         deadline = time.monotonic() + 30
-        while not (file_requests(server) and part.exists() and part.stat().st_size == 20_000):
+        while not (file_requests(server) and part.exists() and part.stat().st_size == after):
             assert child.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
     finally:
@@ -92,17 +92,39 @@ def last_modified_of(server) -> str:
 
 def test_a_killed_run_leaves_the_validator_and_the_next_run_resumes_with_if_range(
         served, tmp_path):
-    server, data = served()
+    server, data = served(size=RECORD_FROM + 60_000)
     out = tmp_path / "out"
-    part = kill_mid_download(server, out)
+    part = kill_mid_download(server, out, after=RECORD_FROM + 20_000)
     assert read_validator(part) == etag_of(server)  # the strong ETag, kept on the .part
     result = download(server, out)  # no size, no hash: only If-Range makes this safe
     assert result.ok, result.error
     assert (out / "pkg.bin").read_bytes() == data
     last = file_requests(server)[-1].headers
-    assert last["Range"] == "bytes=20000-" and last["If-Range"] == etag_of(server)
-    assert result.received == len(data) - 20_000
+    assert last["Range"] == f"bytes={RECORD_FROM + 20_000}-"
+    assert last["If-Range"] == etag_of(server)
+    assert result.received == len(data) - RECORD_FROM - 20_000
     assert not part.exists() and read_validator(out / "pkg.bin") is None
+
+
+def test_a_small_new_file_gets_no_validator_and_a_kill_costs_only_its_restart(
+        served, tmp_path, monkeypatch):
+    """Below RECORD_FROM bytes a new .part carries no validator: no xattr call on its way
+    to its final name. Killed meanwhile, it is resumed only when a hash checks it."""
+    server, data = served()
+    calls: list[str] = []
+    for name in ("setxattr", "removexattr"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: (
+            calls.append(_name), _real(*a, **k))[1])
+    assert download(server, tmp_path / "fresh", data).ok
+    assert calls == []
+    out = tmp_path / "out"
+    part = kill_mid_download(server, out)
+    assert part.stat().st_size == 20_000 and read_validator(part) is None
+    result = download(server, out, data)  # hashed: resumed without If-Range
+    assert result.ok and (out / "pkg.bin").read_bytes() == data
+    last = file_requests(server)[-1].headers
+    assert last["Range"] == "bytes=20000-" and "If-Range" not in last
 
 
 def test_a_partial_written_by_an_answer_without_validator_forgets_the_old_one(

@@ -24,7 +24,6 @@ from ..text import safe
 from .types import Fatal, NetworkSettings
 
 WATCH_INTERVAL = 1.0  # the longest one wait for network activity may last
-_monotonic = time.monotonic  # one global lookup in the per-line and per-chunk callbacks
 
 
 def user_agent() -> str:
@@ -93,26 +92,55 @@ def stall_message(timeout: float) -> str:
 class Headers:
     """Collects the status and headers of the last response (after redirects); the write
     callback needs the status, and libcurl cannot be asked for it during a transfer.
-    `last_read` is when the transfer last received anything (headers or body) or started."""
 
-    __slots__ = ("last_read", "status", "values")
+    libcurl hands over each header line to `add`, which is the `append` of a list: a call
+    that runs no Python code (a Python callback per line cost a sync of 1,800 small files
+    18,000 calls). The lines are parsed when `status` or `values` is first asked for after
+    they changed, once per response. `last_read` is when the transfer last received body
+    bytes or started; `since` also counts header lines that arrived since its last look."""
+
+    __slots__ = ("_parsed", "_status", "_values", "add", "last_read", "lines", "seen")
 
     def __init__(self) -> None:
-        self.status = 0
-        self.values: dict[str, str] = {}
+        self.lines: list[bytes] = []
+        self.add = self.lines.append  # (HEADERFUNCTION)
+        self.seen = 0  # lines already counted by `since`
+        self._parsed = 0  # lines `_status` and `_values` come from
+        self._status = 0
+        self._values: dict[str, str] = {}
         self.last_read = time.monotonic()
 
-    def __call__(self, line: bytes) -> None:  # once per header line of every response
-        self.last_read = _monotonic()
-        text = line.decode("iso-8859-1").strip()
-        if text.startswith("HTTP/"):
-            self.values = {}
-            fields = text.split()
-            self.status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-        else:
-            name, colon, value = text.partition(":")
-            if colon:
-                self.values[name.strip().lower()] = value.strip()
+    @property
+    def status(self) -> int:
+        if self._parsed != len(self.lines):
+            self._parse()
+        return self._status
+
+    @property
+    def values(self) -> dict[str, str]:
+        if self._parsed != len(self.lines):
+            self._parse()
+        return self._values
+
+    def since(self, now: float) -> float:
+        """When the transfer last received anything, as far as `now` can tell: header lines
+        added since the last look count as received at `now`."""
+        if self.seen != len(self.lines):
+            self.seen = len(self.lines)
+            self.last_read = now
+        return self.last_read
+
+    def _parse(self) -> None:
+        text = b"".join(self.lines).decode("iso-8859-1")
+        # The last response's status line starts it (after a redirect or a 100 Continue).
+        first, *rest = text[text.rfind("\nHTTP/") + 1:].splitlines() or [""]
+        fields = first.split()
+        self._status = (int(fields[1]) if first.startswith("HTTP/") and len(fields) > 1
+                        and fields[1].isdigit() else 0)
+        self._values = {name.strip().lower(): value.strip()
+                        for name, colon, value in (line.partition(":") for line in rest)
+                        if colon}
+        self._parsed = len(self.lines)
 
 
 class CurlSetup:
@@ -228,7 +256,7 @@ def perform_watched(multi: pycurl.CurlMulti, c: pycurl.Curl, headers: Headers,
             if failed:
                 return failed[0][1], failed[0][2], c.getinfo(pycurl.OS_ERRNO)
             now = time.monotonic()
-            if stalled(headers.last_read, timeout, now):
+            if stalled(headers.since(now), timeout, now):
                 return STALLED
             wanted = multi.timeout()  # milliseconds; -1: no timer set
             wait = min(WATCH_INTERVAL, headers.last_read + timeout - now)

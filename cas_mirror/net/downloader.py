@@ -149,7 +149,7 @@ class Downloader:
 
         response_headers = Headers()
         c.setopt(pycurl.WRITEFUNCTION, write)
-        c.setopt(pycurl.HEADERFUNCTION, response_headers)
+        c.setopt(pycurl.HEADERFUNCTION, response_headers.add)
         curl_error = perform_watched(multi, c, response_headers, self.settings.timeout)
         if curl_error is STALLED:
             raise Retryable(stall_message(self.settings.timeout))

@@ -93,7 +93,7 @@ class MultiRun:
         if not stalled(oldest, timeout, now):
             return oldest
         for c, attempt in list(self.running.items()):
-            if stalled(attempt.headers.last_read, timeout, now):
+            if stalled(attempt.headers.since(now), timeout, now):  # (headers count too)
                 if attempt.error is None:
                     attempt.error = Retryable(stall_message(timeout))
                 self._complete(c, None)
@@ -139,7 +139,7 @@ class MultiRun:
         if log.isEnabledFor(logging.DEBUG):  # built for -vv only: this runs per file
             log.debug("%s", describe_request("GET", state.url, headers))
         c.setopt(pycurl.WRITEFUNCTION, attempt.write)
-        c.setopt(pycurl.HEADERFUNCTION, attempt.headers)
+        c.setopt(pycurl.HEADERFUNCTION, attempt.headers.add)
         self.running[c] = attempt
         self.multi.add_handle(c)
 

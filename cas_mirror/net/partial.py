@@ -12,6 +12,12 @@ where the part goes (rename, kill, crash) and vanishes with it, so no other code
 cleans up `.part` files has to know about it, and a PyPI tree (one folder per file) gets
 no extra file per download. On a filesystem without user xattrs (old tmpfs, NFSv3) nothing
 is remembered, which costs a restart of unhashed files, never a wrong file.
+
+A new partial file gets its validator once it holds more than RECORD_FROM bytes (before
+the piece that takes it past that is written). Most packages are smaller: they go from
+the first byte to their final name without the two calls (set, then remove before the
+rename), and a kill in between costs at most that much of a restart, of an unhashed file
+only: a hashed one is resumed without `If-Range`, and its hash checks the result.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .types import PART_SUFFIX
 log = logging.getLogger(__name__)
 
 VALIDATOR_XATTR = "user.cas-mirror.validator"
+RECORD_FROM = 1 << 20  # bytes a new partial file holds before its validator is recorded
 _UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.E2BIG, errno.ENOSYS}
 _XATTRS = hasattr(os, "setxattr")  # Linux; elsewhere nothing is remembered
 

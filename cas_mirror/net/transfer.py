@@ -13,6 +13,7 @@ from ..errors import is_disk_full, os_problem
 from ..text import safe
 from .curl import Headers
 from .partial import (
+    RECORD_FROM,
     forget_validator,
     part_name,
     remember_validator,
@@ -65,8 +66,8 @@ class Attempt:
     .part file while hashing; `finish` verifies and renames."""
 
     __slots__ = ("dest", "error", "file", "headers", "job", "md5", "offset", "part",
-                 "prepared", "progress", "result", "sha256", "state", "status_checked",
-                 "validator", "written")
+                 "prepared", "progress", "remembered", "result", "sha256", "state",
+                 "status_checked", "unrecorded", "validator", "written")
 
     def __init__(self, state: JobState, progress: ProgressReporter):
         self.state = state
@@ -91,6 +92,8 @@ class Attempt:
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5() if (self.job.md5 and not self.job.sha256) else None
         self.status_checked = False
+        self.remembered = False  # the .part may carry a validator (xattr)
+        self.unrecorded = False  # a new .part's validator, recorded from RECORD_FROM bytes
         self.prepared: tuple[str, str] | None = None  # the handle's set-up (multi.py)
 
     def request_headers(self) -> dict[str, str]:
@@ -115,6 +118,10 @@ class Attempt:
                                 cause="received more than expected")
             if self.job.max_size is not None and self.written > self.job.max_size:
                 raise self._too_large()
+            if self.unrecorded and self.written > RECORD_FROM:
+                self.unrecorded = False
+                self.remembered = True
+                remember_validator(self.file.fileno(), self.validator)
             self.file.write(data)
             self.sha256.update(data)
             if self.md5 is not None:
@@ -147,20 +154,27 @@ class Attempt:
                 remove(self.part)
                 raise Retryable("upstream file changed during the resume; starting over")
             self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
+            self.remembered = True
             hash_prefix(self.file, self.offset, self.sha256, self.md5)
             self.file.seek(self.offset)
             self.file.truncate()
             self.progress.advance(self.offset)  # the bar counts what is on disk
         elif status == 200:
             # A full answer: the file changed since the partial one (If-Range), or the
-            # server ignores Range. The validator is recorded before any byte is written.
-            if self.offset:
+            # server ignores Range. Over an old partial file the validator is recorded
+            # before any byte is written; a new file's once it is worth resuming.
+            fresh = not self.offset  # no partial file was there, nor a validator on it
+            if not fresh:
                 log.info("%s answered the whole file to a resume (changed upstream, or no "
                          "Range support); starting over", safe(self.state.url))
             self.offset = self.written = 0
             self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
             self.validator = self.state.validator = response_validator(self.headers.values)
-            remember_validator(self.file.fileno(), self.validator)
+            if fresh:  # recorded once the file is worth resuming (partial.py)
+                self.unrecorded = self.validator is not None
+            else:  # replaces (or removes) the one the old partial file carries
+                remember_validator(self.file.fileno(), self.validator)
+                self.remembered = True
 
     def _check_size(self, upstream: int | None) -> None:
         """A file whose size upstream is not the one the index gives is not worth
@@ -210,7 +224,7 @@ class Attempt:
             remove(self.part)
             raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}",
                             cause="md5 mismatch")
-        if self.validator:
+        if self.remembered:
             forget_validator(self.part)  # the published file carries no download state
         os.replace(self.part, self.dest)  # open() created it with the umask's permissions
 

@@ -149,7 +149,7 @@ class Upstream:
         hashing.start()
 
         c.setopt(pycurl.WRITEFUNCTION, write)
-        c.setopt(pycurl.HEADERFUNCTION, headers)
+        c.setopt(pycurl.HEADERFUNCTION, headers.add)
         c.setopt(pycurl.BUFFERSIZE, BUFFER_SIZE)
         try:
             error = perform_watched(multi, c, headers, self.settings.timeout)
