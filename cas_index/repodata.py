@@ -14,7 +14,7 @@ from __future__ import annotations
 import bz2
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .atomic import write_atomic
 from .plain import Frozen, Plain
@@ -24,6 +24,7 @@ from .shards import (
     ShardCounts,
     derive_shards,
     remove_shards,
+    stage_shards,
     write_shards,
 )
 
@@ -105,13 +106,24 @@ class Published(Plain):
 
 class Prepared(Frozen):
     """The CPU part of publishing one document, done before it may be published (a sync
-    does it while the packages download): its compressed variants and its shards."""
-    _fields = ("data", "packed", "shards")
+    does it while the packages download): its compressed variants and its shards, and
+    the shard files already written (`stage`)."""
+    _fields = ("data", "packed", "shards", "staged")
     __slots__ = _fields
+    _defaults: ClassVar[dict] = {"staged": frozenset()}
     if TYPE_CHECKING:
         data: bytes
         packed: dict[str, bytes]  # ".zst" / ".bz2" -> the document compressed so
         shards: DerivedShards | None
+        staged: frozenset[str]  # shard files written ahead (stage_shards)
+
+    def stage(self, folder: str | Path) -> Prepared:
+        """This, with its shard files written in `folder` ahead of publishing: no index
+        names them yet (stage_shards). publish_repodata counts them as its own, and
+        removes those its document does not name (when another document is published)."""
+        if self.shards is None:
+            return self
+        return self._replace(staged=stage_shards(folder, self.shards))
 
 
 def prepare_repodata(data: bytes, *, shards: bool = True, bz2_variant: bool = True,
@@ -142,6 +154,7 @@ def publish_repodata(
     contradict the new `repodata.json`. The shards' state file goes in `shard_state_dir`
     (default `<folder>/.cache`). `prepared`: what prepare_repodata gave for these bytes;
     one prepared for other bytes is ignored."""
+    staged = prepared.staged if prepared is not None else frozenset()
     if prepared is not None and prepared.data != data:
         prepared = None
     paths = write_repodata(folder, data, bz2_variant=bz2_variant, zst_variant=zst_variant,
@@ -149,7 +162,7 @@ def publish_repodata(
     if shards:
         counts = write_shards(folder, data, grace_seconds=shard_grace_seconds, now=now,
                               force=force, state_dir=shard_state_dir,
-                              derived=prepared.shards if prepared else None)
+                              derived=prepared.shards if prepared else None, staged=staged)
     else:
         counts = remove_shards(folder, grace_seconds=shard_grace_seconds, now=now,
                                state_dir=shard_state_dir)

@@ -305,17 +305,40 @@ def shard_document(data: bytes, *, created_at: float, folder_name: str = "") -> 
 # ------------------------------------------------------------------------- publishing
 
 
+def stage_shards(folder: str | os.PathLike, derived: DerivedShards) -> frozenset[str]:
+    """Write the shard files of `derived` that `folder/shards/` lacks, ahead of publishing
+    its document (a sync, while its packages download): no index names them yet, so no
+    client can see them. Returns the file names written, for `write_shards(staged=)`,
+    which counts them as written by the run and deletes at once those the document it
+    publishes does not name. A failure removes what it had written."""
+    shards_dir = Path(folder) / SHARDS_DIR
+    shards_dir.mkdir(exist_ok=True)
+    present = _shard_files(shards_dir)
+    written: list[str] = []
+    try:
+        for shard in derived.shards:
+            if present.get(shard.filename) != len(shard.data):
+                write_atomic(shards_dir / shard.filename, shard.data, fsync=False)
+                written.append(shard.filename)
+    except BaseException:
+        for filename in written:
+            (shards_dir / filename).unlink(missing_ok=True)
+        raise
+    return frozenset(written)
+
+
 def write_shards(folder: str | os.PathLike, data: bytes, *,
                  grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  now: float | None = None, force: bool = False,
                  state_dir: str | os.PathLike | None = None,
-                 derived: DerivedShards | None = None) -> ShardCounts:
+                 derived: DerivedShards | None = None,
+                 staged: frozenset[str] = frozenset()) -> ShardCounts:
     """Publish the shards and shard index of the document `data` in `folder`, then delete
     the shards unnamed for longer than `grace_seconds` (see the module docstring). The
     state file goes in `state_dir` (default `<folder>/.cache`). With `force`, derive and
     check every shard even when the state says nothing changed. `derived`: this
     document's shards, derived before (derive_shards); one of another document is
-    ignored."""
+    ignored. `staged`: the shard files this run wrote ahead (stage_shards)."""
     folder = Path(folder)
     now = time.time() if now is None else now
     digest = hashlib.sha256(data).hexdigest()
@@ -338,11 +361,13 @@ def write_shards(folder: str | os.PathLike, data: bytes, *,
     hashes: dict[str, str] = {}
     for shard in shards:
         hashes[shard.name] = shard.sha256
-        if present.get(shard.filename) == len(shard.data):
-            counts.kept += 1
-            continue
         path = shards_dir / shard.filename
-        write_atomic(path, shard.data, fsync=False)
+        if present.get(shard.filename) == len(shard.data):
+            if shard.filename not in staged:
+                counts.kept += 1
+                continue
+        else:
+            write_atomic(path, shard.data, fsync=False)
         counts.written += 1
         counts.paths.append(path)
     counts.named = len(hashes)
@@ -353,6 +378,9 @@ def write_shards(folder: str | os.PathLike, data: bytes, *,
         counts.index_written = True
         counts.paths.append(index_path)
     named = {sha256 + SHARD_SUFFIX for sha256 in hashes.values()}
+    for filename in staged - named:  # written ahead for a document that was not published:
+        (shards_dir / filename).unlink(missing_ok=True)  # no index ever named it
+        present.pop(filename, None)
     unnamed = _collect(shards_dir, [f for f in present if f not in named],
                        state["unnamed_since"], grace_seconds, now, counts)
     _save_state(record, folder, digest, counts.named, unnamed)

@@ -1,6 +1,7 @@
 """What a sync with packages to download does once, not twice: publishing's CPU work
-(compression, shards) is done while the packages download, on the document expected once
-they all arrive, and used only when that is the document published; and a run whose
+(compression, shards) and the writing of shard files are done while the packages
+download, on the document expected once they all arrive, and used only when that is the
+document published; and a run whose
 configuration asks for no closure, lockfile or environment imports none of that code."""
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ def published_forms(folder) -> dict[str, set[str]]:
     assert bz2.decompress((folder / "repodata.json.bz2").read_bytes()) == raw
     doc = json.loads(raw)
     in_shards: set[str] = set()
-    for digest in decode_index((folder / SHARD_INDEX).read_bytes())["shards"].values():
-        shard = decode_shard((folder / "shards" / f"{digest.hex()}.msgpack.zst").read_bytes())
+    named = {digest.hex() + ".msgpack.zst"
+             for digest in decode_index((folder / SHARD_INDEX).read_bytes())["shards"].values()}
+    for filename in named:
+        shard = decode_shard((folder / "shards" / filename).read_bytes())
         in_shards |= {*shard["packages"], *shard["packages.conda"]}
+    # no shard file but those the index names (none staged for another document is left)
+    assert {p.name for p in (folder / "shards").iterdir()} == named
     return {"json": {*doc["packages"], *doc["packages.conda"]}, "shards": in_shards}
 
 
@@ -61,8 +66,14 @@ def test_what_was_prepared_while_downloading_is_published_without_doing_it_again
     prepared = counting(monkeypatch, cas_index.repodata, "prepare_repodata")
     compressed = counting(monkeypatch, cas_index.repodata, "_compress")
     parsed = counting(monkeypatch, cas_index.shards, "_parse")
+    staged = counting(monkeypatch, cas_index.repodata, "stage_shards")
+    written = counting(monkeypatch, cas_index.shards, "write_atomic")
     assert mirror.sync().code == 0
     assert len(prepared) == 2
+    # the shard files were written ahead (each once: publishing wrote only the indexes)
+    assert len(staged) == 2
+    names = [args[0].name for args in written]
+    assert names.count(SHARD_INDEX) == 2 and len(names) == len(set(names)) + 1
     # .zst and .bz2 of each platform, and its shards, once each: not again to publish
     assert sorted(suffix for suffix, _ in compressed) == [".bz2", ".bz2", ".zst", ".zst"]
     assert len(parsed) == 2

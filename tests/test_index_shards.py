@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from cas_index.shards import (
     SHARDS_DIR,
     decode_index,
     decode_shard,
+    derive_shards,
     shard_document,
+    stage_shards,
     write_shards,
 )
 from tests.support.cas_server import CasServer
@@ -283,6 +286,37 @@ def test_an_unnamed_shard_stays_for_the_grace_period(tmp_path):
     assert (gone.deleted, gone.waiting) == (1, 0)
     assert not old_shard.exists()
     assert len(list((folder / SHARDS_DIR).iterdir())) == 1
+
+
+def test_shards_staged_ahead_count_as_written_and_those_never_named_go_at_once(tmp_path):
+    """A sync writes the shards of the document it expects while its packages download
+    (stage_shards); when another document is published (a download failed), the staged
+    shards it does not name were never named by any index, so they need no grace."""
+    folder = tmp_path / "noarch"
+    folder.mkdir()
+
+    def doc(*versions: str) -> bytes:
+        return dumps_repodata({"info": {"subdir": "noarch"}, "packages": {}, "removed": [],
+                               "packages.conda": {f"{name}-{v}-0.conda": {"name": name,
+                                                                          "version": v}
+                                                  for name, v in versions}})
+
+    old = doc(("a", "1"))
+    write_shards(folder, old, now=T0)
+    [old_shard] = os.listdir(folder / SHARDS_DIR)
+    expected = doc(("a", "2"), ("b", "1"))
+    staged = stage_shards(folder, derive_shards(expected))
+    assert len(staged) == 2 and staged <= set(os.listdir(folder / SHARDS_DIR))
+    assert not decode_index((folder / SHARD_INDEX).read_bytes())["shards"].keys() - {"a"}
+
+    published = doc(("a", "2"))  # b's download failed
+    counts = write_shards(folder, published, now=T0 + DAY, staged=staged)
+    named = {sha.hex() + ".msgpack.zst"
+             for sha in decode_index((folder / SHARD_INDEX).read_bytes())["shards"].values()}
+    assert (counts.written, counts.kept, counts.waiting) == (1, 0, 1)
+    assert {p.name for p in counts.paths} == named | {SHARD_INDEX}
+    # a's old shard waits for its grace period; b's staged shard is gone
+    assert set(os.listdir(folder / SHARDS_DIR)) == named | {old_shard}
 
 
 def test_a_lost_record_keeps_unnamed_shards_longer_never_shorter(tmp_path):

@@ -82,9 +82,10 @@ def publish_platform(w: Work, report: SyncReport, *, shards: bool = True,
 
 def prepare_ahead(work: list[Work], shards: bool) -> Callable[[], None] | None:
     """A function doing publishing's CPU work (compression, shards) for each platform with
-    downloads, on the document it publishes once they all succeed, to run while they do.
-    Where one fails the document differs, and publishing does that work itself. None when
-    no platform downloads."""
+    downloads, on the document it publishes once they all succeed, to run while they do;
+    it also writes the shard files, which no index names until publishing. Where one
+    fails the document differs: publishing does that work itself, and removes the shard
+    files its document does not name. None when no platform downloads."""
     due = [w for w in work if w.usable and w.quiet is None and w.plan.download]
     if not due:
         return None
@@ -94,8 +95,8 @@ def prepare_ahead(work: list[Work], shards: bool) -> Callable[[], None] | None:
 
         for w in due:
             try:
-                w.prepared = prepare_repodata(_document(w, set(w.plan.download)),
-                                              shards=shards)
+                prepared = prepare_repodata(_document(w, set(w.plan.download)), shards=shards)
+                w.prepared = prepared.stage(w.folder)
             except Exception:  # publishing does the same work and meets the error again
                 log.debug("%s/%s: repodata not prepared ahead", w.source.path, w.platform,
                           exc_info=True)
