@@ -174,13 +174,15 @@ def _retired(config: Config, mirror_dir: Path, work: list[Work], report: SyncRep
     return found
 
 
-def _package_url(w: Work, fn: str) -> str:
+def _packages_url(w: Work) -> str:
+    """Where the platform's package files are: its folder upstream, or the `base_url` its
+    repodata names (CEP-15), resolved against the repodata's URL; ends with "/"."""
     base_url = w.upstream.info.get("base_url") if w.upstream else None
     if isinstance(base_url, str) and base_url:
         from urllib.parse import urljoin
 
-        return urljoin(urljoin(w.fetched.state.url, base_url.rstrip("/") + "/"), fn)
-    return f"{w.source.url}/{w.platform}/{fn}"
+        return urljoin(w.fetched.state.url, base_url.rstrip("/") + "/")
+    return f"{w.source.url}/{w.platform}/"
 
 
 def _download(work: list[Work], downloader: Downloader, output: Output,
@@ -188,11 +190,12 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
     jobs: list[DownloadJob] = []
     owners: list[Work] = []
     for w in work:
-        if not w.usable or w.quiet is not None:
+        if not w.usable or w.quiet is not None or not w.plan.download:
             continue
+        base, records = _packages_url(w), w.upstream.records
         for fn in w.plan.download:
-            record = w.upstream.records[fn]
-            jobs.append(DownloadJob(url=_package_url(w, fn), dest=w.folder / fn,
+            record = records[fn]
+            jobs.append(DownloadJob(url=base + fn, dest=w.folder / fn,
                                     size=record.size, sha256=record.sha256, md5=record.md5))
             owners.append(w)
     if not jobs:

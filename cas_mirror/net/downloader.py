@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 
 import pycurl
 
@@ -60,7 +59,7 @@ class Downloader:
         self._stop = threading.Event()
         self.stop_reason: str | None = None  # why the run stopped, told once
         self.stop_cause: str | None = None  # the same, short, for each job left undone
-        self._folders: set[Path] = set()  # folders known to exist
+        self._folders: set[str] = set()  # folders known to exist
         self.curl = CurlSetup(settings)
 
     # ------------------------------------------------------------------ connections
@@ -196,8 +195,11 @@ class Downloader:
             except DiskFull as exc:
                 self._stop_all(str(exc), exc.cause)
         states = [JobState(job, self.policy.retries + 1) for job in jobs]
-        self._make_folders({job.dest.parent for job in jobs})
-        groups = self._process_groups(states)
+        folders: dict[str, list[JobState]] = {}  # (os.path on text: no Path per job)
+        for state in states:
+            folders.setdefault(os.path.dirname(state.job.dest), []).append(state)
+        self._make_folders(folders)
+        groups = self._process_groups(states, folders)
         if len(groups) > 1:
             return run_in_processes(self, groups, states, progress, total, alongside)
         progress.start(len(jobs), total)
@@ -208,7 +210,8 @@ class Downloader:
             progress.finish()
         return [state.result for state in states]
 
-    def _process_groups(self, states: list[JobState]) -> list[list[JobState]]:
+    def _process_groups(self, states: list[JobState], folders: dict[str, list[JobState]]
+                        ) -> list[list[JobState]]:
         """How to share the jobs among processes: by destination folder when there are
         enough folders (two processes creating files in one folder contend for its lock),
         else round robin. One group: do it here."""
@@ -218,9 +221,6 @@ class Downloader:
         wanted = min(wanted, len(states))
         if wanted <= 1 or self._stop.is_set():
             return [states]
-        folders: dict[Path, list[JobState]] = {}
-        for state in states:
-            folders.setdefault(state.job.dest.parent, []).append(state)
         groups: list[list[JobState]] = [[] for _ in range(wanted)]
         biggest = max(len(v) for v in folders.values())
         if len(folders) < wanted or biggest * wanted > len(states) * 1.5:
@@ -247,7 +247,7 @@ class Downloader:
             self.stop_reason, self.stop_cause = reason, cause
             self._stop.set()
 
-    def _make_folders(self, folders: set[Path]) -> None:
+    def _make_folders(self, folders: Iterable[str]) -> None:
         """Create the destination folders before the transfers start (and before worker
         processes fork, which then find them), many at a time: a PyPI tree has a folder per
         file, and creating one inside the transfer loop would hold up every transfer for as
@@ -255,12 +255,12 @@ class Downloader:
         new = [f for f in folders if f not in self._folders]
         if len(new) < 16:
             for folder in new:
-                folder.mkdir(parents=True, exist_ok=True)
+                os.makedirs(folder, exist_ok=True)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda f: f.mkdir(parents=True, exist_ok=True), new))
+                list(pool.map(lambda f: os.makedirs(f, exist_ok=True), new))
         self._folders.update(new)
 
 

@@ -43,7 +43,7 @@ class JobState:
 
     def __init__(self, job: DownloadJob, attempts_allowed: int):
         self.job = job
-        self.result = DownloadResult(job, ok=False)
+        self.result = DownloadResult(job, False, 0, 0, None, None)  # (positional: per job)
         self.urls = (job.url, *job.fallback_urls)
         self.url_index = 0
         self.url_attempts = 0
