@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .atomic import write_atomic
 from .plain import Frozen, Plain
-from .shards import (
+from .shard_files import (
     DEFAULT_GRACE_SECONDS,
-    DerivedShards,
     ShardCounts,
-    derive_shards,
     remove_shards,
     stage_shards,
     write_shards,
 )
+from .shards import DerivedShards, derive_shards
 
 # zstd level 16 is what conda-index publishes with; multithreaded compression keeps large
 # documents (hundreds of MB) affordable. Below a few MB zstd cannot split the work and its

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure cas-sync reading a sharded upstream: a whitelist of 20 names against a generated
 320,000-record linux-64 platform (8,000 names) whose shards were written by
-cas_index.shards, served on loopback by the test server (which logs every request).
+cas_index.shard_files, served on loopback by the test server (which logs every request).
 
 The 20 whitelisted names are real packages (built by tests/support), so the sync runs to
 the end; their files are tiny, so the figures are the metadata's. Two sides on the shared
@@ -58,7 +58,7 @@ def build_sharded_upstream(records: int = BIG_RECORDS) -> Path:
     done = root / "complete"
     if done.exists():
         return root
-    from cas_index.shards import write_shards
+    from cas_index.shard_files import write_shards
     from tests.support.conda_packages import PkgSpec, build_package, file_record
 
     source = build_big_repodata(records)
@@ -159,7 +159,7 @@ def main() -> int:
         f"{stats[k].extra('seconds').median:.3f} s (target {targets[k]})" for k in stats)
     body = (f"`scripts/bench_upstream_shards.py` ({header}): a whitelist of "
             f"{len(WHITELIST)} names against one sharded linux-64 platform of "
-            f"{args.records:,} records / 8,000 names (shards written by cas_index.shards), "
+            f"{args.records:,} records / 8,000 names (shards written by cas_index.shard_files), "
             "served by the test suite's threaded server on 127.0.0.1. The figures are the "
             "metadata's (the 20 package files are tiny).\n\n"
             f"{note}\n\n{report}\n\n{verdicts}")

@@ -15,6 +15,7 @@ import pytest
 import zstandard
 
 import cas_index.repodata
+import cas_index.shard_files
 import cas_index.shards
 from cas_index.shards import SHARD_INDEX, decode_index, decode_shard
 from tests.support.conda_mirror import Mirror, make_upstream
@@ -67,7 +68,7 @@ def test_what_was_prepared_while_downloading_is_published_without_doing_it_again
     compressed = counting(monkeypatch, cas_index.repodata, "_compress")
     parsed = counting(monkeypatch, cas_index.shards, "_parse")
     staged = counting(monkeypatch, cas_index.repodata, "stage_shards")
-    written = counting(monkeypatch, cas_index.shards, "write_atomic")
+    written = counting(monkeypatch, cas_index.shard_files, "write_atomic")
     assert mirror.sync().code == 0
     assert len(prepared) == 2
     # the shard files were written ahead (each once: publishing wrote only the indexes)

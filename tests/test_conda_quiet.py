@@ -207,7 +207,8 @@ def test_a_no_op_imports_only_what_it_uses(mirror, monkeypatch, tmp_path):
     unused = {"yaml", "ssl", "cas_mirror.conda.explain", "cas_mirror.conda.wishes",
               "cas_mirror.conda.solve", "cas_mirror.lockfiles", "click", "msgspec",
               "cas_mirror.conda.repodata", "cas_mirror.conda.filter", "cas_mirror.conda.plan",
-              "cas_mirror.conda.upstream_shards", "cas_index.shards", "cas_index.repodata",
+              "cas_mirror.conda.upstream_shards", "cas_index.shards", "cas_index.shard_files",
+              "cas_index.repodata",
               "cas_mirror.net.multi", "cas_mirror.net.transfer", "shutil", "random",
               "concurrent.futures", "cas_mirror.storage.base", "cas_mirror.storage.settings"}
     assert unused.isdisjoint(modules), sorted(unused & set(modules))

@@ -14,12 +14,12 @@ import msgspec
 import pytest
 import zstandard
 
+from cas_index.shard_files import write_shards
 from cas_index.shards import (
     SHARD_INDEX,
     SHARDS_DIR,
     encode_index,
     index_content,
-    write_shards,
 )
 from tests.support.conda_mirror import SPECS, Mirror
 from tests.support.conda_packages import PkgSpec, build_channel

@@ -236,7 +236,8 @@ def test_a_run_with_nothing_to_do_skips_click_and_the_writers(channel):
     assert json.loads(proc.stdout)["channels"][0]["subdirs"][0]["unchanged"] is True
     loaded = set(eval(modules))
     for heavy in ("click", "msgspec", "zstandard", "bz2", "tempfile", "dataclasses",
-                  "logging", "cas_index.command", "cas_index.shards", "cas_index.repodata",
+                  "logging", "cas_index.command", "cas_index.shards", "cas_index.shard_files",
+                  "cas_index.repodata",
                   "cas_index.patch", "typing", "threading", "concurrent.futures"):
         assert heavy not in loaded, heavy
 

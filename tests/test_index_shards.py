@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import cas_index.shard_files as shard_files
 import cas_index.shards as shards_module
 from cas_index.channel import Options, index_channel
 from cas_index.cli import main
 from cas_index.repodata import dumps_repodata
+from cas_index.shard_files import stage_shards, write_shards
 from cas_index.shards import (
     SHARD_INDEX,
     SHARDS_DIR,
@@ -25,8 +27,6 @@ from cas_index.shards import (
     decode_shard,
     derive_shards,
     shard_document,
-    stage_shards,
-    write_shards,
 )
 from tests.support.cas_server import CasServer
 from tests.support.conda_packages import PkgSpec, build_package
@@ -361,14 +361,14 @@ def test_shards_are_published_before_the_index_that_names_them(channel, monkeypa
     folder = channel / "linux-64"
     old_index = (folder / SHARD_INDEX).read_bytes()
     build_package(PkgSpec("helper", "0.5", subdir="linux-64"), folder)
-    real_write = shards_module.write_atomic
+    real_write = shard_files.write_atomic
 
     def failing_write(path, data, **kwargs):
         if Path(path).name == SHARD_INDEX:
             raise OSError(28, "No space left on device", str(path))
         return real_write(path, data, **kwargs)
 
-    monkeypatch.setattr(shards_module, "write_atomic", failing_write)
+    monkeypatch.setattr(shard_files, "write_atomic", failing_write)
     with pytest.raises(Exception, match="No space left"):
         index(channel)
     # the old index is still in place and every shard it names is there and whole
@@ -380,7 +380,7 @@ def test_shards_are_published_before_the_index_that_names_them(channel, monkeypa
     assert (folder / SHARDS_DIR / new.shards["helper"].filename).is_file()
     assert not list((folder / SHARDS_DIR).glob(".tmp-*"))
 
-    monkeypatch.setattr(shards_module, "write_atomic", real_write)
+    monkeypatch.setattr(shard_files, "write_atomic", real_write)
     index(channel)
     assert "helper-0.5-0.conda" in read_sharded(folder)[1]["helper"]["packages.conda"]
     assert_shards_match_repodata(folder, no_unnamed=False)  # the old helper shard waits
