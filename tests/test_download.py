@@ -71,6 +71,17 @@ def test_parallel_verified_download(upstream, tmp_path):
     assert sum(r.received for r in results) == sum(map(len, upstream.files.values()))
 
 
+def test_a_destination_without_a_folder_goes_to_the_working_directory(
+        upstream, tmp_path, monkeypatch):
+    out = tmp_path / "here"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    downloader, _ = make()
+    [result] = downloader.download([job_for(upstream, "f0.bin", Path())])
+    assert result.ok, result.error
+    assert (out / "f0.bin").read_bytes() == upstream.files["f0.bin"]
+
+
 def test_server_errors_are_retried_honouring_retry_after(upstream, tmp_path):
     upstream.add_fault("/f0.bin", status=500, times=2)
     upstream.add_fault("/f1.bin", status=429, times=1, headers={"Retry-After": "7"})

@@ -197,7 +197,7 @@ class Downloader:
         states = [JobState(job, self.policy.retries + 1) for job in jobs]
         folders: dict[str, list[JobState]] = {}  # (os.path on text: no Path per job)
         for state in states:
-            folders.setdefault(os.path.dirname(state.job.dest), []).append(state)
+            folders.setdefault(os.path.dirname(state.job.dest) or ".", []).append(state)
         self._make_folders(folders)
         groups = self._process_groups(states, folders)
         if len(groups) > 1:
