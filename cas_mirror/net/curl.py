@@ -133,7 +133,9 @@ class Headers:
     def _parse(self) -> None:
         text = b"".join(self.lines).decode("iso-8859-1")
         # The last response's status line starts it (after a redirect or a 100 Continue).
-        first, *rest = text[text.rfind("\nHTTP/") + 1:].splitlines() or [""]
+        # Split at "\n" only: each line libcurl handed over ends there, and a value may
+        # hold other characters str.splitlines() would also split at (such as \x85).
+        first, *rest = text[text.rfind("\nHTTP/") + 1:].split("\n")
         fields = first.split()
         self._status = (int(fields[1]) if first.startswith("HTTP/") and len(fields) > 1
                         and fields[1].isdigit() else 0)
