@@ -336,3 +336,91 @@ def test_a_plain_document_is_decoded_in_one_pass_and_publishes_as_one_read_by_se
 
     with pytest.raises(RepodataError, match=r"info\.subdir is 'linux-64', expected 'osx-64'"):
         parse_repodata(json.dumps(doc).encode(), "u", "osx-64")
+
+
+# Entries around a missing name `zlib` (and the virtual `__zlib`): the byte scan must let
+# through every record the exact check reports, whatever the spelling.
+SCAN_DEPENDS = [
+    ["zlib"], ["ZLib >=1.2"], ["  zlib"], ["zlib>=1.2"], ["zlib=1.2"], ["zlib[build=0]"],
+    ["zlib|x"], ["zlib~=1"], ["zlib!=1"], ["zlib<2"], ["zlib,x"], ["zlib\tx"],
+    ["zlibx"], ["xzlib"], ["py-zlib"], ["zlib]"], ["zlib(1)"], ["python", "zlib 1.*"],
+    ["__zlib"], [["zlib"]], "zlib", ["zlib", 3], {"zlib": 1}, [],
+    ["zlib\u00a0x"], ["\u00a0zlib"], ["ESCAPED"], ["\u212alib >=1"], ["caf\u00e9"],
+]
+
+
+def _scan_upstream(depends_lists, escape):
+    recs = [record(f"app{i}", depends=d) for i, d in enumerate(depends_lists)]
+    recs += [record("zlib"), record("__zlib"), record("klib"), record("python")]
+    text = json.dumps({"packages.conda": {fn(r): r for r in recs}}, ensure_ascii=escape)
+    text = text.replace('"ESCAPED"', '"z\\u006cib"')  # zlib, its l a JSON escape
+    return parse_repodata(text.encode(), "u", "linux-64")
+
+
+@pytest.mark.parametrize("escape", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3, 10_000])
+def test_the_byte_scan_lets_through_every_record_the_exact_check_reports(
+        monkeypatch, escape, chunk):
+    """The check scans a chunk's raw depends for the missing names before decoding any; it
+    reports what decoding every record reports (the scan switched off: MAX_NAMES -1),
+    with names spelt in any case, after spaces, before any operator, in JSON escapes,
+    beside non-ASCII text or in a character whose lower case is ASCII (the Kelvin sign of
+    `klib`), and nothing for a longer name, a virtual package or an entry that is not a
+    string."""
+    from types import SimpleNamespace
+
+    from cas_mirror.conda import depends_scan
+    from cas_mirror.conda.filter import KEPT, Decision
+
+    upstream, max_names = _scan_upstream(SCAN_DEPENDS, escape), depends_scan.MAX_NAMES
+    dropped = Decision(False, "blacklist", "dropped")
+    gone = ("zlib-", "__zlib-", "klib-")
+    decisions = {f: dropped if f.startswith(gone) else KEPT for f in upstream.records}
+
+    def check(max_names):
+        monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
+        monkeypatch.setattr(depends_scan, "MAX_NAMES", max_names)
+        report = SimpleNamespace(unsatisfied={})
+        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
+                            platform="linux-64", quiet=None, fetched=None,
+                            upstream=upstream, decisions=decisions, report=report)
+        unsatisfied.check_dependencies([w])
+        return report.unsatisfied
+
+    exact = check(-1)
+    reported = {int(f.split("-")[0][3:]) for f in exact}
+    assert reported == {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 17, 21, 24, 25, 26, 27}
+    assert exact["app27-1.0-0.conda"] == ["klib"]
+    assert check(max_names) == exact
+
+
+def test_the_byte_scan_passes_over_records_naming_none_and_reads_escapes_as_unknown():
+    from cas_mirror.conda.depends_scan import candidates, name_pattern
+
+    pattern = name_pattern({"zlib", "lib-x"})
+    raws = [b'["python >=3", "openssl"]', b'[\n "ZLIB >=1"\n]', b'["zlibx", "libx"]',
+            b'["lib-x"]', b'["py", "zlib"]', b"[]"]
+    assert candidates(raws, pattern) == [1, 3, 4]
+    for unsafe in (b'["z\\u006cib"]', '["caf\u00e9"]'.encode()):  # escapes, non-ASCII
+        assert candidates([*raws, unsafe], pattern) == list(range(len(raws) + 1))
+    assert name_pattern({f"n{i}" for i in range(5000)}) is None  # too many to pay
+
+
+def test_kept_records_follow_the_decisions_in_either_order():
+    """`Work.kept` takes the records in one pass when the decisions have select's order,
+    and looks each one up when they do not (decisions rebuilt by the closure or a lock)."""
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.filter import KEPT, Decision
+    from cas_mirror.conda.work import Work, records_of
+
+    records = {"a.conda": "A", "b.conda": "B", "c.conda": "C"}
+    dropped = Decision(False, "blacklist", "x")
+    assert list(records_of(records, dict.fromkeys(records, KEPT))) == ["A", "B", "C"]
+    assert records_of(records, {"c.conda": KEPT, "a.conda": KEPT}) == ["C", "A"]
+    for decisions in ({"a.conda": KEPT, "b.conda": dropped, "c.conda": KEPT},
+                      {"c.conda": KEPT, "b.conda": dropped, "a.conda": KEPT}):
+        w = SimpleNamespace(upstream=SimpleNamespace(records=records), decisions=decisions)
+        kept = Work.kept(w)
+        assert kept == {fn: records[fn] for fn in decisions if decisions[fn].kept}
+        assert list(kept) == [fn for fn in decisions if decisions[fn].kept]

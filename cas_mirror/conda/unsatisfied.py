@@ -4,10 +4,11 @@ shards were not read count as dropped), set on each platform's report as a warni
 comparisons are closure.py's pure functions; this module walks the platforms' `Work`.
 
 A big platform keeps hundreds of thousands of records, so the walk is done with C-level
-passes (`map`, `compress`, set operations) rather than a Python loop per record, and the
-kept records' `depends` are decoded a chunk at a time, each distinct list once, as
-`list[list[str]]`; a chunk holding a `depends` of another shape goes through
-`closure.unsatisfied` record by record, which skips what it cannot read.
+passes (`map`, `compress`, set operations) rather than a Python loop per record. A chunk
+of kept records is first scanned as bytes for the missing names (depends_scan.py), and
+only the records that may name one have their `depends` decoded, as `list[list[str]]`;
+candidates holding a `depends` of another shape go through `closure.unsatisfied` record
+by record, which skips what it cannot read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from functools import cache
 from itertools import compress
 from operator import attrgetter, not_
+
+from .work import records_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ def check_dependencies(work: list[Work]) -> None:
         for platform, w in platforms.items():
             records = w.upstream.records if w.upstream else {}
             flags = kept_flags[platform]
-            views = _records_of(records, w.decisions)
+            views = records_of(records, w.decisions)
             names = list(map(_name, views))
             selected[platform] = (list(compress(w.decisions, flags)),
                                   list(compress(views, flags)))
@@ -56,15 +59,23 @@ def check_dependencies(work: list[Work]) -> None:
             dropped[platform] = set(map(str.lower, set(compress(names, map(not_, flags)))))
             dropped[platform].update(unread.get(platform, ()))
         from .closure import missing_names  # (not imported by a run with nothing to check)
+        from .depends_scan import candidates, name_pattern
 
         for platform, missing in missing_names(kept, dropped).items():
             w, (chosen, views), found = platforms[platform], selected[platform], {}
             seen: set[str] = set()  # the depends entries looked at, in any chunk
             bad: dict[str, str] = {}  # those naming a missing package -> that name
+            pattern = name_pattern(missing)
             for start in range(0, len(chosen), DEPENDS_CHUNK):  # a chunk's strings at a time
                 end = start + DEPENDS_CHUNK
-                found.update(_unsatisfied_chunk(w, chosen[start:end], views[start:end],
-                                                missing, seen, bad))
+                fns, raws = chosen[start:end], list(map(_depends, views[start:end]))
+                if pattern is not None:  # only the records that may name a missing one
+                    at = candidates(raws, pattern)
+                    if len(at) < len(raws):
+                        fns = list(map(fns.__getitem__, at))
+                        raws = list(map(raws.__getitem__, at))
+                if fns:
+                    found.update(_unsatisfied_chunk(w, fns, raws, missing, seen, bad))
             w.report.unsatisfied = found
 
 
@@ -76,18 +87,10 @@ def _lists_decoder():
     return msgspec.json.Decoder(list[list[str]])
 
 
-def _records_of(records: dict[str, Any], decisions: dict[str, Any]) -> list[Any]:
-    """The records `decisions` decides, in its order (in one pass over `records` when
-    both have the same keys in the same order, as `filter.select` makes them)."""
-    if len(records) == len(decisions) and list(records) == list(decisions):
-        return list(records.values())
-    return list(map(records.__getitem__, decisions))
-
-
-def _unsatisfied_chunk(w: Work, chunk: list[str], views: list[Any], missing: set[str],
+def _unsatisfied_chunk(w: Work, chunk: list[str], raws: list[Any], missing: set[str],
                        seen: set[str], bad: dict[str, str]) -> dict[str, list[str]]:
-    """`closure.unsatisfied` for the records `chunk` of `w` (`views`, their records), the
-    same findings in the same order: file name -> the sorted names in `missing` that
+    """`closure.unsatisfied` for the records `chunk` of `w` (`raws`, their raw `depends`),
+    the same findings in the same order: file name -> the sorted names in `missing` that
     record depends on. `seen` and `bad` carry what earlier chunks found about entries."""
     import msgspec
 
@@ -95,7 +98,7 @@ def _unsatisfied_chunk(w: Work, chunk: list[str], views: list[Any], missing: set
     from .repodata import depends_of
 
     try:  # joining the raw slices and decoding them in one call stays in C
-        lists = _lists_decoder().decode(b"[" + b",".join(list(map(_depends, views))) + b"]")
+        lists = _lists_decoder().decode(b"[" + b",".join(raws) + b"]")
     except (msgspec.DecodeError, msgspec.ValidationError):  # not all lists of strings
         return unsatisfied(depends_of(w.upstream, chunk), missing)
     new = set().union(*lists) - seen
