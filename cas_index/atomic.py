@@ -10,6 +10,7 @@ mtime, and the ETag/Last-Modified a server derives from it, stay valid.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from itertools import count
 from pathlib import Path
 
@@ -27,9 +28,17 @@ def temp_path_for(path: Path) -> tuple[int, Path]:
     a name a killed process left is skipped) with the usual permissions. Not mkstemp:
     its random names and extra chmod cost more than the write of a small shard, and a
     sync writes hundreds of those."""
-    pid = os.getpid()
+    fd, tmp = open_temp(os.fspath(path))
+    return fd, Path(tmp)
+
+
+def open_temp(path: str) -> tuple[int, str]:
+    """`temp_path_for` on text paths (no Path objects: a sync writes thousands of shard
+    files, and making Paths cost more than the writes)."""
+    folder, name = os.path.split(path)
+    prefix = os.path.join(folder, f"{TEMP_PREFIX}{name}.{os.getpid()}.")
     while True:
-        tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{pid}.{next(_SERIAL)}")
+        tmp = f"{prefix}{next(_SERIAL)}"
         try:  # 0o666 less the umask, as a web server expects to read it
             return os.open(tmp, _CREATE_FLAGS, 0o666), tmp
         except FileExistsError:
@@ -38,17 +47,21 @@ def temp_path_for(path: Path) -> tuple[int, Path]:
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
     """Replace `path` with `data` atomically."""
-    path = Path(path)
-    fd, tmp = temp_path_for(path)
+    path = os.fspath(path)
+    fd, tmp = open_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            view = memoryview(data)
+            while view:  # (os.write, not a file object: less work per small file)
+                view = view[os.write(fd, view):]
             if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

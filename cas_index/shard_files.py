@@ -87,18 +87,21 @@ def stage_shards(folder: str | os.PathLike, derived: DerivedShards) -> frozenset
     client can see them. Returns the file names written, for `write_shards(staged=)`,
     which counts them as written by the run and deletes at once those the document it
     publishes does not name. A failure removes what it had written."""
-    shards_dir = Path(folder) / SHARDS_DIR
-    shards_dir.mkdir(exist_ok=True)
+    shards_dir = os.path.join(folder, SHARDS_DIR)  # (text paths: thousands of files)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(shards_dir)
     present = _shard_files(shards_dir)
     written: list[str] = []
     try:
         for shard in derived.shards:
             if present.get(shard.filename) != len(shard.data):
-                write_atomic(shards_dir / shard.filename, shard.data, fsync=False)
+                write_atomic(os.path.join(shards_dir, shard.filename), shard.data,
+                             fsync=False)
                 written.append(shard.filename)
     except BaseException:
         for filename in written:
-            (shards_dir / filename).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(shards_dir, filename))
         raise
     return frozenset(written)
 
@@ -192,7 +195,7 @@ def remove_shards(folder: str | os.PathLike, *,
     return counts
 
 
-def _shard_files(shards_dir: Path) -> dict[str, int]:
+def _shard_files(shards_dir: str | os.PathLike) -> dict[str, int]:
     """Shard file name -> size for the shards in `shards_dir`; temporary files a killed
     run left are removed (the caller holds the tree's lock)."""
     found: dict[str, int] = {}

@@ -236,16 +236,16 @@ def test_disk_full_on_any_metadata_write_stops_with_exit_4(mirror, upstream, mon
     assert mirror.sync().code == 0
     upstream.channel.add([PkgSpec("epsilon", "1.0", subdir="linux-64")])  # every file changes
     published = mirror.repodata("linux-64")
-    real = cas_index.atomic.temp_path_for
+    real = cas_index.atomic.open_temp
 
-    def temp_path_for(path: Path):
+    def open_temp(path: str):
         fd, tmp = real(path)
-        if path.name == target:
+        if os.path.basename(path) == target:
             os.close(fd)
             fd = os.open("/dev/full", os.O_WRONLY)
         return fd, tmp
 
-    monkeypatch.setattr(cas_index.atomic, "temp_path_for", temp_path_for)
+    monkeypatch.setattr(cas_index.atomic, "open_temp", open_temp)
     result = mirror.sync("--json")
     assert result.code == 4, result
     summary = json.loads(result.out)
