@@ -382,8 +382,9 @@ def test_a_large_download_is_shared_among_processes(many, tmp_path):
 
 
 def test_a_child_sends_its_progress_once_per_turn_not_per_file(tmp_path):
-    """Thousands of small files: one message per turn of the child's transfer loop (the
-    files finished in it, and their bytes), not two per file, each waking the parent."""
+    """Thousands of small files: one message per turn of the child's transfer loop at
+    most (the files finished in it, and their bytes), not two per file, each waking the
+    parent; and no more than one per INTERVAL, except for a failed file, sent at once."""
     import multiprocessing
 
     from cas_mirror.net.processes import PipeProgress
@@ -391,20 +392,35 @@ def test_a_child_sends_its_progress_once_per_turn_not_per_file(tmp_path):
 
     reader, writer = multiprocessing.Pipe(duplex=False)
     results = [DownloadResult(DownloadJob(f"http://127.0.0.1/{i}", tmp_path / str(i)),
-                              ok=True, received=100, attempts=1) for i in range(3)]
-    progress = PipeProgress(writer, {id(r): 10 + i for i, r in enumerate(results)})
-    for result in results:
+                              ok=True, received=100, attempts=1) for i in range(6)]
+    now = [100.0]
+    progress = PipeProgress(writer, {id(r): 10 + i for i, r in enumerate(results)},
+                            clock=lambda: now[0])
+    for result in results[:3]:
         progress.advance(100)
         progress.file_done(result)
     assert not reader.poll()  # nothing until the turn ends
     progress.flush()
     assert reader.recv() == ("progress", 300, [(10 + i, True, 100, 1, None, None)
                                                for i in range(3)])
+    progress.file_done(results[3])
+    now[0] += PipeProgress.INTERVAL / 2
+    progress.flush()  # too soon after the last message: the file waits
+    assert not reader.poll()
+    now[0] += PipeProgress.INTERVAL / 2
+    progress.flush()
+    assert reader.recv() == ("progress", 0, [(13, True, 100, 1, None, None)])
+    results[4].ok, results[4].error = False, "HTTP 404"
+    progress.file_done(results[4])
+    progress.flush()  # a failure goes at once (a caller may stop on it)
+    assert reader.recv() == ("progress", 0, [(14, False, 100, 1, "HTTP 404", None)])
+    now[0] += PipeProgress.INTERVAL
     progress.advance(5)
     progress.flush()  # a few bytes alone wait for more
     assert not reader.poll()
     progress.flush(everything=True)
     assert reader.recv() == ("progress", 5, []) and not reader.poll()
+
 
 def test_a_stop_reaches_every_process(many, tmp_path):
     many.add_fault("*.bin", delay=0.05)  # slow enough that most files are still to come

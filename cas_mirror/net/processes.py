@@ -5,6 +5,7 @@ work run in a thread beside the transfers (`beside`)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -117,18 +118,26 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
 
 
 class PipeProgress(ProgressReporter):
-    """A child's progress, sent to the parent once per turn of its transfer loop (`flush`,
-    before the loop waits): the files finished since the last message and the bytes
-    received, so the pipe and the parent wake once per turn, not twice per file. Bytes
-    alone are sent once they reach BYTES_BATCH, so a large file does not fill the pipe."""
+    """A child's progress, sent to the parent at the end of a turn of its transfer loop
+    (`flush`, before the loop waits): the files finished since the last message and the
+    bytes received. At most one message per INTERVAL, so the parent wakes a few dozen
+    times per second, not once per turn (each wake-up of the parent, and each message,
+    costs both processes CPU that the transfers share); a failed file is sent at once,
+    for a caller that stops on it. Bytes alone wait until they reach BYTES_BATCH, so a
+    large file does not fill the pipe."""
 
     BYTES_BATCH = 1 << 20
+    INTERVAL = 0.05  # seconds
 
-    def __init__(self, writer, indexes: dict[int, int]):
+    def __init__(self, writer, indexes: dict[int, int],
+                 clock: Callable[[], float] = time.monotonic):
         self.writer = writer
         self.indexes = indexes  # id(result) -> job index in the parent
         self.pending = 0
         self.finished: list[tuple] = []
+        self.failed = False  # among `finished`
+        self.clock = clock
+        self.sent = float("-inf")  # when the last message went
 
     def advance(self, nbytes: int) -> None:
         self.pending += nbytes
@@ -136,12 +145,22 @@ class PipeProgress(ProgressReporter):
     def file_done(self, result: DownloadResult) -> None:
         self.finished.append((self.indexes[id(result)], result.ok, result.received,
                               result.attempts, result.error, result.cause))
+        self.failed = self.failed or not result.ok
 
     def flush(self, everything: bool = False) -> None:
-        if self.finished or self.pending >= self.BYTES_BATCH or (everything and self.pending):
+        if everything:
+            due = bool(self.finished or self.pending)
+        elif self.failed:
+            due = True
+        else:
+            due = bool(self.finished or self.pending >= self.BYTES_BATCH) and \
+                self.clock() - self.sent >= self.INTERVAL
+        if due:
             self.writer.send(("progress", self.pending, self.finished))
             self.pending = 0
             self.finished = []
+            self.failed = False
+            self.sent = self.clock()
 
 
 class SharedStop:
