@@ -44,27 +44,43 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                      total: int, alongside: Callable[[], None] | None = None,
                      ) -> list[DownloadResult]:
     """Run each group's downloads in a child process; results and progress come back over
-    a pipe, and one shared event stops them all (disk full, stop_on_error). `alongside`
-    runs in a thread of ours once the children are started."""
-    import multiprocessing
-    from multiprocessing.connection import wait
+    a pipe, and one shared flag stops them all (disk full, stop_on_error). `alongside`
+    runs in a thread of ours once the children are started.
 
-    # fork is cheap and needs no pickling, but only safe while we have a single thread.
-    method = "fork" if threading.active_count() == 1 else "forkserver"
-    context = multiprocessing.get_context(method)
-    stop_event = context.Event()
+    A bare fork (forked.py) is cheap and needs no pickling, but is only safe while we
+    have a single thread; otherwise multiprocessing's forkserver starts them."""
     index_of = {id(state): i for i, state in enumerate(states)}
     share = -(-downloader.settings.workers // len(groups))  # the total stays `workers`
+    if threading.active_count() == 1:
+        from . import forked
+
+        stop_event, wait = forked.StopFlag(), forked.ready
+
+        def start(*args):
+            return forked.start(child_main, *args)
+    else:
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        context = multiprocessing.get_context("forkserver")
+        stop_event = context.Event()
+
+        def start(*args):
+            reader, writer = context.Pipe(duplex=False)
+            child = context.Process(target=child_main, daemon=True, args=(*args, writer))
+            child.start()
+            writer.close()
+            return child, reader
     children = []
-    for group in groups:
-        reader, writer = context.Pipe(duplex=False)
-        jobs = [(index_of[id(state)], state.job) for state in group]
-        child = context.Process(target=child_main, daemon=True, args=(
-            type(downloader), downloader.settings, share, downloader.free_space, jobs, writer,
-            stop_event))
-        child.start()
-        writer.close()
-        children.append((child, reader, {i for i, _ in jobs}))
+    try:
+        for group in groups:
+            jobs = [(index_of[id(state)], state.job) for state in group]
+            child, reader = start(type(downloader), downloader.settings, share,
+                                  downloader.free_space, jobs, stop_event)
+            children.append((child, reader, {i for i, _ in jobs}))
+    except BaseException:
+        _end(children)
+        raise
     progress.start(len(states), total)
     open_readers = {reader: (child, pending) for child, reader, pending in children}
     try:
@@ -104,10 +120,7 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                             progress.file_done(states[index].result)
                         reader.close()
     finally:
-        for child, _, _ in children:
-            if child.is_alive():
-                child.terminate()
-                child.join(timeout=10)
+        _end(children)
         progress.finish()
     if downloader.stop_cause:  # children stopped by the signal did not know why
         unknown, known = stopped_cause(None), stopped_cause(downloader.stop_cause)
@@ -115,6 +128,14 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
             if state.result.cause == unknown:
                 state.result.error, state.result.cause = f"not downloaded: {known}", known
     return [state.result for state in states]
+
+
+def _end(children: list) -> None:
+    """Stop the children still running (we were interrupted) and wait for them."""
+    for child, _, _ in children:
+        if child.is_alive():
+            child.terminate()
+            child.join(timeout=10)
 
 
 class PipeProgress(ProgressReporter):
@@ -178,7 +199,7 @@ class SharedStop:
 
 def child_main(factory: type[Downloader], settings: NetworkSettings, workers: int,
                free_space: FreeSpaceGuard | None, jobs: list[tuple[int, DownloadJob]],
-               writer, stop_event) -> None:
+               stop_event, writer) -> None:
     import signal
     import traceback
 
