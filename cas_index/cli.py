@@ -222,3 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
                  "for the traceback and please report it", err=True)
         return EXIT_BUG
+
+
+def console() -> int:
+    """The `cas-index` program (pyproject's entry point): `main` in a process that ends
+    with it (oneshot.py)."""
+    from .oneshot import run_once
+
+    return run_once(main)

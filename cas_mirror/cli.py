@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(PROG, lambda session: run(command, options, session))
 
 
+def console() -> int:
+    """The `cas-sync` program (pyproject's entry point): `main` in a process that ends
+    with it (cas_index.oneshot)."""
+    from cas_index.oneshot import run_once
+
+    return run_once(main)
+
+
 def run(command: str, options: Options, session: Session | None) -> int:
     """One run of `cas-sync` (CONDA) or `cas-sync pypi` (PYPI) with the options typed,
     whichever reader read them; returns the exit status."""

@@ -68,3 +68,31 @@ def test_the_records_every_run_imports_generate_no_code_at_import():
     settings = NetworkSettings(workers=4)
     assert settings._replace(processes=1) == NetworkSettings(workers=4, processes=1)
     assert RetryPolicy(retries=3, backoff=1.0).delay(1) >= 0
+
+
+def test_the_programs_run_with_a_collector_for_a_process_that_ends(monkeypatch):
+    """cas-sync and cas-index (their console entry points, not `main` called in a longer
+    process such as this one) collect the young generation rarely and freeze what is
+    alive at the end, which the interpreter's last collection then skips."""
+    import gc
+    from pathlib import Path
+
+    import cas_index.cli
+    import cas_mirror.cli
+    from cas_index import oneshot
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'cas-sync = "cas_mirror.cli:console"' in pyproject
+    assert 'cas-index = "cas_index.cli:console"' in pyproject
+    before = gc.get_threshold()
+    seen = []
+    try:
+        for module in (cas_mirror.cli, cas_index.cli):
+            monkeypatch.setattr(module, "main", lambda: seen.append(gc.get_threshold()) or 3)
+            assert module.console() == 3
+            assert gc.get_freeze_count() > 0
+            gc.unfreeze()
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+    assert [t[0] for t in seen] == [oneshot.YOUNG, oneshot.YOUNG]
