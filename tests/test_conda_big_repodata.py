@@ -169,8 +169,19 @@ def test_the_collector_waits_while_the_pipeline_runs(monkeypatch, tmp_path):
         gc.enable()
 
 
-def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
+def _unsatisfied(upstream, decisions):
+    """What the dependency check reports for one platform of `upstream` so decided."""
     from types import SimpleNamespace
+
+    report = SimpleNamespace(unsatisfied={})
+    w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
+                        platform="linux-64", quiet=None, fetched=None,
+                        upstream=upstream, decisions=decisions, report=report)
+    unsatisfied.check_dependencies([w])
+    return report.unsatisfied
+
+
+def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
 
     from cas_mirror.conda.filter import KEPT, Decision
 
@@ -184,12 +195,7 @@ def test_the_dependency_check_finds_the_same_a_chunk_at_a_time(monkeypatch):
 
     def check(chunk):
         monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
-        report = SimpleNamespace(unsatisfied={})
-        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
-                            platform="linux-64", quiet=None, fetched=None,
-                            upstream=upstream, decisions=decisions, report=report)
-        unsatisfied.check_dependencies([w])
-        return report.unsatisfied
+        return _unsatisfied(upstream, decisions)
 
     whole = check(10_000)
     assert whole == {f"app{i}-1.0-0.conda": ["zlib"] for i in range(7) if i % 3}
@@ -200,7 +206,6 @@ def test_a_chunk_with_a_depends_that_is_not_a_list_of_strings_is_checked_record_
         monkeypatch):
     """The check decodes a chunk's depends as lists of strings in one call; a chunk where
     one is something else (a string, a number in the list) still reports the others."""
-    from types import SimpleNamespace
 
     from cas_mirror.conda.filter import KEPT, Decision
 
@@ -213,12 +218,8 @@ def test_a_chunk_with_a_depends_that_is_not_a_list_of_strings_is_checked_record_
     decisions = {f: dropped if f.startswith("zlib") else KEPT for f in upstream.records}
     for chunk in (1, 2, 10):
         monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
-        report = SimpleNamespace(unsatisfied={})
-        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
-                            platform="linux-64", quiet=None, fetched=None,
-                            upstream=upstream, decisions=decisions, report=report)
-        unsatisfied.check_dependencies([w])
-        assert report.unsatisfied == {"b-1.0-0.conda": ["zlib"], "c-1.0-0.conda": ["zlib"]}
+        assert _unsatisfied(upstream, decisions) == {"b-1.0-0.conda": ["zlib"],
+                                                     "c-1.0-0.conda": ["zlib"]}
 
 
 def test_depends_that_are_not_json_lists_are_skipped_not_fatal():
@@ -367,7 +368,6 @@ def test_the_byte_scan_lets_through_every_record_the_exact_check_reports(
     beside non-ASCII text or in a character whose lower case is ASCII (the Kelvin sign of
     `klib`), and nothing for a longer name, a virtual package or an entry that is not a
     string."""
-    from types import SimpleNamespace
 
     from cas_mirror.conda import depends_scan
     from cas_mirror.conda.filter import KEPT, Decision
@@ -380,12 +380,7 @@ def test_the_byte_scan_lets_through_every_record_the_exact_check_reports(
     def check(max_names):
         monkeypatch.setattr(unsatisfied, "DEPENDS_CHUNK", chunk)
         monkeypatch.setattr(depends_scan, "MAX_NAMES", max_names)
-        report = SimpleNamespace(unsatisfied={})
-        w = SimpleNamespace(usable=True, source=SimpleNamespace(path="pkgs/main"),
-                            platform="linux-64", quiet=None, fetched=None,
-                            upstream=upstream, decisions=decisions, report=report)
-        unsatisfied.check_dependencies([w])
-        return report.unsatisfied
+        return _unsatisfied(upstream, decisions)
 
     exact = check(-1)
     reported = {int(f.split("-")[0][3:]) for f in exact}
