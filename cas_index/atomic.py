@@ -4,7 +4,9 @@ Every file this project publishes goes through here: it is written to a hidden t
 name in the same folder (same filesystem, so the rename is atomic), flushed, given the
 usual 0644-style permissions (mkstemp would leave 0600, which a web server cannot read),
 and renamed over the final name. `write_if_changed` leaves an identical file alone so its
-mtime, and the ETag/Last-Modified a server derives from it, stay valid.
+mtime, and the ETag/Last-Modified a server derives from it, stay valid. `write_all` is
+the loop every write to a bare descriptor in the project goes through (os.write may take
+only part of a buffer).
 """
 
 from __future__ import annotations
@@ -45,15 +47,20 @@ def open_temp(path: str) -> tuple[int, str]:
             continue
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to the descriptor `fd` (os.write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
     """Replace `path` with `data` atomically."""
     path = os.fspath(path)
     fd, tmp = open_temp(path)
     try:
         try:
-            view = memoryview(data)
-            while view:  # (os.write, not a file object: less work per small file)
-                view = view[os.write(fd, view):]
+            write_all(fd, data)  # (not a file object: less work per small file)
             if fsync:
                 os.fsync(fd)
         finally:

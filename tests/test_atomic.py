@@ -36,3 +36,15 @@ def test_a_temporary_name_already_taken_is_skipped_never_written_through(
     assert (tmp_path / "out.json").read_bytes() == b"new"
     assert victim.read_bytes() == b"keep me"
     assert not (tmp_path / f".tmp-out.json.{pid}.7").exists()  # renamed into place
+
+
+def test_write_all_goes_on_after_a_short_write(tmp_path, monkeypatch):
+    """os.write may take only part of a buffer (a pipe, a signal): the rest still goes."""
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        atomic.write_all(fd, b"0123456789")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"0123456789"

@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 
+from cas_index.atomic import write_all
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,9 +37,7 @@ class Writer:
 
     def send(self, message: Any) -> None:
         data = marshal.dumps(message)
-        view = memoryview(len(data).to_bytes(_LENGTH, "big") + data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, len(data).to_bytes(_LENGTH, "big") + data)
 
     def close(self) -> None:
         if self.fd >= 0:

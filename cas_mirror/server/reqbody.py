@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cas_index.atomic import write_all
+
 from .auth import Refusal
 
 MAX_FIELD = 1 << 20  # bytes of one text field, and of all of them together (x4)
@@ -50,9 +52,7 @@ async def receive(protocol, headers: dict[str, str], limit: int, path: Path) -> 
                 if got > limit:
                     raise Refusal(413, f"the upload passed {limit} bytes, the most this "
                                   "server takes (upload_max_size)")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
         except (Refusal, OSError):  # OSError: writing failed (a full disk), not the client
             raise
         except Exception as exc:  # noqa: BLE001 - granian's errors when the client goes away

@@ -15,6 +15,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from cas_index.atomic import write_all
+
 from ...errors import os_problem
 from ...text import safe
 from .feed import Feed
@@ -127,6 +129,4 @@ def _write_all(fd: int, chunks: list[bytes], size: int) -> None:
     done = os.writev(fd, chunks)
     if done == size:
         return
-    rest = memoryview(b"".join(chunks))[done:]
-    while rest:
-        rest = rest[os.write(fd, rest):]
+    write_all(fd, memoryview(b"".join(chunks))[done:])
