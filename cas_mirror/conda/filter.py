@@ -66,29 +66,40 @@ class FilterSpec:
 def select(records: Mapping[str, Any], platform: str, spec: FilterSpec) -> dict[str, Decision]:
     """A decision for every record (file name -> Decision) of one platform.
 
-    Records of a name whose entries test the name alone (most configurations) are
-    decided once per distinct (subdir, name, license, license_family), found for every
-    record in C-level passes (`map`, a dict of the distinct keys): a record costs no
-    Python code of its own. Names with entries that test versions or other fields are
-    decided record by record."""
+    A record of a name whose entries test the name alone (most configurations) is decided
+    by its name's class (`_Pipeline.name_classes`: which entries always match the name)
+    and its own (subdir, license, license_family), the fields the pipeline reads: the
+    first record of each distinct pair of the two is decided, and every other record
+    takes the decision of its pair, found in C-level passes (`map`, dicts of the distinct
+    keys, both small: a few classes, a few licences). A record costs no Python code of its
+    own. Records of names with entries that test versions or other fields are decided
+    record by record."""
     if spec.platforms is not None and platform not in spec.platforms:
         dropped = Decision(False, PLATFORMS, f"{platform} is not a configured platform")
         return dict.fromkeys(records, dropped)
-    key_of = _key_of(records, _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:2])
+    fields = _KEY_FIELDS if spec.license_blacklist else _KEY_FIELDS[:1]
+    name_of, rest_of = _getter(records, ("name",)), _getter(records, fields)
     values = list(records.values())
-    first: dict[tuple, int] = {}  # key -> where its first record is
-    try:  # one hash of each key: at[i] is where the first record with record i's key is
-        at = list(map(first.setdefault, map(key_of, values), count()))
-    except (AttributeError, TypeError):  # a record of another kind, unhashable values
-        return _select_one_by_one(records, platform, spec, key_of)
-    names = {key[1] for key in first}
+    try:
+        names_of = list(map(name_of, values))
+        names = set(names_of)
+    except (AttributeError, TypeError):  # a record of another kind, unhashable names
+        return _select_one_by_one(records, platform, spec, fields)
     if not all(type(name) is str for name in names):
-        return _select_one_by_one(records, platform, spec, key_of)
+        return _select_one_by_one(records, platform, spec, fields)
     pipeline = _pipeline(platform, spec, names if spec.blacklist or spec.whitelist else set())
-    per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
+    classes = pipeline.name_classes(names)
+    first_rest: dict[Any, int] = {}  # (subdir, licence fields) -> its first record
+    first: dict[tuple[int, int], int] = {}  # (name class, first_rest's) -> its first record
+    try:  # at[i]: where the first record with record i's key is
+        at = list(map(first.setdefault, zip(
+            map(classes.__getitem__, names_of),
+            map(first_rest.setdefault, map(rest_of, values), count()), strict=True), count()))
+    except (AttributeError, TypeError):  # a record of another kind, unhashable values
+        return _select_one_by_one(records, platform, spec, fields)
     decided: list[Decision | None] = [None] * len(values)  # by the position of a first
-    for key, i in first.items():
-        if key[1] not in per_record:
+    for (name_class, _), i in first.items():
+        if name_class != _PER_RECORD:
             decided[i] = pipeline.decide(values[i])
     decisions = list(map(decided.__getitem__, at))
     # The records left: those of names decided record by record.
@@ -103,10 +114,11 @@ def _pipeline(platform: str, spec: FilterSpec, names: set[str]) -> _Pipeline:
 
 
 def _select_one_by_one(records: Mapping[str, Any], platform: str, spec: FilterSpec,
-                       key_of: Callable[[Any], tuple]) -> dict[str, Decision]:
+                       fields: tuple[str, ...]) -> dict[str, Decision]:
     """`select` for records some of which are not plain (not all of one kind, unhashable
     or non-string values): each is looked at, and decisions are shared where the record's
-    key can be."""
+    key (its name and `fields`) can be."""
+    key_of = _getter(records, ("name", *fields))
     names = _names(records) if spec.blacklist or spec.whitelist else set()
     pipeline = _pipeline(platform, spec, names)
     per_record = pipeline.black.tried.keys() | pipeline.white.tried.keys()
@@ -120,24 +132,27 @@ def _select_one_by_one(records: Mapping[str, Any], platform: str, spec: FilterSp
             key = decision = None
         if decision is None:
             decision = pipeline.decide(record)
-            if key is not None and type(key[1]) is str and key[1] not in per_record:
+            if key is not None and type(key[0]) is str and key[0] not in per_record:
                 memo[key] = decision
         decisions[fn] = decision
     return decisions
 
 
-_KEY_FIELDS = ("subdir", "name", "license", "license_family")
+_KEY_FIELDS = ("subdir", "license", "license_family")  # what decides, besides the name
+_PER_RECORD = -1  # the class of a name whose records are decided one by one
 
 
-def _key_of(records: Mapping[str, Any], fields: tuple[str, ...]) -> Callable[[Any], tuple]:
-    """What decides a record of a name tested by name alone (its subdir, name and, with a
-    license_blacklist, its licence fields), read in one call for records with attributes
-    (repodata.RecordView), else through `.get`."""
+def _getter(records: Mapping[str, Any], fields: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A reader of `fields` of a record (one value for one field, else a tuple), in one
+    call for records with attributes (repodata.RecordView), else through `.get`."""
     first = next(iter(records.values()), None)
     if first is not None and not isinstance(first, Mapping) and \
             all(hasattr(first, f) for f in fields):
         return attrgetter(*fields)
     defaults = {"name": ""}
+    if len(fields) == 1:
+        field, default = fields[0], defaults.get(fields[0])
+        return lambda r: r.get(field, default)
     return lambda r: tuple(r.get(f, defaults.get(f)) for f in fields)
 
 
@@ -169,6 +184,18 @@ class _Pipeline:
         self.licenses: dict[tuple[Any, Any], Decision | None] = {}
         self.blacklisted: dict[str, Decision] = {}
         self.overridden: dict[tuple[str, Decision], Decision] = {}
+
+    def name_classes(self, names: set[str]) -> dict[str, int]:
+        """Each name's class: names of one class meet the same entries (those that always
+        match them, `_ByName.always`, or none), so that the pipeline decides a record of
+        such a name from its other fields alone; `_PER_RECORD` for a name with entries
+        that test a record's version or other fields."""
+        per_record = self.black.tried.keys() | self.white.tried.keys()
+        black, white = self.black.always.get, self.white.always.get
+        ids: dict[tuple[int, int], int] = {}
+        return {name: _PER_RECORD if name in per_record else
+                ids.setdefault((id(black(name)), id(white(name))), len(ids))
+                for name in names}
 
     def decide(self, record: Any) -> Decision:
         get, platform = record.get, self.platform
