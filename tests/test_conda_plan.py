@@ -69,3 +69,29 @@ def test_planned_downloads_leave_the_collector_nothing_to_walk_per_file():
                                        if isinstance(part, list) for o in part]))
     assert list(planned) == [PlannedFile(fn, r.size) for fn, r in selected.items()]
     assert len(planned) == 7 and planned[0] == PlannedFile("p1-1.0-0.conda", 10)
+
+
+@pytest.mark.parametrize("local", [
+    {},  # a new folder
+    {"p1-1.0-0.conda": 10, "p5-1.0-0.conda": 50},  # some up to date
+    {f"p{i}-1.0-0.conda": 1 for i in range(1, 8)},  # every one present, every one wrong
+], ids=["new", "some-kept", "all-wrong"])
+def test_the_report_gives_each_planned_download_its_own_size(local):
+    """The report's sizes are read from the records in the plan's order; when every
+    selected file is downloaded, straight from the records as they are (no look-up)."""
+    from types import SimpleNamespace
+
+    from cas_mirror.conda.gather import _fill_plan
+    from cas_mirror.conda.local import LocalFolder
+    from cas_mirror.conda.results import PlannedFile, PlatformReport
+
+    selected = dict(reversed(_records("views").items()))  # not in name order
+    w = SimpleNamespace(report=PlatformReport("pkgs/main", "noarch"),
+                        plan=plan_platform(selected, local), decisions=dict.fromkeys(selected),
+                        local=LocalFolder(packages=local), source=SimpleNamespace(path="p"),
+                        platform="noarch")
+    _fill_plan(w, selected, frozenset())
+    planned = list(w.report.planned_download)
+    assert planned == [PlannedFile(fn, selected[fn].size) for fn in w.plan.download]
+    assert [p.name for p in planned] == [fn for fn, r in selected.items()
+                                         if fn not in local or r.size not in (None, local[fn])]

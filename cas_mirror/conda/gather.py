@@ -456,8 +456,11 @@ def _fill_plan(w: Work, selected: dict, verified_bad: frozenset[str]) -> None:
     r.to_delete_bytes = plan.delete_bytes
     from .plan import record_size  # (imported by _plan before this runs)
 
-    r.planned_download = PlannedFiles(
-        plan.download, list(map(record_size, map(selected.__getitem__, plan.download))))
+    # Downloads come in `selected`'s order (plan_platform): all of them, as in a new
+    # folder, are its records as they are, without a look-up per file.
+    records = selected.values() if len(plan.download) == len(selected) else \
+        map(selected.__getitem__, plan.download)
+    r.planned_download = PlannedFiles(plan.download, list(map(record_size, records)))
     r.planned_delete = [PlannedFile(fn, w.local.packages[fn]) for fn in plan.delete]
     r.planned_delete += [PlannedFile(f"{fn} (partial download)", w.local.partials[fn])
                          for fn in plan.stale_partials]

@@ -57,7 +57,8 @@ def plan_platform(selected: Mapping[str, Any], local: Mapping[str, int],
 
     A local file is up to date when its size matches and nothing says its content differs:
     upstream may rebuild a file under the same name and size, so a record whose hash is
-    not the one we published means a download."""
+    not the one we published means a download. `download` and `up_to_date` list their
+    files in `selected`'s order."""
     plan = PlatformPlan()
     published = published or {}
     if not local:  # a new folder: everything is downloaded (a C-level pass, no test each)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, eq
 from pathlib import Path
 
 from .local import LocalFolder
@@ -77,6 +77,6 @@ def records_of(records: dict, decisions: dict) -> Iterable:
     """The records `decisions` decides, in its order: `records`' values themselves when
     both have the same keys in the same order, as `filter.select` makes them (no look-up
     of each file name, which on a big platform costs more than the rest)."""
-    if len(records) == len(decisions) and list(records) == list(decisions):
+    if len(records) == len(decisions) and all(map(eq, records, decisions)):
         return records.values()
     return list(map(records.__getitem__, decisions))
