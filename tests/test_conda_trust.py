@@ -458,3 +458,16 @@ def test_a_long_dry_run_listing_names_the_first_files_and_counts_the_rest(mirror
     assert listing[2] == "... and 3 more files (--json lists all)"
     as_json = json.loads(mirror.sync("--dry-run", "--json").out)
     assert sum(len(p["plan"]["download_files"]) for p in as_json["platforms"]) == 5
+
+
+def test_the_dependency_warning_names_the_first_few_and_counts_the_rest():
+    from cas_mirror.conda.report import NAMED, dependency_warning
+    from cas_mirror.conda.results import PlatformReport
+
+    p = PlatformReport("pkgs/main", "linux-64")
+    p.unsatisfied = {f"r{i}-1.0-0.conda": ["gone"] for i in range(NAMED + 2)}
+    line = dependency_warning(p)
+    assert line.startswith(f"pkgs/main/linux-64: {NAMED + 2} kept records depend on ")
+    assert [f"r{i}-1.0-0.conda (needs gone)" in line for i in range(NAMED + 2)] == \
+        [True] * NAMED + [False, False]
+    assert line.endswith("; and 2 more (--json has all)")

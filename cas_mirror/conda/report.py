@@ -86,7 +86,7 @@ def _render_verified(report: SyncReport, stream: TextIO) -> None:
 
 def dependency_warning(p: PlatformReport) -> str:
     named = [f"{safe(fn)} (needs {', '.join(safe(n) for n in names)})"
-             for fn, names in list(p.unsatisfied.items())[:NAMED]]
+             for fn, names in islice(p.unsatisfied.items(), NAMED)]
     more = len(p.unsatisfied) - len(named)
     tail = f"; and {more} more (--json has all)" if more > 0 else ""
     verb = "depends" if len(p.unsatisfied) == 1 else "depend"
