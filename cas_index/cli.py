@@ -190,8 +190,15 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
 
 def echo(message: str, err: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
-    stream.write(message + "\n")
-    stream.flush()
+    try:
+        stream.write(message + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        if not err:
+            raise  # the result nobody reads any more: `main` stops there (pipes.py)
+        from .pipes import silence_broken
+
+        silence_broken()  # a message nobody reads: the exit status is what is left
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     except CasIndexError as exc:
         echo(f"{PROG}: error: {exc}", err=True)
         return exc.exit_code
-    except Exception:  # noqa: BLE001 - a bug: say so plainly, traceback only on request
+    except Exception as exc:  # noqa: BLE001 - a bug: say so plainly, traceback on request
+        from .pipes import READER_GONE, reader_went_away
+
+        if reader_went_away(exc):  # `cas-index ... | head`: not a bug
+            return READER_GONE
         if state["debug"]:
             import traceback
 

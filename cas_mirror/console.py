@@ -7,6 +7,9 @@
   system, a file where a folder should be, a full disk) is one line naming the path and the
   problem: exit 4 for a full disk or quota, 2 otherwise.
 - Ctrl-C exits 130 (a server treats it as a normal stop).
+- Output nobody reads any more (`cas-sync --show | head`) ends the run quietly with
+  status 1, as click's own paths do (cas_index.pipes); a message for a closed stderr is
+  dropped, its status kept.
 - Anything else is a bug: one line saying so (the traceback with --debug) and EXIT_BUG.
 
 Every message passes through `text.safe`: it may quote upstream names or URLs.
@@ -95,8 +98,15 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _say(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    if sys.stderr is None:  # closed by whoever started us (`2>&-`)
+        return
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except BrokenPipeError:  # nobody reads stderr: the exit status is what is left
+        from cas_index.pipes import silence_broken
+
+        silence_broken()
 
 
 def _traceback() -> None:
@@ -130,6 +140,8 @@ def run_guarded(prog: str, run: Callable[[Session], object], *,
     session = Session()
     try:
         result = run(session)
+        if sys.stdout is not None:  # what is still buffered is written inside the guard
+            sys.stdout.flush()
     except BaseException as exc:  # each kind is mapped (or re-raised) by _status
         status = _status(exc, prog, session, interrupted_status)
         if status is None:
@@ -160,6 +172,11 @@ def _status(exc: BaseException, prog: str, session: Session,
         if interrupted_status:
             _say(f"{prog}: interrupted")
         return interrupted_status
+    if isinstance(exc, BrokenPipeError):
+        from cas_index.pipes import READER_GONE, reader_went_away
+
+        if reader_went_away(exc):
+            return READER_GONE
     if isinstance(exc, CasError):
         _say(f"{prog}: error: {safe(exc)}")
         return exc.exit_code
