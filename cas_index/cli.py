@@ -9,11 +9,12 @@ the ordinary forms; command.py is the click command, with --help and usage error
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_BUG, EXIT_OK, CasIndexError, UsageError
+from .errors import EXIT_BUG, EXIT_OK, CasIndexError, DiskFull, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
@@ -195,10 +196,17 @@ def echo(message: str, err: bool = False) -> None:
         stream.flush()
     except BrokenPipeError:
         if not err:
-            raise  # the result nobody reads any more: `main` stops there (pipes.py)
-        from .pipes import silence_broken
+            raise  # the result nobody reads any more: `main` stops there (streams.py)
+        from .streams import silence_broken
 
         silence_broken()  # a message nobody reads: the exit status is what is left
+    except OSError as exc:
+        if err:
+            raise
+        # the summary cannot be written (`> /dev/full`): the index itself is published
+        kind = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else UsageError
+        raise kind(f"cannot write the summary to stdout: {(exc.strerror or exc).lower()}; "
+                   "the published files are consistent") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         echo(f"{PROG}: error: {exc}", err=True)
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - a bug: say so plainly, traceback on request
-        from .pipes import READER_GONE, reader_went_away
+        from .streams import READER_GONE, reader_went_away
 
         if reader_went_away(exc):  # `cas-index ... | head`: not a bug
             return READER_GONE
@@ -233,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"{PROG}: internal error: {sys.exc_info()[1]!r}; rerun with --debug "
                  "for the traceback and please report it", err=True)
         return EXIT_BUG
+    finally:
+        from .streams import settle_stdout
+
+        settle_stdout()  # what could not be written is not written again at exit
 
 
 def console() -> int:

@@ -8,7 +8,7 @@
   problem: exit 4 for a full disk or quota, 2 otherwise.
 - Ctrl-C exits 130 (a server treats it as a normal stop).
 - Output nobody reads any more (`cas-sync --show | head`) ends the run quietly with
-  status 1, as click's own paths do (cas_index.pipes); a message for a closed stderr is
+  status 1, as click's own paths do (cas_index.streams); a message for a closed stderr is
   dropped, its status kept.
 - Anything else is a bug: one line saying so (the traceback with --debug) and EXIT_BUG.
 
@@ -104,7 +104,7 @@ def _say(line: str) -> None:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
     except BrokenPipeError:  # nobody reads stderr: the exit status is what is left
-        from cas_index.pipes import silence_broken
+        from cas_index.streams import silence_broken
 
         silence_broken()
 
@@ -149,6 +149,9 @@ def run_guarded(prog: str, run: Callable[[Session], object], *,
         return status
     finally:
         session.close()
+        from cas_index.streams import settle_stdout
+
+        settle_stdout()  # what could not be written is not written again at exit
     return result if isinstance(result, int) else EXIT_OK
 
 
@@ -173,7 +176,7 @@ def _status(exc: BaseException, prog: str, session: Session,
             _say(f"{prog}: interrupted")
         return interrupted_status
     if isinstance(exc, BrokenPipeError):
-        from cas_index.pipes import READER_GONE, reader_went_away
+        from cas_index.streams import READER_GONE, reader_went_away
 
         if reader_went_away(exc):
             return READER_GONE

@@ -1,7 +1,8 @@
 """Output nobody reads any more (`cas-sync --show | head`, `cas-index DIR | grep -q`): the
-command stops quietly with status 1 (cas_index.pipes), never an internal error or
+command stops quietly with status 1 (cas_index.streams), never an internal error or
 Python's "Exception ignored" at exit; an error message for a stderr nobody reads is
-dropped and its exit status kept. Real console scripts, a real pipe whose reader is
+dropped and its exit status kept. A full disk under stdout (`> /dev/full`) is one line
+and the full-disk status. Real console scripts, a real pipe whose reader is
 closed, with Python's stdout buffered (as on most machines) and unbuffered
 (PYTHONUNBUFFERED: every write fails at once)."""
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cas_index.pipes import is_broken, reader_went_away
+from cas_index.streams import is_broken, reader_went_away
 from tests.support.conda_packages import PkgSpec, build_channel
 
 BIN = Path(sys.executable).parent
@@ -107,3 +108,24 @@ def test_an_error_with_stderr_closed_keeps_its_exit_status(isolated_config):
                           stdout=subprocess.PIPE, text=True, check=False, timeout=60,
                           preexec_fn=lambda: os.close(2))
     assert (done.returncode, done.stdout) == (2, ""), done
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("args, line", [
+    (["cas-sync", "--show"], "cas-sync: error: no space left on device"),
+    (["cas-index", "{channel}"], ("cas-index: error: cannot write the summary to stdout: no "
+                                 "space left on device; the published files are consistent")),
+], ids=["sync", "index"])
+def test_a_full_disk_under_stdout_is_one_line_and_status_4(upstream, tmp_path, args, line,
+                                                           unbuffered):
+    channel = tmp_path / "channel"
+    shutil.copytree(upstream, channel)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(BIN / args[0]), *(a.format(channel=channel) for a in args[1:])],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=env,
+                              check=False, timeout=120)
+    assert (done.returncode, done.stderr) == (4, line + "\n"), done
