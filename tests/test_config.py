@@ -244,14 +244,16 @@ def test_binary_file(run_cli, isolated_config):
 
 def test_unreadable_file(run_cli, isolated_config, monkeypatch):
     isolated_config.write_user("workers: 2\n")
-    real_read_text = Path.read_text
+    from cas_mirror import userfiles
 
-    def deny(self, *args, **kwargs):  # root ignores chmod 000, so deny at the source
-        if self == isolated_config.user:
+    real_read_text = userfiles.read_text
+
+    def deny(path, *args, **kwargs):  # root ignores chmod 000, so deny at the source
+        if Path(path) == isolated_config.user:
             raise PermissionError(13, "Permission denied")
-        return real_read_text(self, *args, **kwargs)
+        return real_read_text(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", deny)
+    monkeypatch.setattr(userfiles, "read_text", deny)
     assert_config_error(run_cli, str(isolated_config.user), "permission denied")
 
 

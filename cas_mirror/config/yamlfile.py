@@ -51,9 +51,11 @@ def read_yaml_mapping(path: Path, required: bool) -> list[tuple[Any, Any, int, d
     else:
         if (known := parsed_cache.recall(path, st)) is not None:
             return known
+    from ..userfiles import read_text  # (not by a run whose files are all remembered)
+
     read_at = time.time()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: configuration file not found") from None

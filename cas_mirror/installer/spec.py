@@ -21,6 +21,7 @@ from ..config.checks import BadValue, check_choice, check_path, check_str_list, 
 from ..config.keys import KNOWN_PLATFORMS
 from ..config.yamlfile import read_yaml_mapping
 from ..errors import ConfigError, did_you_mean
+from ..userfiles import read_text
 
 # A name or version goes into the installer's file name and its shell header: keep it to
 # what conda itself allows in package names and versions.
@@ -141,7 +142,7 @@ def _check_prefix(value: Any, base: Path) -> str:
 def _check_license(value: Any, base: Path) -> Path:
     path = Path(check_path(value, base))
     try:
-        path.read_text(encoding="utf-8")
+        read_text(path)
     except FileNotFoundError:
         raise BadValue(f"license file {str(path)!r} not found") from None
     except UnicodeDecodeError:
@@ -165,7 +166,7 @@ _CHECKS = {
 
 def _version_text(path: Path, line: int) -> Any:
     """The version as written (`1.10` stays "1.10", which YAML would read as 1.1)."""
-    node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    node = yaml.compose(read_text(path), Loader=yaml.SafeLoader)
     for key_node, value_node in node.value:
         if key_node.start_mark.line + 1 == line and isinstance(value_node, yaml.ScalarNode):
             return value_node.value
@@ -215,5 +216,5 @@ def read_spec(path: Path, build_platform: str) -> InstallerSpec:
         default_prefix=values.get("default_prefix", f"$HOME/{values['name']}"),
         installer_type=values.get("installer_type", "sh"),
         license_file=license_file,
-        license_text=license_file.read_text(encoding="utf-8") if license_file else None,
+        license_text=read_text(license_file) if license_file else None,
     )

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..userfiles import MAX_LOCKFILE_TEXT, read_text
 
 
 class LockfileError(ConfigError):
@@ -66,8 +67,7 @@ def read_lockfiles(paths: Iterable[str]) -> LockContents:
     out = LockContents()
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            text = read_text(path, MAX_LOCKFILE_TEXT)
         except (OSError, UnicodeDecodeError) as exc:
             raise LockfileError(f"lockfile {path}: cannot read it ({exc})") from None
         if is_pypi_lockfile(path, text):

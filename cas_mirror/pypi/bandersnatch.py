@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
+from ..userfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def read_bandersnatch_config(path: Path) -> Mapped:
     """The file's settings as our keys; ConfigError naming file, line, section and key for
     anything we do not support or cannot read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: bandersnatch configuration file not found") from None
     except IsADirectoryError:
@@ -431,7 +432,10 @@ def _split_requirement(text: str, where: str) -> tuple[str, str]:
 
 def _read_requirements(path: Path, where: str, releases: bool, pinned: bool) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: requirements file {path} is not UTF-8 text (byte "
+                          f"{exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read requirements file {path}: "
                           f"{exc.strerror or exc}") from None
