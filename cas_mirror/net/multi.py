@@ -15,6 +15,7 @@ import pycurl
 
 from ..text import plural, safe
 from .curl import WATCH_INTERVAL, describe_request, stall_message, stalled
+from .limits import transfers_allowed
 from .partial import part_path
 from .transfer import Attempt, JobState
 from .types import DiskFull, Fatal, ProgressReporter, Retryable, stopped_cause
@@ -40,7 +41,7 @@ class MultiRun:
         self.waiting: list[tuple[float, int, JobState]] = []  # (ready at, tie, state)
         self.tie = itertools.count()
         self.multi = pycurl.CurlMulti()
-        count = min(max(downloader.settings.workers, 1), len(states))
+        count = transfers_allowed(min(max(downloader.settings.workers, 1), len(states)))
         self.idle = [downloader._new_handle() for _ in range(count)]
         self.running: dict[pycurl.Curl, Attempt] = {}
         # Handles whose last request (without headers) completed: what prepare() returned
