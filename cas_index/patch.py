@@ -43,12 +43,20 @@ class PatchSource:
         self.path = Path(path)
         self.is_package = self.path.name.endswith((".conda", ".tar.bz2"))
         if not self.path.is_file():
-            raise UsageError(f"--patch {self.path}: no such file")
+            expected = "expected a JSON file or a repodata-patches package"
+            problem = ("no such file" if not self.path.exists() else
+                       f"is a folder; {expected}" if self.path.is_dir() else
+                       f"not a regular file; {expected}")
+            raise UsageError(f"--patch {self.path}: {problem}")
         self._json: dict[str, Any] | None = None
         self.warning: str | None = None  # about the JSON file, said once per run
         if not self.is_package:
-            self._json, self.warning = parse_instructions(self.path.read_bytes(),
-                                                          str(self.path))
+            try:
+                raw = self.path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"--patch {self.path}: cannot read it "
+                                 f"({(exc.strerror or str(exc)).lower()})") from None
+            self._json, self.warning = parse_instructions(raw, str(self.path))
 
     def for_subdir(self, subdir: str) -> tuple[dict[str, Any], str | None]:
         """The instructions for `subdir` ({} when the patches package has none for it) and

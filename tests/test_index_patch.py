@@ -5,6 +5,8 @@ repodata_from_packages.json."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -187,6 +189,35 @@ def test_missing_patch_file(channel, run_cli, tmp_path):
     result = run_cli(main, [channel.root, "--patch", tmp_path / "nope.json"])
     assert result.code == 2 and "nope.json: no such file" in result.err
 
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_patch_path_that_is_not_a_file_says_what_it_is(channel, run_cli, tmp_path, kind):
+    path = tmp_path / "patch.json"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)  # is_file() is false: never opened, so never waited on
+    result = run_cli(main, [channel.root, "--patch", path])
+    said = "is a folder" if kind == "folder" else "not a regular file"
+    assert result.code == 2, result
+    assert f"patch.json: {said}; expected a JSON file or a repodata-patches package" \
+        in result.err, result.err
+
+
+
+def test_an_unreadable_patch_file_is_one_line(channel, run_cli, tmp_path, monkeypatch):
+    path = _write(tmp_path, INSTRUCTIONS)
+    real = Path.read_bytes
+
+    def deny(self):  # root ignores chmod 000, so deny at the source
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    result = run_cli(main, [channel.root, "--patch", path])
+    assert result.code == 2, result
+    assert f"--patch {path}: cannot read it (permission denied)" in result.err, result.err
 
 @needs_conformance
 def test_repodata_patches_package(make_channel, run_cli):
