@@ -190,19 +190,16 @@ def json_summary(reports: list[ChannelReport]) -> dict[str, Any]:
 
 
 def echo(message: str, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    try:
-        stream.write(message + "\n")
-        stream.flush()
-    except BrokenPipeError:
-        if not err:
-            raise  # the result nobody reads any more: `main` stops there (streams.py)
-        from .streams import silence_broken
+    if err:
+        from .streams import say
 
-        silence_broken()  # a message nobody reads: the exit status is what is left
+        return say(message)
+    try:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # the result nobody reads any more: `main` stops there (streams.py)
     except OSError as exc:
-        if err:
-            raise
         # the summary cannot be written (`> /dev/full`): the index itself is published
         kind = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else UsageError
         raise kind(f"cannot write the summary to stdout: {(exc.strerror or exc).lower()}; "

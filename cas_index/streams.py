@@ -38,6 +38,18 @@ def silence_broken() -> bool:
     return bool(broken)
 
 
+def say(line: str) -> None:
+    """`line` on stderr; dropped when stderr is closed (`2>&-`) or nobody reads it: the
+    exit status is what is left."""
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except BrokenPipeError:
+        silence_broken()
+
+
 def settle_stdout() -> None:
     """Flush stdout; when that fails (full disk, reader gone: the run has said so, or
     could not), what it held is dropped, so that the interpreter's own flush at exit

@@ -98,15 +98,9 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _say(line: str) -> None:
-    if sys.stderr is None:  # closed by whoever started us (`2>&-`)
-        return
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except BrokenPipeError:  # nobody reads stderr: the exit status is what is left
-        from cas_index.streams import silence_broken
+    from cas_index.streams import say
 
-        silence_broken()
+    say(line)
 
 
 def _traceback() -> None:

@@ -102,11 +102,12 @@ def test_only_a_standard_stream_without_reader_is_a_reader_gone(tmp_path):
     assert not reader_went_away(OSError(errno.EACCES, "Permission denied"))
 
 
-def test_an_error_with_stderr_closed_keeps_its_exit_status(isolated_config):
+@pytest.mark.parametrize("args", [["cas-sync", "-f", "/nonexistent/cas-mirror.yaml"],
+                                  ["cas-index", "/nonexistent/channel"]], ids=["sync", "index"])
+def test_an_error_with_stderr_closed_keeps_its_exit_status(isolated_config, args):
     """`cas-sync ... 2>&-`: Python starts without sys.stderr at all."""
-    done = subprocess.run([str(BIN / "cas-sync"), "-f", "/nonexistent/cas-mirror.yaml"],
-                          stdout=subprocess.PIPE, text=True, check=False, timeout=60,
-                          preexec_fn=lambda: os.close(2))
+    done = subprocess.run([str(BIN / args[0]), *args[1:]], stdout=subprocess.PIPE, text=True,
+                          check=False, timeout=60, preexec_fn=lambda: os.close(2))
     assert (done.returncode, done.stdout) == (2, ""), done
 
 
