@@ -52,11 +52,20 @@ def test_a_configuration_from_a_pipe_is_read(run_cli, isolated_config):
     assert any(line.startswith("workers: 3") for line in result.out.splitlines()), result.out
 
 
-def test_an_endless_lockfile_is_refused(run_cli, isolated_config, tmp_path):
+@pytest.mark.parametrize("content, fragment", [
+    (ENDLESS, "cannot read it (larger than 64 MiB: not a file of this kind; refusing it)"),
+    (None, "cannot read it (no such file or directory)"),
+    (b"\xff\xfeversion: 6\n", "not UTF-8 text (byte 0)"),
+], ids=["endless", "missing", "not-utf8"])
+def test_a_lockfile_that_cannot_be_read_is_one_line(run_cli, isolated_config, tmp_path,
+                                                    content, fragment):
     isolated_config.write_user(f"mirror_dir: {tmp_path / 'mirror'}\nremote_url: "
                                "http://127.0.0.1:9\nplatforms: [linux-64]\n")
-    one_line_error(run_cli(main, ["--from-lock", ENDLESS, "--dry-run"]), "cas-sync",
-                   f"lockfile {ENDLESS}", "larger than 64 MiB")
+    path = ENDLESS if content == ENDLESS else tmp_path / "pixi.lock"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    one_line_error(run_cli(main, ["--from-lock", path, "--dry-run"]), "cas-sync",
+                   f"lockfile {path}: {fragment}")
 
 
 def test_an_endless_bandersnatch_configuration_is_refused(run_cli, isolated_config):

@@ -68,8 +68,13 @@ def read_lockfiles(paths: Iterable[str]) -> LockContents:
     for path in paths:
         try:
             text = read_text(path, MAX_LOCKFILE_TEXT)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LockfileError(f"lockfile {path}: cannot read it ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise LockfileError(f"lockfile {path}: not UTF-8 text (byte {exc.start})") \
+                from None
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise LockfileError(f"lockfile {path}: cannot read it "
+                                f"({why[:1].lower()}{why[1:]})") from None
         if is_pypi_lockfile(path, text):
             out.pypi.extend(read_pypi_lockfile(path, text))
         else:
