@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_BUG, EXIT_OK, CasIndexError, DiskFull, UsageError
+from .errors import EXIT_BUG, EXIT_OK, CasIndexError, DiskFull, UsageError, reason
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def echo(message: str, err: bool = False) -> None:
     except OSError as exc:
         # the summary cannot be written (`> /dev/full`): the index itself is published
         kind = DiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else UsageError
-        raise kind(f"cannot write the summary to stdout: {(exc.strerror or exc).lower()}; "
+        raise kind(f"cannot write the summary to stdout: {reason(exc)}; "
                    "the published files are consistent") from None
 
 

@@ -14,6 +14,13 @@ EXIT_NO_SPACE = 4  # the disk filled up while publishing; what was published is 
 EXIT_BUG = 70  # an unexpected internal error
 
 
+def reason(exc: OSError) -> str:
+    """An OSError's reason in words, as a clause ('no such file or directory'): its first
+    letter lowered, the rest as written (a message of ours may hold 'MiB')."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
 class CasIndexError(Exception):
     """An error with a one-line message meant for the user and an exit status."""
 

@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, reason
 from .layout import PATCH_FILE
 
 SUPPORTED_VERSION = 1
@@ -54,8 +54,8 @@ class PatchSource:
             try:
                 raw = self.path.read_bytes()
             except OSError as exc:
-                raise UsageError(f"--patch {self.path}: cannot read it "
-                                 f"({(exc.strerror or str(exc)).lower()})") from None
+                raise UsageError(f"--patch {self.path}: cannot read it ({reason(exc)})") \
+                    from None
             self._json, self.warning = parse_instructions(raw, str(self.path))
 
     def for_subdir(self, subdir: str) -> tuple[dict[str, Any], str | None]:

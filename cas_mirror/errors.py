@@ -77,8 +77,10 @@ def os_problem(exc: OSError) -> str:
     """A short lower-case description of an environment problem ('permission denied')."""
     import errno
 
+    from cas_index.errors import reason
+
     name = errno.errorcode.get(exc.errno or 0, "")
-    return _OS_PROBLEMS.get(name) or (exc.strerror or str(exc)).lower()
+    return _OS_PROBLEMS.get(name) or reason(exc)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from ..errors import ConfigError, os_problem
 from ..userfiles import MAX_LOCKFILE_TEXT, read_text
 
 
@@ -72,9 +72,8 @@ def read_lockfiles(paths: Iterable[str]) -> LockContents:
             raise LockfileError(f"lockfile {path}: not UTF-8 text (byte {exc.start})") \
                 from None
         except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise LockfileError(f"lockfile {path}: cannot read it "
-                                f"({why[:1].lower()}{why[1:]})") from None
+            raise LockfileError(f"lockfile {path}: cannot read it ({os_problem(exc)})") \
+                from None
         if is_pypi_lockfile(path, text):
             out.pypi.extend(read_pypi_lockfile(path, text))
         else:
