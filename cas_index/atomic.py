@@ -12,9 +12,11 @@ only part of a buffer).
 from __future__ import annotations
 
 import os
-from contextlib import suppress
 from itertools import count
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
 
@@ -30,6 +32,8 @@ def temp_path_for(path: Path) -> tuple[int, Path]:
     a name a killed process left is skipped) with the usual permissions. Not mkstemp:
     its random names and extra chmod cost more than the write of a small shard, and a
     sync writes hundreds of those."""
+    from pathlib import Path
+
     fd, tmp = open_temp(os.fspath(path))
     return fd, Path(tmp)
 
@@ -67,17 +71,27 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) ->
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+        remove_if_present(tmp)
         raise
+
+
+def remove_if_present(path: str) -> None:
+    """Delete the file at `path`; nothing to do when there is none. (Not
+    contextlib.suppress: contextlib is not imported on the warm path.)"""
+    try:  # noqa: SIM105
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_if_changed(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> bool:
     """Write atomically unless the file already holds exactly `data`. True when written."""
-    path = Path(path)
+    path = os.fspath(path)
     try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
+        if os.stat(path).st_size == len(data):
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    return False
     except FileNotFoundError:
         pass
     write_atomic(path, data, fsync=fsync)

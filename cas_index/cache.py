@@ -14,12 +14,15 @@ goes up (`is_full`).
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+from .atomic import remove_if_present
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterable
+    from pathlib import Path
     from typing import Any
 
 CACHE_DIR = ".cache"
@@ -55,7 +58,7 @@ class SubdirCache:
     a clean exit only, so an interrupted run leaves the previous state."""
 
     def __init__(self, folder: str | Path):
-        self.path = Path(folder) / CACHE_DIR / CACHE_FILE
+        self.path = os.path.join(os.fspath(folder), CACHE_DIR, CACHE_FILE)
         self._db: sqlite3.Connection | None = None
 
     def __enter__(self) -> SubdirCache:
@@ -69,14 +72,14 @@ class SubdirCache:
         """Open the database (once: a second call does nothing)."""
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
             self._db = self._connect()
         except _sqlite3().DatabaseError as exc:
             if is_full(exc):
                 raise
             # Not a database we can use (damaged, or from a future version): start afresh.
-            self.path.unlink(missing_ok=True)
+            remove_if_present(self.path)
             self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:

@@ -20,6 +20,10 @@ The orchestration of one run, under the channel lock (lock.py):
    `index.html` (html.py).
 5. `channeldata.json` and the channel's `index.html` (channeldata.py), from every platform
    folder's entries, again only when they change.
+
+Paths are text throughout the run (os.path, not pathlib): a run where nothing changed
+is mostly interpreter start-up, and importing pathlib (with the re, enum, fnmatch and
+urllib.parse it pulls in) cost about a third of such a run.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from __future__ import annotations
 import errno
 import os
 import time
-from pathlib import Path
 
+from .atomic import remove_if_present
 from .cache import CACHE_DIR, CACHE_FILE, SubdirCache, is_full, sqlite_error
 from .errors import CasIndexError, DiskFull
 from .layout import (
@@ -36,6 +40,7 @@ from .layout import (
     KNOWN_SUBDIRS,
     LEFTOVER_PREFIXES,
     REPODATA,
+    channel_name,
     present_subdirs,
     stray_packages,
 )
@@ -48,6 +53,7 @@ from .subdir import STATE_VERSION, SubdirIndex
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from pathlib import Path
 
 __all__ = ["KNOWN_SUBDIRS", "ChannelReport", "Options", "Skipped", "SubdirReport",
            "index_channel"]
@@ -60,7 +66,7 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
     folder present; `noarch/` is created and indexed whenever it has no repodata.json yet),
     then the channel's own files."""
     started = time.perf_counter()
-    root = Path(root)
+    root = os.fspath(root)
     options = options or Options()
     report = ChannelReport(root)
     try:
@@ -80,16 +86,16 @@ def index_channel(root: str | Path, subdirs: Iterable[str] | None = None,
     return report
 
 
-def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
+def _index_locked(root: str, subdirs: Iterable[str] | None, options: Options,
                   report: ChannelReport) -> None:
     targets = sorted(set(subdirs) if subdirs else set(present_subdirs(root)))
-    if not (root / "noarch" / REPODATA).is_file():
+    if not os.path.isfile(os.path.join(root, "noarch", REPODATA)):
         # clients refuse a channel without noarch/repodata.json, whatever was asked for
         targets = sorted(set(targets) | {"noarch"})
     report.skipped = stray_packages(root)
     for name in os.listdir(root):
         if name.startswith(LEFTOVER_PREFIXES):
-            (root / name).unlink(missing_ok=True)
+            remove_if_present(os.path.join(root, name))
     works = [SubdirIndex(root, subdir, options) for subdir in targets]
     try:
         for work in works:
@@ -101,10 +107,10 @@ def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(workers) as pool:  # compression releases the GIL
-                list(pool.map(lambda w: w.publish(root.name), changed))
+                list(pool.map(SubdirIndex.publish, changed))
         else:
             for work in changed:
-                work.publish(root.name)
+                work.publish()
         report.subdirs = [w.report for w in works]
         report.written = _publish_channel(root, {w.subdir: w for w in works}, options)
     except BaseException:
@@ -118,7 +124,7 @@ def _index_locked(root: Path, subdirs: Iterable[str] | None, options: Options,
 
 
 def _read_and_apply(works: list[SubdirIndex], options: Options) -> None:
-    jobs = [(str(w.folder / fn), w.subdir) for w in works for fn in w.to_read]
+    jobs = [(os.path.join(w.folder, fn), w.subdir) for w in works for fn in w.to_read]
     started = time.perf_counter()
     results = read_files(jobs, options.threads or os.cpu_count() or 1)
     seconds = time.perf_counter() - started
@@ -130,23 +136,24 @@ def _read_and_apply(works: list[SubdirIndex], options: Options) -> None:
         work.apply(by_subdir[work.subdir], seconds * share)
 
 
-def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options) -> list[str]:
+def _publish_channel(root: str, works: dict[str, SubdirIndex], options: Options) -> list[str]:
     """channeldata.json and index.html for the channel, when any folder changed."""
-    subdirs = [s for s in present_subdirs(root) if (root / s / REPODATA).is_file()]
+    subdirs = [s for s in present_subdirs(root)
+               if os.path.isfile(os.path.join(root, s, REPODATA))]
     tokens = {}
     others: dict[str, SubdirCache] = {}
     for subdir in subdirs:
         if subdir in works:
             tokens[subdir] = works[subdir].published_sha256
-        elif (root / subdir / CACHE_DIR / CACHE_FILE).is_file():
-            others[subdir] = SubdirCache(root / subdir)  # opened when publishing
-            state = read_state(root / subdir / CACHE_DIR / SUBDIR_STATE) or {}
+        elif os.path.isfile(os.path.join(root, subdir, CACHE_DIR, CACHE_FILE)):
+            others[subdir] = SubdirCache(os.path.join(root, subdir))  # opened when publishing
+            state = read_state(os.path.join(root, subdir, CACHE_DIR, SUBDIR_STATE)) or {}
             tokens[subdir] = state.get("sha256")
         else:  # indexed by another tool: listed in `subdirs`, packages unknown to us
             tokens[subdir] = None
     try:
-        token = digest([STATE_VERSION, root.name, tokens])
-        state_path = root / CACHE_DIR / CHANNEL_STATE
+        token = digest([STATE_VERSION, channel_name(root), tokens])
+        state_path = os.path.join(root, CACHE_DIR, CHANNEL_STATE)
         outputs = _stat_outputs(root, CHANNEL_OUTPUTS)
         state = read_state(state_path)
         if not options.force and state == {"token": token, "outputs": outputs}:
@@ -167,11 +174,12 @@ def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options
         channeldata = build_channeldata(entries, subdirs)
         written = []
         text = (json.dumps(channeldata, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        if write_if_changed(root / "channeldata.json", text):
+        if write_if_changed(os.path.join(root, "channeldata.json"), text):
             written.append("channeldata.json")
-        if write_if_changed(root / "index.html", channel_index_html(root.name, channeldata)):
+        if write_if_changed(os.path.join(root, "index.html"),
+                            channel_index_html(channel_name(root), channeldata)):
             written.append("index.html")
-        state_path.parent.mkdir(exist_ok=True)
+        os.makedirs(os.path.dirname(state_path), exist_ok=True)
         write_state(state_path, {"token": token, "outputs": _stat_outputs(root, CHANNEL_OUTPUTS)})
         return written
     finally:
@@ -179,18 +187,18 @@ def _publish_channel(root: Path, works: dict[str, SubdirIndex], options: Options
             cache.close(commit=False)
 
 
-def _stat_outputs(folder: Path, names: Iterable[str]) -> dict[str, list[int] | None]:
+def _stat_outputs(folder: str, names: Iterable[str]) -> dict[str, list[int] | None]:
     out: dict[str, list[int] | None] = {}
     for name in names:
         try:
-            st = os.stat(folder / name)
+            st = os.stat(os.path.join(folder, name))
             out[name] = [st.st_size, st.st_mtime_ns]
         except FileNotFoundError:
             out[name] = None
     return out
 
 
-def _os_error(exc: OSError, root: Path) -> CasIndexError:
+def _os_error(exc: OSError, root: str) -> CasIndexError:
     where = exc.filename or root
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"

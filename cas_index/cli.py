@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from pathlib import Path
 
 from .errors import EXIT_BUG, EXIT_OK, CasIndexError, DiskFull, UsageError, reason
 
@@ -63,7 +62,8 @@ def run(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
         for warning in report.all_warnings:
             echo(f"{PROG}: warning: {warning}", err=True)
         for skipped in report.all_skipped:
-            echo(f"{PROG}: skipped {root / skipped.file}: {skipped.reason}", err=True)
+            echo(f"{PROG}: skipped {os.path.join(root, skipped.file)}: {skipped.reason}",
+                 err=True)
         if not quiet and not as_json:
             echo(render_report(report))
     if as_json:
@@ -74,7 +74,7 @@ def run(paths: tuple[str, ...], subdirs: tuple[str, ...], threads: int | None, f
 
 
 def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
-                    known: frozenset[str]) -> list[tuple[Path, list[str] | None]]:
+                    known: frozenset[str]) -> list[tuple[str, list[str] | None]]:
     """(channel root, platform folders or None for all) per distinct channel, in order."""
     for name in subdirs:
         if name not in known:
@@ -84,26 +84,27 @@ def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"--subdir {name!r}: not a platform name{hint}; known: "
                              f"{', '.join(sorted(known))}")
-    merged: dict[Path, tuple[Path, set[str] | None]] = {}  # by real path
+    merged: dict[str, tuple[str, set[str] | None]] = {}  # by real path
     for text in paths:
-        path = Path(text)
-        if not path.exists():
+        path = os.fspath(text)
+        if not os.path.exists(path):
             raise UsageError(f"{text}: no such folder")
-        if not path.is_dir():
+        if not os.path.isdir(path):
             raise UsageError(f"{text}: not a folder (give a channel root or a platform folder)")
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{text}: cannot read the folder (permission denied)")
         # the name as given, not as resolved: chan/linux-64 may be a symlink to any name
-        path = Path(os.path.abspath(path))
-        if path.name in known:
-            if subdirs and set(subdirs) != {path.name}:
-                raise UsageError(f"{text} is the platform folder {path.name!r}; --subdir "
+        path = os.path.abspath(path)
+        parent, name = os.path.split(path)
+        if name in known:
+            if subdirs and set(subdirs) != {name}:
+                raise UsageError(f"{text} is the platform folder {name!r}; --subdir "
                                  "applies to channel roots (give the channel root instead)")
-            root, wanted = path.parent, {path.name}
+            root, wanted = parent, {name}
         else:
             check_channel_root(text, path, known)
             root, wanted = path, set(subdirs) or None
-        key = root.resolve()
+        key = os.path.realpath(root)
         if key in merged:
             held = merged[key][1]
             merged[key] = (merged[key][0],
@@ -113,25 +114,25 @@ def resolve_targets(paths: tuple[str, ...], subdirs: tuple[str, ...],
     return [(root, sorted(w) if w is not None else None) for root, w in merged.values()]
 
 
-def check_channel_root(text: str, path: Path, known: frozenset[str]) -> None:
+def check_channel_root(text: str, path: str, known: frozenset[str]) -> None:
     """Refuse a folder that is a platform folder under another name (it holds repodata.json,
     or packages and no platform folder): indexing it as a channel would create
     `<it>/noarch/`, channeldata.json and index.html inside it."""
     from .layout import REPODATA, is_package_name
 
     names = os.listdir(path)
-    if REPODATA in names and os.path.isfile(path / REPODATA):
+    if REPODATA in names and os.path.isfile(os.path.join(path, REPODATA)):
         raise UsageError(
             f"{text} holds {REPODATA}, so it is a platform folder, not a channel: give its "
-            f"channel (the parent folder, {path.parent}) and name the folder after its "
+            f"channel (the parent folder, {os.path.dirname(path)}) and name the folder after its "
             "platform (linux-64, noarch, ...); nothing was indexed")
     if any(is_package_name(n) for n in names) and not any(
-            n in known and os.path.isdir(path / n) for n in names):
+            n in known and os.path.isdir(os.path.join(path, n)) for n in names):
         raise UsageError(
             f"{text} holds package files but no platform folder: for a channel, move them "
             "into <platform>/ folders (noarch/, linux-64/, ...); for a platform folder, "
-            f"give its channel (the parent folder, {path.parent}) and name the folder after "
-            "its platform; nothing was indexed")
+            f"give its channel (the parent folder, {os.path.dirname(path)}) and name the folder "
+            "after its platform; nothing was indexed")
 
 
 def render_report(report: ChannelReport) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 from array import array
-from pathlib import Path
 
 from .atomic import TEMP_PREFIX
 from .model import Skipped
@@ -67,7 +66,7 @@ def is_package_name(name: str) -> bool:
     return name.endswith(PACKAGE_SUFFIXES) and not name.startswith(".")
 
 
-def list_packages(folder: Path, leftovers: list[str] | None = None
+def list_packages(folder: str, leftovers: list[str] | None = None
                   ) -> tuple[list[str], array]:
     """The regular package files in `folder`, in the order the folder lists them: their
     names, and (size, mtime_ns) of each in turn in one flat array. Names of temporary files
@@ -114,11 +113,16 @@ def listing_digest(names: list[str], numbers: array) -> str:
                       numbers.tobytes())
 
 
-def present_subdirs(root: Path) -> list[str]:
-    return sorted(name for name in KNOWN_SUBDIRS if (root / name).is_dir())
+def channel_name(root: str) -> str:
+    """The channel's name, as its pages and digests give it: its folder's name."""
+    return os.path.basename(os.path.abspath(root))
 
 
-def stray_packages(root: Path) -> list[Skipped]:
+def present_subdirs(root: str) -> list[str]:
+    return sorted(name for name in KNOWN_SUBDIRS if os.path.isdir(os.path.join(root, name)))
+
+
+def stray_packages(root: str) -> list[Skipped]:
     """Package files the channel would never serve: directly in the root, or in a folder
     whose name is not a platform."""
     stray = []

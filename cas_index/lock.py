@@ -15,13 +15,13 @@ import errno
 import fcntl
 import os
 import time
-from pathlib import Path
 
 from .errors import LockHeldError, UsageError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (warm start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 LOCK_FILE = ".cas-index.lock"
 POLL_SECONDS = 0.1
@@ -33,7 +33,8 @@ class ChannelLock:
 
     def __init__(self, root: str | Path, timeout: float = 600.0,
                  on_wait: Callable[[str], None] | None = None):
-        self.path = Path(root) / LOCK_FILE
+        self.root = os.fspath(root)
+        self.path = os.path.join(self.root, LOCK_FILE)
         self.timeout = timeout
         self.on_wait = on_wait
         self._fd: int | None = None
@@ -44,7 +45,7 @@ class ChannelLock:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # the caller says the disk is full
-            raise UsageError(f"{self.path.parent}: cannot create the lock file "
+            raise UsageError(f"{self.root}: cannot create the lock file "
                              f"{LOCK_FILE} ({exc.strerror})") from None
         deadline = time.monotonic() + self.timeout
         announced = False
@@ -58,12 +59,12 @@ class ChannelLock:
                     os.close(fd)
                     waited = f" after waiting {self.timeout:g} s" if self.timeout else ""
                     raise LockHeldError(
-                        f"{self.path.parent}: another cas-index run{holder} is indexing this "
+                        f"{self.root}: another cas-index run{holder} is indexing this "
                         f"channel{waited}; try again later (--lock-timeout SECONDS waits "
                         "longer)") from None
                 if not announced and self.on_wait is not None:
                     self.on_wait(f"waiting for another cas-index run{holder} to finish with "
-                                 f"{self.path.parent} (up to {self.timeout:g} s)")
+                                 f"{self.root} (up to {self.timeout:g} s)")
                     announced = True
                 time.sleep(POLL_SECONDS)
         try:
@@ -71,7 +72,7 @@ class ChannelLock:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as exc:  # a full disk: name the file, let go of the lock
             os.close(fd)
-            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+            raise OSError(exc.errno, exc.strerror, self.path) from None
         self._fd = fd
         return self
 

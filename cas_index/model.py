@@ -8,8 +8,6 @@ much to import as such a run spends indexing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .errors import EXIT_OK, EXIT_SKIPPED
 from .plain import Frozen, Plain
 
@@ -95,7 +93,7 @@ class ChannelReport(Plain):
     _defaults: ClassVar[dict] = {"subdirs": list, "written": list, "skipped": list, "seconds": 0.0}
     _factories: ClassVar[frozenset] = frozenset({"subdirs", "written", "skipped"})
     if TYPE_CHECKING:
-        root: Path
+        root: str  # the channel folder, as index_channel was given it
         subdirs: list[SubdirReport]
         written: list[str]
         skipped: list[Skipped]  # package files outside any folder

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-from .atomic import write_if_changed
+from .atomic import remove_if_present, write_if_changed
 from .cache import CACHE_DIR, SubdirCache
 from .errors import UsageError
 from .layout import (
@@ -28,6 +27,7 @@ from .layout import (
     SHARD_INDEX,
     SHARDS_DIR,
     SUBDIR_OUTPUTS,
+    channel_name,
     list_packages,
     listing_dict,
     listing_digest,
@@ -46,9 +46,9 @@ STATE_VERSION = 1
 class SubdirIndex:
     """The work on one platform folder during a run."""
 
-    def __init__(self, root: Path, subdir: str, options: Options):
+    def __init__(self, root: str, subdir: str, options: Options):
         self.root, self.subdir, self.options = root, subdir, options
-        self.folder = root / subdir
+        self.folder = os.path.join(root, subdir)
         self.report = SubdirReport(subdir)
         self.cache = SubdirCache(self.folder)
         self.listing: dict[str, tuple[int, int]] = {}
@@ -65,17 +65,17 @@ class SubdirIndex:
     # -- step 1 and 2
     def scan(self) -> None:
         started = time.perf_counter()
-        self.folder.mkdir(exist_ok=True)
+        os.makedirs(self.folder, exist_ok=True)
         leftovers: list[str] = []
         names, numbers = list_packages(self.folder, leftovers)
         for name in leftovers:
-            (self.folder / name).unlink(missing_ok=True)
+            remove_if_present(os.path.join(self.folder, name))
         self.instructions, instructions_key = self._instructions()
         # The listing in the order the folder gave it (no sort: 200,000 entries sort and
         # encode in ~0.7 s): an unchanged folder lists in the same order, and another
         # order only costs the slower check against the cache below.
         listing = listing_digest(names, numbers)
-        self.token = digest([STATE_VERSION, self.root.name, self.options.signature(),
+        self.token = digest([STATE_VERSION, channel_name(self.root), self.options.signature(),
                               instructions_key, listing])
         state = None if self.options.force else read_state(self.state_path)
         if (state and state.get("token") == self.token
@@ -115,16 +115,17 @@ class SubdirIndex:
             import json
 
             return instructions, digest(json.dumps(instructions, sort_keys=True))
-        path = self.folder / PATCH_FILE
+        path = os.path.join(self.folder, PATCH_FILE)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             return {}, None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
         from .patch import parse_instructions
 
-        instructions, warning = parse_instructions(raw, str(path))
+        instructions, warning = parse_instructions(raw, path)
         if warning:
             self.report.warnings.append(warning)
         from .state import hash_bytes
@@ -135,15 +136,15 @@ class SubdirIndex:
         out: dict[str, list[int] | None] = {}
         for name in SUBDIR_OUTPUTS:
             try:
-                st = os.stat(self.folder / name)
+                st = os.stat(os.path.join(self.folder, name))
                 out[name] = [st.st_size, st.st_mtime_ns]
             except FileNotFoundError:
                 out[name] = None
         return out
 
     @property
-    def state_path(self) -> Path:
-        return self.folder / CACHE_DIR / SUBDIR_STATE
+    def state_path(self) -> str:
+        return os.path.join(self.folder, CACHE_DIR, SUBDIR_STATE)
 
     def save_state(self) -> None:
         """Record what publish() published, once the cache holding its records is
@@ -197,14 +198,15 @@ class SubdirIndex:
         report.seconds += time.perf_counter() - started + read_seconds
 
     # -- step 4
-    def publish(self, channel_name: str) -> None:
+    def publish(self) -> None:
         import hashlib
         import json
+        from pathlib import Path  # the outputs' writers take Paths (not the warm path)
 
         from .repodata import dumps_repodata, publish_repodata, write_repodata
 
         started = time.perf_counter()
-        options, folder, report = self.options, self.folder, self.report
+        options, folder, report = self.options, Path(self.folder), self.report
         doc = {
             "info": {"subdir": self.subdir},
             "packages": {fn: r for fn, r in self.records.items() if fn.endswith(".tar.bz2")},
@@ -256,7 +258,7 @@ class SubdirIndex:
 
         listed = [(name, st[0], st[1] / 1e9) for name, st in self._outputs_stat().items()
                   if st is not None and name not in ("index.html", PATCH_FILE, SHARDS_DIR)]
-        page = subdir_index_html(channel_name, self.subdir,
+        page = subdir_index_html(channel_name(self.root), self.subdir,
                                  {**patched["packages"], **patched["packages.conda"]}, listed)
         if write_if_changed(folder / "index.html", page):
             written.append(folder / "index.html")
@@ -281,10 +283,10 @@ class SubdirIndex:
     def _remove(self, name: str) -> None:
         """Remove the output `name` and its compressed twins."""
         for suffix in ("", ".zst", ".bz2"):
-            stale = self.folder / (name + suffix)
-            if stale.exists():
-                stale.unlink()
-                self.report.deleted.append(stale.name)
+            stale = name + suffix
+            if os.path.lexists(os.path.join(self.folder, stale)):
+                os.unlink(os.path.join(self.folder, stale))
+                self.report.deleted.append(stale)
 
     def _run_exports(self, facts: dict[str, dict]) -> dict[str, Any]:
         """run_exports.json (CEP-12), as conda-index writes it: every package file indexed

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -420,6 +421,26 @@ def test_a_run_with_nothing_to_do_opens_no_cache(channel):
     assert status == "0", proc.stderr
     loaded = set(eval(modules))
     for heavy in ("sqlite3", "_sqlite3", "json", "_hashlib"):
+        assert heavy not in loaded, heavy
+
+
+def test_a_run_with_nothing_to_do_works_on_text_paths(channel):
+    # pathlib, with the re, enum, fnmatch and urllib.parse it imports, was a third of a
+    # warm run's start-up: the run keeps its paths as text. The child runs without site
+    # (-S), so that what an installation's site hooks import does not hide our imports.
+    subprocess.run([CAS_INDEX, str(channel.root), "-q"], check=True, timeout=120)
+    source = str(Path(__file__).resolve().parents[1])
+    code = (f"import sys; sys.path.insert(0, {source!r}); from cas_index.cli import main; "
+            f"code = main([{str(channel.root)!r}, '-q']); "
+            "print(code, sorted(sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    status, _, modules = proc.stderr.strip().splitlines()[-1].partition(" ")
+    assert status == "0", proc.stderr
+    loaded = set(eval(modules))
+    assert "cas_index.subdir" in loaded
+    for heavy in ("pathlib", "re", "enum", "fnmatch", "urllib.parse", "contextlib"):
         assert heavy not in loaded, heavy
 
 
