@@ -268,38 +268,50 @@ def test_retry_policy_backoff_grows_and_is_capped():
 
 
 def test_disk_full_while_writing_stops_everything_cleanly(upstream, tmp_path, monkeypatch):
-    import builtins
     import errno
 
-    real_open = builtins.open
+    def full(fd, data):  # every write to a .part (transfer.py writes them with write_all)
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    class FullDisk:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.handle.name))
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    def open_full(path, mode="r", *args, **kwargs):
-        handle = real_open(path, mode, *args, **kwargs)
-        return FullDisk(handle) if str(path).endswith(".part") else handle
-
-    monkeypatch.setattr("cas_mirror.net.transfer.open", open_full, raising=False)
+    monkeypatch.setattr("cas_mirror.net.transfer.write_all", full)
     downloader, _ = make(workers=1)
     results = downloader.download([job_for(upstream, n, tmp_path) for n in upstream.files])
     assert not any(r.ok for r in results)
     assert "disk is full" in downloader.stop_reason
     assert sum(1 for r in results if r.attempts) == 1  # nothing more was tried
     assert leftovers(tmp_path) == [] and not list(tmp_path.glob("*.bin"))
+
+
+def test_a_write_that_takes_less_than_it_was_given_never_publishes_a_short_file(
+        upstream, tmp_path):
+    # write(2) to a regular file may take only part of its buffer: here a file size limit
+    # one byte short of the file (SIGXFSZ ignored, so the kernel writes what fits and says
+    # how much). A file object without a buffer only returns that count; the transfer
+    # counted what curl gave it, so the size and hash matched and the file was published
+    # one byte short. Run in a child: the limit would bind pytest's own files.
+    import json
+    import subprocess
+    import sys
+
+    data = upstream.files["f0.bin"]
+    code = f"""
+import json, resource, signal, hashlib
+from pathlib import Path
+from cas_mirror.net import Downloader, DownloadJob, NetworkSettings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({len(data) - 1}, resource.RLIM_INFINITY))
+job = DownloadJob(url={upstream.url + "/f0.bin"!r}, dest=Path({str(tmp_path / "f0.bin")!r}),
+                  size={len(data)}, sha256={hashlib.sha256(data).hexdigest()!r})
+[r] = Downloader(NetworkSettings(workers=1, timeout=5.0, retries=0)).download([job])
+print(json.dumps([r.ok, r.error]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    ok, error = json.loads(proc.stdout)
+    assert not ok and "file too large" in error.lower(), error
+    assert not (tmp_path / "f0.bin").exists()
+    assert leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- processes

@@ -67,27 +67,16 @@ class FillsAfter(ProgressReporter):
 def disk_full_on_write(monkeypatch, progress: FillsAfter) -> None:
     """Writes to a .part fail with ENOSPC once the disk is full (tmpfs block rounding
     after the free-space check passed)."""
-    import builtins
+    from cas_mirror.net import transfer
 
-    real_open = builtins.open
+    real_write = transfer.write_all
 
-    class Handle:
-        def __init__(self, handle):
-            self.handle = handle
+    def write(fd, data):  # every write to a .part (transfer.py writes them with write_all)
+        if progress.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
 
-        def write(self, data):
-            if progress.full:
-                raise OSError(errno.ENOSPC, "No space left on device", str(self.handle.name))
-            return self.handle.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-    def opener(path, mode="r", *args, **kwargs):
-        handle = real_open(path, mode, *args, **kwargs)
-        return Handle(handle) if str(path).endswith(".part") else handle
-
-    monkeypatch.setattr("cas_mirror.net.transfer.open", opener, raising=False)
+    monkeypatch.setattr(transfer, "write_all", write)
 
 
 def disk_full_for_the_guard(monkeypatch, progress: FillsAfter, folder: Path,

@@ -1,5 +1,10 @@
 """One file transfer: its way through URLs and attempts, and one attempt on a curl handle
-(streaming into the hidden .part file while hashing, resuming, verifying, renaming)."""
+(streaming into the hidden .part file while hashing, resuming, verifying, renaming).
+
+The .part file is a bare descriptor written with `write_all`: write(2) may take less than
+it is given (a filesystem filling up mid-write, a file size limit), and an unbuffered
+file object only returns that count, so the tail of a file could go missing unnoticed
+while the size and hash, counted on what curl delivered, still matched."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import logging
 import os
 import re
 from time import monotonic
+
+from cas_index.atomic import write_all
 
 from ..errors import is_disk_full, os_problem
 from ..text import safe
@@ -65,7 +72,7 @@ class Attempt:
     """One transfer of one job on one curl handle: the write callback streams into the
     .part file while hashing; `finish` verifies and renames."""
 
-    __slots__ = ("dest", "error", "file", "headers", "job", "md5", "offset", "part",
+    __slots__ = ("dest", "error", "fd", "headers", "job", "md5", "offset", "part",
                  "prepared", "progress", "remembered", "result", "sha256", "state",
                  "status_checked", "unrecorded", "validator", "written")
 
@@ -86,7 +93,7 @@ class Attempt:
                      f"If-Range: {safe(self.validator)}" if self.validator
                      else "no validator known; the hash will check the result")
         self.written = self.offset
-        self.file = None
+        self.fd: int | None = None  # the open .part
         self.error: BaseException | None = None
         self.headers = Headers()
         self.sha256 = hashlib.sha256()
@@ -110,7 +117,7 @@ class Attempt:
             if not self.status_checked:
                 self.status_checked = True
                 self._open()
-            if self.file is None:
+            if self.fd is None:
                 return None  # an error page: read and dropped, the status tells
             self.written += len(data)
             if self.job.size is not None and self.written > self.job.size:
@@ -121,8 +128,8 @@ class Attempt:
             if self.unrecorded and self.written > RECORD_FROM:
                 self.unrecorded = False
                 self.remembered = True
-                remember_validator(self.file.fileno(), self.validator)
-            self.file.write(data)
+                remember_validator(self.fd, self.validator)
+            write_all(self.fd, data)
             self.sha256.update(data)
             if self.md5 is not None:
                 self.md5.update(data)
@@ -153,11 +160,11 @@ class Attempt:
                 self.state.validator = None
                 remove(self.part)
                 raise Retryable("upstream file changed during the resume; starting over")
-            self.file = open(self.part, "r+b", buffering=0)  # noqa: SIM115 - closed in finish
+            self.fd = os.open(self.part, os.O_RDWR | os.O_CLOEXEC)  # closed in finish
             self.remembered = True
-            hash_prefix(self.file, self.offset, self.sha256, self.md5)
-            self.file.seek(self.offset)
-            self.file.truncate()
+            hash_prefix(self.fd, self.offset, self.sha256, self.md5)
+            os.ftruncate(self.fd, self.offset)
+            os.lseek(self.fd, self.offset, os.SEEK_SET)
             self.progress.advance(self.offset)  # the bar counts what is on disk
         elif status == 200:
             # A full answer: the file changed since the partial one (If-Range), or the
@@ -168,12 +175,12 @@ class Attempt:
                 log.info("%s answered the whole file to a resume (changed upstream, or no "
                          "Range support); starting over", safe(self.state.url))
             self.offset = self.written = 0
-            self.file = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed in finish
+            self.fd = _create(self.part)  # closed in finish
             self.validator = self.state.validator = response_validator(self.headers.values)
             if fresh:  # recorded once the file is worth resuming (partial.py)
                 self.unrecorded = self.validator is not None
             else:  # replaces (or removes) the one the old partial file carries
-                remember_validator(self.file.fileno(), self.validator)
+                remember_validator(self.fd, self.validator)
                 self.remembered = True
 
     def _check_size(self, upstream: int | None) -> None:
@@ -195,9 +202,9 @@ class Attempt:
 
     def finish(self, curl_error: tuple[int, str, int] | None, status: int) -> None:
         """Raise what went wrong, or verify and rename the file into place."""
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         if self.error is not None:
             if isinstance(self.error, (Fatal, DiskFull)) or "more than" in str(self.error):
                 remove(self.part)
@@ -212,7 +219,7 @@ class Attempt:
             raise_for_status(status, self.headers.values)
             raise Fatal(f"unexpected HTTP {status}", status)
         if not self.status_checked:  # an empty body: the file is empty
-            open(self.part, "wb").close()
+            os.close(_create(self.part))
         if self.job.size is not None and self.written != self.job.size:
             raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes",
                             cause="truncated")
@@ -229,14 +236,22 @@ class Attempt:
         os.replace(self.part, self.dest)  # open() created it with the umask's permissions
 
 
-def hash_prefix(handle, length: int, *hashes) -> None:
-    handle.seek(0)
-    remaining = length
-    while remaining:
-        chunk = handle.read(min(1 << 20, remaining))
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+
+def _create(path: str) -> int:
+    """A new (or emptied) .part file, with the permissions the umask gives."""
+    return os.open(path, _CREATE, 0o666)
+
+
+def hash_prefix(fd: int, length: int, *hashes) -> None:
+    """Hash the first `length` bytes of the open file `fd` (a partial file resumed)."""
+    done = 0
+    while done < length:
+        chunk = os.pread(fd, min(1 << 20, length - done), done)
         if not chunk:
             break
-        remaining -= len(chunk)
+        done += len(chunk)
         for h in hashes:
             if h is not None:
                 h.update(chunk)
