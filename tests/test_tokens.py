@@ -123,6 +123,32 @@ def test_the_token_commands(tmp_path, run_cli):
     assert stat.S_IMODE((tmp_path / "state" / "audit.log").stat().st_mode) == 0o600
 
 
+def test_an_audit_line_written_only_in_part_is_reported(tmp_path):
+    # a disk filling up can take part of a line (write(2) returns the count): that is
+    # logged as a failure, not passed over. A file size limit (SIGXFSZ ignored) makes the
+    # kernel do just that; in a child, where the limit binds nothing else.
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "audit.log").write_text("x" * 100 + "\n")
+    code = f"""
+import logging, resource, signal
+from cas_mirror.server.audit import record
+logging.basicConfig(format="%(message)s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (111, resource.RLIM_INFINITY))
+record({str(state)!r}, token="ci", action="upload", path="p/x-1.0.tar.gz")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot write the audit log" in proc.stderr
+    assert "only 10 of the" in proc.stderr and "upload line" in proc.stderr
+
+
 class TlsServer(CasServer):
     ca_bundle = ""
 
