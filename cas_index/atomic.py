@@ -59,7 +59,9 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
-    """Replace `path` with `data` atomically."""
+    """Replace `path` with `data` atomically. An OSError of the write that names no file
+    (a write to a descriptor names none) names `path`: the file the user knows of, not
+    its hidden temporary twin."""
     path = os.fspath(path)
     fd, tmp = open_temp(path)
     try:
@@ -70,8 +72,10 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) ->
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         remove_if_present(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
 
 

@@ -34,7 +34,7 @@ import time
 
 from .atomic import remove_if_present
 from .cache import CACHE_DIR, CACHE_FILE, SubdirCache, is_full, sqlite_error
-from .errors import CasIndexError, DiskFull
+from .errors import CasIndexError, DiskFull, reason
 from .layout import (
     CHANNEL_OUTPUTS,
     KNOWN_SUBDIRS,
@@ -204,4 +204,4 @@ def _os_error(exc: OSError, root: str) -> CasIndexError:
         what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
         return DiskFull(f"{where}: {exc.strerror or 'no space left on device'} ({what}); "
                         f"{DiskFull.advice}")
-    return CasIndexError(f"{where}: {exc.strerror or exc}")
+    return CasIndexError(f"{where}: {reason(exc)}")

@@ -7,6 +7,8 @@ import itertools
 import os
 import stat
 
+import pytest
+
 from cas_index import atomic
 
 
@@ -48,3 +50,20 @@ def test_write_all_goes_on_after_a_short_write(tmp_path, monkeypatch):
     finally:
         os.close(fd)
     assert (tmp_path / "out").read_bytes() == b"0123456789"
+
+
+def test_a_failed_write_names_the_file_being_replaced_and_leaves_no_temporary(
+        tmp_path, monkeypatch):
+    # a write to a descriptor names no file ("cas-index: error: <channel>: File too large"
+    # said neither which file nor what): the error names the final path
+    import errno
+
+    def too_large(fd, data):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(atomic, "write_all", too_large)
+    target = tmp_path / "repodata.json"
+    with pytest.raises(OSError) as raised:
+        atomic.write_atomic(target, b"{}")
+    assert raised.value.errno == errno.EFBIG and raised.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []

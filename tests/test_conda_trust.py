@@ -252,7 +252,7 @@ def test_disk_full_on_any_metadata_write_stops_with_exit_4(mirror, upstream, mon
     assert "no space left on device" in summary["stopped"]
     named = {"repodata.json.zst": "pkgs/main/linux-64/repodata.json",
              "channeldata.json": "pkgs/main/channeldata.json",
-             "upstream.json.zst": ".cas-sync/channels/pkgs/main/linux-64/state.json",
+             "upstream.json.zst": ".cas-sync/channels/pkgs/main/linux-64/upstream.json.zst",
              "changed": str(tmp_path / "changed")}[target]
     assert named in summary["stopped"]  # the metadata that could not be written
     assert summary["exit_status"] == 4 and "internal error" not in result.err

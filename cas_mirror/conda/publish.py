@@ -123,7 +123,7 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
                                 shard_grace_seconds=shard_grace_seconds,
                                 shard_state_dir=w.state_folder, prepared=w.prepared)
     w.prepared = None  # (its bytes are not kept past publishing)
-    published = _naming(w.folder / "repodata.json", publish, w.folder, document)
+    published = publish(w.folder, document)
     report.changed_files.extend(published.paths)
     w.report.shards = published.shards.as_dict() if shards else None
     if shards and published.shards.oldest_unnamed is not None:
@@ -145,11 +145,9 @@ def _publish(w: Work, report: SyncReport, shards: bool, shard_grace_seconds: flo
     sharded = w.fetched.sharded if w.fetched is not None else None
     if w.fetched is not None and (w.fetched.changed or state_changed):
         if sharded is None:
-            _naming(w.state_folder / "state.json", save_state, w.state_folder,
-                    w.fetched.state, w.fetched.document)
+            save_state(w.state_folder, w.fetched.state, w.fetched.document)
         else:
-            _naming(w.state_folder / "state.json", save_state, w.state_folder,
-                    w.fetched.state, None, sharded.index)
+            save_state(w.state_folder, w.fetched.state, None, sharded.index)
     # The shard cache keeps what this run read (nothing once upstream is read whole).
     prune_shard_cache(w.state_folder, set(sharded.needed.values()) if sharded else set())
 
@@ -164,7 +162,7 @@ def _publish_run_exports(w: Work, report: SyncReport, keep: set[str]) -> bool:
         return False
     data = w.run_exports
     try:
-        paths = _naming(w.folder / RUN_EXPORTS, publish_run_exports, w.folder, data, keep, url)
+        paths = publish_run_exports(w.folder, data, keep, url)
     except RepodataError as exc:
         report.warnings.append(f"{w.source.path}/{w.platform}: {exc}; none published")
         paths = publish_run_exports(w.folder, None, keep, url)
@@ -173,17 +171,6 @@ def _publish_run_exports(w: Work, report: SyncReport, keep: set[str]) -> bool:
         return False
     remember(w.state_folder, w.fetched.state, data)
     return True
-
-
-def _naming(path: Path, write, *args):
-    """`write(*args)`, with an OSError that names no file (a failed write() or flush())
-    made to name `path`, so the message says which metadata could not be written."""
-    try:
-        return write(*args)
-    except OSError as exc:
-        if exc.filename is None:
-            exc.filename = str(path)
-        raise
 
 
 def publish_channeldata(work: list[Work], kept: list[Retired], mirror_dir: Path,
