@@ -81,10 +81,10 @@ class BucketTarget:
             self._storage = self._open()
         return self._storage
 
-    def _key(self, path: Path) -> str:
-        return path.relative_to(self.staging).as_posix()
+    def _key(self, path: str | Path) -> str:
+        return Path(path).relative_to(self.staging).as_posix()
 
-    def published_name(self, path: Path) -> str:
+    def published_name(self, path: str | Path) -> str:
         return f"{self.location}/{self._key(path)}"
 
     # ------------------------------------------------------------------ planning
@@ -219,7 +219,7 @@ class BucketTarget:
         def upload(result: DownloadResult) -> DownloadResult:
             if not result.ok:
                 return result
-            path = result.job.dest
+            path = Path(result.job.dest)
             try:
                 info = self.storage.put_file(self._key(path), path)
             except StorageError as exc:
@@ -235,7 +235,7 @@ class BucketTarget:
             for index, result in zip(batch, pool.map(upload, got), strict=True):
                 results[index] = result
         finally:
-            for folder in {result.job.dest.parent for result in got}:
+            for folder in {Path(result.job.dest).parent for result in got}:
                 path, inventory = self._inventories[folder]
                 inventory.save(path)
 

@@ -113,7 +113,7 @@ class SyncReport(Plain):
         dry_run: bool
         stopped: str | None  # why the run stopped early (disk space)
         diff_file: Path | None
-        changed_files: list[Path]
+        changed_files: list[Path | str]
         mirror_dir: str
         mirror_dir_status: str  # "exists, writable" / "does not exist; will be created"
         warnings: list[str]  # run-wide, printed once

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -193,9 +194,10 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
         if not w.usable or w.quiet is not None or not w.plan.download:
             continue
         base, records = _packages_url(w), w.upstream.records
+        folder = os.path.join(w.folder, "")  # text: no Path made per file (~8 ms / 1,800)
         for fn in w.plan.download:
             record = records[fn]
-            jobs.append(DownloadJob(url=base + fn, dest=w.folder / fn,
+            jobs.append(DownloadJob(url=base + fn, dest=folder + fn,
                                     size=record.size, sha256=record.sha256, md5=record.md5))
             owners.append(w)
     if not jobs:
@@ -204,7 +206,7 @@ def _download(work: list[Work], downloader: Downloader, output: Output,
                               prepare_ahead(work, shards))
     for w, result in zip(owners, results, strict=True):
         if result.ok:
-            w.got.add(result.job.dest.name)
+            w.got.add(os.path.basename(result.job.dest))
             w.report.downloaded += 1
             w.report.bytes += result.received
             report.changed_files.append(result.job.dest)

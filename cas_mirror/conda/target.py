@@ -64,7 +64,7 @@ class Target(Protocol):
 
     def remove_platform(self, retired: Retired) -> int: ...
 
-    def published_name(self, path: Path) -> Path | str:
+    def published_name(self, path: str | Path) -> Path | str:
         """How the diff file names `path`, a file of the local folder the sync works in:
         the path itself, or for a bucket its s3:// URL."""
         ...
@@ -110,7 +110,7 @@ class LocalTarget:
 
         return remove_platform(retired)
 
-    def published_name(self, path: Path) -> Path:
+    def published_name(self, path: str | Path) -> str | Path:
         return path
 
 

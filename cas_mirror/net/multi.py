@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING
 
 import pycurl
 
+from cas_index.atomic import remove_if_present
+
 from ..text import plural, safe
 from .curl import WATCH_INTERVAL, describe_request, stall_message, stalled
 from .limits import transfers_allowed
-from .partial import part_path
+from .partial import part_name
 from .transfer import Attempt, JobState
 from .types import DiskFull, Fatal, ProgressReporter, Retryable, stopped_cause
 
@@ -204,7 +207,7 @@ class MultiRun:
     def _fail(self, state: JobState, error: str, cause: str) -> None:
         state.result.error, state.result.cause = error, cause
         # A failed file leaves nothing behind; only a killed run leaves a .part to resume.
-        part_path(state.job.dest).unlink(missing_ok=True)
+        remove_if_present(part_name(os.fspath(state.job.dest)))
         self.progress.file_done(state.result)
 
 

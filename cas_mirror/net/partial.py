@@ -28,6 +28,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from cas_index.atomic import remove_if_present
+
 from ..text import safe
 from .types import PART_SUFFIX
 
@@ -118,14 +120,6 @@ def usable_partial(part: str, size: int | None, earlier: str | None,
         if blind:
             log.info("not resuming %s: no validator and no hash to check the result",
                      safe(part))
-        remove(part)
+        remove_if_present(part)
         return 0, None
     return have, validator
-
-
-def remove(path: str) -> None:
-    """Delete `path` if it is there (os.unlink; a missing file is no error)."""
-    try:  # noqa: SIM105 - suppress() is three Python calls
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -14,7 +14,7 @@ import os
 import re
 from time import monotonic
 
-from cas_index.atomic import write_all
+from cas_index.atomic import remove_if_present, write_all
 
 from ..errors import is_disk_full, os_problem
 from ..text import safe
@@ -24,7 +24,6 @@ from .partial import (
     forget_validator,
     part_name,
     remember_validator,
-    remove,
     response_validator,
     same_validator,
     usable_partial,
@@ -158,7 +157,7 @@ class Attempt:
             if self.validator and not same_validator(self.validator, self.headers.values):
                 self.offset = self.written = 0  # it ignored If-Range: the file changed
                 self.state.validator = None
-                remove(self.part)
+                remove_if_present(self.part)
                 raise Retryable("upstream file changed during the resume; starting over")
             self.fd = os.open(self.part, os.O_RDWR | os.O_CLOEXEC)  # closed in finish
             self.remembered = True
@@ -187,7 +186,7 @@ class Attempt:
         """A file whose size upstream is not the one the index gives is not worth
         retrying, and is not a refused resume: say what is true."""
         if upstream is not None and self.job.size is not None and upstream != self.job.size:
-            remove(self.part)
+            remove_if_present(self.part)
             raise Fatal(f"size mismatch: upstream file is {upstream} bytes, "
                         f"the index says {self.job.size}", cause="size mismatch")
         if upstream is not None and self.job.max_size is not None \
@@ -195,7 +194,7 @@ class Attempt:
             raise self._too_large(upstream)
 
     def _too_large(self, announced: int | None = None) -> Fatal:
-        remove(self.part)
+        remove_if_present(self.part)
         said = f" (upstream announces {announced})" if announced is not None else ""
         return Fatal(f"larger than the limit of {self.job.max_size} bytes{said}",
                      cause=f"larger than the limit of {self.job.max_size} bytes")
@@ -207,12 +206,12 @@ class Attempt:
             self.fd = None
         if self.error is not None:
             if isinstance(self.error, (Fatal, DiskFull)) or "more than" in str(self.error):
-                remove(self.part)
+                remove_if_present(self.part)
             raise self.error
         if curl_error is not None:
             raise classify(*curl_error)
         if status == 416 and self.offset:
-            remove(self.part)  # our partial is not a prefix of theirs
+            remove_if_present(self.part)  # our partial is not a prefix of theirs
             self._check_size(upstream_size(status, self.headers.values))
             raise Retryable("server refused to resume the partial file (HTTP 416)")
         if status not in (200, 206):
@@ -224,11 +223,11 @@ class Attempt:
             raise Retryable(f"truncated: received {self.written} of {self.job.size} bytes",
                             cause="truncated")
         if self.job.sha256 and self.sha256.hexdigest() != self.job.sha256.lower():
-            remove(self.part)
+            remove_if_present(self.part)
             raise Retryable(f"sha256 mismatch: expected {self.job.sha256}, "
                             f"got {self.sha256.hexdigest()}", cause="sha256 mismatch")
         if self.md5 is not None and self.md5.hexdigest() != self.job.md5.lower():
-            remove(self.part)
+            remove_if_present(self.part)
             raise Retryable(f"md5 mismatch: expected {self.job.md5}, got {self.md5.hexdigest()}",
                             cause="md5 mismatch")
         if self.remembered:

@@ -37,7 +37,9 @@ class NetworkSettings(NamedTuple):
 
 class DownloadJob(NamedTuple):
     url: str
-    dest: Path
+    # Where the file goes: a Path, or text (a sync of thousands of files makes no Path
+    # per file; the transfer works on text either way).
+    dest: str | Path
     size: int | None = None
     sha256: str | None = None
     md5: str | None = None
