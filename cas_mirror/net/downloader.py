@@ -35,10 +35,6 @@ from .types import (
     Retryable,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
-if TYPE_CHECKING:
-    from .transfer import JobState
-
 log = logging.getLogger(__name__)
 PARALLEL_MIN_JOBS = 200  # fewer files are not worth starting processes for
 READ_CHUNK = 1 << 20  # bytes libcurl hands a get() at a time (its default is 16 KiB)
@@ -194,14 +190,14 @@ class Downloader:
                 self.free_space.check(total)
             except DiskFull as exc:
                 self._stop_all(str(exc), exc.cause)
-        states = [JobState(job, self.policy.retries + 1) for job in jobs]
-        folders: dict[str, list[JobState]] = {}  # (os.path on text: no Path per job)
-        for state in states:
-            folders.setdefault(os.path.dirname(state.job.dest) or ".", []).append(state)
+        folders: dict[str, list[int]] = {}  # jobs by folder (os.path on text: no Path per job)
+        for index, job in enumerate(jobs):
+            folders.setdefault(os.path.dirname(job.dest) or ".", []).append(index)
         self._make_folders(folders)
-        groups = self._process_groups(states, folders)
-        if len(groups) > 1:
-            return run_in_processes(self, groups, states, progress, total, alongside)
+        groups = self._process_groups(len(jobs), folders)
+        if len(groups) > 1:  # (the children make their own job states: none made here)
+            return run_in_processes(self, groups, jobs, progress, total, alongside)
+        states = [JobState(job, self.policy.retries + 1) for job in jobs]
         progress.start(len(jobs), total)
         try:
             with beside(alongside):
@@ -210,22 +206,21 @@ class Downloader:
             progress.finish()
         return [state.result for state in states]
 
-    def _process_groups(self, states: list[JobState], folders: dict[str, list[JobState]]
-                        ) -> list[list[JobState]]:
-        """How to share the jobs among processes: by destination folder when there are
-        enough folders (two processes creating files in one folder contend for its lock),
-        else round robin. One group: do it here."""
+    def _process_groups(self, count: int, folders: dict[str, list[int]]) -> list[list[int]]:
+        """How to share the `count` jobs (by index) among processes: by destination folder
+        when there are enough folders (two processes creating files in one folder contend
+        for its lock), else round robin. One group: do it here."""
         wanted = self.settings.processes
         if wanted is None:
-            wanted = (os.cpu_count() or 1) if len(states) >= PARALLEL_MIN_JOBS else 1
-        wanted = min(wanted, len(states))
+            wanted = (os.cpu_count() or 1) if count >= PARALLEL_MIN_JOBS else 1
+        wanted = min(wanted, count)
         if wanted <= 1 or self._stop.is_set():
-            return [states]
-        groups: list[list[JobState]] = [[] for _ in range(wanted)]
+            return [list(range(count))]
+        groups: list[list[int]] = [[] for _ in range(wanted)]
         biggest = max(len(v) for v in folders.values())
-        if len(folders) < wanted or biggest * wanted > len(states) * 1.5:
-            for index, state in enumerate(states):
-                groups[index % wanted].append(state)
+        if len(folders) < wanted or biggest * wanted > count * 1.5:
+            for index in range(count):
+                groups[index % wanted].append(index)
         else:
             for members in sorted(folders.values(), key=len, reverse=True):
                 min(groups, key=len).extend(members)

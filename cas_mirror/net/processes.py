@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -39,17 +39,18 @@ def beside(work: Callable[[], None] | None) -> Iterator[None]:
         thread.join()
 
 
-def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
-                     states: list[JobState], progress: ProgressReporter,
+def run_in_processes(downloader: Downloader, groups: list[list[int]],
+                     jobs: Sequence[DownloadJob], progress: ProgressReporter,
                      total: int, alongside: Callable[[], None] | None = None,
                      ) -> list[DownloadResult]:
-    """Run each group's downloads in a child process; results and progress come back over
-    a pipe, and one shared flag stops them all (disk full, stop_on_error). `alongside`
-    runs in a thread of ours once the children are started.
+    """Run each group's downloads (`jobs` by index) in a child process; results and
+    progress come back over a pipe, and one shared flag stops them all (disk full,
+    stop_on_error). `alongside` runs in a thread of ours once the children are started.
 
     A bare fork (forked.py) is cheap and needs no pickling, but is only safe while we
-    have a single thread; otherwise multiprocessing's forkserver starts them."""
-    index_of = {id(state): i for i, state in enumerate(states)}
+    have a single thread; otherwise multiprocessing's forkserver starts them. The job
+    states live in the children; our results are made once they run (1,800 of them cost
+    several milliseconds, which would hold up the first fork)."""
     share = -(-downloader.settings.workers // len(groups))  # the total stays `workers`
     if threading.active_count() == 1:
         from . import forked
@@ -74,14 +75,15 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
     children = []
     try:
         for group in groups:
-            jobs = [(index_of[id(state)], state.job) for state in group]
             child, reader = start(type(downloader), downloader.settings, share,
-                                  downloader.free_space, jobs, stop_event)
-            children.append((child, reader, {i for i, _ in jobs}))
+                                  downloader.free_space, [(i, jobs[i]) for i in group],
+                                  stop_event)
+            children.append((child, reader, set(group)))
     except BaseException:
         _end(children)
         raise
-    progress.start(len(states), total)
+    results = [DownloadResult(job, False, 0, 0, None, None) for job in jobs]  # (positional)
+    progress.start(len(jobs), total)
     open_readers = {reader: (child, pending) for child, reader, pending in children}
     try:
         with beside(alongside):
@@ -98,7 +100,7 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                         if received_bytes:
                             progress.advance(received_bytes)
                         for index, ok, received, attempts, error, cause in finished:
-                            result = states[index].result
+                            result = results[index]
                             result.ok, result.received, result.attempts, result.error, \
                                 result.cause = ok, received, attempts, error, cause
                             pending.discard(index)
@@ -114,20 +116,20 @@ def run_in_processes(downloader: Downloader, groups: list[list[JobState]],
                         del open_readers[reader]
                         child.join(timeout=10)
                         for index in pending:  # jobs a dead child never reported
-                            result = states[index].result
+                            result = results[index]
                             result.error = "not downloaded: the worker process died"
                             result.cause = "the worker process died"
-                            progress.file_done(states[index].result)
+                            progress.file_done(result)
                         reader.close()
     finally:
         _end(children)
         progress.finish()
     if downloader.stop_cause:  # children stopped by the signal did not know why
         unknown, known = stopped_cause(None), stopped_cause(downloader.stop_cause)
-        for state in states:
-            if state.result.cause == unknown:
-                state.result.error, state.result.cause = f"not downloaded: {known}", known
-    return [state.result for state in states]
+        for result in results:
+            if result.cause == unknown:
+                result.error, result.cause = f"not downloaded: {known}", known
+    return results
 
 
 def _end(children: list) -> None:
