@@ -187,6 +187,8 @@ def test_unknown_key_far_from_everything_has_no_suggestion(run_cli, isolated_con
         ("workers: 0\n", ["key 'workers'", ">= 1"]),
         ("workers: true\n", ["key 'workers'", "whole number"]),
         ("timeout: -1\n", ["key 'timeout'", "seconds"]),
+        ("retries: 1000000\n", ["key 'retries'", "from 0 to 100", "1000000"]),
+        ("pypi: {retries: 101}\n", ["key 'pypi.retries'", "from 0 to 100", "101"]),
         ("keep_removed: maybe\n", ["key 'keep_removed'", "true or false"]),
         ("channels: pkgs/main\n", ["key 'channels'", "expected a list"]),
         ("channels: [../etc]\n", ["key 'channels'", "not a channel path"]),

@@ -36,12 +36,14 @@ def check_bool(value: Any, base: Path) -> bool:
     raise BadValue(f"expected true or false, got {describe(value)}")
 
 
-def check_int(minimum: int) -> Callable[[Any, Path], int]:
+def check_int(minimum: int, maximum: int | None = None) -> Callable[[Any, Path], int]:
+    wanted = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
     def check(value: Any, base: Path) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadValue(f"expected a whole number >= {minimum}, got {describe(value)}")
-        if value < minimum:
-            raise BadValue(f"expected a whole number >= {minimum}, got {value}")
+            raise BadValue(f"expected a whole number {wanted}, got {describe(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise BadValue(f"expected a whole number {wanted}, got {value}")
         return value
 
     return check

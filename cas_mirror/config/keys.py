@@ -34,6 +34,11 @@ from .checks import (
     optional,
 )
 
+# Retries per file or request: each waits up to 60 s (Retry-After up to 120 s), so 100
+# already lets one failing file hold a nightly run for well over an hour; a larger number
+# (a typo, a "retry forever") would keep it from ever ending.
+MAX_RETRIES = 100
+
 KNOWN_PLATFORMS = (
     "noarch",
     "linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-32",
@@ -262,7 +267,7 @@ PYPI_SETTINGS: dict[str, Setting] = {
     # null: the top-level value
     "workers": Setting(None, optional(check_int(1))),
     "timeout": Setting(None, optional(check_seconds)),
-    "retries": Setting(None, optional(check_int(0))),
+    "retries": Setting(None, optional(check_int(0, MAX_RETRIES))),
     "retry_backoff": Setting(None, optional(check_seconds)),
     "proxy": Setting(None, check_proxy),
     "ssl_verify": Setting(None, optional(check_ssl_verify)),
@@ -312,7 +317,7 @@ SETTINGS: dict[str, Setting] = {
     "whitelist": Setting([], check_entries),
     "workers": Setting(8, check_int(1)),
     "timeout": Setting(30.0, check_seconds),
-    "retries": Setting(5, check_int(0)),
+    "retries": Setting(5, check_int(0, MAX_RETRIES)),
     "retry_backoff": Setting(1.0, check_seconds),
     "proxy": Setting(None, check_proxy),
     "ssl_verify": Setting(True, check_ssl_verify),
