@@ -67,7 +67,9 @@ class SubdirIndex:
         started = time.perf_counter()
         os.makedirs(self.folder, exist_ok=True)
         leftovers: list[str] = []
-        names, numbers = list_packages(self.folder, leftovers)
+        odd: list[tuple[str, str]] = []  # named like packages, not files: reported
+        names, numbers = list_packages(self.folder, leftovers, odd)
+        odd.sort()
         for name in leftovers:
             remove_if_present(os.path.join(self.folder, name))
         self.instructions, instructions_key = self._instructions()
@@ -76,7 +78,7 @@ class SubdirIndex:
         # order only costs the slower check against the cache below.
         listing = listing_digest(names, numbers)
         self.token = digest([STATE_VERSION, channel_name(self.root), self.options.signature(),
-                              instructions_key, listing])
+                              instructions_key, listing, *([odd] if odd else [])])
         state = None if self.options.force else read_state(self.state_path)
         if (state and state.get("token") == self.token
                 and state.get("outputs") == self._outputs_stat()
@@ -91,6 +93,8 @@ class SubdirIndex:
                                    for fn, reason in state["skipped"]]
             self.published_sha256 = state["sha256"]
         else:
+            self.report.skipped.extend(Skipped(f"{self.subdir}/{name}", why)
+                                       for name, why in odd)
             self.listing = listing_dict(names, numbers)
             self.cache.open()
             self.cached = self.cache.files()

@@ -296,6 +296,30 @@ def test_bad_packages_are_reported_and_left_out(channel, run_cli):
     assert "notes-1.0-0.conda" in records(folder)
 
 
+def test_entries_named_like_packages_that_are_not_files_are_reported(channel, run_cli):
+    # a folder, a symbolic link to nothing and a FIFO named like packages were passed over
+    # in silence: the index missed them and the run said all was well
+    folder = channel.root / "noarch"
+    (folder / "odd-1.0-0.conda").mkdir()
+    (folder / "gone-1.0-0.tar.bz2").symlink_to(channel.root / "nowhere")
+    os.mkfifo(folder / "pipe-1.0-0.conda")
+    reasons = {"gone-1.0-0.tar.bz2": "a symbolic link to nothing",
+               "odd-1.0-0.conda": "a folder, not a package file",
+               "pipe-1.0-0.conda": "not a regular file"}
+    for run in ("first", "nothing changed"):
+        result = run_cli(main, [channel.root, "-q"])
+        assert result.code == 1, (run, result)
+        lines = result.err.splitlines()
+        assert len(lines) == 3, (run, lines)
+        for line, (name, reason) in zip(lines, sorted(reasons.items()), strict=True):
+            assert line.startswith(f"cas-index: skipped {folder / name}: {reason}"), run
+        assert records(folder) == channel.records("noarch")
+    for name in reasons:
+        entry = folder / name
+        entry.rmdir() if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    assert run_cli(main, [channel.root, "-q"]).code == 0
+
+
 @pytest.mark.parametrize("damage", [truncate, corrupt_conda_info])
 def test_indexed_package_that_turns_corrupt_leaves_the_index(channel, run_cli, damage):
     assert run_cli(main, [channel.root]).code == 0
