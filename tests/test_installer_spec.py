@@ -38,6 +38,29 @@ def test_seed_spec_reads_as_written(tmp_path: Path):
     assert spec.license_text == "terms\n"
 
 
+def test_the_license_is_read_once(tmp_path: Path, monkeypatch):
+    # it was read to check it, then again for the spec: a file replaced in between
+    # gave an installer whose license was not the one checked (or, gone, a traceback)
+    from cas_mirror.installer import spec as spec_module
+
+    license_file = tmp_path / "my-license.txt"
+    license_file.write_text("terms\n")
+    reads = []
+    real = spec_module.read_text
+
+    def counted(path, *args, **kwargs):
+        if Path(path) == license_file:
+            reads.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(spec_module, "read_text", counted)
+    spec = read_spec(write_spec(tmp_path, (
+        "name: x\nversion: 1\nchannels: [CHAN]\nspecs: [p]\nlicense_file: my-license.txt\n"
+    ).replace("CHAN", "http://repo.example.invalid/c")), "linux-64")
+    assert spec.license_text == "terms\n" and spec.license_file == license_file
+    assert len(reads) == 1
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("name: x\nversion: 1\nchanels: [a]\nspecs: [p]\n",
      "line 3: unknown key 'chanels' (did you mean 'channels'?)"),

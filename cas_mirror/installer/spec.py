@@ -139,10 +139,11 @@ def _check_prefix(value: Any, base: Path) -> str:
     return prefix
 
 
-def _check_license(value: Any, base: Path) -> Path:
+def _check_license(value: Any, base: Path) -> tuple[Path, str]:
+    """The license file and its text, read once (a second read could find it gone)."""
     path = Path(check_path(value, base))
     try:
-        read_text(path)
+        text = read_text(path)
     except FileNotFoundError:
         raise BadValue(f"license file {str(path)!r} not found") from None
     except UnicodeDecodeError:
@@ -150,7 +151,7 @@ def _check_license(value: Any, base: Path) -> Path:
     except OSError as exc:
         raise BadValue(f"cannot read license file {str(path)!r} "
                        f"({exc.strerror or exc})") from None
-    return path
+    return path, text
 
 
 _CHECKS = {
@@ -205,7 +206,7 @@ def read_spec(path: Path, build_platform: str) -> InstallerSpec:
     if build_platform not in SH_PLATFORMS and "platforms" not in values:
         raise ConfigError(f"{path}: key 'platforms' is needed: this machine is "
                           f"{build_platform}, which a .sh installer does not run on")
-    license_file = values.get("license_file")
+    license_file, license_text = values.get("license_file", (None, None))
     return InstallerSpec(
         path=path,
         name=values["name"],
@@ -216,5 +217,5 @@ def read_spec(path: Path, build_platform: str) -> InstallerSpec:
         default_prefix=values.get("default_prefix", f"$HOME/{values['name']}"),
         installer_type=values.get("installer_type", "sh"),
         license_file=license_file,
-        license_text=read_text(license_file) if license_file else None,
+        license_text=license_text,
     )
